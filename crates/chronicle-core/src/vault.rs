@@ -1,0 +1,518 @@
+//! The key vault: data keys, kept apart from the log, wrapped by a master key.
+//!
+//! Every stream has a current data key. Each entry's payload is sealed under its own random
+//! content key, and the content key is wrapped by the stream's data key (the store keeps wrapped
+//! content keys beside the log). Destroying a data key therefore makes every content key wrapped
+//! by it, and so every payload sealed under those, unreadable: crypto-shredding.
+//!
+//! Why keys are not in sled: sled keeps superseded values in its segments until it happens to
+//! rewrite them, so a key "deleted" from sled may survive on disk. The vault is a small file of
+//! its own. Adding a key appends a record (the store `fdatasync`s it before acknowledging any entry
+//! that needs the key); destroying keys rewrites the whole file without them (write a temporary,
+//! `fsync`, rename over, `fsync` the directory), so the old bytes are no longer in any file the
+//! project owns. What the filesystem or the device keeps of freed blocks is outside the project's
+//! reach: see the README, "What expungement cannot promise".
+//!
+//! File layout (all integers big-endian):
+//! `"CHRONICLE-VAULT\n" | version u8 = 1 | master check [16]` then records
+//! `tag u8 | key id [16] | stream id [16] | (tag 1 only: wrapped key [72]) | checksum [8]`,
+//! where tag 1 is a live key, tag 2 a destroyed key's tombstone, the wrapped key is
+//! `nonce || XChaCha20-Poly1305(master, nonce, key, aad = DATA_KEY_AAD || key id || stream id)`
+//! and the checksum is the first 8 bytes of `blake3(record bytes before it)`. A torn last record
+//! (a crash during an unacknowledged append) is dropped on open; damage anywhere else is an error.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::error::SealError;
+use crate::hash::{DOMAIN_CONTENT_KEY_AAD, DOMAIN_DATA_KEY_AAD, Hash};
+use crate::ids::StreamId;
+use crate::payload::{SymmetricKey, aead_open, aead_seal};
+
+const MAGIC: &[u8; 16] = b"CHRONICLE-VAULT\n";
+const VERSION: u8 = 1;
+const HEADER_LEN: usize = 16 + 1 + 16;
+const WRAPPED_LEN: usize = 24 + 32 + 16;
+const TAG_KEY: u8 = 1;
+const TAG_DESTROYED: u8 = 2;
+/// Length of a wrapped content key as the store keeps it: data key id, then the wrapped key.
+pub const WRAPPED_CONTENT_KEY_LEN: usize = 16 + WRAPPED_LEN;
+/// Name of the environment variable that may hold the master key (64 hex digits).
+pub const MASTER_KEY_ENV: &str = "CHRONICLE_MASTER_KEY";
+
+/// Identifies one data key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct DataKeyId(pub [u8; 16]);
+
+/// The key that wraps every data key.
+pub struct MasterKey(SymmetricKey);
+
+impl MasterKey {
+    /// A fresh random master key.
+    pub fn generate() -> MasterKey {
+        MasterKey(SymmetricKey::random())
+    }
+    /// Parses 64 hex digits (surrounding whitespace ignored).
+    pub fn from_hex(s: &str) -> Result<MasterKey, VaultError> {
+        let mut b = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(s.trim(), &mut b[..]).map_err(|_| VaultError::MasterKeyMalformed)?;
+        Ok(MasterKey(SymmetricKey::from_bytes(*b)))
+    }
+    /// 64 lowercase hex digits.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode(self.0.as_bytes()))
+    }
+    /// Reads the key from `CHRONICLE_MASTER_KEY` if set, else from `file`.
+    pub fn load(file: &Path) -> Result<MasterKey, VaultError> {
+        if let Ok(v) = std::env::var(MASTER_KEY_ENV) {
+            return MasterKey::from_hex(&v);
+        }
+        let s = Zeroizing::new(std::fs::read_to_string(file).map_err(|e| {
+            VaultError::MasterKeyUnreadable(file.display().to_string(), e.to_string())
+        })?);
+        MasterKey::from_hex(&s)
+    }
+    fn check(&self) -> [u8; 16] {
+        let h = Hash::of(b"chronicle.vault-check.v1\n", &[self.0.as_bytes()]);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.0[..16]);
+        out
+    }
+}
+
+/// The vault cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// The master key is not 64 hex digits.
+    #[error("master key must be 64 hex digits")]
+    MasterKeyMalformed,
+    /// The master key file cannot be read.
+    #[error("cannot read master key file {0}: {1}")]
+    MasterKeyUnreadable(String, String),
+    /// The vault was written under a different master key.
+    #[error("the master key does not match this vault")]
+    WrongMasterKey,
+    /// The file is damaged before its last record.
+    #[error("vault file damaged at byte {offset}: {what}")]
+    Corrupt {
+        /// Byte offset of the damage.
+        offset: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// An I/O operation failed.
+    #[error("vault i/o: {0}")]
+    Io(String),
+    /// A vault already exists where a new one was to be created.
+    #[error("a vault already exists at {0}")]
+    Exists(String),
+}
+
+impl From<std::io::Error> for VaultError {
+    fn from(e: std::io::Error) -> Self {
+        VaultError::Io(e.to_string())
+    }
+}
+
+struct Slot {
+    stream: StreamId,
+    key: Option<SymmetricKey>,
+}
+
+/// The open vault. Not thread-safe by itself; the store guards it.
+pub struct Vault {
+    path: PathBuf,
+    master: MasterKey,
+    file: File,
+    slots: HashMap<DataKeyId, Slot>,
+    current: HashMap<StreamId, DataKeyId>,
+    unsynced: bool,
+}
+
+impl Vault {
+    /// The vault file inside a vault directory.
+    pub fn file_path(dir: &Path) -> PathBuf {
+        dir.join("keys.v1")
+    }
+
+    /// Creates an empty vault in `dir`.
+    pub fn create(dir: &Path, master: MasterKey) -> Result<Vault, VaultError> {
+        std::fs::create_dir_all(dir)?;
+        let path = Vault::file_path(dir);
+        if path.exists() {
+            return Err(VaultError::Exists(path.display().to_string()));
+        }
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(MAGIC);
+        header.push(VERSION);
+        header.extend_from_slice(&master.check());
+        write_atomically(&path, &header)?;
+        Vault::open(dir, master)
+    }
+
+    /// Opens the vault in `dir`, dropping a torn last record.
+    pub fn open(dir: &Path, master: MasterKey) -> Result<Vault, VaultError> {
+        let path = Vault::file_path(dir);
+        let bytes = Zeroizing::new(
+            std::fs::read(&path).map_err(|e| VaultError::Io(format!("{}: {e}", path.display())))?,
+        );
+        if bytes.len() < HEADER_LEN || &bytes[..16] != MAGIC {
+            return Err(VaultError::Corrupt {
+                offset: 0,
+                what: "not a vault file",
+            });
+        }
+        if bytes[16] != VERSION {
+            return Err(VaultError::Corrupt {
+                offset: 16,
+                what: "unknown vault version",
+            });
+        }
+        if bytes[17..HEADER_LEN] != master.check() {
+            return Err(VaultError::WrongMasterKey);
+        }
+        let mut slots = HashMap::new();
+        let mut current = HashMap::new();
+        let mut at = HEADER_LEN;
+        let mut good_len = at;
+        while at < bytes.len() {
+            let tag = bytes[at];
+            let body = match tag {
+                TAG_KEY => 1 + 32 + WRAPPED_LEN,
+                TAG_DESTROYED => 1 + 32,
+                _ => 0,
+            };
+            let torn_or_bad = |what| {
+                if at + 1 + 32 + WRAPPED_LEN + 8 >= bytes.len() {
+                    Ok(())
+                } else {
+                    Err(VaultError::Corrupt { offset: at, what })
+                }
+            };
+            if body == 0 {
+                torn_or_bad("unknown record tag")?;
+                break;
+            }
+            if at + body + 8 > bytes.len() {
+                break; // torn tail
+            }
+            let rec = &bytes[at..at + body];
+            let sum = Hash::of(b"", &[rec]);
+            if sum.0[..8] != bytes[at + body..at + body + 8] {
+                torn_or_bad("record checksum")?;
+                break;
+            }
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&rec[1..17]);
+            let mut st = [0u8; 16];
+            st.copy_from_slice(&rec[17..33]);
+            let (id, stream) = (DataKeyId(id), StreamId(st));
+            let key = if tag == TAG_KEY {
+                let plain = aead_open(
+                    &master.0,
+                    &[DOMAIN_DATA_KEY_AAD, &id.0, &stream.0],
+                    &rec[33..],
+                )
+                .map_err(|_| VaultError::Corrupt {
+                    offset: at,
+                    what: "wrapped key does not authenticate",
+                })?;
+                let mut k = [0u8; 32];
+                k.copy_from_slice(&plain);
+                current.insert(stream, id);
+                Some(SymmetricKey::from_bytes(k))
+            } else {
+                if current.get(&stream) == Some(&id) {
+                    current.remove(&stream);
+                }
+                None
+            };
+            slots.insert(id, Slot { stream, key });
+            at += body + 8;
+            good_len = at;
+        }
+        let file = OpenOptions::new().append(true).open(&path)?;
+        if good_len < bytes.len() {
+            file.set_len(good_len as u64)?;
+            file.sync_all()?;
+        }
+        Ok(Vault {
+            path,
+            master,
+            file,
+            slots,
+            current,
+            unsynced: false,
+        })
+    }
+
+    /// The stream's current data key, if it has one.
+    pub fn current_key(&self, stream: &StreamId) -> Option<(DataKeyId, &SymmetricKey)> {
+        let id = self.current.get(stream)?;
+        let key = self.slots.get(id)?.key.as_ref()?;
+        Some((*id, key))
+    }
+
+    /// Creates a new data key for the stream and makes it current. Written but not yet durable:
+    /// call [`Vault::sync`] before acknowledging anything that depends on it.
+    pub fn create_key(&mut self, stream: StreamId) -> Result<DataKeyId, VaultError> {
+        let id = DataKeyId(crate::random_array());
+        let key = SymmetricKey::random();
+        let wrapped = aead_seal(
+            &self.master.0,
+            &[DOMAIN_DATA_KEY_AAD, &id.0, &stream.0],
+            key.as_bytes(),
+        );
+        let mut rec = Vec::with_capacity(1 + 32 + WRAPPED_LEN + 8);
+        rec.push(TAG_KEY);
+        rec.extend_from_slice(&id.0);
+        rec.extend_from_slice(&stream.0);
+        rec.extend_from_slice(&wrapped);
+        let sum = Hash::of(b"", &[&rec]);
+        rec.extend_from_slice(&sum.0[..8]);
+        self.file.write_all(&rec)?;
+        self.unsynced = true;
+        self.slots.insert(
+            id,
+            Slot {
+                stream,
+                key: Some(key),
+            },
+        );
+        self.current.insert(stream, id);
+        Ok(id)
+    }
+
+    /// Makes every key created so far durable.
+    pub fn sync(&mut self) -> Result<(), VaultError> {
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// A data key by id.
+    pub fn key(&self, id: &DataKeyId) -> Result<&SymmetricKey, SealError> {
+        match self.slots.get(id) {
+            Some(Slot { key: Some(k), .. }) => Ok(k),
+            Some(Slot { key: None, .. }) => Err(SealError::KeyDestroyed),
+            None => Err(SealError::KeyUnknown),
+        }
+    }
+
+    /// Whether a key id was destroyed.
+    pub fn is_destroyed(&self, id: &DataKeyId) -> bool {
+        matches!(self.slots.get(id), Some(Slot { key: None, .. }))
+    }
+
+    /// Destroys data keys: rewrites the vault file without them (keeping tombstones), durably.
+    /// Returns how many live keys were destroyed (already destroyed or unknown ids count zero).
+    pub fn destroy(&mut self, ids: &[DataKeyId]) -> Result<usize, VaultError> {
+        let mut n = 0;
+        for id in ids {
+            if let Some(slot) = self.slots.get_mut(id)
+                && slot.key.is_some()
+            {
+                slot.key = None;
+                n += 1;
+                if self.current.get(&slot.stream) == Some(id) {
+                    self.current.remove(&slot.stream);
+                }
+            }
+        }
+        if n > 0 {
+            self.rewrite()?;
+        }
+        Ok(n)
+    }
+
+    fn rewrite(&mut self) -> Result<(), VaultError> {
+        let mut out = Zeroizing::new(Vec::with_capacity(HEADER_LEN + self.slots.len() * 120));
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&self.master.check());
+        let mut ids: Vec<&DataKeyId> = self.slots.keys().collect();
+        ids.sort();
+        // Live keys that are current for their stream go last, so that replaying the file makes
+        // them current again.
+        ids.sort_by_key(|id| self.current.get(&self.slots[*id].stream) == Some(*id));
+        for id in ids {
+            let slot = &self.slots[id];
+            let mut rec = Vec::with_capacity(1 + 32 + WRAPPED_LEN + 8);
+            rec.push(if slot.key.is_some() {
+                TAG_KEY
+            } else {
+                TAG_DESTROYED
+            });
+            rec.extend_from_slice(&id.0);
+            rec.extend_from_slice(&slot.stream.0);
+            if let Some(k) = &slot.key {
+                rec.extend_from_slice(&aead_seal(
+                    &self.master.0,
+                    &[DOMAIN_DATA_KEY_AAD, &id.0, &slot.stream.0],
+                    k.as_bytes(),
+                ));
+            }
+            let sum = Hash::of(b"", &[&rec]);
+            rec.extend_from_slice(&sum.0[..8]);
+            out.extend_from_slice(&rec);
+        }
+        write_atomically(&self.path, &out)?;
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Wraps an entry's content key under a data key, bound to the entry's position.
+    pub fn wrap_content_key(
+        &self,
+        id: &DataKeyId,
+        position: u64,
+        content_key: &SymmetricKey,
+    ) -> Result<Vec<u8>, SealError> {
+        let kek = self.key(id)?;
+        let mut out = Vec::with_capacity(WRAPPED_CONTENT_KEY_LEN);
+        out.extend_from_slice(&id.0);
+        out.extend_from_slice(&aead_seal(
+            kek,
+            &[DOMAIN_CONTENT_KEY_AAD, &position.to_be_bytes(), &id.0],
+            content_key.as_bytes(),
+        ));
+        Ok(out)
+    }
+
+    /// Unwraps what [`Vault::wrap_content_key`] produced.
+    pub fn unwrap_content_key(
+        &self,
+        position: u64,
+        wrapped: &[u8],
+    ) -> Result<SymmetricKey, SealError> {
+        if wrapped.len() != WRAPPED_CONTENT_KEY_LEN {
+            return Err(SealError::Short { len: wrapped.len() });
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&wrapped[..16]);
+        let id = DataKeyId(id);
+        let kek = self.key(&id)?;
+        let plain = aead_open(
+            kek,
+            &[DOMAIN_CONTENT_KEY_AAD, &position.to_be_bytes(), &id.0],
+            &wrapped[16..],
+        )?;
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&plain);
+        Ok(SymmetricKey::from_bytes(k))
+    }
+
+    /// The data key id a wrapped content key names.
+    pub fn wrapped_key_id(wrapped: &[u8]) -> Option<DataKeyId> {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(wrapped.get(..16)?);
+        Some(DataKeyId(id))
+    }
+
+    /// How many keys are live and how many destroyed.
+    pub fn counts(&self) -> (usize, usize) {
+        let live = self.slots.values().filter(|s| s.key.is_some()).count();
+        (live, self.slots.len() - live)
+    }
+}
+
+/// Writes a file so that it is either wholly the new content or the old one after a crash.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn master(hex: &str) -> MasterKey {
+        MasterKey::from_hex(hex).unwrap()
+    }
+    const M: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+
+    #[test]
+    fn keys_survive_reopen_and_destroyed_keys_leave_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let s1 = StreamId([1; 16]);
+        let s2 = StreamId([2; 16]);
+        let mut v = Vault::create(d.path(), master(M)).unwrap();
+        let k1 = v.create_key(s1).unwrap();
+        let k2 = v.create_key(s2).unwrap();
+        let raw1 = *v.key(&k1).unwrap().as_bytes();
+        let ck = SymmetricKey::random();
+        let wrapped = v.wrap_content_key(&k1, 9, &ck).unwrap();
+        v.sync().unwrap();
+        drop(v);
+        let mut v = Vault::open(d.path(), master(M)).unwrap();
+        assert_eq!(v.current_key(&s1).unwrap().0, k1);
+        assert_eq!(
+            v.unwrap_content_key(9, &wrapped).unwrap().as_bytes(),
+            ck.as_bytes()
+        );
+        assert!(
+            v.unwrap_content_key(10, &wrapped).is_err(),
+            "bound to its position"
+        );
+        assert_eq!(v.destroy(&[k1]).unwrap(), 1);
+        assert_eq!(v.destroy(&[k1]).unwrap(), 0);
+        assert_eq!(
+            v.unwrap_content_key(9, &wrapped).unwrap_err(),
+            SealError::KeyDestroyed
+        );
+        drop(v);
+        let v = Vault::open(d.path(), master(M)).unwrap();
+        assert!(v.is_destroyed(&k1));
+        assert!(v.current_key(&s1).is_none());
+        assert_eq!(v.current_key(&s2).unwrap().0, k2);
+        let file = std::fs::read(Vault::file_path(d.path())).unwrap();
+        assert!(!file.windows(32).any(|w| w == raw1));
+    }
+
+    #[test]
+    fn wrong_master_key_and_torn_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let mut v = Vault::create(d.path(), master(M)).unwrap();
+        v.create_key(StreamId([1; 16])).unwrap();
+        v.create_key(StreamId([2; 16])).unwrap();
+        v.sync().unwrap();
+        drop(v);
+        let other = "02".repeat(32);
+        assert_eq!(
+            Vault::open(d.path(), master(&other)).err(),
+            Some(VaultError::WrongMasterKey)
+        );
+        let p = Vault::file_path(d.path());
+        let len = std::fs::metadata(&p).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(len - 5).unwrap();
+        let v = Vault::open(d.path(), master(M)).unwrap();
+        assert_eq!(v.counts(), (1, 0));
+        // Damage before the last record is an error, not silently dropped.
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes.extend_from_slice(&bytes[HEADER_LEN..].to_vec());
+        bytes[HEADER_LEN + 40] ^= 1;
+        std::fs::write(&p, &bytes).unwrap();
+        assert!(matches!(
+            Vault::open(d.path(), master(M)),
+            Err(VaultError::Corrupt { .. })
+        ));
+    }
+}
