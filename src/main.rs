@@ -1,1 +1,44 @@
-fn main() {}
+//! `chronicle`: the command-line face of the ledger.
+//!
+//! Exit codes: 0 success; 1 the ledger failed verification; 2 bad usage or bad input;
+//! 3 the data directory or another resource could not be used.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// Chronicle: an event-sourced criminal-records ledger with audit guarantees.
+#[derive(Parser)]
+#[command(name = "chronicle", version, about, long_about = None)]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Init(cli::init::InitArgs),
+    Verify(cli::verify::VerifyArgs),
+    Demo(cli::demo::DemoArgs),
+    #[command(hide = true)]
+    AppendLoop(cli::append_loop::AppendLoopArgs),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Cmd::Init(a) => cli::init::run(a),
+        Cmd::Verify(a) => cli::verify::run(a),
+        Cmd::Demo(a) => cli::demo::run(a),
+        Cmd::AppendLoop(a) => cli::append_loop::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(cli::EXIT_UNUSABLE)
+        }
+    }
+}

@@ -66,6 +66,12 @@ impl fmt::Display for StreamId {
     }
 }
 
+impl serde::Serialize for StreamId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
 /// Identifies one ed25519 public key: the first 8 bytes of `blake3(KEY_ID || public key)`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub [u8; 8]);

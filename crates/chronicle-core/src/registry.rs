@@ -452,3 +452,52 @@ impl Registry {
         }
     }
 }
+
+impl RegistryEvent {
+    /// A draft of this event for the registry stream, effective now, with a fresh idempotency
+    /// key.
+    pub fn draft(&self) -> crate::command::Draft {
+        crate::command::Draft {
+            stream: crate::ids::StreamId::REGISTRY,
+            event_type: self.event_type(),
+            effective_time: crate::ids::Timestamp::now(),
+            refs: crate::entry::References {
+                idempotency_key: hex::encode(crate::random_array::<16>()).into_bytes(),
+                ..Default::default()
+            },
+            payload_kind: crate::entry::PayloadKind::Public,
+            payload: self.to_payload(),
+        }
+    }
+
+    /// `registry.principal_registered` for a principal and key.
+    pub fn register(principal: PrincipalId, role: Role, key: &VerifyingKey) -> RegistryEvent {
+        RegistryEvent::Registered(PrincipalRegistered {
+            principal,
+            role,
+            public_key: hex::encode(key.to_bytes()),
+        })
+    }
+
+    /// `registry.key_rotated`: `new_key` replaces `retires`.
+    pub fn rotate(principal: PrincipalId, new_key: &VerifyingKey, retires: KeyId) -> RegistryEvent {
+        RegistryEvent::Rotated(KeyRotated {
+            principal,
+            new_public_key: hex::encode(new_key.to_bytes()),
+            retires: retires.to_hex(),
+        })
+    }
+
+    /// `registry.key_revoked`.
+    pub fn revoke(
+        principal: PrincipalId,
+        key_id: KeyId,
+        reason: impl Into<String>,
+    ) -> RegistryEvent {
+        RegistryEvent::Revoked(KeyRevoked {
+            principal,
+            key_id: key_id.to_hex(),
+            reason: reason.into(),
+        })
+    }
+}

@@ -1,0 +1,499 @@
+//! `verify`: re-checks a whole log from its stored bytes and names the first thing wrong.
+//!
+//! Checked for every entry, in order: the key's position matches the entry's (no gap, no swap);
+//! the bytes match the hash stored beside them and decode; the global chain (previous hash) and
+//! the stream chain (previous hash and version within the stream) hold; recorded time never goes
+//! back; the entry belongs in its stream; its author's key was valid in the registry as it stood
+//! just before the entry, and the signature verifies; the stream index points at it. At the end
+//! the number of entries and the last hash must match the head record (catching a cut tail).
+//!
+//! Structure is checked sequentially; signatures are collected per chunk and checked with ed25519
+//! batch verification on all cores. A failed batch is re-checked one signature at a time, so the
+//! report still names the first bad position.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use chronicle_core::payload::open_public;
+use chronicle_core::registry::RegistryEvent;
+use chronicle_core::sign::{verify_batch, verify_message};
+use chronicle_core::{
+    Entry, Hash, PayloadKind, Registry, RegistryError, StreamId, Timestamp, VerifyingKey,
+};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::OpenError;
+use crate::layout::{self, Head};
+use crate::store::open_sled;
+
+const CHUNK: usize = 8192;
+const SIG_BATCH: usize = 256;
+
+/// What is wrong at a position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Fault {
+    /// No entry is stored at this position, but later ones are.
+    #[error("entry missing (the next stored entry is at position {next_found})")]
+    Missing {
+        /// The next position that is stored.
+        next_found: u64,
+    },
+    /// The stored bytes do not match the hash stored with them: the entry was altered.
+    #[error("entry bytes altered (hash {computed} does not match stored {stored})")]
+    HashMismatch {
+        /// The hash stored beside the entry.
+        stored: Hash,
+        /// The hash of the bytes found.
+        computed: Hash,
+    },
+    /// The bytes do not decode as an entry.
+    #[error("entry does not decode: {reason}")]
+    Undecodable {
+        /// Why.
+        reason: String,
+    },
+    /// The entry stored under this position says it belongs elsewhere (moved or swapped).
+    #[error("entry stored here claims position {claimed}")]
+    PositionMismatch {
+        /// The position in the entry.
+        claimed: u64,
+    },
+    /// The entry's previous hash is not the hash of the entry before it.
+    #[error("global chain broken: previous hash should be {expected}, entry says {found}")]
+    ChainBroken {
+        /// Hash of the entry before.
+        expected: Hash,
+        /// What this entry names.
+        found: Hash,
+    },
+    /// The entry's stream version is not the next one of its stream.
+    #[error("stream {stream} version should be {expected}, entry says {found}")]
+    StreamVersionGap {
+        /// The stream.
+        stream: StreamId,
+        /// The next version of the stream.
+        expected: u64,
+        /// The entry's version.
+        found: u64,
+    },
+    /// The entry's previous-in-stream hash is not its stream predecessor's hash.
+    #[error("stream {stream} chain broken: previous hash should be {expected}, entry says {found}")]
+    StreamChainBroken {
+        /// The stream.
+        stream: StreamId,
+        /// Hash of the stream predecessor.
+        expected: Hash,
+        /// What this entry names.
+        found: Hash,
+    },
+    /// The recorded time is earlier than the previous entry's.
+    #[error("recorded time goes back ({found:?} after {previous:?})")]
+    ClockWentBack {
+        /// The previous entry's recorded time.
+        previous: Timestamp,
+        /// This entry's.
+        found: Timestamp,
+    },
+    /// The entry's author or key was not valid at this point of the log.
+    #[error("author not authorized: {reason}")]
+    Unauthorized {
+        /// The registry's reason.
+        reason: String,
+    },
+    /// The author's signature does not verify.
+    #[error("author signature does not verify")]
+    BadSignature,
+    /// A registry entry is not a valid registry event at this point.
+    #[error("registry entry rejected: {reason}")]
+    RegistryRejected {
+        /// Why.
+        reason: String,
+    },
+    /// The entry does not belong in its stream (event type or payload kind).
+    #[error("entry not allowed in its stream: {reason}")]
+    WrongStream {
+        /// Why.
+        reason: String,
+    },
+    /// The stream index does not point at this entry.
+    #[error("stream index does not point at this entry")]
+    IndexMismatch,
+    /// The log ends before the head record says it should: its tail was cut.
+    #[error("log truncated: the head record says {head_len} entries, {found} are stored")]
+    Truncated {
+        /// Entries according to the head record.
+        head_len: u64,
+        /// Entries found.
+        found: u64,
+    },
+    /// Entries are stored beyond the head record.
+    #[error("entries stored beyond the head record ({head_len} entries)")]
+    BeyondHead {
+        /// Entries according to the head record.
+        head_len: u64,
+    },
+    /// The last entry's hash does not match the head record.
+    #[error("the head record names a different last entry")]
+    HeadMismatch,
+    /// The head record is missing or malformed while entries exist.
+    #[error("head record missing or malformed")]
+    HeadDamaged,
+    /// sled could not read an item.
+    #[error("storage error: {reason}")]
+    Storage {
+        /// sled's error.
+        reason: String,
+    },
+}
+
+/// The first fault found, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The first bad position.
+    pub position: u64,
+    /// What is wrong there.
+    pub fault: Fault,
+}
+
+/// What verification established.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Entries checked and found good (all entries when `fault` is `None`).
+    pub entries_verified: u64,
+    /// Entries according to the head record.
+    pub head_len: u64,
+    /// Hash of the last good entry.
+    pub last_hash: Hash,
+    /// Distinct streams seen.
+    pub streams: u64,
+    /// Principals registered.
+    pub principals: usize,
+    /// Signatures checked.
+    pub signatures_verified: u64,
+    /// Entries with sealed payloads.
+    pub sealed_entries: u64,
+    /// The first fault, if any.
+    pub fault: Option<Finding>,
+}
+
+impl Report {
+    /// Whether the log verified.
+    pub fn is_ok(&self) -> bool {
+        self.fault.is_none()
+    }
+}
+
+struct Pending {
+    position: u64,
+    message: Vec<u8>,
+    signature: [u8; 64],
+    key: VerifyingKey,
+}
+
+struct Walker {
+    db: sled::Db,
+    expected: u64,
+    prev_hash: Hash,
+    last_recorded: Timestamp,
+    streams: HashMap<StreamId, (u64, Hash)>,
+    registry: Registry,
+    sealed: u64,
+    signatures: u64,
+}
+
+/// Verifies the log in `log_dir`. `progress` is called with the number of entries done so far.
+pub fn verify_log(log_dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<Report, OpenError> {
+    if !log_dir.join("db").exists() {
+        return Err(OpenError::NotInitialized(log_dir.display().to_string()));
+    }
+    let db = open_sled(log_dir)?;
+    let head = db
+        .get(layout::HEAD_KEY)
+        .map_err(|e| OpenError::Io(e.to_string()))?
+        .map(|v| Head::decode(&v));
+    let head_len = head.flatten().map_or(0, |h| h.len);
+    let mut w = Walker {
+        db: db.clone(),
+        expected: 0,
+        prev_hash: Hash::ZERO,
+        last_recorded: Timestamp(i64::MIN),
+        streams: HashMap::new(),
+        registry: Registry::new(),
+        sealed: 0,
+        signatures: 0,
+    };
+    let mut fault = None;
+    let mut iter = db.scan_prefix([layout::ENTRY]);
+    loop {
+        let mut raw = Vec::with_capacity(CHUNK);
+        for kv in iter.by_ref().take(CHUNK) {
+            raw.push(kv);
+        }
+        if raw.is_empty() {
+            break;
+        }
+        if let Some(f) = w.chunk(raw) {
+            fault = Some(f);
+            break;
+        }
+        progress(w.expected, head_len);
+    }
+    if fault.is_none() {
+        fault = match head {
+            None if w.expected > 0 => Some(Finding {
+                position: 0,
+                fault: Fault::HeadDamaged,
+            }),
+            None => None,
+            Some(None) => Some(Finding {
+                position: 0,
+                fault: Fault::HeadDamaged,
+            }),
+            Some(Some(h)) if h.len > w.expected => Some(Finding {
+                position: w.expected,
+                fault: Fault::Truncated {
+                    head_len: h.len,
+                    found: w.expected,
+                },
+            }),
+            Some(Some(h)) if h.len < w.expected => Some(Finding {
+                position: h.len,
+                fault: Fault::BeyondHead { head_len: h.len },
+            }),
+            Some(Some(h)) if h.last_hash != w.prev_hash => Some(Finding {
+                position: w.expected.saturating_sub(1),
+                fault: Fault::HeadMismatch,
+            }),
+            Some(Some(_)) => None,
+        };
+    }
+    let verified = fault
+        .as_ref()
+        .map_or(w.expected, |f| f.position.min(w.expected));
+    Ok(Report {
+        entries_verified: verified,
+        head_len,
+        last_hash: w.prev_hash,
+        streams: w.streams.len() as u64,
+        principals: w.registry.principal_count(),
+        signatures_verified: w.signatures,
+        sealed_entries: w.sealed,
+        fault,
+    })
+}
+
+impl Walker {
+    /// Checks one chunk; returns the first fault in it.
+    fn chunk(
+        &mut self,
+        raw: Vec<Result<(sled::IVec, sled::IVec), sled::Error>>,
+    ) -> Option<Finding> {
+        // Decoding and hashing are independent per entry: do them on all cores.
+        let decoded: Vec<Result<(u64, Entry, Hash), Finding>> = raw
+            .into_par_iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| Finding {
+                    position: u64::MAX,
+                    fault: Fault::Storage {
+                        reason: e.to_string(),
+                    },
+                })?;
+                let position = k
+                    .get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| Finding {
+                        position: u64::MAX,
+                        fault: Fault::Storage {
+                            reason: "malformed entry key".into(),
+                        },
+                    })?;
+                let (bytes, stored) = layout::split_entry_value(&v).ok_or_else(|| Finding {
+                    position,
+                    fault: Fault::Undecodable {
+                        reason: "shorter than a hash".into(),
+                    },
+                })?;
+                let computed = Hash::entry(bytes);
+                if computed != stored {
+                    return Err(Finding {
+                        position,
+                        fault: Fault::HashMismatch { stored, computed },
+                    });
+                }
+                let e = Entry::decode(bytes.to_vec()).map_err(|e| Finding {
+                    position,
+                    fault: Fault::Undecodable {
+                        reason: e.to_string(),
+                    },
+                })?;
+                Ok((position, e, computed))
+            })
+            .collect();
+
+        let mut pending = Vec::with_capacity(decoded.len());
+        let mut structural = None;
+        for d in decoded {
+            let r = d.and_then(|(position, e, hash)| self.entry(position, e, hash, &mut pending));
+            if let Err(mut f) = r {
+                if f.position == u64::MAX {
+                    f.position = self.expected;
+                }
+                structural = Some(f);
+                break;
+            }
+        }
+        self.signatures += pending.len() as u64;
+        let bad_sig = pending
+            .par_chunks(SIG_BATCH)
+            .filter_map(|batch| {
+                let msgs: Vec<&[u8]> = batch.iter().map(|p| p.message.as_slice()).collect();
+                let sigs: Vec<[u8; 64]> = batch.iter().map(|p| p.signature).collect();
+                let keys: Vec<VerifyingKey> = batch.iter().map(|p| p.key).collect();
+                if verify_batch(&msgs, &sigs, &keys) {
+                    return None;
+                }
+                batch
+                    .iter()
+                    .find(|p| !verify_message(&p.key, &p.message, &p.signature))
+                    .map(|p| p.position)
+            })
+            .min();
+        match (bad_sig, structural) {
+            (Some(position), _) => Some(Finding {
+                position,
+                fault: Fault::BadSignature,
+            }),
+            (None, s) => s,
+        }
+    }
+
+    fn entry(
+        &mut self,
+        position: u64,
+        e: Entry,
+        hash: Hash,
+        pending: &mut Vec<Pending>,
+    ) -> Result<(), Finding> {
+        let at = |fault| Finding { position, fault };
+        if position != self.expected {
+            return Err(Finding {
+                position: self.expected,
+                fault: Fault::Missing {
+                    next_found: position,
+                },
+            });
+        }
+        let h = &e.header;
+        if h.position != position {
+            return Err(at(Fault::PositionMismatch {
+                claimed: h.position,
+            }));
+        }
+        if h.prev_hash != self.prev_hash {
+            return Err(at(Fault::ChainBroken {
+                expected: self.prev_hash,
+                found: h.prev_hash,
+            }));
+        }
+        if h.recorded_time < self.last_recorded {
+            return Err(at(Fault::ClockWentBack {
+                previous: self.last_recorded,
+                found: h.recorded_time,
+            }));
+        }
+        let st = &e.statement;
+        let (next_version, stream_prev) = self
+            .streams
+            .get(&st.stream)
+            .map_or((0, Hash::ZERO), |(v, h)| (v + 1, *h));
+        if h.stream_version != next_version {
+            return Err(at(Fault::StreamVersionGap {
+                stream: st.stream,
+                expected: next_version,
+                found: h.stream_version,
+            }));
+        }
+        if h.prev_stream_hash != stream_prev {
+            return Err(at(Fault::StreamChainBroken {
+                stream: st.stream,
+                expected: stream_prev,
+                found: h.prev_stream_hash,
+            }));
+        }
+        let is_registry = st.stream == StreamId::REGISTRY;
+        let registry_type = RegistryEvent::is_registry_type(&st.event_type);
+        let wrong = if is_registry != registry_type {
+            Some("registry events and the registry stream go together")
+        } else if is_registry != (st.payload_kind == PayloadKind::Public) {
+            Some("only registry payloads are public")
+        } else if !is_registry && st.stream.is_system() {
+            Some("reserved system stream")
+        } else {
+            None
+        };
+        if let Some(reason) = wrong {
+            return Err(at(Fault::WrongStream {
+                reason: reason.into(),
+            }));
+        }
+        let public = if st.payload_kind == PayloadKind::Public {
+            Some(open_public(&st.commitment, e.envelope()).map_err(|err| {
+                at(Fault::Undecodable {
+                    reason: format!("public payload: {err}"),
+                })
+            })?)
+        } else {
+            self.sealed += 1;
+            None
+        };
+        let key = self.registry.signing_key(st, public).map_err(|err| {
+            at(match err {
+                RegistryError::BadSignature => Fault::BadSignature,
+                other => Fault::Unauthorized {
+                    reason: other.to_string(),
+                },
+            })
+        })?;
+        pending.push(Pending {
+            position,
+            message: e.signing_message(),
+            signature: e.signature,
+            key,
+        });
+        if let Some(payload) = public {
+            let ev = RegistryEvent::parse(&st.event_type, payload).map_err(|err| {
+                at(Fault::RegistryRejected {
+                    reason: err.to_string(),
+                })
+            })?;
+            self.registry
+                .apply(position, &st.author, &ev)
+                .map_err(|err| {
+                    at(Fault::RegistryRejected {
+                        reason: err.to_string(),
+                    })
+                })?;
+        }
+        match self
+            .db
+            .get(layout::stream_key(&st.stream, h.stream_version))
+        {
+            Ok(Some(v)) if layout::position_and_hash(&v) == Some((position, hash)) => {}
+            Ok(_) => return Err(at(Fault::IndexMismatch)),
+            Err(err) => {
+                return Err(at(Fault::Storage {
+                    reason: err.to_string(),
+                }));
+            }
+        }
+        self.streams.insert(st.stream, (h.stream_version, hash));
+        self.prev_hash = hash;
+        self.last_recorded = h.recorded_time;
+        self.expected = position + 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! One module per command.
+
+pub mod append_loop;
+pub mod demo;
+pub mod init;
+pub mod verify;
+
+/// Exit code: the ledger failed verification.
+pub const EXIT_FAULT: u8 = 1;
+/// Exit code: the data directory or another resource could not be used.
+pub const EXIT_UNUSABLE: u8 = 3;

@@ -1,0 +1,198 @@
+//! The data directory: its layout, `init`, and opening the store in it.
+//!
+//! ```text
+//! D/ledger.json           the ledger's identity: origin, ledger principal and public key
+//! D/log/                  the append log (sled)
+//! D/vault/keys.v1         the key vault (data keys wrapped by the master key)
+//! S/master.key            the master key, 64 hex digits (S = --secrets-dir, default D/secrets)
+//! S/ledger.key.pem        the ledger's own ed25519 signing key (PKCS#8)
+//! S/admin.key.pem         the first admin principal's key (PKCS#8)
+//! ```
+//!
+//! The master key may instead come from the `CHRONICLE_MASTER_KEY` environment variable.
+//! In production the secrets directory belongs on other storage than the data directory (an HSM
+//! or KMS later): whoever holds both the vault and the master key can read every live record.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use chronicle_core::{Command, MasterKey, PrincipalId, RegistryEvent, Role, Signer, StreamId};
+use chronicle_store::{AppendRequest, ExpectedVersion, Store, StorePaths};
+use serde::{Deserialize, Serialize};
+
+/// The ledger's own principal id.
+pub const LEDGER_PRINCIPAL: &str = "ledger";
+/// The first admin's principal id.
+pub const ADMIN_PRINCIPAL: &str = "admin";
+
+/// What `ledger.json` holds.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerInfo {
+    /// Data directory format.
+    pub format: u32,
+    /// The log's origin name (checkpoints carry it).
+    pub origin: String,
+    /// The ledger principal's id.
+    pub ledger_principal: String,
+    /// The ledger's ed25519 public key, hex.
+    pub ledger_public_key: String,
+}
+
+/// A data directory and where its secrets are.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    /// The data directory.
+    pub root: PathBuf,
+    /// The secrets directory.
+    pub secrets: PathBuf,
+}
+
+/// What `init` created.
+pub struct Initialized {
+    /// The open store.
+    pub store: Store,
+    /// The ledger's signer.
+    pub ledger: Signer,
+    /// The first admin's signer.
+    pub admin: Signer,
+}
+
+impl DataDir {
+    /// A data directory with secrets in `secrets` (default `root/secrets`).
+    pub fn new(root: impl Into<PathBuf>, secrets: Option<PathBuf>) -> DataDir {
+        let root = root.into();
+        let secrets = secrets.unwrap_or_else(|| root.join("secrets"));
+        DataDir { root, secrets }
+    }
+
+    /// Where the store's parts are.
+    pub fn store_paths(&self) -> StorePaths {
+        StorePaths::in_data_dir(&self.root)
+    }
+    /// The log directory.
+    pub fn log_dir(&self) -> PathBuf {
+        self.store_paths().log
+    }
+    /// The master key file.
+    pub fn master_key_file(&self) -> PathBuf {
+        self.secrets.join("master.key")
+    }
+    /// The ledger key file.
+    pub fn ledger_key_file(&self) -> PathBuf {
+        self.secrets.join("ledger.key.pem")
+    }
+    /// The admin key file.
+    pub fn admin_key_file(&self) -> PathBuf {
+        self.secrets.join("admin.key.pem")
+    }
+    /// `ledger.json`.
+    pub fn info_file(&self) -> PathBuf {
+        self.root.join("ledger.json")
+    }
+
+    /// Creates the data directory: secrets, vault, log, and the genesis entries (the ledger
+    /// principal, self-signed, then the first admin).
+    pub fn init(&self, origin: &str) -> Result<Initialized> {
+        if self.info_file().exists() {
+            bail!("{} already holds a Chronicle ledger", self.root.display());
+        }
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        std::fs::create_dir_all(&self.secrets)
+            .with_context(|| format!("creating {}", self.secrets.display()))?;
+        let master = MasterKey::generate();
+        write_secret(
+            &self.master_key_file(),
+            format!("{}\n", master.to_hex().as_str()).as_bytes(),
+        )?;
+        let ledger = Signer::generate(PrincipalId::new(LEDGER_PRINCIPAL)?);
+        let admin = Signer::generate(PrincipalId::new(ADMIN_PRINCIPAL)?);
+        write_secret(&self.ledger_key_file(), ledger.to_pem().as_bytes())?;
+        write_secret(&self.admin_key_file(), admin.to_pem().as_bytes())?;
+        let store = Store::create(&self.store_paths(), master)?;
+        let genesis = vec![
+            Command::sign(
+                &ledger,
+                RegistryEvent::register(
+                    ledger.principal().clone(),
+                    Role::Ledger,
+                    &ledger.verifying_key(),
+                )
+                .draft(),
+            )?,
+            Command::sign(
+                &ledger,
+                RegistryEvent::register(
+                    admin.principal().clone(),
+                    Role::Admin,
+                    &admin.verifying_key(),
+                )
+                .draft(),
+            )?,
+        ];
+        store.append(AppendRequest {
+            stream: StreamId::REGISTRY,
+            expected: ExpectedVersion::NoStream,
+            commands: genesis,
+        })?;
+        let info = LedgerInfo {
+            format: 1,
+            origin: origin.to_string(),
+            ledger_principal: LEDGER_PRINCIPAL.into(),
+            ledger_public_key: hex::encode(ledger.verifying_key().to_bytes()),
+        };
+        chronicle_core::vault::write_atomically(
+            &self.info_file(),
+            serde_json::to_string_pretty(&info)?.as_bytes(),
+        )?;
+        Ok(Initialized {
+            store,
+            ledger,
+            admin,
+        })
+    }
+
+    /// Reads `ledger.json`.
+    pub fn info(&self) -> Result<LedgerInfo> {
+        let s = std::fs::read_to_string(self.info_file()).with_context(|| {
+            format!(
+                "{} is not a Chronicle data directory (no ledger.json; run `chronicle init`)",
+                self.root.display()
+            )
+        })?;
+        serde_json::from_str(&s)
+            .with_context(|| format!("{} is malformed", self.info_file().display()))
+    }
+
+    /// Opens the store (needs the master key).
+    pub fn open(&self) -> Result<Store> {
+        self.info()?;
+        let master = MasterKey::load(&self.master_key_file())?;
+        Ok(Store::open(&self.store_paths(), master)?)
+    }
+
+    /// Loads the first admin's signer.
+    pub fn admin(&self) -> Result<Signer> {
+        Ok(Signer::from_pem_file(
+            PrincipalId::new(ADMIN_PRINCIPAL)?,
+            &self.admin_key_file(),
+        )?)
+    }
+}
+
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
