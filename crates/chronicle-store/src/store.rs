@@ -490,6 +490,9 @@ pub(crate) fn open_sled(dir: &Path) -> Result<sled::Db, OpenError> {
         .path(dir)
         .cache_capacity(256 * 1024 * 1024)
         .mode(sled::Mode::HighThroughput)
+        // Every group is flushed and fdatasync`d by the writer; a background flusher would only
+        // compete with it (and hold the directory lock after the store is dropped).
+        .flush_every_ms(None)
         .open()
         .map_err(|e| OpenError::Sled {
             path: dir.display().to_string(),

@@ -1,0 +1,318 @@
+//! Tampering with a real data directory through sled itself: `verify` must fail and name the
+//! first bad position and the kind of fault.
+
+mod common;
+
+use chronicle_core::{Command, Entry, Hash, Header, PrincipalId, Role, Signer, Timestamp};
+use chronicle_store::{ExpectedVersion, Fault, Finding, verify_log};
+use common::{Ledger, record, stream};
+
+/// A closed ledger with 3 streams and ~24 entries; returns the temp dir and the log dir.
+fn ledger() -> (tempfile::TempDir, std::path::PathBuf, u64) {
+    let l = Ledger::new();
+    let clerk = l.principal("clerk", Role::RecordsClerk);
+    for i in 0..7 {
+        for name in ["a", "b", "c"] {
+            let s = stream(name);
+            l.append(
+                s,
+                ExpectedVersion::Any,
+                vec![record(
+                    &clerk,
+                    s,
+                    &format!("{name}{i}"),
+                    &format!("{{\"n\":{i},\"name\":\"{name}\"}}"),
+                )],
+            )
+            .unwrap();
+        }
+    }
+    let len = l.store.head().len;
+    let (tmp, dir) = l.close();
+    let log = dir.log_dir();
+    assert!(verify_log(&log, |_, _| {}).unwrap().is_ok());
+    (tmp, log, len)
+}
+
+fn ekey(p: u64) -> Vec<u8> {
+    let mut k = vec![b'e'];
+    k.extend_from_slice(&p.to_be_bytes());
+    k
+}
+
+fn with_db<T>(log: &std::path::Path, f: impl FnOnce(&sled::Db) -> T) -> T {
+    let db = sled::open(log).unwrap();
+    let out = f(&db);
+    db.flush().unwrap();
+    out
+}
+
+fn first_fault(log: &std::path::Path) -> Finding {
+    let r = verify_log(log, |_, _| {}).unwrap();
+    r.fault.expect("verify must fail")
+}
+
+/// Loads the entry at `p` (bytes without the stored hash).
+fn load(db: &sled::Db, p: u64) -> Entry {
+    let v = db.get(ekey(p)).unwrap().unwrap();
+    Entry::decode(v[..v.len() - 32].to_vec()).unwrap()
+}
+
+/// Stores entry bytes at `p`, with a freshly computed trailer hash (a tamperer who knows the format).
+fn store_recomputed(db: &sled::Db, p: u64, bytes: &[u8]) {
+    let mut v = bytes.to_vec();
+    v.extend_from_slice(&Hash::entry(bytes).0);
+    db.insert(ekey(p), v).unwrap();
+}
+
+#[test]
+fn flipping_a_payload_byte_is_caught_at_its_position() {
+    let (_t, log, _) = ledger();
+    let p = 10;
+    with_db(&log, |db| {
+        let e = load(db, p);
+        let env_offset = e.bytes().len() - 64 - e.envelope().len();
+        let mut v = db.get(ekey(p)).unwrap().unwrap().to_vec();
+        v[env_offset + 30] ^= 0x01;
+        db.insert(ekey(p), v).unwrap();
+    });
+    let f = first_fault(&log);
+    assert_eq!(f.position, p);
+    assert!(matches!(f.fault, Fault::HashMismatch { .. }), "{f:?}");
+}
+
+#[test]
+fn flipping_a_payload_byte_and_recomputing_every_stored_hash_is_still_caught() {
+    let (_t, log, _) = ledger();
+    let p = 10;
+    // The tamperer recomputes the hash stored beside the entry: the stream index still names the
+    // original hash.
+    let (original, stream, version) = with_db(&log, |db| {
+        let e = load(db, p);
+        let mut b = e.bytes().to_vec();
+        let n = b.len();
+        b[n - 64 - 5] ^= 0x01;
+        store_recomputed(db, p, &b);
+        (e.hash(), e.statement.stream, e.header.stream_version)
+    });
+    assert_eq!(
+        first_fault(&log),
+        Finding {
+            position: p,
+            fault: Fault::IndexMismatch
+        }
+    );
+    // The tamperer fixes the index too: the next entry still names the original hash.
+    with_db(&log, |db| {
+        let e = load(db, p);
+        let mut idx = vec![b's'];
+        idx.extend_from_slice(&stream.0);
+        idx.extend_from_slice(&version.to_be_bytes());
+        let mut v = p.to_be_bytes().to_vec();
+        v.extend_from_slice(&e.hash().0);
+        db.insert(idx, v).unwrap();
+    });
+    let f = first_fault(&log);
+    assert_eq!(f.position, p + 1);
+    match f.fault {
+        Fault::ChainBroken { found, .. } => {
+            assert_eq!(found, original, "the next entry still names the original")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn flipping_a_header_field_is_caught() {
+    let (_t, log, _) = ledger();
+    let p = 12;
+    // Raw flip of the stream version: the stored hash no longer matches.
+    with_db(&log, |db| {
+        let mut v = db.get(ekey(p)).unwrap().unwrap().to_vec();
+        v[16] ^= 0x01; // last byte of the stream version (offset 9..17)
+        db.insert(ekey(p), v).unwrap();
+    });
+    let f = first_fault(&log);
+    assert_eq!(
+        (f.position, matches!(f.fault, Fault::HashMismatch { .. })),
+        (p, true),
+        "{f:?}"
+    );
+    // The same flip with the trailer recomputed: named as a stream version gap at p.
+    with_db(&log, |db| {
+        let v = db.get(ekey(p)).unwrap().unwrap().to_vec();
+        store_recomputed(db, p, &v[..v.len() - 32]);
+    });
+    let f = first_fault(&log);
+    assert_eq!(f.position, p);
+    assert!(matches!(f.fault, Fault::StreamVersionGap { .. }), "{f:?}");
+}
+
+#[test]
+fn flipping_a_signature_byte_is_caught() {
+    let (_t, log, _) = ledger();
+    let p = 7;
+    with_db(&log, |db| {
+        let e = load(db, p);
+        let mut b = e.bytes().to_vec();
+        let n = b.len();
+        b[n - 10] ^= 0x40;
+        store_recomputed(db, p, &b);
+    });
+    let f = first_fault(&log);
+    assert_eq!(
+        f,
+        Finding {
+            position: p,
+            fault: Fault::BadSignature
+        }
+    );
+}
+
+#[test]
+fn deleting_an_entry_is_caught_as_a_gap() {
+    let (_t, log, _) = ledger();
+    with_db(&log, |db| db.remove(ekey(9)).unwrap());
+    assert_eq!(
+        first_fault(&log),
+        Finding {
+            position: 9,
+            fault: Fault::Missing { next_found: 10 }
+        }
+    );
+}
+
+#[test]
+fn swapping_two_entries_is_caught() {
+    let (_t, log, _) = ledger();
+    with_db(&log, |db| {
+        let a = db.get(ekey(8)).unwrap().unwrap();
+        let b = db.get(ekey(15)).unwrap().unwrap();
+        db.insert(ekey(8), b).unwrap();
+        db.insert(ekey(15), a).unwrap();
+    });
+    assert_eq!(
+        first_fault(&log),
+        Finding {
+            position: 8,
+            fault: Fault::PositionMismatch { claimed: 15 }
+        }
+    );
+}
+
+#[test]
+fn a_forged_entry_signed_by_an_unregistered_key_is_caught() {
+    for (name, seed) in [("mallory", [9u8; 32]), ("clerk", [10u8; 32])] {
+        let (_t, log, len) = ledger();
+        // A forger who knows the format appends a perfectly chained entry and moves the head.
+        with_db(&log, |db| {
+            let last = load(db, len - 1);
+            let forger = Signer::from_seed(PrincipalId::new(name).unwrap(), seed);
+            let s = stream("a");
+            let cmd: Command = record(&forger, s, "forged", "{\"conviction\":true}");
+            let prev_stream = last.statement.stream == s;
+            let header = Header {
+                position: len,
+                stream_version: if prev_stream {
+                    last.header.stream_version + 1
+                } else {
+                    7
+                },
+                prev_hash: last.hash(),
+                prev_stream_hash: if prev_stream {
+                    last.hash()
+                } else {
+                    load_stream_last(db, s)
+                },
+                recorded_time: Timestamp::now(),
+            };
+            let mut env = vec![0u8; 24];
+            env.extend_from_slice(cmd.payload());
+            let e = Entry::assemble(&header, cmd.statement_bytes(), &env, cmd.signature()).unwrap();
+            store_recomputed(db, len, e.bytes());
+            let mut idx = vec![b's'];
+            idx.extend_from_slice(&s.0);
+            idx.extend_from_slice(&header.stream_version.to_be_bytes());
+            let mut iv = len.to_be_bytes().to_vec();
+            iv.extend_from_slice(&e.hash().0);
+            db.insert(idx, iv).unwrap();
+            let mut head = (len + 1).to_be_bytes().to_vec();
+            head.extend_from_slice(&e.hash().0);
+            head.extend_from_slice(&header.recorded_time.0.to_be_bytes());
+            db.insert(b"mhead", head).unwrap();
+        });
+        let f = first_fault(&log);
+        assert_eq!(f.position, len);
+        match (&f.fault, name) {
+            (Fault::Unauthorized { reason }, "mallory") => {
+                assert!(reason.contains("unknown principal"), "{reason}")
+            }
+            (Fault::Unauthorized { reason }, "clerk") => {
+                assert!(reason.contains("is not registered to clerk"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn load_stream_last(db: &sled::Db, s: chronicle_core::StreamId) -> Hash {
+    let mut prefix = vec![b's'];
+    prefix.extend_from_slice(&s.0);
+    let (_, v) = db.scan_prefix(prefix).next_back().unwrap().unwrap();
+    let mut h = [0u8; 32];
+    h.copy_from_slice(&v[8..40]);
+    Hash(h)
+}
+
+#[test]
+fn truncating_the_tail_is_caught_against_the_head_record() {
+    let (_t, log, len) = ledger();
+    with_db(&log, |db| {
+        db.remove(ekey(len - 1)).unwrap();
+        db.remove(ekey(len - 2)).unwrap();
+    });
+    assert_eq!(
+        first_fault(&log),
+        Finding {
+            position: len - 2,
+            fault: Fault::Truncated {
+                head_len: len,
+                found: len - 2
+            }
+        }
+    );
+}
+
+#[test]
+fn a_damaged_data_directory_is_refused_at_open_and_the_cli_names_the_fault() {
+    let (t, log, _) = ledger();
+    with_db(&log, |db| db.remove(ekey(5)).unwrap());
+    let data = t.path().join("data");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .args(["verify", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAILED at position 5") && text.contains("entry missing"),
+        "{text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .args(["verify", "--json", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["fault"]["position"], 5);
+    assert_eq!(v["fault"]["fault"]["kind"], "missing");
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .args([
+            "verify",
+            "--data-dir",
+            t.path().join("nowhere").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(3));
+}
