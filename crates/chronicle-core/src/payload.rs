@@ -61,7 +61,12 @@ pub fn commitment(salt: &[u8; SALT_LEN], payload: &[u8]) -> Hash {
 
 /// Encrypts `plaintext` with associated data under `key`: `nonce || ciphertext || tag`.
 pub fn aead_seal(key: &SymmetricKey, aad: &[&[u8]], plaintext: &[u8]) -> Vec<u8> {
-    let nonce: [u8; NONCE_LEN] = crate::random_array();
+    danger_aead_seal_with_nonce(key, crate::random_array(), aad, plaintext)
+}
+
+/// [`aead_seal`] with a caller-chosen nonce, for known-answer tests only: a nonce must never be
+/// used twice under one key.
+pub fn danger_aead_seal_with_nonce(key: &SymmetricKey, nonce: [u8; NONCE_LEN], aad: &[&[u8]], plaintext: &[u8]) -> Vec<u8> {
     let aad = aad.concat();
     let ct = key
         .cipher()
@@ -111,8 +116,20 @@ pub fn seal(
     salt: &[u8; SALT_LEN],
     payload: &[u8],
 ) -> Vec<u8> {
+    danger_seal_with_nonce(content_key, crate::random_array(), commitment, salt, payload)
+}
+
+/// [`seal`] with a caller-chosen nonce, for known-answer tests only: a nonce must never be used
+/// twice under one key.
+pub fn danger_seal_with_nonce(
+    content_key: &SymmetricKey,
+    nonce: [u8; NONCE_LEN],
+    commitment: &Hash,
+    salt: &[u8; SALT_LEN],
+    payload: &[u8],
+) -> Vec<u8> {
     let plain = Zeroizing::new(public_envelope(salt, payload));
-    aead_seal(content_key, &[DOMAIN_PAYLOAD_AAD, &commitment.0], &plain)
+    danger_aead_seal_with_nonce(content_key, nonce, &[DOMAIN_PAYLOAD_AAD, &commitment.0], &plain)
 }
 
 /// Splits a public envelope and checks it against the commitment; returns the payload.
