@@ -97,15 +97,10 @@ impl DataDir {
         if self.info_file().exists() {
             bail!("{} already holds a Chronicle ledger", self.root.display());
         }
-        std::fs::create_dir_all(&self.root)
-            .with_context(|| format!("creating {}", self.root.display()))?;
-        std::fs::create_dir_all(&self.secrets)
-            .with_context(|| format!("creating {}", self.secrets.display()))?;
+        std::fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
+        std::fs::create_dir_all(&self.secrets).with_context(|| format!("creating {}", self.secrets.display()))?;
         let master = MasterKey::generate();
-        write_secret(
-            &self.master_key_file(),
-            format!("{}\n", master.to_hex().as_str()).as_bytes(),
-        )?;
+        write_secret(&self.master_key_file(), format!("{}\n", master.to_hex().as_str()).as_bytes())?;
         let ledger = Signer::generate(PrincipalId::new(LEDGER_PRINCIPAL)?);
         let admin = Signer::generate(PrincipalId::new(ADMIN_PRINCIPAL)?);
         write_secret(&self.ledger_key_file(), ledger.to_pem().as_bytes())?;
@@ -114,21 +109,11 @@ impl DataDir {
         let genesis = vec![
             Command::sign(
                 &ledger,
-                RegistryEvent::register(
-                    ledger.principal().clone(),
-                    Role::Ledger,
-                    &ledger.verifying_key(),
-                )
-                .draft(),
+                RegistryEvent::register(ledger.principal().clone(), Role::Ledger, &ledger.verifying_key()).draft(),
             )?,
             Command::sign(
                 &ledger,
-                RegistryEvent::register(
-                    admin.principal().clone(),
-                    Role::Admin,
-                    &admin.verifying_key(),
-                )
-                .draft(),
+                RegistryEvent::register(admin.principal().clone(), Role::Admin, &admin.verifying_key()).draft(),
             )?,
         ];
         store.append(AppendRequest {
@@ -142,27 +127,16 @@ impl DataDir {
             ledger_principal: LEDGER_PRINCIPAL.into(),
             ledger_public_key: hex::encode(ledger.verifying_key().to_bytes()),
         };
-        chronicle_core::vault::write_atomically(
-            &self.info_file(),
-            serde_json::to_string_pretty(&info)?.as_bytes(),
-        )?;
-        Ok(Initialized {
-            store,
-            ledger,
-            admin,
-        })
+        chronicle_core::vault::write_atomically(&self.info_file(), serde_json::to_string_pretty(&info)?.as_bytes())?;
+        Ok(Initialized { store, ledger, admin })
     }
 
     /// Reads `ledger.json`.
     pub fn info(&self) -> Result<LedgerInfo> {
         let s = std::fs::read_to_string(self.info_file()).with_context(|| {
-            format!(
-                "{} is not a Chronicle data directory (no ledger.json; run `chronicle init`)",
-                self.root.display()
-            )
+            format!("{} is not a Chronicle data directory (no ledger.json; run `chronicle init`)", self.root.display())
         })?;
-        serde_json::from_str(&s)
-            .with_context(|| format!("{} is malformed", self.info_file().display()))
+        serde_json::from_str(&s).with_context(|| format!("{} is malformed", self.info_file().display()))
     }
 
     /// Opens the store (needs the master key).
@@ -174,10 +148,7 @@ impl DataDir {
 
     /// Loads the first admin's signer.
     pub fn admin(&self) -> Result<Signer> {
-        Ok(Signer::from_pem_file(
-            PrincipalId::new(ADMIN_PRINCIPAL)?,
-            &self.admin_key_file(),
-        )?)
+        Ok(Signer::from_pem_file(PrincipalId::new(ADMIN_PRINCIPAL)?, &self.admin_key_file())?)
     }
 }
 
@@ -189,9 +160,7 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
     opts.write(true).create_new(true);
     #[cfg(unix)]
     opts.mode(0o600);
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())

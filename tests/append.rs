@@ -4,8 +4,8 @@ mod common;
 
 use chronicle_core::limits::{BATCH_ENTRIES_MAX, PAYLOAD_BYTES_MAX};
 use chronicle_core::{
-    Command, CommandError, Draft, EventType, PayloadKind, PrincipalId, References, RegistryError,
-    RegistryEvent, Role, Signer, StreamId, Timestamp,
+    Command, CommandError, Draft, EventType, PayloadKind, PrincipalId, References, RegistryError, RegistryEvent, Role,
+    Signer, StreamId, Timestamp,
 };
 use chronicle_store::{AppendError, ExpectedVersion, verify_log};
 use common::{Ledger, record, stream};
@@ -20,9 +20,7 @@ fn same_request_twice_appends_once_and_returns_the_same_positions() {
     let clerk = l.principal("clerk", Role::RecordsClerk);
     let s = stream("a");
     let cmds = vec![record(&clerk, s, "k1", "{}"), record(&clerk, s, "k2", "{}")];
-    let first = l
-        .append(s, ExpectedVersion::NoStream, cmds.clone())
-        .unwrap();
+    let first = l.append(s, ExpectedVersion::NoStream, cmds.clone()).unwrap();
     let len = log_len(&l);
     // The retry still says NoStream: it must get the first answer, not a version conflict.
     let second = l.append(s, ExpectedVersion::NoStream, cmds).unwrap();
@@ -37,47 +35,19 @@ fn reusing_an_idempotency_key_for_another_command_is_refused() {
     let l = Ledger::new();
     let clerk = l.principal("clerk", Role::RecordsClerk);
     let s = stream("a");
-    l.append(
-        s,
-        ExpectedVersion::Any,
-        vec![record(&clerk, s, "k1", "{\"a\":1}")],
-    )
-    .unwrap();
+    l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "k1", "{\"a\":1}")]).unwrap();
     let len = log_len(&l);
-    let e = l
-        .append(
-            s,
-            ExpectedVersion::Any,
-            vec![record(&clerk, s, "k1", "{\"a\":2}")],
-        )
-        .unwrap_err();
+    let e = l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "k1", "{\"a\":2}")]).unwrap_err();
     assert_eq!(e, AppendError::IdempotencyConflict { index: 0 });
     // Part of a request already appended, part new: refused as a whole.
     let e = l
-        .append(
-            s,
-            ExpectedVersion::Any,
-            vec![
-                record(&clerk, s, "k9", "{}"),
-                record(&clerk, s, "k1", "{\"a\":1}"),
-            ],
-        )
+        .append(s, ExpectedVersion::Any, vec![record(&clerk, s, "k9", "{}"), record(&clerk, s, "k1", "{\"a\":1}")])
         .unwrap_err();
     assert!(matches!(e, AppendError::IdempotencyConflict { .. }));
     let e = l
-        .append(
-            s,
-            ExpectedVersion::Any,
-            vec![record(&clerk, s, "k5", "{}"), record(&clerk, s, "k5", "{}")],
-        )
+        .append(s, ExpectedVersion::Any, vec![record(&clerk, s, "k5", "{}"), record(&clerk, s, "k5", "{}")])
         .unwrap_err();
-    assert_eq!(
-        e,
-        AppendError::DuplicateIdempotencyKey {
-            first: 0,
-            second: 1
-        }
-    );
+    assert_eq!(e, AppendError::DuplicateIdempotencyKey { first: 0, second: 1 });
     assert_eq!(log_len(&l), len);
 }
 
@@ -89,33 +59,14 @@ fn a_batch_with_one_invalid_entry_appends_nothing() {
     let s = stream("a");
     let len = log_len(&l);
     let head = l.store.head();
-    let batch = vec![
-        record(&clerk, s, "k1", "{}"),
-        record(&clerk, s, "k2", "{}"),
-        record(&stranger, s, "k3", "{}"),
-    ];
+    let batch = vec![record(&clerk, s, "k1", "{}"), record(&clerk, s, "k2", "{}"), record(&stranger, s, "k3", "{}")];
     let e = l.append(s, ExpectedVersion::Any, batch).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            AppendError::Unauthorized {
-                index: 2,
-                source: RegistryError::UnknownPrincipal(_)
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e, AppendError::Unauthorized { index: 2, source: RegistryError::UnknownPrincipal(_) }), "{e:?}");
     assert_eq!(l.store.head(), head);
     assert_eq!(l.store.stream_version(&s).unwrap(), None);
     assert_eq!(log_len(&l), len);
     // The valid commands alone go through afterwards: nothing of the refused batch was kept.
-    let r = l
-        .append(
-            s,
-            ExpectedVersion::NoStream,
-            vec![record(&clerk, s, "k1", "{}")],
-        )
-        .unwrap();
+    let r = l.append(s, ExpectedVersion::NoStream, vec![record(&clerk, s, "k1", "{}")]).unwrap();
     assert_eq!(r.entries[0].stream_version, 0);
 }
 
@@ -125,52 +76,21 @@ fn expected_versions_are_enforced() {
     let clerk = l.principal("clerk", Role::RecordsClerk);
     let s = stream("a");
     assert!(matches!(
-        l.append(
-            s,
-            ExpectedVersion::Exact(0),
-            vec![record(&clerk, s, "a", "{}")]
-        ),
+        l.append(s, ExpectedVersion::Exact(0), vec![record(&clerk, s, "a", "{}")]),
         Err(AppendError::WrongExpectedVersion { actual: None, .. })
     ));
-    l.append(
-        s,
-        ExpectedVersion::NoStream,
-        vec![record(&clerk, s, "b", "{}")],
-    )
-    .unwrap();
+    l.append(s, ExpectedVersion::NoStream, vec![record(&clerk, s, "b", "{}")]).unwrap();
     assert!(matches!(
-        l.append(
-            s,
-            ExpectedVersion::NoStream,
-            vec![record(&clerk, s, "c", "{}")]
-        ),
-        Err(AppendError::WrongExpectedVersion {
-            actual: Some(0),
-            ..
-        })
+        l.append(s, ExpectedVersion::NoStream, vec![record(&clerk, s, "c", "{}")]),
+        Err(AppendError::WrongExpectedVersion { actual: Some(0), .. })
     ));
     assert!(matches!(
-        l.append(
-            s,
-            ExpectedVersion::Exact(5),
-            vec![record(&clerk, s, "d", "{}")]
-        ),
-        Err(AppendError::WrongExpectedVersion {
-            actual: Some(0),
-            ..
-        })
+        l.append(s, ExpectedVersion::Exact(5), vec![record(&clerk, s, "d", "{}")]),
+        Err(AppendError::WrongExpectedVersion { actual: Some(0), .. })
     ));
-    let r = l
-        .append(
-            s,
-            ExpectedVersion::Exact(0),
-            vec![record(&clerk, s, "e", "{}")],
-        )
-        .unwrap();
+    let r = l.append(s, ExpectedVersion::Exact(0), vec![record(&clerk, s, "e", "{}")]).unwrap();
     assert_eq!(r.entries[0].stream_version, 1);
-    let r = l
-        .append(s, ExpectedVersion::Any, vec![record(&clerk, s, "f", "{}")])
-        .unwrap();
+    let r = l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "f", "{}")]).unwrap();
     assert_eq!(r.entries[0].stream_version, 2);
 }
 
@@ -179,12 +99,7 @@ fn bad_input_gets_a_precise_error_and_leaves_the_log_unchanged() {
     let l = Ledger::new();
     let clerk = l.principal("clerk", Role::RecordsClerk);
     let s = stream("a");
-    l.append(
-        s,
-        ExpectedVersion::Any,
-        vec![record(&clerk, s, "first", "{}")],
-    )
-    .unwrap();
+    l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "first", "{}")]).unwrap();
     let head = l.store.head();
 
     // Malformed: statement bytes that do not decode, a payload that does not match its commitment.
@@ -192,12 +107,7 @@ fn bad_input_gets_a_precise_error_and_leaves_the_log_unchanged() {
     let mut bad_statement = good.statement_bytes().to_vec();
     bad_statement[0] = 9;
     assert!(matches!(
-        Command::from_parts(
-            bad_statement,
-            *good.salt(),
-            good.payload().to_vec(),
-            *good.signature()
-        ),
+        Command::from_parts(bad_statement, *good.salt(), good.payload().to_vec(), *good.signature()),
         Err(CommandError::Statement(_))
     ));
     assert_eq!(
@@ -210,15 +120,7 @@ fn bad_input_gets_a_precise_error_and_leaves_the_log_unchanged() {
         Err(CommandError::CommitmentMismatch)
     );
     let truncated = &good.statement_bytes()[..good.statement_bytes().len() - 3];
-    assert!(
-        Command::from_parts(
-            truncated.to_vec(),
-            *good.salt(),
-            good.payload().to_vec(),
-            *good.signature()
-        )
-        .is_err()
-    );
+    assert!(Command::from_parts(truncated.to_vec(), *good.salt(), good.payload().to_vec(), *good.signature()).is_err());
 
     // Oversize payload, refused before signing and when rebuilt from parts.
     let big = vec![b'x'; PAYLOAD_BYTES_MAX + 1];
@@ -226,112 +128,57 @@ fn bad_input_gets_a_precise_error_and_leaves_the_log_unchanged() {
         stream: s,
         event_type: EventType::new("test.recorded").unwrap(),
         effective_time: Timestamp::now(),
-        refs: References {
-            idempotency_key: b"big".to_vec(),
-            ..Default::default()
-        },
+        refs: References { idempotency_key: b"big".to_vec(), ..Default::default() },
         payload_kind: PayloadKind::Sealed,
         payload: big.clone(),
     };
+    assert!(matches!(Command::sign(&clerk, draft), Err(CommandError::PayloadTooLarge { .. })));
     assert!(matches!(
-        Command::sign(&clerk, draft),
-        Err(CommandError::PayloadTooLarge { .. })
-    ));
-    assert!(matches!(
-        Command::from_parts(
-            good.statement_bytes().to_vec(),
-            *good.salt(),
-            big,
-            *good.signature()
-        ),
+        Command::from_parts(good.statement_bytes().to_vec(), *good.salt(), big, *good.signature()),
         Err(CommandError::PayloadTooLarge { .. })
     ));
 
     // Too many commands in one batch; an empty batch.
-    let many: Vec<Command> = (0..=BATCH_ENTRIES_MAX)
-        .map(|i| good_with_key(&clerk, s, i))
-        .collect();
-    assert!(matches!(
-        l.append(s, ExpectedVersion::Any, many),
-        Err(AppendError::TooManyCommands { .. })
-    ));
-    assert_eq!(
-        l.append(s, ExpectedVersion::Any, vec![]),
-        Err(AppendError::Empty)
-    );
+    let many: Vec<Command> = (0..=BATCH_ENTRIES_MAX).map(|i| good_with_key(&clerk, s, i)).collect();
+    assert!(matches!(l.append(s, ExpectedVersion::Any, many), Err(AppendError::TooManyCommands { .. })));
+    assert_eq!(l.append(s, ExpectedVersion::Any, vec![]), Err(AppendError::Empty));
 
     // Wrong signature: a signature over other bytes.
     let other = record(&clerk, s, "y", "{}");
-    let forged = Command::from_parts(
-        good.statement_bytes().to_vec(),
-        *good.salt(),
-        good.payload().to_vec(),
-        *other.signature(),
-    )
-    .unwrap();
+    let forged =
+        Command::from_parts(good.statement_bytes().to_vec(), *good.salt(), good.payload().to_vec(), *other.signature())
+            .unwrap();
     assert_eq!(
         l.append(s, ExpectedVersion::Any, vec![forged]),
-        Err(AppendError::Unauthorized {
-            index: 0,
-            source: RegistryError::BadSignature
-        })
+        Err(AppendError::Unauthorized { index: 0, source: RegistryError::BadSignature })
     );
 
     // Unknown principal; a key registered to someone else.
     let stranger = Signer::generate(PrincipalId::new("stranger").unwrap());
     assert!(matches!(
-        l.append(
-            s,
-            ExpectedVersion::Any,
-            vec![record(&stranger, s, "z", "{}")]
-        ),
-        Err(AppendError::Unauthorized {
-            source: RegistryError::UnknownPrincipal(_),
-            ..
-        })
+        l.append(s, ExpectedVersion::Any, vec![record(&stranger, s, "z", "{}")]),
+        Err(AppendError::Unauthorized { source: RegistryError::UnknownPrincipal(_), .. })
     ));
-    let impostor = Signer::new(
-        PrincipalId::new("clerk").unwrap(),
-        ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
-    );
+    let impostor = Signer::new(PrincipalId::new("clerk").unwrap(), ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
     assert!(matches!(
-        l.append(
-            s,
-            ExpectedVersion::Any,
-            vec![record(&impostor, s, "w", "{}")]
-        ),
-        Err(AppendError::Unauthorized {
-            source: RegistryError::UnknownKey { .. },
-            ..
-        })
+        l.append(s, ExpectedVersion::Any, vec![record(&impostor, s, "w", "{}")]),
+        Err(AppendError::Unauthorized { source: RegistryError::UnknownKey { .. }, .. })
     ));
 
     // Wrong stream version.
     assert!(matches!(
-        l.append(
-            s,
-            ExpectedVersion::Exact(3),
-            vec![record(&clerk, s, "v", "{}")]
-        ),
+        l.append(s, ExpectedVersion::Exact(3), vec![record(&clerk, s, "v", "{}")]),
         Err(AppendError::WrongExpectedVersion { .. })
     ));
 
     // A command naming another stream than its request; a record event in the registry stream;
     // a registry event outside it; a public payload in a record stream; a reserved system stream.
     assert!(matches!(
-        l.append(
-            stream("b"),
-            ExpectedVersion::Any,
-            vec![record(&clerk, s, "u", "{}")]
-        ),
+        l.append(stream("b"), ExpectedVersion::Any, vec![record(&clerk, s, "u", "{}")]),
         Err(AppendError::StreamMismatch { index: 0, .. })
     ));
     assert!(matches!(
-        l.append(
-            StreamId::REGISTRY,
-            ExpectedVersion::Any,
-            vec![record(&clerk, StreamId::REGISTRY, "t", "{}")]
-        ),
+        l.append(StreamId::REGISTRY, ExpectedVersion::Any, vec![record(&clerk, StreamId::REGISTRY, "t", "{}")]),
         Err(AppendError::NotAllowedInStream { .. })
     ));
     let mut reg = RegistryEvent::register(
@@ -342,64 +189,38 @@ fn bad_input_gets_a_precise_error_and_leaves_the_log_unchanged() {
     .draft();
     reg.stream = s;
     assert!(matches!(
-        l.append(
-            s,
-            ExpectedVersion::Any,
-            vec![Command::sign(&l.admin, reg).unwrap()]
-        ),
+        l.append(s, ExpectedVersion::Any, vec![Command::sign(&l.admin, reg).unwrap()]),
         Err(AppendError::NotAllowedInStream { .. })
     ));
     let mut public = Draft {
         stream: s,
         event_type: EventType::new("test.recorded").unwrap(),
         effective_time: Timestamp::now(),
-        refs: References {
-            idempotency_key: b"pub".to_vec(),
-            ..Default::default()
-        },
+        refs: References { idempotency_key: b"pub".to_vec(), ..Default::default() },
         payload_kind: PayloadKind::Public,
         payload: b"{}".to_vec(),
     };
     assert!(matches!(
-        l.append(
-            s,
-            ExpectedVersion::Any,
-            vec![Command::sign(&clerk, public.clone()).unwrap()]
-        ),
+        l.append(s, ExpectedVersion::Any, vec![Command::sign(&clerk, public.clone()).unwrap()]),
         Err(AppendError::NotAllowedInStream { .. })
     ));
     public.stream = StreamId([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
     public.payload_kind = PayloadKind::Sealed;
     assert!(matches!(
-        l.append(
-            public.stream,
-            ExpectedVersion::Any,
-            vec![Command::sign(&clerk, public).unwrap()]
-        ),
-        Err(AppendError::NotAllowedInStream {
-            reason: "reserved system stream",
-            ..
-        })
+        l.append(public.stream, ExpectedVersion::Any, vec![Command::sign(&clerk, public).unwrap()]),
+        Err(AppendError::NotAllowedInStream { reason: "reserved system stream", .. })
     ));
 
     // A clerk may not register principals.
     let newcomer = Signer::generate(PrincipalId::new("newcomer").unwrap());
     let by_clerk = Command::sign(
         &clerk,
-        RegistryEvent::register(
-            newcomer.principal().clone(),
-            Role::Admin,
-            &newcomer.verifying_key(),
-        )
-        .draft(),
+        RegistryEvent::register(newcomer.principal().clone(), Role::Admin, &newcomer.verifying_key()).draft(),
     )
     .unwrap();
     assert!(matches!(
         l.append(StreamId::REGISTRY, ExpectedVersion::Any, vec![by_clerk]),
-        Err(AppendError::Registry {
-            source: RegistryError::NotAllowed { .. },
-            ..
-        })
+        Err(AppendError::Registry { source: RegistryError::NotAllowed { .. }, .. })
     ));
 
     assert_eq!(l.store.head(), head, "no refused request changed the log");
@@ -416,43 +237,28 @@ fn rotated_and_revoked_keys_are_refused_from_their_position_on() {
     let l = Ledger::new();
     let clerk = l.principal("clerk", Role::RecordsClerk);
     let s = stream("a");
-    l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "1", "{}")])
-        .unwrap();
+    l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "1", "{}")]).unwrap();
     let next = Signer::generate(clerk.principal().clone());
     let rot = Command::sign(
         &clerk,
-        RegistryEvent::rotate(
-            clerk.principal().clone(),
-            &next.verifying_key(),
-            clerk.key_id(),
-        )
-        .draft(),
+        RegistryEvent::rotate(clerk.principal().clone(), &next.verifying_key(), clerk.key_id()).draft(),
     )
     .unwrap();
-    l.append(StreamId::REGISTRY, ExpectedVersion::Any, vec![rot])
-        .unwrap();
+    l.append(StreamId::REGISTRY, ExpectedVersion::Any, vec![rot]).unwrap();
     assert!(matches!(
         l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "2", "{}")]),
-        Err(AppendError::Unauthorized {
-            source: RegistryError::KeyRetired { .. },
-            ..
-        })
+        Err(AppendError::Unauthorized { source: RegistryError::KeyRetired { .. }, .. })
     ));
-    l.append(s, ExpectedVersion::Any, vec![record(&next, s, "3", "{}")])
-        .unwrap();
+    l.append(s, ExpectedVersion::Any, vec![record(&next, s, "3", "{}")]).unwrap();
     let rev = Command::sign(
         &l.admin,
         RegistryEvent::revoke(clerk.principal().clone(), next.key_id(), "laptop stolen").draft(),
     )
     .unwrap();
-    l.append(StreamId::REGISTRY, ExpectedVersion::Any, vec![rev])
-        .unwrap();
+    l.append(StreamId::REGISTRY, ExpectedVersion::Any, vec![rev]).unwrap();
     assert!(matches!(
         l.append(s, ExpectedVersion::Any, vec![record(&next, s, "4", "{}")]),
-        Err(AppendError::Unauthorized {
-            source: RegistryError::KeyRevoked { .. },
-            ..
-        })
+        Err(AppendError::Unauthorized { source: RegistryError::KeyRevoked { .. }, .. })
     ));
     // Earlier entries signed by keys that are no longer valid still verify: history is not rewritten.
     let (_t, dir) = l.close();
@@ -460,14 +266,7 @@ fn rotated_and_revoked_keys_are_refused_from_their_position_on() {
     assert!(report.is_ok(), "{:?}", report.fault);
     // And the registry survives a reopen.
     let store = dir.open().unwrap();
-    assert!(
-        store
-            .registry()
-            .key(&next.key_id())
-            .unwrap()
-            .revoked_at
-            .is_some()
-    );
+    assert!(store.registry().key(&next.key_id()).unwrap().revoked_at.is_some());
 }
 
 #[test]
@@ -476,28 +275,10 @@ fn reads_by_position_stream_and_log_and_payloads_open() {
     let clerk = l.principal("clerk", Role::RecordsClerk);
     let (a, b) = (stream("a"), stream("b"));
     for i in 0..5 {
-        l.append(
-            a,
-            ExpectedVersion::Any,
-            vec![record(
-                &clerk,
-                a,
-                &format!("a{i}"),
-                &format!("{{\"a\":{i}}}"),
-            )],
-        )
-        .unwrap();
-        l.append(
-            b,
-            ExpectedVersion::Any,
-            vec![record(
-                &clerk,
-                b,
-                &format!("b{i}"),
-                &format!("{{\"b\":{i}}}"),
-            )],
-        )
-        .unwrap();
+        l.append(a, ExpectedVersion::Any, vec![record(&clerk, a, &format!("a{i}"), &format!("{{\"a\":{i}}}"))])
+            .unwrap();
+        l.append(b, ExpectedVersion::Any, vec![record(&clerk, b, &format!("b{i}"), &format!("{{\"b\":{i}}}"))])
+            .unwrap();
     }
     let from2 = l.store.read_stream(&a, 2, 10).unwrap();
     assert_eq!(from2.len(), 3);
@@ -509,21 +290,14 @@ fn reads_by_position_stream_and_log_and_payloads_open() {
     assert_eq!(log.last().unwrap().hash(), head.last_hash);
     assert_eq!(l.store.entry(head.len).unwrap(), None);
     assert_eq!(l.store.entry(3).unwrap().unwrap(), log[3]);
-    assert!(
-        l.store.read_log(0, 1_000_000).is_err(),
-        "page limit enforced"
-    );
+    assert!(l.store.read_log(0, 1_000_000).is_err(), "page limit enforced");
 }
 
 #[test]
 fn subscription_catches_up_then_goes_live_with_no_gap_and_no_duplicate() {
     let l = Ledger::new();
     let clerk = std::sync::Arc::new(l.principal("clerk", Role::RecordsClerk));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(subscription_body(l, clerk));
 }
 

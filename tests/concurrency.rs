@@ -15,11 +15,7 @@ fn sixteen_tasks_racing_on_one_stream_win_each_version_exactly_once() {
     let clerk = Arc::new(l.principal("clerk", Role::RecordsClerk));
     let s = stream("contended");
     let rounds = 12u64;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
     let wins: Vec<(usize, u64, u64)> = rt.block_on(async {
         let mut tasks = Vec::new();
         for t in 0..16usize {
@@ -33,22 +29,9 @@ fn sixteen_tasks_racing_on_one_stream_win_each_version_exactly_once() {
                     if current.map_or(false, |v| v + 1 >= rounds) {
                         break;
                     }
-                    let expected =
-                        current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-                    let cmd = record(
-                        &clerk,
-                        s,
-                        &format!("t{t}-{attempt}"),
-                        &format!("{{\"task\":{t}}}"),
-                    );
-                    match store
-                        .append_async(AppendRequest {
-                            stream: s,
-                            expected,
-                            commands: vec![cmd],
-                        })
-                        .await
-                    {
+                    let expected = current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                    let cmd = record(&clerk, s, &format!("t{t}-{attempt}"), &format!("{{\"task\":{t}}}"));
+                    match store.append_async(AppendRequest { stream: s, expected, commands: vec![cmd] }).await {
                         Ok(r) => won.push((t, r.entries[0].stream_version, r.entries[0].position)),
                         Err(AppendError::WrongExpectedVersion { .. }) => conflicts += 1,
                         Err(e) => panic!("unexpected error: {e}"),
@@ -68,13 +51,9 @@ fn sixteen_tasks_racing_on_one_stream_win_each_version_exactly_once() {
         all
     });
     // Exactly one winner per version, versions gapless from 0.
-    let by_version: BTreeMap<u64, (usize, u64)> =
-        wins.iter().map(|(t, v, p)| (*v, (*t, *p))).collect();
+    let by_version: BTreeMap<u64, (usize, u64)> = wins.iter().map(|(t, v, p)| (*v, (*t, *p))).collect();
     assert_eq!(by_version.len(), wins.len(), "two winners for one version");
-    assert_eq!(
-        by_version.keys().copied().collect::<Vec<_>>(),
-        (0..rounds).collect::<Vec<_>>()
-    );
+    assert_eq!(by_version.keys().copied().collect::<Vec<_>>(), (0..rounds).collect::<Vec<_>>());
     let entries = l.store.read_stream(&s, 0, 100).unwrap();
     assert_eq!(entries.len() as u64, rounds);
     for (i, e) in entries.iter().enumerate() {

@@ -16,10 +16,7 @@ use chronicle_store::verify_log;
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 }
@@ -42,15 +39,9 @@ fn acked(path: &std::path::Path) -> BTreeMap<u64, Hash> {
 
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_append() {
-    let seed = std::env::var("CHRONICLE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = std::env::var("CHRONICLE_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
     println!("crash test seed: {seed} (CHRONICLE_CRASH_SEED={seed} replays the schedule)");
     let mut rng = Lcg(seed);
     let tmp = tempfile::tempdir().unwrap();
@@ -77,46 +68,27 @@ fn sigkill_at_random_moments_loses_no_acknowledged_append() {
         if let Ok(Some(status)) = child.try_wait() {
             let mut err = String::new();
             use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
             panic!("round {round}: the appender exited early ({status}): {err}");
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
         let report = verify_log(&dir.log_dir(), |_, _| {}).unwrap();
-        assert!(
-            report.is_ok(),
-            "round {round} (seed {seed}): {:?}",
-            report.fault
-        );
+        assert!(report.is_ok(), "round {round} (seed {seed}): {:?}", report.fault);
         let store = dir.open().unwrap();
         let head = store.head();
-        assert!(
-            head.len >= total_len,
-            "round {round}: the log shrank from {total_len} to {}",
-            head.len
-        );
+        assert!(head.len >= total_len, "round {round}: the log shrank from {total_len} to {}", head.len);
         total_len = head.len;
         for (p, h) in acked(&acked_file) {
-            let e = store.entry(p).unwrap().unwrap_or_else(|| {
-                panic!("round {round} (seed {seed}): acknowledged position {p} lost")
-            });
-            assert_eq!(
-                e.hash(),
-                h,
-                "round {round}: position {p} holds another entry than was acknowledged"
-            );
+            let e = store
+                .entry(p)
+                .unwrap()
+                .unwrap_or_else(|| panic!("round {round} (seed {seed}): acknowledged position {p} lost"));
+            assert_eq!(e.hash(), h, "round {round}: position {p} holds another entry than was acknowledged");
         }
     }
     let n = acked(&acked_file).len();
     println!("{n} acknowledged entries survived 24 kills; log length {total_len}");
-    assert!(
-        n > 100,
-        "the appender must have made progress between kills"
-    );
+    assert!(n > 100, "the appender must have made progress between kills");
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use chronicle_core::{Command, Entry, Hash, Header, PrincipalId, Role, Signer, Timestamp};
+use chronicle_store::layout::{decode_entry_value, encode_entry_value};
 use chronicle_store::{ExpectedVersion, Fault, Finding, verify_log};
 use common::{Ledger, record, stream};
 
@@ -17,12 +18,7 @@ fn ledger() -> (tempfile::TempDir, std::path::PathBuf, u64) {
             l.append(
                 s,
                 ExpectedVersion::Any,
-                vec![record(
-                    &clerk,
-                    s,
-                    &format!("{name}{i}"),
-                    &format!("{{\"n\":{i},\"name\":\"{name}\"}}"),
-                )],
+                vec![record(&clerk, s, &format!("{name}{i}"), &format!("{{\"n\":{i},\"name\":\"{name}\"}}"))],
             )
             .unwrap();
         }
@@ -52,18 +48,22 @@ fn first_fault(log: &std::path::Path) -> Finding {
     r.fault.expect("verify must fail")
 }
 
-/// Loads the entry at `p` (bytes without the stored hash).
+/// Loads the entry at `p`.
 fn load(db: &sled::Db, p: u64) -> Entry {
     let v = db.get(ekey(p)).unwrap().unwrap();
-    Entry::decode(v[..v.len() - 32].to_vec()).unwrap()
+    Entry::decode(decode_entry_value(&v).unwrap().bytes.to_vec()).unwrap()
 }
 
-/// Stores entry bytes at `p`, with a freshly computed trailer hash (a tamperer who knows the format).
+/// Stores entry bytes at `p` with a freshly computed stored hash (a tamperer who knows the format),
+/// keeping the wrapped content key.
 fn store_recomputed(db: &sled::Db, p: u64, bytes: &[u8]) {
-    let mut v = bytes.to_vec();
-    v.extend_from_slice(&Hash::entry(bytes).0);
-    db.insert(ekey(p), v).unwrap();
+    let old = db.get(ekey(p)).unwrap();
+    let wrapped = old.as_ref().and_then(|v| decode_entry_value(v).unwrap().wrapped_key.map(<[u8]>::to_vec));
+    db.insert(ekey(p), encode_entry_value(bytes, &Hash::entry(bytes), wrapped.as_deref())).unwrap();
 }
+
+/// Offset of the entry bytes inside a stored value (after the u32 length).
+const AT: usize = 4;
 
 #[test]
 fn flipping_a_payload_byte_is_caught_at_its_position() {
@@ -73,7 +73,7 @@ fn flipping_a_payload_byte_is_caught_at_its_position() {
         let e = load(db, p);
         let env_offset = e.bytes().len() - 64 - e.envelope().len();
         let mut v = db.get(ekey(p)).unwrap().unwrap().to_vec();
-        v[env_offset + 30] ^= 0x01;
+        v[AT + env_offset + 30] ^= 0x01;
         db.insert(ekey(p), v).unwrap();
     });
     let f = first_fault(&log);
@@ -95,13 +95,7 @@ fn flipping_a_payload_byte_and_recomputing_every_stored_hash_is_still_caught() {
         store_recomputed(db, p, &b);
         (e.hash(), e.statement.stream, e.header.stream_version)
     });
-    assert_eq!(
-        first_fault(&log),
-        Finding {
-            position: p,
-            fault: Fault::IndexMismatch
-        }
-    );
+    assert_eq!(first_fault(&log), Finding { position: p, fault: Fault::IndexMismatch });
     // The tamperer fixes the index too: the next entry still names the original hash.
     with_db(&log, |db| {
         let e = load(db, p);
@@ -129,19 +123,15 @@ fn flipping_a_header_field_is_caught() {
     // Raw flip of the stream version: the stored hash no longer matches.
     with_db(&log, |db| {
         let mut v = db.get(ekey(p)).unwrap().unwrap().to_vec();
-        v[16] ^= 0x01; // last byte of the stream version (offset 9..17)
+        v[AT + 16] ^= 0x01; // last byte of the stream version (offset 9..17)
         db.insert(ekey(p), v).unwrap();
     });
     let f = first_fault(&log);
-    assert_eq!(
-        (f.position, matches!(f.fault, Fault::HashMismatch { .. })),
-        (p, true),
-        "{f:?}"
-    );
+    assert_eq!((f.position, matches!(f.fault, Fault::HashMismatch { .. })), (p, true), "{f:?}");
     // The same flip with the trailer recomputed: named as a stream version gap at p.
     with_db(&log, |db| {
         let v = db.get(ekey(p)).unwrap().unwrap().to_vec();
-        store_recomputed(db, p, &v[..v.len() - 32]);
+        store_recomputed(db, p, decode_entry_value(&v).unwrap().bytes);
     });
     let f = first_fault(&log);
     assert_eq!(f.position, p);
@@ -160,26 +150,14 @@ fn flipping_a_signature_byte_is_caught() {
         store_recomputed(db, p, &b);
     });
     let f = first_fault(&log);
-    assert_eq!(
-        f,
-        Finding {
-            position: p,
-            fault: Fault::BadSignature
-        }
-    );
+    assert_eq!(f, Finding { position: p, fault: Fault::BadSignature });
 }
 
 #[test]
 fn deleting_an_entry_is_caught_as_a_gap() {
     let (_t, log, _) = ledger();
     with_db(&log, |db| db.remove(ekey(9)).unwrap());
-    assert_eq!(
-        first_fault(&log),
-        Finding {
-            position: 9,
-            fault: Fault::Missing { next_found: 10 }
-        }
-    );
+    assert_eq!(first_fault(&log), Finding { position: 9, fault: Fault::Missing { next_found: 10 } });
 }
 
 #[test]
@@ -191,13 +169,7 @@ fn swapping_two_entries_is_caught() {
         db.insert(ekey(8), b).unwrap();
         db.insert(ekey(15), a).unwrap();
     });
-    assert_eq!(
-        first_fault(&log),
-        Finding {
-            position: 8,
-            fault: Fault::PositionMismatch { claimed: 15 }
-        }
-    );
+    assert_eq!(first_fault(&log), Finding { position: 8, fault: Fault::PositionMismatch { claimed: 15 } });
 }
 
 #[test]
@@ -213,17 +185,9 @@ fn a_forged_entry_signed_by_an_unregistered_key_is_caught() {
             let prev_stream = last.statement.stream == s;
             let header = Header {
                 position: len,
-                stream_version: if prev_stream {
-                    last.header.stream_version + 1
-                } else {
-                    7
-                },
+                stream_version: if prev_stream { last.header.stream_version + 1 } else { 7 },
                 prev_hash: last.hash(),
-                prev_stream_hash: if prev_stream {
-                    last.hash()
-                } else {
-                    load_stream_last(db, s)
-                },
+                prev_stream_hash: if prev_stream { last.hash() } else { load_stream_last(db, s) },
                 recorded_time: Timestamp::now(),
             };
             let mut env = vec![0u8; 24];
@@ -273,13 +237,7 @@ fn truncating_the_tail_is_caught_against_the_head_record() {
     });
     assert_eq!(
         first_fault(&log),
-        Finding {
-            position: len - 2,
-            fault: Fault::Truncated {
-                head_len: len,
-                found: len - 2
-            }
-        }
+        Finding { position: len - 2, fault: Fault::Truncated { head_len: len, found: len - 2 } }
     );
 }
 
@@ -294,10 +252,7 @@ fn a_damaged_data_directory_is_refused_at_open_and_the_cli_names_the_fault() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("FAILED at position 5") && text.contains("entry missing"),
-        "{text}"
-    );
+    assert!(text.contains("FAILED at position 5") && text.contains("entry missing"), "{text}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
         .args(["verify", "--json", "--data-dir", data.to_str().unwrap()])
         .output()
@@ -307,11 +262,7 @@ fn a_damaged_data_directory_is_refused_at_open_and_the_cli_names_the_fault() {
     assert_eq!(v["fault"]["position"], 5);
     assert_eq!(v["fault"]["fault"]["kind"], "missing");
     let missing = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
-        .args([
-            "verify",
-            "--data-dir",
-            t.path().join("nowhere").to_str().unwrap(),
-        ])
+        .args(["verify", "--data-dir", t.path().join("nowhere").to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(3));

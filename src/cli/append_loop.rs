@@ -31,17 +31,11 @@ pub fn run(a: AppendLoopArgs) -> Result<ExitCode> {
     let dir = DataDir::new(&a.data_dir, None);
     let store = dir.open()?;
     let admin = Arc::new(dir.admin()?);
-    let acked = Arc::new(Mutex::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&a.acked)?,
-    ));
+    let acked = Arc::new(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(&a.acked)?));
     let run_id = hex::encode(chronicle_core::random_array::<8>());
     let mut handles = Vec::new();
     for t in 0..a.threads {
-        let (store, admin, acked, run_id) =
-            (store.clone(), admin.clone(), acked.clone(), run_id.clone());
+        let (store, admin, acked, run_id) = (store.clone(), admin.clone(), acked.clone(), run_id.clone());
         handles.push(std::thread::spawn(move || -> Result<()> {
             for i in 0u64.. {
                 let stream = StreamId::derive("crash", &format!("{}", (i + t as u64) % 8));
@@ -59,18 +53,13 @@ pub fn run(a: AppendLoopArgs) -> Result<ExitCode> {
                                     ..Default::default()
                                 },
                                 payload_kind: PayloadKind::Sealed,
-                                payload: format!("{{\"thread\":{t},\"i\":{i},\"j\":{j}}}")
-                                    .into_bytes(),
+                                payload: format!("{{\"thread\":{t},\"i\":{i},\"j\":{j}}}").into_bytes(),
                             },
                         )
                         .map_err(anyhow::Error::from)
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let r = store.append(AppendRequest {
-                    stream,
-                    expected: ExpectedVersion::Any,
-                    commands,
-                })?;
+                let r = store.append(AppendRequest { stream, expected: ExpectedVersion::Any, commands })?;
                 let mut lines = String::new();
                 for e in &r.entries {
                     lines.push_str(&format!("{} {}\n", e.position, e.hash));
@@ -82,8 +71,7 @@ pub fn run(a: AppendLoopArgs) -> Result<ExitCode> {
         }));
     }
     for h in handles {
-        h.join()
-            .map_err(|_| anyhow::anyhow!("appender panicked"))??;
+        h.join().map_err(|_| anyhow::anyhow!("appender panicked"))??;
     }
     Ok(ExitCode::SUCCESS)
 }

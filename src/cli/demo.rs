@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use chronicle::datadir::DataDir;
 use chronicle_core::{
-    Command, Draft, EventType, PayloadKind, PrincipalId, References, RegistryEvent, Role, Signer,
-    StreamId, Timestamp,
+    Command, Draft, EventType, PayloadKind, PrincipalId, References, RegistryEvent, Role, Signer, StreamId, Timestamp,
 };
 use chronicle_store::{AppendRequest, ExpectedVersion, Store, verify_log};
 
@@ -21,23 +20,14 @@ pub struct DemoArgs {
     data_dir: Option<PathBuf>,
 }
 
-fn record(
-    signer: &Signer,
-    stream: StreamId,
-    event_type: &str,
-    key: &str,
-    body: serde_json::Value,
-) -> Result<Command> {
+fn record(signer: &Signer, stream: StreamId, event_type: &str, key: &str, body: serde_json::Value) -> Result<Command> {
     Ok(Command::sign(
         signer,
         Draft {
             stream,
             event_type: EventType::new(event_type)?,
             effective_time: Timestamp::now(),
-            refs: References {
-                idempotency_key: key.as_bytes().to_vec(),
-                ..Default::default()
-            },
+            refs: References { idempotency_key: key.as_bytes().to_vec(), ..Default::default() },
             payload_kind: PayloadKind::Sealed,
             payload: serde_json::to_vec(&body)?,
         },
@@ -50,11 +40,7 @@ fn append(
     expected: ExpectedVersion,
     commands: Vec<Command>,
 ) -> Result<chronicle_store::AppendReceipt> {
-    Ok(store.append(AppendRequest {
-        stream,
-        expected,
-        commands,
-    })?)
+    Ok(store.append(AppendRequest { stream, expected, commands })?)
 }
 
 pub fn run(a: DemoArgs) -> Result<ExitCode> {
@@ -77,29 +63,15 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     let regs = vec![
         Command::sign(
             &init.admin,
-            RegistryEvent::register(
-                clerk.principal().clone(),
-                Role::RecordsClerk,
-                &clerk.verifying_key(),
-            )
-            .draft(),
+            RegistryEvent::register(clerk.principal().clone(), Role::RecordsClerk, &clerk.verifying_key()).draft(),
         )?,
         Command::sign(
             &init.admin,
-            RegistryEvent::register(
-                court.principal().clone(),
-                Role::Court,
-                &court.verifying_key(),
-            )
-            .draft(),
+            RegistryEvent::register(court.principal().clone(), Role::Court, &court.verifying_key()).draft(),
         )?,
     ];
     append(&store, StreamId::REGISTRY, ExpectedVersion::Any, regs)?;
-    println!(
-        "2. The admin registered a records clerk ({}) and a court ({})",
-        clerk.principal(),
-        court.principal()
-    );
+    println!("2. The admin registered a records clerk ({}) and a court ({})", clerk.principal(), court.principal());
 
     let subject = StreamId::random();
     let case_a = StreamId::random();
@@ -149,13 +121,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         &store,
         case_b,
         ExpectedVersion::NoStream,
-        vec![record(
-            &clerk,
-            case_b,
-            "records.arrest_recorded",
-            "arrest-2",
-            serde_json::json!({"tracking": "OTN-2"}),
-        )?],
+        vec![record(&clerk, case_b, "records.arrest_recorded", "arrest-2", serde_json::json!({"tracking": "OTN-2"}))?],
     )?;
     let dispo = record(
         &court,
@@ -164,12 +130,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         "dispo-1",
         serde_json::json!({"seq": 1, "disposition": "dismissed"}),
     )?;
-    let r = append(
-        &store,
-        case_a,
-        ExpectedVersion::Exact(1),
-        vec![dispo.clone()],
-    )?;
+    let r = append(&store, case_a, ExpectedVersion::Exact(1), vec![dispo.clone()])?;
     println!(
         "5. The court recorded a disposition, expecting the case at version 1 (arrest, charge): it became version {}",
         r.entries[0].stream_version
@@ -186,13 +147,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         &store,
         case_a,
         ExpectedVersion::Exact(1),
-        vec![record(
-            &court,
-            case_a,
-            "records.disposition_recorded",
-            "dispo-2",
-            serde_json::json!({"seq": 1}),
-        )?],
+        vec![record(&court, case_a, "records.disposition_recorded", "dispo-2", serde_json::json!({"seq": 1}))?],
     );
     match stale {
         Err(e) => println!("6. A different submission still expecting version 1 was refused: {e}"),
@@ -206,30 +161,15 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         ExpectedVersion::Any,
         vec![Command::sign(
             &clerk,
-            RegistryEvent::rotate(
-                clerk.principal().clone(),
-                &new_key.verifying_key(),
-                clerk.key_id(),
-            )
-            .draft(),
+            RegistryEvent::rotate(clerk.principal().clone(), &new_key.verifying_key(), clerk.key_id()).draft(),
         )?],
     )?;
-    println!(
-        "7. The clerk rotated their key ({} replaced by {})",
-        clerk.key_id(),
-        new_key.key_id()
-    );
+    println!("7. The clerk rotated their key ({} replaced by {})", clerk.key_id(), new_key.key_id());
     match append(
         &store,
         case_b,
         ExpectedVersion::Any,
-        vec![record(
-            &clerk,
-            case_b,
-            "records.charge_filed",
-            "charge-2",
-            serde_json::json!({"seq": 1}),
-        )?],
+        vec![record(&clerk, case_b, "records.charge_filed", "charge-2", serde_json::json!({"seq": 1}))?],
     ) {
         Err(e) => println!("   an entry signed with the retired key was refused: {e}"),
         Ok(_) => bail!("a retired key was accepted"),
@@ -246,10 +186,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
             serde_json::json!({"seq": 1, "statute": "13-1502"}),
         )?],
     )?;
-    println!(
-        "   the same entry signed with the new key was appended at position {}",
-        r.entries[0].position
-    );
+    println!("   the same entry signed with the new key was appended at position {}", r.entries[0].position);
 
     let first = store.read_stream(&case_a, 0, 10)?;
     let payload = store.open_payload(&first[0])?;
@@ -265,11 +202,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     match &report.fault {
         None => println!(
             "9. verify: ok, {} entries, {} streams, {} principals, {} signatures checked, head {}",
-            report.entries_verified,
-            report.streams,
-            report.principals,
-            report.signatures_verified,
-            head.last_hash
+            report.entries_verified, report.streams, report.principals, report.signatures_verified, head.last_hash
         ),
         Some(f) => {
             println!("9. verify FAILED at position {}: {}", f.position, f.fault);

@@ -29,24 +29,10 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
     println!("created ledger {} in {}", a.origin, dir.root.display());
     println!("  log:          {}", dir.log_dir().display());
     println!("  vault:        {}", dir.store_paths().vault.display());
-    println!(
-        "  master key:   {} (or set CHRONICLE_MASTER_KEY)",
-        dir.master_key_file().display()
-    );
-    println!(
-        "  ledger key:   {} (key id {})",
-        dir.ledger_key_file().display(),
-        init.ledger.key_id()
-    );
-    println!(
-        "  admin key:    {} (principal admin, key id {})",
-        dir.admin_key_file().display(),
-        init.admin.key_id()
-    );
-    println!(
-        "  genesis:      {} entries, head {}",
-        head.len, head.last_hash
-    );
+    println!("  master key:   {} (or set CHRONICLE_MASTER_KEY)", dir.master_key_file().display());
+    println!("  ledger key:   {} (key id {})", dir.ledger_key_file().display(), init.ledger.key_id());
+    println!("  admin key:    {} (principal admin, key id {})", dir.admin_key_file().display(), init.admin.key_id());
+    println!("  genesis:      {} entries, head {}", head.len, head.last_hash);
     println!("keep the secrets directory on other storage than the data directory in production");
     Ok(ExitCode::SUCCESS)
 }

@@ -32,10 +32,8 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = ProgressBar::new(0);
         b.set_style(
-            ProgressStyle::with_template(
-                "verifying {bar:40} {pos}/{len} entries {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template("verifying {bar:40} {pos}/{len} entries {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
     });
@@ -69,9 +67,5 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
             Some(f) => println!("FAILED at position {}: {}", f.position, f.fault),
         }
     }
-    Ok(if report.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(super::EXIT_FAULT)
-    })
+    Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_FAULT) })
 }

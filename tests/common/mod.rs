@@ -4,8 +4,7 @@
 
 use chronicle::datadir::DataDir;
 use chronicle_core::{
-    Command, Draft, EventType, PayloadKind, PrincipalId, References, RegistryEvent, Role, Signer,
-    StreamId, Timestamp,
+    Command, Draft, EventType, PayloadKind, PrincipalId, References, RegistryEvent, Role, Signer, StreamId, Timestamp,
 };
 use chronicle_store::{AppendReceipt, AppendRequest, ExpectedVersion, Store};
 
@@ -22,13 +21,7 @@ impl Ledger {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = DataDir::new(tmp.path().join("data"), None);
         let init = dir.init("test.chronicle.localhost/ledger").expect("init");
-        Ledger {
-            tmp,
-            dir,
-            store: init.store,
-            admin: init.admin,
-            ledger: init.ledger,
-        }
+        Ledger { tmp, dir, store: init.store, admin: init.admin, ledger: init.ledger }
     }
 
     /// Registers a principal with a fresh key and returns its signer.
@@ -40,11 +33,7 @@ impl Ledger {
         )
         .unwrap();
         self.store
-            .append(AppendRequest {
-                stream: StreamId::REGISTRY,
-                expected: ExpectedVersion::Any,
-                commands: vec![cmd],
-            })
+            .append(AppendRequest { stream: StreamId::REGISTRY, expected: ExpectedVersion::Any, commands: vec![cmd] })
             .expect("register principal");
         s
     }
@@ -55,11 +44,7 @@ impl Ledger {
         expected: ExpectedVersion,
         commands: Vec<Command>,
     ) -> Result<AppendReceipt, chronicle_store::AppendError> {
-        self.store.append(AppendRequest {
-            stream,
-            expected,
-            commands,
-        })
+        self.store.append(AppendRequest { stream, expected, commands })
     }
 
     /// Closes the store (so sled's lock is released) and returns the log directory.
@@ -77,10 +62,7 @@ pub fn record(signer: &Signer, stream: StreamId, key: &str, body: &str) -> Comma
             stream,
             event_type: EventType::new("test.recorded").unwrap(),
             effective_time: Timestamp::now(),
-            refs: References {
-                idempotency_key: key.as_bytes().to_vec(),
-                ..Default::default()
-            },
+            refs: References { idempotency_key: key.as_bytes().to_vec(), ..Default::default() },
             payload_kind: PayloadKind::Sealed,
             payload: body.as_bytes().to_vec(),
         },

@@ -10,9 +10,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn with_capacity(n: usize) -> Writer {
-        Writer {
-            buf: Vec::with_capacity(n),
-        }
+        Writer { buf: Vec::with_capacity(n) }
     }
     pub(crate) fn u8(&mut self, v: u8) {
         self.buf.push(v);
@@ -62,19 +60,13 @@ impl<'a> Reader<'a> {
     pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let left = self.buf.len() - self.pos;
         if n > left {
-            return Err(DecodeError::Truncated {
-                what,
-                needed: n - left,
-            });
+            return Err(DecodeError::Truncated { what, needed: n - left });
         }
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         Ok(out)
     }
-    pub(crate) fn array<const N: usize>(
-        &mut self,
-        what: &'static str,
-    ) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
         let s = self.take(N, what)?;
         let mut out = [0u8; N];
         out.copy_from_slice(s);
@@ -113,10 +105,6 @@ impl<'a> Reader<'a> {
     }
     pub(crate) fn finish(self, what: &'static str) -> Result<(), DecodeError> {
         let count = self.buf.len() - self.pos;
-        if count == 0 {
-            Ok(())
-        } else {
-            Err(DecodeError::Trailing { what, count })
-        }
+        if count == 0 { Ok(()) } else { Err(DecodeError::Trailing { what, count }) }
     }
 }

@@ -70,11 +70,7 @@ impl Command {
     }
 
     /// Signs a draft with a given salt (known-answer tests only need this).
-    pub fn sign_with_salt(
-        signer: &Signer,
-        draft: Draft,
-        salt: [u8; SALT_LEN],
-    ) -> Result<Command, CommandError> {
+    pub fn sign_with_salt(signer: &Signer, draft: Draft, salt: [u8; SALT_LEN]) -> Result<Command, CommandError> {
         check_payload(&draft.payload)?;
         let statement = Statement {
             stream: draft.stream,
@@ -88,13 +84,7 @@ impl Command {
         };
         let statement_bytes = statement.encode()?;
         let signature = signer.sign_statement(&statement_bytes);
-        Ok(Command {
-            statement,
-            statement_bytes,
-            salt,
-            payload: draft.payload,
-            signature,
-        })
+        Ok(Command { statement, statement_bytes, salt, payload: draft.payload, signature })
     }
 
     /// Rebuilds a command from the parts a client sent (over the network, from an import file).
@@ -109,13 +99,7 @@ impl Command {
         if !commitment(&salt, &payload).ct_eq(&statement.commitment) {
             return Err(CommandError::CommitmentMismatch);
         }
-        Ok(Command {
-            statement,
-            statement_bytes,
-            salt,
-            payload,
-            signature,
-        })
+        Ok(Command { statement, statement_bytes, salt, payload, signature })
     }
 
     /// The decoded statement.
@@ -140,19 +124,13 @@ impl Command {
     }
     /// A digest identifying this exact command (statement and signature), to recognise retries.
     pub fn digest(&self) -> Hash {
-        Hash::of(
-            crate::hash::DOMAIN_REQUEST,
-            &[&self.statement_bytes, &self.signature],
-        )
+        Hash::of(crate::hash::DOMAIN_REQUEST, &[&self.statement_bytes, &self.signature])
     }
 }
 
 fn check_payload(payload: &[u8]) -> Result<(), CommandError> {
     if payload.len() > PAYLOAD_BYTES_MAX {
-        return Err(CommandError::PayloadTooLarge {
-            len: payload.len(),
-            max: PAYLOAD_BYTES_MAX,
-        });
+        return Err(CommandError::PayloadTooLarge { len: payload.len(), max: PAYLOAD_BYTES_MAX });
     }
     Ok(())
 }

@@ -19,8 +19,7 @@ use crate::error::{DecodeError, FieldError};
 use crate::hash::{DOMAIN_STATEMENT, Hash};
 use crate::ids::{KeyId, PrincipalId, StreamId, Timestamp};
 use crate::limits::{
-    COURT_ORDER_LEN_MAX, ENTRY_BYTES_MAX, EVENT_TYPE_LEN_MAX, IDEMPOTENCY_KEY_LEN_MAX,
-    STATEMENT_BYTES_MAX,
+    COURT_ORDER_LEN_MAX, ENTRY_BYTES_MAX, EVENT_TYPE_LEN_MAX, IDEMPOTENCY_KEY_LEN_MAX, STATEMENT_BYTES_MAX,
 };
 
 /// Version byte of the entry layout.
@@ -43,10 +42,7 @@ impl PayloadKind {
         match v {
             0 => Ok(PayloadKind::Public),
             1 => Ok(PayloadKind::Sealed),
-            value => Err(DecodeError::BadTag {
-                field: "payload_kind",
-                value,
-            }),
+            value => Err(DecodeError::BadTag { field: "payload_kind", value }),
         }
     }
 }
@@ -60,20 +56,10 @@ impl EventType {
     pub fn new(s: impl Into<String>) -> Result<EventType, FieldError> {
         let s = s.into();
         if s.is_empty() || s.len() > EVENT_TYPE_LEN_MAX {
-            return Err(FieldError::Length {
-                field: "event_type",
-                len: s.len(),
-                max: EVENT_TYPE_LEN_MAX,
-            });
+            return Err(FieldError::Length { field: "event_type", len: s.len(), max: EVENT_TYPE_LEN_MAX });
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
-        {
-            return Err(FieldError::Charset {
-                field: "event_type",
-                allowed: "a-z 0-9 . _",
-            });
+        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_') {
+            return Err(FieldError::Charset { field: "event_type", allowed: "a-z 0-9 . _" });
         }
         Ok(EventType(s))
     }
@@ -128,19 +114,11 @@ impl Statement {
         if let Some(order) = &refs.court_order
             && (order.is_empty() || order.len() > COURT_ORDER_LEN_MAX)
         {
-            return Err(FieldError::Length {
-                field: "court_order",
-                len: order.len(),
-                max: COURT_ORDER_LEN_MAX,
-            });
+            return Err(FieldError::Length { field: "court_order", len: order.len(), max: COURT_ORDER_LEN_MAX });
         }
         let idem = &refs.idempotency_key;
         if idem.is_empty() || idem.len() > IDEMPOTENCY_KEY_LEN_MAX {
-            return Err(FieldError::Length {
-                field: "idempotency_key",
-                len: idem.len(),
-                max: IDEMPOTENCY_KEY_LEN_MAX,
-            });
+            return Err(FieldError::Length { field: "idempotency_key", len: idem.len(), max: IDEMPOTENCY_KEY_LEN_MAX });
         }
         let mut w = Writer::with_capacity(160);
         w.u8(STATEMENT_FORMAT_V1);
@@ -174,19 +152,12 @@ impl Statement {
     /// Decodes a statement strictly.
     pub fn decode(bytes: &[u8]) -> Result<Statement, DecodeError> {
         if bytes.len() > STATEMENT_BYTES_MAX {
-            return Err(DecodeError::TooLarge {
-                what: "statement",
-                len: bytes.len(),
-                max: STATEMENT_BYTES_MAX,
-            });
+            return Err(DecodeError::TooLarge { what: "statement", len: bytes.len(), max: STATEMENT_BYTES_MAX });
         }
         let mut r = Reader::new(bytes);
         let version = r.u8("statement version")?;
         if version != STATEMENT_FORMAT_V1 {
-            return Err(DecodeError::UnknownVersion {
-                what: "statement",
-                version,
-            });
+            return Err(DecodeError::UnknownVersion { what: "statement", version });
         }
         let stream = StreamId(r.array("stream")?);
         let effective_time = Timestamp(r.i64("effective_time")?);
@@ -195,36 +166,16 @@ impl Statement {
         let key_id = KeyId(r.array("key_id")?);
         let order = r.bytes16("court_order")?;
         if order.len() > COURT_ORDER_LEN_MAX {
-            return Err(FieldError::Length {
-                field: "court_order",
-                len: order.len(),
-                max: COURT_ORDER_LEN_MAX,
-            }
-            .into());
+            return Err(FieldError::Length { field: "court_order", len: order.len(), max: COURT_ORDER_LEN_MAX }.into());
         }
-        let court_order = if order.is_empty() {
-            None
-        } else {
-            Some(utf8(order, "court_order")?)
-        };
-        let causation = if r.flag("causation")? {
-            Some(Hash(r.array("causation")?))
-        } else {
-            None
-        };
-        let correlation = if r.flag("correlation")? {
-            Some(r.array("correlation")?)
-        } else {
-            None
-        };
+        let court_order = if order.is_empty() { None } else { Some(utf8(order, "court_order")?) };
+        let causation = if r.flag("causation")? { Some(Hash(r.array("causation")?)) } else { None };
+        let correlation = if r.flag("correlation")? { Some(r.array("correlation")?) } else { None };
         let idem = r.bytes8("idempotency_key")?;
         if idem.is_empty() || idem.len() > IDEMPOTENCY_KEY_LEN_MAX {
-            return Err(FieldError::Length {
-                field: "idempotency_key",
-                len: idem.len(),
-                max: IDEMPOTENCY_KEY_LEN_MAX,
-            }
-            .into());
+            return Err(
+                FieldError::Length { field: "idempotency_key", len: idem.len(), max: IDEMPOTENCY_KEY_LEN_MAX }.into()
+            );
         }
         let payload_kind = PayloadKind::from_u8(r.u8("payload_kind")?)?;
         let commitment = Hash(r.array("commitment")?);
@@ -235,12 +186,7 @@ impl Statement {
             effective_time,
             author,
             key_id,
-            refs: References {
-                court_order,
-                causation,
-                correlation,
-                idempotency_key: idem.to_vec(),
-            },
+            refs: References { court_order, causation, correlation, idempotency_key: idem.to_vec() },
             payload_kind,
             commitment,
         })
@@ -256,13 +202,7 @@ pub fn signing_message(statement_bytes: &[u8]) -> Vec<u8> {
 }
 
 fn utf8(b: &[u8], field: &'static str) -> Result<String, DecodeError> {
-    String::from_utf8(b.to_vec()).map_err(|_| {
-        FieldError::Charset {
-            field,
-            allowed: "UTF-8",
-        }
-        .into()
-    })
+    String::from_utf8(b.to_vec()).map_err(|_| FieldError::Charset { field, allowed: "UTF-8" }.into())
 }
 
 /// The fields of an entry that the ledger assigns when it appends.
@@ -305,11 +245,7 @@ impl Entry {
     ) -> Result<Entry, DecodeError> {
         let len = 1 + 8 + 8 + 32 + 32 + 8 + 2 + statement_bytes.len() + 4 + envelope.len() + 64;
         if len > ENTRY_BYTES_MAX {
-            return Err(DecodeError::TooLarge {
-                what: "entry",
-                len,
-                max: ENTRY_BYTES_MAX,
-            });
+            return Err(DecodeError::TooLarge { what: "entry", len, max: ENTRY_BYTES_MAX });
         }
         if statement_bytes.len() > STATEMENT_BYTES_MAX {
             return Err(DecodeError::TooLarge {
@@ -335,19 +271,12 @@ impl Entry {
     /// Decodes stored entry bytes strictly.
     pub fn decode(bytes: Vec<u8>) -> Result<Entry, DecodeError> {
         if bytes.len() > ENTRY_BYTES_MAX {
-            return Err(DecodeError::TooLarge {
-                what: "entry",
-                len: bytes.len(),
-                max: ENTRY_BYTES_MAX,
-            });
+            return Err(DecodeError::TooLarge { what: "entry", len: bytes.len(), max: ENTRY_BYTES_MAX });
         }
         let mut r = Reader::new(&bytes);
         let version = r.u8("entry version")?;
         if version != ENTRY_FORMAT_V1 {
-            return Err(DecodeError::UnknownVersion {
-                what: "entry",
-                version,
-            });
+            return Err(DecodeError::UnknownVersion { what: "entry", version });
         }
         let header = Header {
             position: r.u64("position")?,
@@ -439,15 +368,9 @@ mod tests {
         assert_eq!(Statement::decode(&b).unwrap(), s);
         let mut longer = b.clone();
         longer.push(0);
-        assert!(matches!(
-            Statement::decode(&longer),
-            Err(DecodeError::Trailing { .. })
-        ));
+        assert!(matches!(Statement::decode(&longer), Err(DecodeError::Trailing { .. })));
         for cut in 0..b.len() {
-            assert!(
-                Statement::decode(&b[..cut]).is_err(),
-                "prefix of {cut} bytes decoded"
-            );
+            assert!(Statement::decode(&b[..cut]).is_err(), "prefix of {cut} bytes decoded");
         }
     }
 
@@ -478,20 +401,11 @@ mod tests {
         let sb = sample_statement().encode().unwrap();
         let mut v = sb.clone();
         v[0] = 2;
-        assert!(matches!(
-            Statement::decode(&v),
-            Err(DecodeError::UnknownVersion { .. })
-        ));
+        assert!(matches!(Statement::decode(&v), Err(DecodeError::UnknownVersion { .. })));
         let mut bad_kind = sb.clone();
         let n = bad_kind.len();
         bad_kind[n - 33] = 7;
-        assert!(matches!(
-            Statement::decode(&bad_kind),
-            Err(DecodeError::BadTag {
-                field: "payload_kind",
-                value: 7
-            })
-        ));
+        assert!(matches!(Statement::decode(&bad_kind), Err(DecodeError::BadTag { field: "payload_kind", value: 7 })));
     }
 
     #[test]

@@ -60,11 +60,7 @@ impl Hash {
 
     /// Constant-time comparison, for checks an attacker might time.
     pub fn ct_eq(&self, other: &Hash) -> bool {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        self.0.iter().zip(other.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
 }
 

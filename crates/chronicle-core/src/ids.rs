@@ -27,10 +27,7 @@ impl StreamId {
     /// computable (tests, the demo). The records layer derives its ids with a keyed hash instead.
     pub fn derive(namespace: &str, name: &str) -> StreamId {
         let len = (namespace.len() as u64).to_be_bytes();
-        let h = Hash::of(
-            b"chronicle.stream-id.v1\n",
-            &[&len, namespace.as_bytes(), name.as_bytes()],
-        );
+        let h = Hash::of(b"chronicle.stream-id.v1\n", &[&len, namespace.as_bytes(), name.as_bytes()]);
         let mut out = [0u8; 16];
         out.copy_from_slice(&h.0[..16]);
         StreamId(out)
@@ -120,20 +117,10 @@ impl PrincipalId {
     pub fn new(s: impl Into<String>) -> Result<PrincipalId, FieldError> {
         let s = s.into();
         if s.is_empty() || s.len() > PRINCIPAL_ID_LEN_MAX {
-            return Err(FieldError::Length {
-                field: "principal",
-                len: s.len(),
-                max: PRINCIPAL_ID_LEN_MAX,
-            });
+            return Err(FieldError::Length { field: "principal", len: s.len(), max: PRINCIPAL_ID_LEN_MAX });
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._@:-".contains(&b))
-        {
-            return Err(FieldError::Charset {
-                field: "principal",
-                allowed: "a-z 0-9 . _ @ : -",
-            });
+        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._@:-".contains(&b)) {
+            return Err(FieldError::Charset { field: "principal", allowed: "a-z 0-9 . _ @ : -" });
         }
         Ok(PrincipalId(s))
     }
@@ -171,27 +158,13 @@ impl fmt::Display for PrincipalId {
 
 /// Microseconds since the Unix epoch (UTC). Signed, so dates before 1970 (dates of birth,
 /// old arrests in a backlog) are representable.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Debug,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
     /// Now, by the system clock.
     pub fn now() -> Timestamp {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Timestamp(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
     }
 
@@ -223,9 +196,6 @@ mod tests {
     fn registry_stream_is_system_and_derived_ids_are_not() {
         assert!(StreamId::REGISTRY.is_system());
         assert!(!StreamId::derive("case", "CR-1").is_system());
-        assert_ne!(
-            StreamId::derive("case", "a\nb"),
-            StreamId::derive("case\na", "b")
-        );
+        assert_ne!(StreamId::derive("case", "a\nb"), StreamId::derive("case\na", "b"));
     }
 }

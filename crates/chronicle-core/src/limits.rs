@@ -52,8 +52,7 @@ pub const STATEMENT_BYTES_MAX: usize = 1
 pub const ENVELOPE_OVERHEAD_BYTES: usize = 24 + 32 + 16;
 
 const _: () = assert!(
-    ENTRY_OVERHEAD_BYTES_MAX + STATEMENT_BYTES_MAX + ENVELOPE_OVERHEAD_BYTES + PAYLOAD_BYTES_MAX
-        <= ENTRY_BYTES_MAX
+    ENTRY_OVERHEAD_BYTES_MAX + STATEMENT_BYTES_MAX + ENVELOPE_OVERHEAD_BYTES + PAYLOAD_BYTES_MAX <= ENTRY_BYTES_MAX
 );
 // sled 0.34 moves any item over segment_size / 4 (128 KiB at the default 512 KiB) to a separate
 // blob file; the durability point syncs blob files too, but keeping entries well under keeps the

@@ -66,17 +66,16 @@ pub fn aead_seal(key: &SymmetricKey, aad: &[&[u8]], plaintext: &[u8]) -> Vec<u8>
 
 /// [`aead_seal`] with a caller-chosen nonce, for known-answer tests only: a nonce must never be
 /// used twice under one key.
-pub fn danger_aead_seal_with_nonce(key: &SymmetricKey, nonce: [u8; NONCE_LEN], aad: &[&[u8]], plaintext: &[u8]) -> Vec<u8> {
+pub fn danger_aead_seal_with_nonce(
+    key: &SymmetricKey,
+    nonce: [u8; NONCE_LEN],
+    aad: &[&[u8]],
+    plaintext: &[u8],
+) -> Vec<u8> {
     let aad = aad.concat();
     let ct = key
         .cipher()
-        .encrypt(
-            &XNonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
+        .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: &aad })
         // XChaCha20-Poly1305 fails only for messages over 256 GiB; entries are capped far below.
         .expect("plaintext within the AEAD's length limit");
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
@@ -86,11 +85,7 @@ pub fn danger_aead_seal_with_nonce(key: &SymmetricKey, nonce: [u8; NONCE_LEN], a
 }
 
 /// Decrypts what [`aead_seal`] produced.
-pub fn aead_open(
-    key: &SymmetricKey,
-    aad: &[&[u8]],
-    sealed: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, SealError> {
+pub fn aead_open(key: &SymmetricKey, aad: &[&[u8]], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(SealError::Short { len: sealed.len() });
     }
@@ -110,12 +105,7 @@ pub fn public_envelope(salt: &[u8; SALT_LEN], payload: &[u8]) -> Vec<u8> {
 }
 
 /// Builds a sealed envelope under a content key, bound to the commitment.
-pub fn seal(
-    content_key: &SymmetricKey,
-    commitment: &Hash,
-    salt: &[u8; SALT_LEN],
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn seal(content_key: &SymmetricKey, commitment: &Hash, salt: &[u8; SALT_LEN], payload: &[u8]) -> Vec<u8> {
     danger_seal_with_nonce(content_key, crate::random_array(), commitment, salt, payload)
 }
 
@@ -133,14 +123,9 @@ pub fn danger_seal_with_nonce(
 }
 
 /// Splits a public envelope and checks it against the commitment; returns the payload.
-pub fn open_public<'a>(
-    commitment_signed: &Hash,
-    envelope: &'a [u8],
-) -> Result<&'a [u8], SealError> {
+pub fn open_public<'a>(commitment_signed: &Hash, envelope: &'a [u8]) -> Result<&'a [u8], SealError> {
     if envelope.len() < SALT_LEN {
-        return Err(SealError::Short {
-            len: envelope.len(),
-        });
+        return Err(SealError::Short { len: envelope.len() });
     }
     let (salt, payload) = envelope.split_at(SALT_LEN);
     let mut s = [0u8; SALT_LEN];
@@ -157,11 +142,7 @@ pub fn open_sealed(
     commitment_signed: &Hash,
     envelope: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
-    let plain = aead_open(
-        content_key,
-        &[DOMAIN_PAYLOAD_AAD, &commitment_signed.0],
-        envelope,
-    )?;
+    let plain = aead_open(content_key, &[DOMAIN_PAYLOAD_AAD, &commitment_signed.0], envelope)?;
     let payload = open_public(commitment_signed, &plain)?;
     Ok(Zeroizing::new(payload.to_vec()))
 }
@@ -180,32 +161,17 @@ mod tests {
         let mut bad = env.clone();
         bad[30] ^= 1;
         assert_eq!(open_sealed(&k, &c, &bad), Err(SealError::Unauthentic));
-        assert_eq!(
-            open_sealed(&SymmetricKey::random(), &c, &env),
-            Err(SealError::Unauthentic)
-        );
-        assert_eq!(
-            open_sealed(&k, &Hash::ZERO, &env),
-            Err(SealError::Unauthentic)
-        );
-        assert!(matches!(
-            open_sealed(&k, &c, &env[..10]),
-            Err(SealError::Short { .. })
-        ));
+        assert_eq!(open_sealed(&SymmetricKey::random(), &c, &env), Err(SealError::Unauthentic));
+        assert_eq!(open_sealed(&k, &Hash::ZERO, &env), Err(SealError::Unauthentic));
+        assert!(matches!(open_sealed(&k, &c, &env[..10]), Err(SealError::Short { .. })));
     }
 
     #[test]
     fn public_envelope_checks_commitment() {
         let salt = [1u8; 32];
         let c = commitment(&salt, b"p");
-        assert_eq!(
-            open_public(&c, &public_envelope(&salt, b"p")).unwrap(),
-            b"p"
-        );
-        assert_eq!(
-            open_public(&c, &public_envelope(&salt, b"q")),
-            Err(SealError::CommitmentMismatch)
-        );
+        assert_eq!(open_public(&c, &public_envelope(&salt, b"p")).unwrap(), b"p");
+        assert_eq!(open_public(&c, &public_envelope(&salt, b"q")), Err(SealError::CommitmentMismatch));
     }
 
     #[test]

@@ -153,18 +153,10 @@ impl RegistryEvent {
     pub fn parse(event_type: &EventType, payload: &[u8]) -> Result<RegistryEvent, RegistryError> {
         let bad = |e: serde_json::Error| RegistryError::Malformed(e.to_string());
         match event_type.as_str() {
-            PRINCIPAL_REGISTERED => serde_json::from_slice(payload)
-                .map(RegistryEvent::Registered)
-                .map_err(bad),
-            KEY_ROTATED => serde_json::from_slice(payload)
-                .map(RegistryEvent::Rotated)
-                .map_err(bad),
-            KEY_REVOKED => serde_json::from_slice(payload)
-                .map(RegistryEvent::Revoked)
-                .map_err(bad),
-            other => Err(RegistryError::Malformed(format!(
-                "unknown registry event type {other}"
-            ))),
+            PRINCIPAL_REGISTERED => serde_json::from_slice(payload).map(RegistryEvent::Registered).map_err(bad),
+            KEY_ROTATED => serde_json::from_slice(payload).map(RegistryEvent::Rotated).map_err(bad),
+            KEY_REVOKED => serde_json::from_slice(payload).map(RegistryEvent::Revoked).map_err(bad),
+            other => Err(RegistryError::Malformed(format!("unknown registry event type {other}"))),
         }
     }
 
@@ -179,8 +171,7 @@ pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, RegistryError> {
     let mut b = [0u8; 32];
     hex::decode_to_slice(hex_key, &mut b)
         .map_err(|_| RegistryError::Malformed("public key must be 64 hex digits".into()))?;
-    let k = VerifyingKey::from_bytes(&b)
-        .map_err(|_| RegistryError::Malformed("not an ed25519 public key".into()))?;
+    let k = VerifyingKey::from_bytes(&b).map_err(|_| RegistryError::Malformed("not an ed25519 public key".into()))?;
     if k.is_weak() {
         return Err(RegistryError::Malformed("weak ed25519 public key".into()));
     }
@@ -188,8 +179,7 @@ pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, RegistryError> {
 }
 
 fn parse_key_id(s: &str) -> Result<KeyId, RegistryError> {
-    KeyId::from_hex(s)
-        .ok_or_else(|| RegistryError::Malformed("key id must be 16 hex digits".into()))
+    KeyId::from_hex(s).ok_or_else(|| RegistryError::Malformed("key id must be 16 hex digits".into()))
 }
 
 /// One registered key and its lifetime in log positions.
@@ -262,8 +252,7 @@ impl Registry {
     ) -> Result<VerifyingKey, RegistryError> {
         if self.is_empty() {
             let payload = public_payload.ok_or(RegistryError::BadGenesis)?;
-            let ev = RegistryEvent::parse(&statement.event_type, payload)
-                .map_err(|_| RegistryError::BadGenesis)?;
+            let ev = RegistryEvent::parse(&statement.event_type, payload).map_err(|_| RegistryError::BadGenesis)?;
             let RegistryEvent::Registered(r) = ev else {
                 return Err(RegistryError::BadGenesis);
             };
@@ -283,37 +272,21 @@ impl Registry {
         let key = match self.keys.get(&statement.key_id) {
             Some(k) if &k.principal == author => k,
             _ => {
-                return Err(RegistryError::UnknownKey {
-                    principal: author.clone(),
-                    key: statement.key_id,
-                });
+                return Err(RegistryError::UnknownKey { principal: author.clone(), key: statement.key_id });
             }
         };
         if let Some(at) = key.revoked_at {
-            return Err(RegistryError::KeyRevoked {
-                principal: author.clone(),
-                key: statement.key_id,
-                at,
-            });
+            return Err(RegistryError::KeyRevoked { principal: author.clone(), key: statement.key_id, at });
         }
         if let Some(at) = key.retired_at {
-            return Err(RegistryError::KeyRetired {
-                principal: author.clone(),
-                key: statement.key_id,
-                at,
-            });
+            return Err(RegistryError::KeyRetired { principal: author.clone(), key: statement.key_id, at });
         }
         Ok(key.public)
     }
 
     /// Checks a registry event authored by `author` at `position` and applies it. The author's
     /// signature must already have been checked with [`Registry::signing_key`].
-    pub fn apply(
-        &mut self,
-        position: u64,
-        author: &PrincipalId,
-        event: &RegistryEvent,
-    ) -> Result<(), RegistryError> {
+    pub fn apply(&mut self, position: u64, author: &PrincipalId, event: &RegistryEvent) -> Result<(), RegistryError> {
         let genesis = self.is_empty();
         let author_role = self.principals.get(author).map(|p| p.role);
         let privileged = matches!(author_role, Some(Role::Admin | Role::Ledger));
@@ -357,11 +330,7 @@ impl Registry {
                 );
                 self.principals.insert(
                     r.principal.clone(),
-                    PrincipalState {
-                        role: r.role,
-                        keys: vec![kid],
-                        registered_at: position,
-                    },
+                    PrincipalState { role: r.role, keys: vec![kid], registered_at: position },
                 );
             }
             RegistryEvent::Rotated(r) => {
@@ -430,25 +399,14 @@ impl Registry {
         match self.keys.get(&kid) {
             Some(k) if &k.principal == principal => {
                 if let Some(at) = k.revoked_at {
-                    return Err(RegistryError::KeyRevoked {
-                        principal: principal.clone(),
-                        key: kid,
-                        at,
-                    });
+                    return Err(RegistryError::KeyRevoked { principal: principal.clone(), key: kid, at });
                 }
                 if let Some(at) = k.retired_at {
-                    return Err(RegistryError::KeyRetired {
-                        principal: principal.clone(),
-                        key: kid,
-                        at,
-                    });
+                    return Err(RegistryError::KeyRetired { principal: principal.clone(), key: kid, at });
                 }
                 Ok(())
             }
-            _ => Err(RegistryError::UnknownKey {
-                principal: principal.clone(),
-                key: kid,
-            }),
+            _ => Err(RegistryError::UnknownKey { principal: principal.clone(), key: kid }),
         }
     }
 }
@@ -472,11 +430,7 @@ impl RegistryEvent {
 
     /// `registry.principal_registered` for a principal and key.
     pub fn register(principal: PrincipalId, role: Role, key: &VerifyingKey) -> RegistryEvent {
-        RegistryEvent::Registered(PrincipalRegistered {
-            principal,
-            role,
-            public_key: hex::encode(key.to_bytes()),
-        })
+        RegistryEvent::Registered(PrincipalRegistered { principal, role, public_key: hex::encode(key.to_bytes()) })
     }
 
     /// `registry.key_rotated`: `new_key` replaces `retires`.
@@ -489,15 +443,7 @@ impl RegistryEvent {
     }
 
     /// `registry.key_revoked`.
-    pub fn revoke(
-        principal: PrincipalId,
-        key_id: KeyId,
-        reason: impl Into<String>,
-    ) -> RegistryEvent {
-        RegistryEvent::Revoked(KeyRevoked {
-            principal,
-            key_id: key_id.to_hex(),
-            reason: reason.into(),
-        })
+    pub fn revoke(principal: PrincipalId, key_id: KeyId, reason: impl Into<String>) -> RegistryEvent {
+        RegistryEvent::Revoked(KeyRevoked { principal, key_id: key_id.to_hex(), reason: reason.into() })
     }
 }

@@ -24,11 +24,7 @@ impl Signer {
     /// Wraps an existing key.
     pub fn new(principal: PrincipalId, key: SigningKey) -> Signer {
         let key_id = KeyId::of(&key.verifying_key().to_bytes());
-        Signer {
-            principal,
-            key,
-            key_id,
-        }
+        Signer { principal, key, key_id }
     }
 
     /// A fresh random key.
@@ -78,15 +74,14 @@ impl Signer {
 
     /// Reads a PKCS#8 PEM key.
     pub fn from_pem(principal: PrincipalId, pem: &str) -> Result<Signer, KeyFileError> {
-        let key =
-            SigningKey::from_pkcs8_pem(pem).map_err(|e| KeyFileError::Malformed(e.to_string()))?;
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| KeyFileError::Malformed(e.to_string()))?;
         Ok(Signer::new(principal, key))
     }
 
     /// Reads a PKCS#8 PEM key file.
     pub fn from_pem_file(principal: PrincipalId, path: &Path) -> Result<Signer, KeyFileError> {
-        let pem = std::fs::read_to_string(path)
-            .map_err(|e| KeyFileError::Io(path.display().to_string(), e.to_string()))?;
+        let pem =
+            std::fs::read_to_string(path).map_err(|e| KeyFileError::Io(path.display().to_string(), e.to_string()))?;
         Signer::from_pem(principal, &pem)
     }
 }
@@ -106,8 +101,7 @@ pub enum KeyFileError {
 /// Checks one statement signature strictly.
 pub fn verify_statement(key: &VerifyingKey, statement_bytes: &[u8], signature: &[u8; 64]) -> bool {
     let sig = Signature::from_bytes(signature);
-    key.verify_strict(&signing_message(statement_bytes), &sig)
-        .is_ok()
+    key.verify_strict(&signing_message(statement_bytes), &sig).is_ok()
 }
 
 /// Checks many signatures at once over already-built messages; `false` if any fails.
@@ -118,8 +112,7 @@ pub fn verify_batch(messages: &[&[u8]], signatures: &[[u8; 64]], keys: &[Verifyi
 
 /// Checks one signature over an already-built message strictly.
 pub fn verify_message(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
-    key.verify_strict(message, &Signature::from_bytes(signature))
-        .is_ok()
+    key.verify_strict(message, &Signature::from_bytes(signature)).is_ok()
 }
 
 #[cfg(test)]

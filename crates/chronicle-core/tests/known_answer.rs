@@ -4,7 +4,10 @@
 
 use chronicle_core::payload::{SymmetricKey, commitment, danger_seal_with_nonce, open_sealed};
 use chronicle_core::sign::verify_statement;
-use chronicle_core::{Command, Draft, Entry, EventType, Hash, Header, KeyId, PayloadKind, PrincipalId, References, Signer, StreamId, Timestamp};
+use chronicle_core::{
+    Command, Draft, Entry, EventType, Hash, Header, KeyId, PayloadKind, PrincipalId, References, Signer, StreamId,
+    Timestamp,
+};
 
 fn signer() -> Signer {
     Signer::from_seed(PrincipalId::new("clerk-1").unwrap(), [0x11; 32])
@@ -46,7 +49,13 @@ const ENTRY: &str = "01000000000000002a00000000000000033333333333333333333333333
 const ENTRY_HASH: &str = "1779f3941ad1039a9d7e1140d4476a295fb86b1f23af22e46e657abc791e72c3";
 
 fn envelope(c: &Command) -> Vec<u8> {
-    danger_seal_with_nonce(&SymmetricKey::from_bytes([0x55; 32]), [0x66; 24], &c.statement().commitment, c.salt(), c.payload())
+    danger_seal_with_nonce(
+        &SymmetricKey::from_bytes([0x55; 32]),
+        [0x66; 24],
+        &c.statement().commitment,
+        c.salt(),
+        c.payload(),
+    )
 }
 
 #[test]

@@ -31,11 +31,7 @@ impl Durability {
         }
         // Make the directory entries themselves durable once (sled created them).
         File::open(log_dir)?.sync_all()?;
-        Ok(Durability {
-            db_file,
-            blobs_dir,
-            synced_blobs,
-        })
+        Ok(Durability { db_file, blobs_dir, synced_blobs })
     }
 
     /// Call after `db.flush()`: makes everything flushed durable against power loss.

@@ -9,7 +9,6 @@ use chronicle_core::command::Command;
 use chronicle_core::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, READ_PAGE_ENTRIES_MAX};
 use chronicle_core::payload::{open_public, open_sealed};
 use chronicle_core::registry::RegistryEvent;
-use chronicle_core::sign::verify_statement;
 use chronicle_core::{Entry, KeyId, MasterKey, PayloadKind, Registry, StreamId, Vault};
 use tokio::sync::{oneshot, watch};
 use zeroize::Zeroizing;
@@ -33,15 +32,12 @@ pub struct StorePaths {
 impl StorePaths {
     /// The standard layout: `D/log` and `D/vault`.
     pub fn in_data_dir(data_dir: &Path) -> StorePaths {
-        StorePaths {
-            log: data_dir.join("log"),
-            vault: data_dir.join("vault"),
-        }
+        StorePaths { log: data_dir.join("log"), vault: data_dir.join("vault") }
     }
 }
 
-/// A command that passed the checks that need no state, with a note of whether its signature
-/// was already verified (and under which key id).
+/// A command that passed the checks that need no state, with a note of whether the writer's
+/// batch check already verified its signature (and under which key id).
 pub(crate) struct PrecheckedCommand {
     pub(crate) command: Command,
     pub(crate) verified_with: Option<KeyId>,
@@ -65,15 +61,15 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn failure(&self) -> Option<String> {
-        self.failed
-            .lock()
-            .map(|f| f.clone())
-            .unwrap_or_else(|_| Some("lock poisoned".into()))
+        self.failed.lock().map(|f| f.clone()).unwrap_or_else(|_| Some("lock poisoned".into()))
     }
     pub(crate) fn fail(&self, reason: String) {
         if let Ok(mut f) = self.failed.lock() {
             f.get_or_insert(reason);
         }
+    }
+    pub(crate) fn registry_snapshot(&self) -> Arc<Registry> {
+        self.registry.read().map(|r| r.clone()).unwrap_or_default()
     }
     pub(crate) fn publish(&self, head: Head, registry: Option<Registry>) {
         if let Some(r) = registry
@@ -87,7 +83,7 @@ impl Shared {
 
 struct WriterHandle {
     tx: Mutex<Option<Sender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Drop for WriterHandle {
@@ -95,10 +91,13 @@ impl Drop for WriterHandle {
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
-        if let Ok(mut t) = self.thread.lock()
-            && let Some(t) = t.take()
-        {
-            let _ = t.join();
+        // The verifier stops when its channel closes, the writer when the verifier is gone, and
+        // the syncer when the writer is gone; joining all three means every accepted request
+        // was answered.
+        if let Ok(mut threads) = self.threads.lock() {
+            for t in threads.drain(..) {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -115,14 +114,11 @@ impl Store {
     /// Creates an empty log and vault. Fails if either exists.
     pub fn create(paths: &StorePaths, master: MasterKey) -> Result<Store, OpenError> {
         if paths.log.join("db").exists() {
-            return Err(OpenError::AlreadyInitialized(
-                paths.log.display().to_string(),
-            ));
+            return Err(OpenError::AlreadyInitialized(paths.log.display().to_string()));
         }
         let vault = Vault::create(&paths.vault, master)?;
         let db = open_sled(&paths.log)?;
-        db.insert(layout::FORMAT_KEY, &[STORE_FORMAT])
-            .map_err(|e| OpenError::Io(e.to_string()))?;
+        db.insert(layout::FORMAT_KEY, &[STORE_FORMAT]).map_err(|e| OpenError::Io(e.to_string()))?;
         db.flush().map_err(|e| OpenError::Io(e.to_string()))?;
         Store::start(paths, db, vault)
     }
@@ -138,34 +134,22 @@ impl Store {
     }
 
     fn start(paths: &StorePaths, db: sled::Db, vault: Vault) -> Result<Store, OpenError> {
-        match db
-            .get(layout::FORMAT_KEY)
-            .map_err(|e| OpenError::Io(e.to_string()))?
-        {
+        match db.get(layout::FORMAT_KEY).map_err(|e| OpenError::Io(e.to_string()))? {
             Some(v) if v.as_ref() == [STORE_FORMAT] => {}
             Some(v) => {
-                return Err(OpenError::UnsupportedFormat(
-                    v.first().copied().unwrap_or(0),
-                ));
+                return Err(OpenError::UnsupportedFormat(v.first().copied().unwrap_or(0)));
             }
             None => return Err(OpenError::NotInitialized(paths.log.display().to_string())),
         }
-        let head = match db
-            .get(layout::HEAD_KEY)
-            .map_err(|e| OpenError::Io(e.to_string()))?
-        {
-            Some(v) => Head::decode(&v)
-                .ok_or_else(|| OpenError::Damaged("head record malformed".into()))?,
+        let head = match db.get(layout::HEAD_KEY).map_err(|e| OpenError::Io(e.to_string()))? {
+            Some(v) => Head::decode(&v).ok_or_else(|| OpenError::Damaged("head record malformed".into()))?,
             None => Head::EMPTY,
         };
         let registry = load_registry(&db, head.len)?;
         if head.len > 0 {
-            let last =
-                read_entry(&db, head.len - 1).map_err(|e| OpenError::Damaged(e.to_string()))?;
+            let last = read_entry(&db, head.len - 1).map_err(|e| OpenError::Damaged(e.to_string()))?;
             if last.hash() != head.last_hash {
-                return Err(OpenError::Damaged(
-                    "the last entry does not match the head record".into(),
-                ));
+                return Err(OpenError::Damaged("the last entry does not match the head record".into()));
             }
         }
         let durability = Durability::new(&paths.log).map_err(|e| OpenError::Io(e.to_string()))?;
@@ -178,110 +162,71 @@ impl Store {
             failed: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
+        let (write_tx, write_rx) = mpsc::channel();
+        let (sync_tx, sync_rx) = mpsc::channel();
         let state = State::new(head, registry);
         let s = shared.clone();
-        let thread = std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("chronicle-writer".into())
-            .spawn(move || writer::run(s, state, durability, rx))
+            .spawn(move || writer::run(s, state, write_rx, sync_tx))
+            .map_err(|e| OpenError::Io(e.to_string()))?;
+        let s = shared.clone();
+        let verifier = std::thread::Builder::new()
+            .name("chronicle-verifier".into())
+            .spawn(move || writer::verify_loop(s, rx, write_tx))
+            .map_err(|e| OpenError::Io(e.to_string()))?;
+        let s = shared.clone();
+        let syncer = std::thread::Builder::new()
+            .name("chronicle-syncer".into())
+            .spawn(move || writer::sync_loop(s, durability, sync_rx))
             .map_err(|e| OpenError::Io(e.to_string()))?;
         Ok(Store {
             shared,
             writer: Arc::new(WriterHandle {
                 tx: Mutex::new(Some(tx)),
-                thread: Mutex::new(Some(thread)),
+                threads: Mutex::new(vec![verifier, writer, syncer]),
             }),
         })
     }
 
-    /// The checks that need no state: limits, stream and payload rules, and the signature
-    /// wherever the registry already knows the key. Runs on the caller's thread, so signature
-    /// checks of concurrent appenders proceed in parallel.
+    /// The checks that need no state: limits, stream and payload rules, idempotency keys unique
+    /// within the request. Signatures are checked by the writer, in batches.
     pub(crate) fn precheck(&self, req: AppendRequest) -> Result<Prechecked, AppendError> {
         let n = req.commands.len();
         if n == 0 {
             return Err(AppendError::Empty);
         }
         if n > BATCH_ENTRIES_MAX {
-            return Err(AppendError::TooManyCommands {
-                count: n,
-                max: BATCH_ENTRIES_MAX,
-            });
+            return Err(AppendError::TooManyCommands { count: n, max: BATCH_ENTRIES_MAX });
         }
         let bytes: usize = req.commands.iter().map(|c| c.payload().len()).sum();
         if bytes > BATCH_BYTES_MAX {
-            return Err(AppendError::TooLarge {
-                bytes,
-                max: BATCH_BYTES_MAX,
-            });
+            return Err(AppendError::TooLarge { bytes, max: BATCH_BYTES_MAX });
         }
-        let registry = self.registry();
         let mut out = Vec::with_capacity(n);
         let mut idem = std::collections::HashMap::new();
         for (index, command) in req.commands.into_iter().enumerate() {
             let st = command.statement();
             if st.stream != req.stream {
-                return Err(AppendError::StreamMismatch {
-                    index,
-                    expected: req.stream,
-                    found: st.stream,
-                });
+                return Err(AppendError::StreamMismatch { index, expected: req.stream, found: st.stream });
             }
             check_stream_rules(index, &req.stream, st)?;
-            if let Some(first) =
-                idem.insert((st.author.clone(), st.refs.idempotency_key.clone()), index)
-            {
-                return Err(AppendError::DuplicateIdempotencyKey {
-                    first,
-                    second: index,
-                });
+            if let Some(first) = idem.insert((st.author.clone(), st.refs.idempotency_key.clone()), index) {
+                return Err(AppendError::DuplicateIdempotencyKey { first, second: index });
             }
-            let mut verified_with = None;
-            if let Some(k) = registry.key(&st.key_id)
-                && k.principal == st.author
-            {
-                // A key id names one public key forever, so this check holds whatever the
-                // registry says about the key's validity by the time the writer decides.
-                if !verify_statement(&k.public, command.statement_bytes(), command.signature()) {
-                    return Err(AppendError::Unauthorized {
-                        index,
-                        source: chronicle_core::RegistryError::BadSignature,
-                    });
-                }
-                verified_with = Some(st.key_id);
-            }
-            out.push(PrecheckedCommand {
-                command,
-                verified_with,
-            });
+            out.push(PrecheckedCommand { command, verified_with: None });
         }
-        Ok(Prechecked {
-            stream: req.stream,
-            expected: req.expected,
-            commands: out,
-        })
+        Ok(Prechecked { stream: req.stream, expected: req.expected, commands: out })
     }
 
-    fn submit(
-        &self,
-        req: Prechecked,
-    ) -> Result<oneshot::Receiver<Result<AppendReceipt, AppendError>>, AppendError> {
+    fn submit(&self, req: Prechecked) -> Result<oneshot::Receiver<Result<AppendReceipt, AppendError>>, AppendError> {
         if let Some(reason) = self.shared.failure() {
             return Err(AppendError::Unavailable(reason));
         }
         let (reply, rx) = oneshot::channel();
-        let tx = self
-            .writer
-            .tx
-            .lock()
-            .map_err(|_| AppendError::Unavailable("writer lock poisoned".into()))?;
-        let tx = tx
-            .as_ref()
-            .ok_or_else(|| AppendError::Unavailable("shutting down".into()))?;
-        tx.send(Job {
-            request: req,
-            reply,
-        })
-        .map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?;
+        let tx = self.writer.tx.lock().map_err(|_| AppendError::Unavailable("writer lock poisoned".into()))?;
+        let tx = tx.as_ref().ok_or_else(|| AppendError::Unavailable("shutting down".into()))?;
+        tx.send(Job { request: req, reply }).map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?;
         Ok(rx)
     }
 
@@ -289,16 +234,14 @@ impl Store {
     /// Must not be called from inside an async runtime (use [`Store::append_async`]).
     pub fn append(&self, req: AppendRequest) -> Result<AppendReceipt, AppendError> {
         let rx = self.submit(self.precheck(req)?)?;
-        rx.blocking_recv()
-            .unwrap_or_else(|_| Err(AppendError::Unavailable("the writer has stopped".into())))
+        rx.blocking_recv().unwrap_or_else(|_| Err(AppendError::Unavailable("the writer has stopped".into())))
     }
 
     /// [`Store::append`] for async callers. The signature checks run on the calling task; callers
     /// with large batches may prefer `spawn_blocking` around [`Store::append`].
     pub async fn append_async(&self, req: AppendRequest) -> Result<AppendReceipt, AppendError> {
         let rx = self.submit(self.precheck(req)?)?;
-        rx.await
-            .unwrap_or_else(|_| Err(AppendError::Unavailable("the writer has stopped".into())))
+        rx.await.unwrap_or_else(|_| Err(AppendError::Unavailable("the writer has stopped".into())))
     }
 
     /// The committed head: every entry below `len` is durable.
@@ -312,11 +255,7 @@ impl Store {
 
     /// The registry as of the committed head.
     pub fn registry(&self) -> Arc<Registry> {
-        self.shared
-            .registry
-            .read()
-            .map(|r| r.clone())
-            .unwrap_or_default()
+        self.shared.registry_snapshot()
     }
 
     /// Why the store stopped accepting appends, if it did.
@@ -336,49 +275,30 @@ impl Store {
     pub fn read_log(&self, from: u64, limit: usize) -> Result<Vec<Entry>, ReadError> {
         check_page(limit)?;
         let end = self.head().len.min(from.saturating_add(limit as u64));
-        (from..end)
-            .map(|p| read_entry(&self.shared.db, p))
-            .collect()
+        (from..end).map(|p| read_entry(&self.shared.db, p)).collect()
     }
 
     /// Committed entries of a stream from `from_version`, at most `limit`.
-    pub fn read_stream(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-        limit: usize,
-    ) -> Result<Vec<Entry>, ReadError> {
+    pub fn read_stream(&self, stream: &StreamId, from_version: u64, limit: usize) -> Result<Vec<Entry>, ReadError> {
         check_page(limit)?;
         let len = self.head().len;
         let mut out = Vec::new();
-        for kv in self
-            .shared
-            .db
-            .range(layout::stream_key(stream, from_version)..=layout::stream_key(stream, u64::MAX))
+        for kv in self.shared.db.range(layout::stream_key(stream, from_version)..=layout::stream_key(stream, u64::MAX))
         {
             if out.len() >= limit {
                 break;
             }
             let (k, v) = kv?;
-            let version = u64::from_be_bytes(
-                k[17..25]
-                    .try_into()
-                    .map_err(|_| ReadError::Storage("bad index key".into()))?,
-            );
-            let (position, hash) = layout::position_and_hash(&v)
-                .ok_or_else(|| ReadError::Storage("bad index value".into()))?;
+            let version =
+                u64::from_be_bytes(k[17..25].try_into().map_err(|_| ReadError::Storage("bad index key".into()))?);
+            let (position, hash) =
+                layout::position_and_hash(&v).ok_or_else(|| ReadError::Storage("bad index value".into()))?;
             if position >= len {
                 break;
             }
             let e = read_entry(&self.shared.db, position)?;
-            if e.statement.stream != *stream
-                || e.header.stream_version != version
-                || e.hash() != hash
-            {
-                return Err(ReadError::Damaged {
-                    position,
-                    reason: "stream index does not match the entry".into(),
-                });
+            if e.statement.stream != *stream || e.header.stream_version != version || e.hash() != hash {
+                return Err(ReadError::Damaged { position, reason: "stream index does not match the entry".into() });
             }
             out.push(e);
         }
@@ -388,20 +308,13 @@ impl Store {
     /// The last committed version of a stream, or `None` if it has no entries.
     pub fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>, ReadError> {
         let len = self.head().len;
-        for kv in self
-            .shared
-            .db
-            .scan_prefix(layout::stream_prefix(stream))
-            .rev()
-        {
+        for kv in self.shared.db.scan_prefix(layout::stream_prefix(stream)).rev() {
             let (k, v) = kv?;
-            let (position, _) = layout::position_and_hash(&v)
-                .ok_or_else(|| ReadError::Storage("bad index value".into()))?;
+            let (position, _) =
+                layout::position_and_hash(&v).ok_or_else(|| ReadError::Storage("bad index value".into()))?;
             if position < len {
                 return Ok(Some(u64::from_be_bytes(
-                    k[17..25]
-                        .try_into()
-                        .map_err(|_| ReadError::Storage("bad index key".into()))?,
+                    k[17..25].try_into().map_err(|_| ReadError::Storage("bad index key".into()))?,
                 )));
             }
         }
@@ -423,21 +336,17 @@ impl Store {
                 .map(|p| Zeroizing::new(p.to_vec()))
                 .map_err(|source| ReadError::Payload { position, source }),
             PayloadKind::Sealed => {
-                let wrapped = self
+                let v = self
                     .shared
                     .db
-                    .get(layout::content_key_key(position))?
-                    .ok_or(ReadError::Payload {
-                        position,
-                        source: chronicle_core::SealError::KeyUnknown,
-                    })?;
-                let vault = self
-                    .shared
-                    .vault
-                    .read()
-                    .map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
+                    .get(layout::entry_key(position))?
+                    .ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
+                let wrapped = layout::decode_entry_value(&v)
+                    .and_then(|ev| ev.wrapped_key)
+                    .ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
+                let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
                 let cek = vault
-                    .unwrap_content_key(position, &wrapped)
+                    .unwrap_content_key(position, wrapped)
                     .map_err(|source| ReadError::Payload { position, source })?;
                 open_sealed(&cek, &st.commitment, entry.envelope())
                     .map_err(|source| ReadError::Payload { position, source })
@@ -448,19 +357,12 @@ impl Store {
 
 fn check_page(limit: usize) -> Result<(), ReadError> {
     if limit > READ_PAGE_ENTRIES_MAX {
-        return Err(ReadError::PageTooLarge {
-            asked: limit,
-            max: READ_PAGE_ENTRIES_MAX,
-        });
+        return Err(ReadError::PageTooLarge { asked: limit, max: READ_PAGE_ENTRIES_MAX });
     }
     Ok(())
 }
 
-fn check_stream_rules(
-    index: usize,
-    stream: &StreamId,
-    st: &chronicle_core::Statement,
-) -> Result<(), AppendError> {
+fn check_stream_rules(index: usize, stream: &StreamId, st: &chronicle_core::Statement) -> Result<(), AppendError> {
     let registry_type = RegistryEvent::is_registry_type(&st.event_type);
     let reason = if *stream == StreamId::REGISTRY {
         if !registry_type {
@@ -494,37 +396,23 @@ pub(crate) fn open_sled(dir: &Path) -> Result<sled::Db, OpenError> {
         // compete with it (and hold the directory lock after the store is dropped).
         .flush_every_ms(None)
         .open()
-        .map_err(|e| OpenError::Sled {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| OpenError::Sled { path: dir.display().to_string(), reason: e.to_string() })
 }
 
 /// Reads one entry, checking its bytes against the hash stored beside them right after reading.
 pub(crate) fn read_entry(db: &sled::Db, position: u64) -> Result<Entry, ReadError> {
     let v = db
         .get(layout::entry_key(position))?
-        .ok_or_else(|| ReadError::Damaged {
-            position,
-            reason: "missing".into(),
-        })?;
-    let (bytes, stored) = layout::split_entry_value(&v).ok_or_else(|| ReadError::Damaged {
-        position,
-        reason: "shorter than a hash".into(),
-    })?;
+        .ok_or_else(|| ReadError::Damaged { position, reason: "missing".into() })?;
+    let ev = layout::decode_entry_value(&v)
+        .ok_or_else(|| ReadError::Damaged { position, reason: "malformed stored value".into() })?;
+    let (bytes, stored) = (ev.bytes, ev.hash);
     if chronicle_core::Hash::entry(bytes) != stored {
-        return Err(ReadError::Damaged {
-            position,
-            reason: "bytes do not match their stored hash".into(),
-        });
+        return Err(ReadError::Damaged { position, reason: "bytes do not match their stored hash".into() });
     }
-    let e =
-        Entry::decode(bytes.to_vec()).map_err(|source| ReadError::Decode { position, source })?;
+    let e = Entry::decode(bytes.to_vec()).map_err(|source| ReadError::Decode { position, source })?;
     if e.position() != position {
-        return Err(ReadError::Damaged {
-            position,
-            reason: format!("holds position {}", e.position()),
-        });
+        return Err(ReadError::Damaged { position, reason: format!("holds position {}", e.position()) });
     }
     Ok(e)
 }
@@ -533,8 +421,8 @@ fn load_registry(db: &sled::Db, len: u64) -> Result<Registry, OpenError> {
     let mut reg = Registry::new();
     for kv in db.scan_prefix(layout::stream_prefix(&StreamId::REGISTRY)) {
         let (_, v) = kv.map_err(|e| OpenError::Io(e.to_string()))?;
-        let (position, _) = layout::position_and_hash(&v)
-            .ok_or_else(|| OpenError::Damaged("registry index value".into()))?;
+        let (position, _) =
+            layout::position_and_hash(&v).ok_or_else(|| OpenError::Damaged("registry index value".into()))?;
         if position >= len {
             break;
         }

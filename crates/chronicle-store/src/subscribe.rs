@@ -28,12 +28,7 @@ pub struct Subscription {
 impl Subscription {
     pub(crate) fn new(store: Store, from: u64) -> Subscription {
         let head = store.watch_head();
-        Subscription {
-            store,
-            next: from,
-            head,
-            buffered: VecDeque::new(),
-        }
+        Subscription { store, next: from, head, buffered: VecDeque::new() }
     }
 
     /// The position of the next entry this subscription will yield.
@@ -50,9 +45,7 @@ impl Subscription {
             }
             let len = self.head.borrow_and_update().len;
             if self.next < len {
-                let page = self
-                    .store
-                    .read_log(self.next, READ_AHEAD.min((len - self.next) as usize))?;
+                let page = self.store.read_log(self.next, READ_AHEAD.min((len - self.next) as usize))?;
                 self.next += page.len() as u64;
                 self.buffered.extend(page);
                 continue;

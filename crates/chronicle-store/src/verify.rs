@@ -17,9 +17,7 @@ use std::path::Path;
 use chronicle_core::payload::open_public;
 use chronicle_core::registry::RegistryEvent;
 use chronicle_core::sign::{verify_batch, verify_message};
-use chronicle_core::{
-    Entry, Hash, PayloadKind, Registry, RegistryError, StreamId, Timestamp, VerifyingKey,
-};
+use chronicle_core::{Entry, Hash, PayloadKind, Registry, RegistryError, StreamId, Timestamp, VerifyingKey};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -210,10 +208,7 @@ pub fn verify_log(log_dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<
         return Err(OpenError::NotInitialized(log_dir.display().to_string()));
     }
     let db = open_sled(log_dir)?;
-    let head = db
-        .get(layout::HEAD_KEY)
-        .map_err(|e| OpenError::Io(e.to_string()))?
-        .map(|v| Head::decode(&v));
+    let head = db.get(layout::HEAD_KEY).map_err(|e| OpenError::Io(e.to_string()))?.map(|v| Head::decode(&v));
     let head_len = head.flatten().map_or(0, |h| h.len);
     let mut w = Walker {
         db: db.clone(),
@@ -243,36 +238,22 @@ pub fn verify_log(log_dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<
     }
     if fault.is_none() {
         fault = match head {
-            None if w.expected > 0 => Some(Finding {
-                position: 0,
-                fault: Fault::HeadDamaged,
-            }),
+            None if w.expected > 0 => Some(Finding { position: 0, fault: Fault::HeadDamaged }),
             None => None,
-            Some(None) => Some(Finding {
-                position: 0,
-                fault: Fault::HeadDamaged,
-            }),
-            Some(Some(h)) if h.len > w.expected => Some(Finding {
-                position: w.expected,
-                fault: Fault::Truncated {
-                    head_len: h.len,
-                    found: w.expected,
-                },
-            }),
-            Some(Some(h)) if h.len < w.expected => Some(Finding {
-                position: h.len,
-                fault: Fault::BeyondHead { head_len: h.len },
-            }),
-            Some(Some(h)) if h.last_hash != w.prev_hash => Some(Finding {
-                position: w.expected.saturating_sub(1),
-                fault: Fault::HeadMismatch,
-            }),
+            Some(None) => Some(Finding { position: 0, fault: Fault::HeadDamaged }),
+            Some(Some(h)) if h.len > w.expected => {
+                Some(Finding { position: w.expected, fault: Fault::Truncated { head_len: h.len, found: w.expected } })
+            }
+            Some(Some(h)) if h.len < w.expected => {
+                Some(Finding { position: h.len, fault: Fault::BeyondHead { head_len: h.len } })
+            }
+            Some(Some(h)) if h.last_hash != w.prev_hash => {
+                Some(Finding { position: w.expected.saturating_sub(1), fault: Fault::HeadMismatch })
+            }
             Some(Some(_)) => None,
         };
     }
-    let verified = fault
-        .as_ref()
-        .map_or(w.expected, |f| f.position.min(w.expected));
+    let verified = fault.as_ref().map_or(w.expected, |f| f.position.min(w.expected));
     Ok(Report {
         entries_verified: verified,
         head_len,
@@ -287,49 +268,29 @@ pub fn verify_log(log_dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<
 
 impl Walker {
     /// Checks one chunk; returns the first fault in it.
-    fn chunk(
-        &mut self,
-        raw: Vec<Result<(sled::IVec, sled::IVec), sled::Error>>,
-    ) -> Option<Finding> {
+    fn chunk(&mut self, raw: Vec<Result<(sled::IVec, sled::IVec), sled::Error>>) -> Option<Finding> {
         // Decoding and hashing are independent per entry: do them on all cores.
         let decoded: Vec<Result<(u64, Entry, Hash), Finding>> = raw
             .into_par_iter()
             .map(|kv| {
-                let (k, v) = kv.map_err(|e| Finding {
-                    position: u64::MAX,
-                    fault: Fault::Storage {
-                        reason: e.to_string(),
-                    },
-                })?;
-                let position = k
-                    .get(1..9)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes)
-                    .ok_or_else(|| Finding {
+                let (k, v) =
+                    kv.map_err(|e| Finding { position: u64::MAX, fault: Fault::Storage { reason: e.to_string() } })?;
+                let position =
+                    k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(|| Finding {
                         position: u64::MAX,
-                        fault: Fault::Storage {
-                            reason: "malformed entry key".into(),
-                        },
+                        fault: Fault::Storage { reason: "malformed entry key".into() },
                     })?;
-                let (bytes, stored) = layout::split_entry_value(&v).ok_or_else(|| Finding {
+                let ev = layout::decode_entry_value(&v).ok_or_else(|| Finding {
                     position,
-                    fault: Fault::Undecodable {
-                        reason: "shorter than a hash".into(),
-                    },
+                    fault: Fault::Undecodable { reason: "malformed stored value".into() },
                 })?;
+                let (bytes, stored) = (ev.bytes, ev.hash);
                 let computed = Hash::entry(bytes);
                 if computed != stored {
-                    return Err(Finding {
-                        position,
-                        fault: Fault::HashMismatch { stored, computed },
-                    });
+                    return Err(Finding { position, fault: Fault::HashMismatch { stored, computed } });
                 }
-                let e = Entry::decode(bytes.to_vec()).map_err(|e| Finding {
-                    position,
-                    fault: Fault::Undecodable {
-                        reason: e.to_string(),
-                    },
-                })?;
+                let e = Entry::decode(bytes.to_vec())
+                    .map_err(|e| Finding { position, fault: Fault::Undecodable { reason: e.to_string() } })?;
                 Ok((position, e, computed))
             })
             .collect();
@@ -356,60 +317,32 @@ impl Walker {
                 if verify_batch(&msgs, &sigs, &keys) {
                     return None;
                 }
-                batch
-                    .iter()
-                    .find(|p| !verify_message(&p.key, &p.message, &p.signature))
-                    .map(|p| p.position)
+                batch.iter().find(|p| !verify_message(&p.key, &p.message, &p.signature)).map(|p| p.position)
             })
             .min();
         match (bad_sig, structural) {
-            (Some(position), _) => Some(Finding {
-                position,
-                fault: Fault::BadSignature,
-            }),
+            (Some(position), _) => Some(Finding { position, fault: Fault::BadSignature }),
             (None, s) => s,
         }
     }
 
-    fn entry(
-        &mut self,
-        position: u64,
-        e: Entry,
-        hash: Hash,
-        pending: &mut Vec<Pending>,
-    ) -> Result<(), Finding> {
+    fn entry(&mut self, position: u64, e: Entry, hash: Hash, pending: &mut Vec<Pending>) -> Result<(), Finding> {
         let at = |fault| Finding { position, fault };
         if position != self.expected {
-            return Err(Finding {
-                position: self.expected,
-                fault: Fault::Missing {
-                    next_found: position,
-                },
-            });
+            return Err(Finding { position: self.expected, fault: Fault::Missing { next_found: position } });
         }
         let h = &e.header;
         if h.position != position {
-            return Err(at(Fault::PositionMismatch {
-                claimed: h.position,
-            }));
+            return Err(at(Fault::PositionMismatch { claimed: h.position }));
         }
         if h.prev_hash != self.prev_hash {
-            return Err(at(Fault::ChainBroken {
-                expected: self.prev_hash,
-                found: h.prev_hash,
-            }));
+            return Err(at(Fault::ChainBroken { expected: self.prev_hash, found: h.prev_hash }));
         }
         if h.recorded_time < self.last_recorded {
-            return Err(at(Fault::ClockWentBack {
-                previous: self.last_recorded,
-                found: h.recorded_time,
-            }));
+            return Err(at(Fault::ClockWentBack { previous: self.last_recorded, found: h.recorded_time }));
         }
         let st = &e.statement;
-        let (next_version, stream_prev) = self
-            .streams
-            .get(&st.stream)
-            .map_or((0, Hash::ZERO), |(v, h)| (v + 1, *h));
+        let (next_version, stream_prev) = self.streams.get(&st.stream).map_or((0, Hash::ZERO), |(v, h)| (v + 1, *h));
         if h.stream_version != next_version {
             return Err(at(Fault::StreamVersionGap {
                 stream: st.stream,
@@ -436,16 +369,13 @@ impl Walker {
             None
         };
         if let Some(reason) = wrong {
-            return Err(at(Fault::WrongStream {
-                reason: reason.into(),
-            }));
+            return Err(at(Fault::WrongStream { reason: reason.into() }));
         }
         let public = if st.payload_kind == PayloadKind::Public {
-            Some(open_public(&st.commitment, e.envelope()).map_err(|err| {
-                at(Fault::Undecodable {
-                    reason: format!("public payload: {err}"),
-                })
-            })?)
+            Some(
+                open_public(&st.commitment, e.envelope())
+                    .map_err(|err| at(Fault::Undecodable { reason: format!("public payload: {err}") }))?,
+            )
         } else {
             self.sealed += 1;
             None
@@ -453,41 +383,22 @@ impl Walker {
         let key = self.registry.signing_key(st, public).map_err(|err| {
             at(match err {
                 RegistryError::BadSignature => Fault::BadSignature,
-                other => Fault::Unauthorized {
-                    reason: other.to_string(),
-                },
+                other => Fault::Unauthorized { reason: other.to_string() },
             })
         })?;
-        pending.push(Pending {
-            position,
-            message: e.signing_message(),
-            signature: e.signature,
-            key,
-        });
+        pending.push(Pending { position, message: e.signing_message(), signature: e.signature, key });
         if let Some(payload) = public {
-            let ev = RegistryEvent::parse(&st.event_type, payload).map_err(|err| {
-                at(Fault::RegistryRejected {
-                    reason: err.to_string(),
-                })
-            })?;
+            let ev = RegistryEvent::parse(&st.event_type, payload)
+                .map_err(|err| at(Fault::RegistryRejected { reason: err.to_string() }))?;
             self.registry
                 .apply(position, &st.author, &ev)
-                .map_err(|err| {
-                    at(Fault::RegistryRejected {
-                        reason: err.to_string(),
-                    })
-                })?;
+                .map_err(|err| at(Fault::RegistryRejected { reason: err.to_string() }))?;
         }
-        match self
-            .db
-            .get(layout::stream_key(&st.stream, h.stream_version))
-        {
+        match self.db.get(layout::stream_key(&st.stream, h.stream_version)) {
             Ok(Some(v)) if layout::position_and_hash(&v) == Some((position, hash)) => {}
             Ok(_) => return Err(at(Fault::IndexMismatch)),
             Err(err) => {
-                return Err(at(Fault::Storage {
-                    reason: err.to_string(),
-                }));
+                return Err(at(Fault::Storage { reason: err.to_string() }));
             }
         }
         self.streams.insert(st.stream, (h.stream_version, hash));

@@ -1,20 +1,31 @@
-//! The writer: one thread that owns the log's tail and commits appends in groups.
+//! The append pipeline: a verifier thread, the writer thread that owns the log's tail, and a
+//! syncer thread that makes it durable.
 //!
-//! Appenders hand their (already shape- and signature-checked) requests to this thread. It takes
-//! every request waiting, decides each against the current state (idempotency, expected version,
-//! the registry), builds the entries, and writes the whole group with one `apply_batch`, one
-//! `flush` and one `fdatasync` (see `durability`). Only then does it publish the new head and
-//! answer the appenders. A refused request changes nothing; a storage failure fails the whole
-//! group and stops the writer, because the in-memory state may no longer match the disk.
+//! Appenders hand their requests (already checked for shape) to a verifier thread, which checks
+//! the signatures of every request waiting at once, with ed25519 batch verification on all cores,
+//! and passes them to the writer thread. The writer takes every request waiting, decides each
+//! against the current state (idempotency, expected version, the
+//! registry), builds the entries and applies the whole group to sled with one atomic
+//! `apply_batch`. It then hands the group to the syncer thread and goes on with the next group
+//! while the syncer runs `flush` and `fdatasync` (see `durability`) for every group waiting,
+//! publishes the new durable head and only then answers the appenders: group commit, pipelined.
+//!
+//! A refused request changes nothing. A storage failure fails every unacknowledged request and
+//! stops the store, because the in-memory state may no longer match the disk. Answers to retried
+//! requests also go through the syncer, so a retry is never told "appended" before the original
+//! is durable.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 
 use chronicle_core::payload::{SymmetricKey, public_envelope, seal};
 use chronicle_core::registry::RegistryEvent;
-use chronicle_core::sign::verify_statement;
-use chronicle_core::{Entry, Hash, Header, PayloadKind, Registry, StreamId, Timestamp};
+use chronicle_core::sign::{verify_batch, verify_statement};
+use chronicle_core::{
+    DataKeyId, Entry, Hash, Header, PayloadKind, Registry, RegistryError, StreamId, Timestamp, VerifyingKey,
+};
+use rayon::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::durability::Durability;
@@ -63,11 +74,7 @@ impl IdemRecord {
         h.copy_from_slice(&v[48..80]);
         Some(IdemRecord {
             digest: Hash(d),
-            appended: Appended {
-                position: u(32..40),
-                stream_version: u(40..48),
-                hash: Hash(h),
-            },
+            appended: Appended { position: u(32..40), stream_version: u(40..48), hash: Hash(h) },
         })
     }
 }
@@ -77,6 +84,7 @@ pub(crate) struct State {
     pub(crate) head: Head,
     pub(crate) registry: Registry,
     streams: HashMap<StreamId, StreamHead>,
+    stream_keys: HashMap<StreamId, DataKeyId>,
     pending_idem: HashMap<[u8; 33], IdemRecord>,
 }
 
@@ -87,19 +95,10 @@ enum Decision {
 
 impl State {
     pub(crate) fn new(head: Head, registry: Registry) -> State {
-        State {
-            head,
-            registry,
-            streams: HashMap::new(),
-            pending_idem: HashMap::new(),
-        }
+        State { head, registry, streams: HashMap::new(), stream_keys: HashMap::new(), pending_idem: HashMap::new() }
     }
 
-    fn stream_head(
-        &mut self,
-        db: &sled::Db,
-        stream: &StreamId,
-    ) -> Result<Option<StreamHead>, AppendError> {
+    fn stream_head(&mut self, db: &sled::Db, stream: &StreamId) -> Result<Option<StreamHead>, AppendError> {
         if let Some(h) = self.streams.get(stream) {
             return Ok(Some(*h));
         }
@@ -109,9 +108,7 @@ impl State {
             Some(Err(e)) => Err(AppendError::Storage(e.to_string())),
             Some(Ok((k, v))) => {
                 let version = u64::from_be_bytes(
-                    k[17..25]
-                        .try_into()
-                        .map_err(|_| AppendError::Storage("bad stream index key".into()))?,
+                    k[17..25].try_into().map_err(|_| AppendError::Storage("bad stream index key".into()))?,
                 );
                 let (_, hash) = layout::position_and_hash(&v)
                     .ok_or_else(|| AppendError::Storage("bad stream index value".into()))?;
@@ -122,14 +119,43 @@ impl State {
         }
     }
 
+    /// The stream's current data key, creating (and binding) one for a stream that has none.
+    fn stream_key(
+        &mut self,
+        shared: &Shared,
+        stream: &StreamId,
+        batch: &mut sled::Batch,
+    ) -> Result<DataKeyId, AppendError> {
+        if let Some(k) = self.stream_keys.get(stream) {
+            return Ok(*k);
+        }
+        let bound = shared.db.get(layout::stream_data_key(stream)).map_err(|e| AppendError::Storage(e.to_string()))?;
+        let id = match bound {
+            Some(v) if v.len() == 16 => {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&v);
+                DataKeyId(id)
+            }
+            Some(_) => return Err(AppendError::Storage("malformed stream key binding".into())),
+            None => {
+                let mut vault = shared.vault.write().map_err(|_| AppendError::Storage("vault lock poisoned".into()))?;
+                let id = vault.new_key().map_err(|e| AppendError::Storage(e.to_string()))?;
+                batch.insert(&layout::stream_data_key(stream)[..], &id.0[..]);
+                id
+            }
+        };
+        self.stream_keys.insert(*stream, id);
+        Ok(id)
+    }
+
     fn idem(&self, db: &sled::Db, key: &[u8; 33]) -> Result<Option<IdemRecord>, AppendError> {
         if let Some(r) = self.pending_idem.get(key) {
             return Ok(Some(*r));
         }
         match db.get(key) {
-            Ok(Some(v)) => IdemRecord::decode(&v)
-                .map(Some)
-                .ok_or_else(|| AppendError::Storage("bad idempotency record".into())),
+            Ok(Some(v)) => {
+                IdemRecord::decode(&v).map(Some).ok_or_else(|| AppendError::Storage("bad idempotency record".into()))
+            }
             Ok(None) => Ok(None),
             Err(e) => Err(AppendError::Storage(e.to_string())),
         }
@@ -144,10 +170,7 @@ impl State {
         let mut found = Vec::with_capacity(cmds.len());
         for c in cmds {
             let st = c.command.statement();
-            found.push(self.idem(
-                db,
-                &layout::idempotency_key(&st.author, &st.refs.idempotency_key),
-            )?);
+            found.push(self.idem(db, &layout::idempotency_key(&st.author, &st.refs.idempotency_key))?);
         }
         if found.iter().any(Option::is_some) {
             for (i, (f, c)) in found.iter().zip(cmds).enumerate() {
@@ -187,9 +210,7 @@ impl State {
             let st = c.command.statement();
             let public = (st.payload_kind == PayloadKind::Public).then(|| c.command.payload());
             let genesis = reg.is_empty();
-            let key = reg
-                .signing_key(st, public)
-                .map_err(|source| AppendError::Unauthorized { index: i, source })?;
+            let key = reg.signing_key(st, public).map_err(|source| AppendError::Unauthorized { index: i, source })?;
             if (genesis || c.verified_with != Some(st.key_id))
                 && !verify_statement(&key, c.command.statement_bytes(), c.command.signature())
             {
@@ -221,7 +242,6 @@ impl State {
         req: &Prechecked,
         recorded: Timestamp,
         batch: &mut sled::Batch,
-        vault_dirty: &mut bool,
     ) -> Result<AppendReceipt, AppendError> {
         let mut head = self.stream_head(&shared.db, &req.stream)?;
         let mut appended = Vec::with_capacity(req.commands.len());
@@ -236,98 +256,65 @@ impl State {
                 prev_stream_hash: head.map_or(Hash::ZERO, |h| h.hash),
                 recorded_time: recorded,
             };
+            let mut wrapped_key = None;
             let envelope = match st.payload_kind {
                 PayloadKind::Public => public_envelope(cmd.salt(), cmd.payload()),
                 PayloadKind::Sealed => {
-                    let mut vault = shared
-                        .vault
-                        .write()
-                        .map_err(|_| AppendError::Storage("vault lock poisoned".into()))?;
-                    let kid = match vault.current_key(&req.stream) {
-                        Some((id, _)) => id,
-                        None => {
-                            *vault_dirty = true;
-                            vault
-                                .create_key(req.stream)
-                                .map_err(|e| AppendError::Storage(e.to_string()))?
-                        }
-                    };
+                    let kid = self.stream_key(shared, &req.stream, batch)?;
                     let cek = SymmetricKey::random();
-                    let wrapped = vault
-                        .wrap_content_key(&kid, position, &cek)
-                        .map_err(AppendError::Seal)?;
-                    batch.insert(&layout::content_key_key(position)[..], wrapped);
+                    let vault = shared.vault.read().map_err(|_| AppendError::Storage("vault lock poisoned".into()))?;
+                    let wrapped = vault.wrap_content_key(&kid, position, &cek).map_err(AppendError::Seal)?;
+                    wrapped_key = Some(wrapped);
                     seal(&cek, &st.commitment, cmd.salt(), cmd.payload())
                 }
             };
             let entry = Entry::assemble(&header, cmd.statement_bytes(), &envelope, cmd.signature())
                 .map_err(|e| AppendError::Storage(format!("entry does not assemble: {e}")))?;
             let hash = entry.hash();
-            let mut value = entry.into_bytes();
-            value.extend_from_slice(&hash.0);
-            batch.insert(&layout::entry_key(position)[..], value);
+            batch.insert(
+                &layout::entry_key(position)[..],
+                layout::encode_entry_value(entry.bytes(), &hash, wrapped_key.as_deref()),
+            );
             batch.insert(
                 &layout::stream_key(&req.stream, header.stream_version)[..],
                 &layout::encode_position_and_hash(position, &hash)[..],
             );
-            let a = Appended {
-                position,
-                stream_version: header.stream_version,
-                hash,
-            };
+            let a = Appended { position, stream_version: header.stream_version, hash };
             let idem_key = layout::idempotency_key(&st.author, &st.refs.idempotency_key);
-            let rec = IdemRecord {
-                digest: cmd.digest(),
-                appended: a,
-            };
+            let rec = IdemRecord { digest: cmd.digest(), appended: a };
             batch.insert(&idem_key[..], &rec.encode()[..]);
             self.pending_idem.insert(idem_key, rec);
             appended.push(a);
-            self.head = Head {
-                len: position + 1,
-                last_hash: hash,
-                last_recorded: recorded,
-            };
-            head = Some(StreamHead {
-                version: header.stream_version,
-                hash,
-            });
+            self.head = Head { len: position + 1, last_hash: hash, last_recorded: recorded };
+            head = Some(StreamHead { version: header.stream_version, hash });
         }
         if let Some(h) = head {
             self.streams.insert(req.stream, h);
         }
-        Ok(AppendReceipt {
-            stream: req.stream,
-            entries: appended,
-            recorded_time: recorded,
-            duplicate: false,
-        })
+        Ok(AppendReceipt { stream: req.stream, entries: appended, recorded_time: recorded, duplicate: false })
     }
 }
 
 fn recorded_time_of(db: &sled::Db, position: u64) -> Result<Timestamp, AppendError> {
-    let v = db
-        .get(layout::entry_key(position))
-        .map_err(|e| AppendError::Storage(e.to_string()))?;
-    let v = v.ok_or_else(|| {
-        AppendError::Storage(format!(
-            "entry {position} named by an idempotency record is missing"
-        ))
-    })?;
-    let (bytes, _) =
-        layout::split_entry_value(&v).ok_or_else(|| AppendError::Storage("short entry".into()))?;
-    Entry::decode(bytes.to_vec())
+    let v = db.get(layout::entry_key(position)).map_err(|e| AppendError::Storage(e.to_string()))?;
+    let v =
+        v.ok_or_else(|| AppendError::Storage(format!("entry {position} named by an idempotency record is missing")))?;
+    let ev = layout::decode_entry_value(&v).ok_or_else(|| AppendError::Storage("malformed entry value".into()))?;
+    Entry::decode(ev.bytes.to_vec())
         .map(|e| e.header.recorded_time)
         .map_err(|e| AppendError::Storage(format!("entry {position}: {e}")))
 }
 
+/// A group the writer applied to sled, waiting for the syncer.
+pub(crate) struct Group {
+    wrote: bool,
+    head: Head,
+    registry: Option<Registry>,
+    answers: Vec<(oneshot::Sender<Result<AppendReceipt, AppendError>>, Result<AppendReceipt, AppendError>)>,
+}
+
 /// The writer thread's loop; returns when every sender is gone.
-pub(crate) fn run(
-    shared: Arc<Shared>,
-    mut state: State,
-    mut durability: Durability,
-    rx: Receiver<Job>,
-) {
+pub(crate) fn run(shared: Arc<Shared>, mut state: State, rx: Receiver<Job>, syncer: Sender<Group>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < GROUP_REQUESTS_MAX {
@@ -342,16 +329,108 @@ pub(crate) fn run(
             }
             continue;
         }
-        commit_group(&shared, &mut state, &mut durability, jobs);
+        let group = apply_group(&shared, &mut state, jobs);
+        if syncer.send(group).is_err() {
+            shared.fail("the syncer has stopped".into());
+        }
     }
 }
 
-fn commit_group(shared: &Shared, state: &mut State, durability: &mut Durability, jobs: Vec<Job>) {
+/// The verifier thread's loop: checks the signatures of every request waiting, in batches, and
+/// passes the requests on to the writer. It runs beside the writer, so signature checks of one
+/// group overlap with the writing of the previous one. A request with a bad signature is answered
+/// at once: nothing of it was written.
+pub(crate) fn verify_loop(shared: Arc<Shared>, rx: Receiver<Job>, writer: Sender<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_REQUESTS_MAX {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        // Key ids name one public key forever, so a slightly old registry snapshot is as good
+        // as the latest for the cryptographic check; whether the key is still valid is decided
+        // by the writer against the state at the entry's position.
+        let registry = shared.registry_snapshot();
+        let errors = verify_group(&registry, &mut jobs);
+        for (job, error) in jobs.into_iter().zip(errors) {
+            match error {
+                Some(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+                None => {
+                    if let Err(mpsc_err) = writer.send(job) {
+                        let _ = mpsc_err.0.reply.send(Err(AppendError::Unavailable("the writer has stopped".into())));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Checks every signature of the group whose key the registry already knows, in batches on all
+/// cores. Commands whose key is not known yet (registered since the snapshot, or the genesis
+/// entry) are left for `decide`, which checks them one by one.
+fn verify_group(registry: &Registry, jobs: &mut [Job]) -> Vec<Option<AppendError>> {
+    let mut items: Vec<(usize, usize, Vec<u8>, [u8; 64], VerifyingKey)> = Vec::new();
+    for (j, job) in jobs.iter().enumerate() {
+        for (i, c) in job.request.commands.iter().enumerate() {
+            let st = c.command.statement();
+            if let Some(k) = registry.key(&st.key_id)
+                && k.principal == st.author
+            {
+                items.push((
+                    j,
+                    i,
+                    chronicle_core::entry::signing_message(c.command.statement_bytes()),
+                    *c.command.signature(),
+                    k.public,
+                ));
+            }
+        }
+    }
+    let bad: Vec<(usize, usize)> = items
+        // At least one chunk per core, and batches large enough to gain from batch verification.
+        .par_chunks(items.len().div_ceil(rayon::current_num_threads()).clamp(16, 256))
+        .flat_map_iter(|chunk| {
+            let msgs: Vec<&[u8]> = chunk.iter().map(|it| it.2.as_slice()).collect();
+            let sigs: Vec<[u8; 64]> = chunk.iter().map(|it| it.3).collect();
+            let keys: Vec<VerifyingKey> = chunk.iter().map(|it| it.4).collect();
+            let failed: Vec<(usize, usize)> = if verify_batch(&msgs, &sigs, &keys) {
+                Vec::new()
+            } else {
+                chunk
+                    .iter()
+                    .filter(|it| !chronicle_core::sign::verify_message(&it.4, &it.2, &it.3))
+                    .map(|it| (it.0, it.1))
+                    .collect()
+            };
+            failed.into_iter()
+        })
+        .collect();
+    let mut errors: Vec<Option<AppendError>> = (0..jobs.len()).map(|_| None).collect();
+    for (j, i) in bad {
+        let e = &mut errors[j];
+        let earlier = matches!(e, Some(AppendError::Unauthorized { index, .. }) if *index < i);
+        if !earlier {
+            *e = Some(AppendError::Unauthorized { index: i, source: RegistryError::BadSignature });
+        }
+    }
+    for (j, i, ..) in &items {
+        if errors[*j].is_none() {
+            let c = &mut jobs[*j].request.commands[*i];
+            c.verified_with = Some(c.command.statement().key_id);
+        }
+    }
+    errors
+}
+
+fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
     // The ledger clock never runs backwards along the log, whatever the system clock does.
     let recorded = Timestamp::now().max(state.head.last_recorded);
     let mut batch = sled::Batch::default();
-    let mut vault_dirty = false;
-    let registry_before = state.registry.principal_count();
+    let mut registry_changed = false;
     let mut answers = Vec::with_capacity(jobs.len());
     let mut wrote = false;
     for job in jobs {
@@ -360,41 +439,65 @@ fn commit_group(shared: &Shared, state: &mut State, durability: &mut Durability,
             Ok(Decision::Duplicate(r)) => Ok(r),
             Ok(Decision::Fresh) => {
                 wrote = true;
-                state.build(shared, &job.request, recorded, &mut batch, &mut vault_dirty)
+                registry_changed |= job.request.stream == StreamId::REGISTRY;
+                state.build(shared, &job.request, recorded, &mut batch)
             }
         };
         answers.push((job.reply, result));
     }
     if wrote {
         batch.insert(layout::HEAD_KEY, &state.head.encode()[..]);
-        let outcome = (|| -> Result<(), String> {
-            if vault_dirty {
-                shared
-                    .vault
-                    .write()
-                    .map_err(|_| "vault lock poisoned".to_string())?
-                    .sync()
-                    .map_err(|e| e.to_string())?;
-            }
-            shared.db.apply_batch(batch).map_err(|e| e.to_string())?;
-            shared.db.flush().map_err(|e| e.to_string())?;
-            durability.sync().map_err(|e| e.to_string())
-        })();
-        if let Err(reason) = outcome {
-            shared.fail(reason.clone());
-            for (reply, r) in answers {
-                let _ = reply.send(r.and(Err(AppendError::Storage(reason.clone()))));
-            }
-            return;
+        if let Err(e) = shared.db.apply_batch(batch) {
+            shared.fail(e.to_string());
         }
-        state.pending_idem.clear();
-        let registry_changed = state.registry.principal_count() != registry_before
-            || answers.iter().any(
-                |(_, r)| matches!(r, Ok(rc) if rc.stream == StreamId::REGISTRY && !rc.duplicate),
-            );
-        shared.publish(state.head, registry_changed.then(|| state.registry.clone()));
     }
-    for (reply, r) in answers {
-        let _ = reply.send(r);
+    state.pending_idem.clear();
+    Group { wrote, head: state.head, registry: registry_changed.then(|| state.registry.clone()), answers }
+}
+
+/// The syncer thread's loop: makes groups durable, publishes them, answers their appenders.
+pub(crate) fn sync_loop(shared: Arc<Shared>, mut durability: Durability, rx: Receiver<Group>) {
+    while let Ok(first) = rx.recv() {
+        let mut groups = vec![first];
+        while let Ok(g) = rx.try_recv() {
+            groups.push(g);
+        }
+        let mut outcome = match shared.failure() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        };
+        if outcome.is_ok() && groups.iter().any(|g| g.wrote) {
+            outcome = shared
+                .db
+                .flush()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+                .and_then(|_| durability.sync().map_err(|e| e.to_string()));
+        }
+        if let Err(reason) = &outcome {
+            shared.fail(reason.clone());
+        }
+        let mut head = None;
+        let mut registry = None;
+        for g in &mut groups {
+            head = Some(g.head);
+            if g.registry.is_some() {
+                registry = g.registry.take();
+            }
+        }
+        if outcome.is_ok()
+            && let Some(h) = head
+        {
+            shared.publish(h, registry);
+        }
+        for g in groups {
+            for (reply, r) in g.answers {
+                let r = match &outcome {
+                    Ok(()) => r,
+                    Err(reason) => r.and(Err(AppendError::Storage(reason.clone()))),
+                };
+                let _ = reply.send(r);
+            }
+        }
     }
 }
