@@ -26,7 +26,7 @@ fn sixteen_tasks_racing_on_one_stream_win_each_version_exactly_once() {
                 for attempt in 0u64.. {
                     // Read the stream's version, then try to append exactly after it.
                     let current = store.stream_version(&s).unwrap();
-                    if current.map_or(false, |v| v + 1 >= rounds) {
+                    if current.is_some_and(|v| v + 1 >= rounds) {
                         break;
                     }
                     let expected = current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);

@@ -37,9 +37,21 @@ use crate::{AppendReceipt, Appended, ExpectedVersion};
 /// Most requests committed in one group.
 const GROUP_REQUESTS_MAX: usize = 1024;
 
+/// Where an append's answer goes.
+pub(crate) type Reply = oneshot::Sender<Result<AppendReceipt, AppendError>>;
+
 pub(crate) struct Job {
     pub(crate) request: Prechecked,
-    pub(crate) reply: oneshot::Sender<Result<AppendReceipt, AppendError>>,
+    pub(crate) reply: Reply,
+}
+
+/// One signature to check: job index, command index, message, signature, key.
+struct SignatureCheck {
+    job: usize,
+    command: usize,
+    message: Vec<u8>,
+    signature: [u8; 64],
+    key: VerifyingKey,
 }
 
 #[derive(Clone, Copy)]
@@ -310,7 +322,7 @@ pub(crate) struct Group {
     wrote: bool,
     head: Head,
     registry: Option<Registry>,
-    answers: Vec<(oneshot::Sender<Result<AppendReceipt, AppendError>>, Result<AppendReceipt, AppendError>)>,
+    answers: Vec<(Reply, Result<AppendReceipt, AppendError>)>,
 }
 
 /// The writer thread's loop; returns when every sender is gone.
@@ -373,20 +385,20 @@ pub(crate) fn verify_loop(shared: Arc<Shared>, rx: Receiver<Job>, writer: Sender
 /// cores. Commands whose key is not known yet (registered since the snapshot, or the genesis
 /// entry) are left for `decide`, which checks them one by one.
 fn verify_group(registry: &Registry, jobs: &mut [Job]) -> Vec<Option<AppendError>> {
-    let mut items: Vec<(usize, usize, Vec<u8>, [u8; 64], VerifyingKey)> = Vec::new();
+    let mut items: Vec<SignatureCheck> = Vec::new();
     for (j, job) in jobs.iter().enumerate() {
         for (i, c) in job.request.commands.iter().enumerate() {
             let st = c.command.statement();
             if let Some(k) = registry.key(&st.key_id)
                 && k.principal == st.author
             {
-                items.push((
-                    j,
-                    i,
-                    chronicle_core::entry::signing_message(c.command.statement_bytes()),
-                    *c.command.signature(),
-                    k.public,
-                ));
+                items.push(SignatureCheck {
+                    job: j,
+                    command: i,
+                    message: chronicle_core::entry::signing_message(c.command.statement_bytes()),
+                    signature: *c.command.signature(),
+                    key: k.public,
+                });
             }
         }
     }
@@ -394,16 +406,16 @@ fn verify_group(registry: &Registry, jobs: &mut [Job]) -> Vec<Option<AppendError
         // At least one chunk per core, and batches large enough to gain from batch verification.
         .par_chunks(items.len().div_ceil(rayon::current_num_threads()).clamp(16, 256))
         .flat_map_iter(|chunk| {
-            let msgs: Vec<&[u8]> = chunk.iter().map(|it| it.2.as_slice()).collect();
-            let sigs: Vec<[u8; 64]> = chunk.iter().map(|it| it.3).collect();
-            let keys: Vec<VerifyingKey> = chunk.iter().map(|it| it.4).collect();
+            let msgs: Vec<&[u8]> = chunk.iter().map(|it| it.message.as_slice()).collect();
+            let sigs: Vec<[u8; 64]> = chunk.iter().map(|it| it.signature).collect();
+            let keys: Vec<VerifyingKey> = chunk.iter().map(|it| it.key).collect();
             let failed: Vec<(usize, usize)> = if verify_batch(&msgs, &sigs, &keys) {
                 Vec::new()
             } else {
                 chunk
                     .iter()
-                    .filter(|it| !chronicle_core::sign::verify_message(&it.4, &it.2, &it.3))
-                    .map(|it| (it.0, it.1))
+                    .filter(|it| !chronicle_core::sign::verify_message(&it.key, &it.message, &it.signature))
+                    .map(|it| (it.job, it.command))
                     .collect()
             };
             failed.into_iter()
@@ -417,9 +429,9 @@ fn verify_group(registry: &Registry, jobs: &mut [Job]) -> Vec<Option<AppendError
             *e = Some(AppendError::Unauthorized { index: i, source: RegistryError::BadSignature });
         }
     }
-    for (j, i, ..) in &items {
-        if errors[*j].is_none() {
-            let c = &mut jobs[*j].request.commands[*i];
+    for it in &items {
+        if errors[it.job].is_none() {
+            let c = &mut jobs[it.job].request.commands[it.command];
             c.verified_with = Some(c.command.statement().key_id);
         }
     }
