@@ -236,6 +236,11 @@ impl Registry {
         self.keys.get(id)
     }
 
+    /// Every registered principal.
+    pub fn principals(&self) -> impl Iterator<Item = (&PrincipalId, &PrincipalState)> {
+        self.principals.iter()
+    }
+
     /// How many principals are registered.
     pub fn principal_count(&self) -> usize {
         self.principals.len()

@@ -11,14 +11,17 @@
 //! - I5 concurrency: appends state the stream version they expect; a mismatch is refused. A retry
 //!   with the same idempotency keys returns the first answer and appends nothing.
 
+pub mod checkpoint;
 mod durability;
 pub mod error;
 pub mod layout;
 mod store;
 mod subscribe;
+mod tree;
 pub mod verify;
 mod writer;
 
+pub use checkpoint::{CheckpointError, CheckpointPolicy};
 pub use error::{AppendError, OpenError, ReadError};
 pub use layout::Head;
 pub use store::{Store, StorePaths};

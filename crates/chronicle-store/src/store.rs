@@ -10,6 +10,7 @@ use chronicle_core::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, READ_PAGE_ENTRI
 use chronicle_core::payload::{open_public, open_sealed};
 use chronicle_core::registry::RegistryEvent;
 use chronicle_core::{Entry, KeyId, MasterKey, PayloadKind, Registry, StreamId, Vault};
+use chronicle_tlog::{TreeError, TreeHash};
 use tokio::sync::{oneshot, watch};
 use zeroize::Zeroizing;
 
@@ -17,6 +18,7 @@ use crate::durability::Durability;
 use crate::error::{AppendError, OpenError, ReadError};
 use crate::layout::{self, Head, STORE_FORMAT};
 use crate::subscribe::Subscription;
+use crate::tree::{SledTree, TreeTail};
 use crate::writer::{self, Job, State};
 use crate::{AppendReceipt, AppendRequest};
 
@@ -53,6 +55,9 @@ pub(crate) struct Prechecked {
 /// State shared by every handle and the writer thread.
 pub(crate) struct Shared {
     pub(crate) db: sled::Db,
+    log_dir: PathBuf,
+    checkpoint_lock: Mutex<()>,
+    last_checkpoint: Mutex<Option<std::time::Instant>>,
     pub(crate) vault: RwLock<Vault>,
     registry: RwLock<Arc<Registry>>,
     committed: watch::Sender<Head>,
@@ -154,8 +159,12 @@ impl Store {
         }
         let durability = Durability::new(&paths.log).map_err(|e| OpenError::Io(e.to_string()))?;
         let (committed, _) = watch::channel(head);
+        let db_for_tree = db.clone();
         let shared = Arc::new(Shared {
             db,
+            log_dir: paths.log.clone(),
+            checkpoint_lock: Mutex::new(()),
+            last_checkpoint: Mutex::new(None),
             vault: RwLock::new(vault),
             registry: RwLock::new(Arc::new(registry.clone())),
             committed,
@@ -164,7 +173,8 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let (write_tx, write_rx) = mpsc::channel();
         let (sync_tx, sync_rx) = mpsc::channel();
-        let state = State::new(head, registry);
+        let tree = TreeTail::load(&db_for_tree, head.len).map_err(OpenError::Damaged)?;
+        let state = State::new(head, registry, tree);
         let s = shared.clone();
         let writer = std::thread::Builder::new()
             .name("chronicle-writer".into())
@@ -319,6 +329,54 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.shared.db
+    }
+
+    pub(crate) fn log_dir(&self) -> &Path {
+        &self.shared.log_dir
+    }
+
+    pub(crate) fn checkpoint_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.shared.checkpoint_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn note_checkpoint_signed(&self) {
+        if let Ok(mut t) = self.shared.last_checkpoint.lock() {
+            *t = Some(std::time::Instant::now());
+        }
+    }
+
+    pub(crate) fn since_last_checkpoint(&self) -> Option<std::time::Instant> {
+        crate::checkpoint::since(&self.shared.last_checkpoint)
+    }
+
+    /// The Merkle tree root of the first `size` entries (`size` at most the committed head).
+    pub fn tree_root(&self, size: u64) -> Result<TreeHash, TreeError> {
+        self.check_size(size)?;
+        chronicle_tlog::tree::root(size, &SledTree(&self.shared.db))
+    }
+
+    /// The audit path of entry `index` in the tree of `size` entries.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<TreeHash>, TreeError> {
+        self.check_size(size)?;
+        chronicle_tlog::tree::inclusion_proof(index, size, &SledTree(&self.shared.db))
+    }
+
+    /// The consistency proof from the tree of `first` entries to the tree of `second`.
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<TreeHash>, TreeError> {
+        self.check_size(second)?;
+        chronicle_tlog::tree::consistency_proof(first, second, &SledTree(&self.shared.db))
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), TreeError> {
+        let len = self.head().len;
+        if size > len {
+            return Err(TreeError::SizeOutOfRange { size, len });
+        }
+        Ok(())
     }
 
     /// Catch-up then live delivery of every committed entry from `from`, in order, with no gap

@@ -24,6 +24,8 @@ use serde::Serialize;
 use crate::error::OpenError;
 use crate::layout::{self, Head};
 use crate::store::open_sled;
+use crate::tree::{CHUNK_HASHES, SledTree, chunk_key};
+use chronicle_tlog::tree::{HashReader, TreeHash, hashes_to_store, leaf_hash};
 
 const CHUNK: usize = 8192;
 const SIG_BATCH: usize = 256;
@@ -136,6 +138,17 @@ pub enum Fault {
     /// The last entry's hash does not match the head record.
     #[error("the head record names a different last entry")]
     HeadMismatch,
+    /// The Merkle tree's stored hashes for this entry are not what its bytes hash to.
+    #[error("the Merkle tree's stored hashes for this entry do not match it")]
+    TreeMismatch,
+    /// A stored checkpoint is not validly signed by the ledger, or does not match the tree.
+    #[error("checkpoint at tree size {size} is invalid: {reason}")]
+    CheckpointInvalid {
+        /// The checkpoint's tree size.
+        size: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// The head record is missing or malformed while entries exist.
     #[error("head record missing or malformed")]
     HeadDamaged,
@@ -173,6 +186,8 @@ pub struct Report {
     pub signatures_verified: u64,
     /// Entries with sealed payloads.
     pub sealed_entries: u64,
+    /// Signed checkpoints checked.
+    pub checkpoints: u64,
     /// The first fault, if any.
     pub fault: Option<Finding>,
 }
@@ -200,6 +215,57 @@ struct Walker {
     registry: Registry,
     sealed: u64,
     signatures: u64,
+    tree: TreeCheck,
+}
+
+/// Recomputes the Merkle tree's stored hashes from the entries and compares them with what is
+/// stored, keeping only the tree's right edge in memory (at most 64 hashes).
+struct TreeCheck {
+    edge: HashMap<u64, TreeHash>,
+    count: u64,
+    chunk: Option<(u64, Vec<TreeHash>)>,
+}
+
+struct EdgeReader<'a> {
+    edge: &'a HashMap<u64, TreeHash>,
+    read: std::cell::RefCell<Vec<u64>>,
+}
+
+impl HashReader for EdgeReader<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<TreeHash>, tlog_tiles::tlog::Error> {
+        self.read.borrow_mut().extend_from_slice(indexes);
+        indexes.iter().map(|i| self.edge.get(i).copied().ok_or(tlog_tiles::tlog::Error::IndexesNotInTree)).collect()
+    }
+}
+
+impl TreeCheck {
+    /// Adds leaf `n` and checks the hashes it stores; `false` if any differs from what is stored.
+    fn push(&mut self, db: &sled::Db, n: u64, leaf: TreeHash) -> Result<bool, String> {
+        let reader = EdgeReader { edge: &self.edge, read: Default::default() };
+        let new = hashes_to_store(n, leaf, &reader).map_err(|e| e.to_string())?;
+        let read = reader.read.into_inner();
+        for i in read {
+            self.edge.remove(&i);
+        }
+        let mut ok = true;
+        for h in &new {
+            let c = self.count / CHUNK_HASHES;
+            if self.chunk.as_ref().is_none_or(|(have, _)| *have != c) {
+                let v = db.get(chunk_key(c)).map_err(|e| e.to_string())?;
+                let hashes = v
+                    .map(|v| v.chunks_exact(32).map(|b| TreeHash(b.try_into().unwrap_or([0; 32]))).collect())
+                    .unwrap_or_default();
+                self.chunk = Some((c, hashes));
+            }
+            let stored = self.chunk.as_ref().and_then(|(_, hs)| hs.get((self.count % CHUNK_HASHES) as usize));
+            ok &= stored == Some(h);
+            self.count += 1;
+        }
+        if let Some(top) = new.last() {
+            self.edge.insert(self.count - 1, *top);
+        }
+        Ok(ok)
+    }
 }
 
 /// Verifies the log in `log_dir`. `progress` is called with the number of entries done so far.
@@ -219,6 +285,7 @@ pub fn verify_log(log_dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<
         registry: Registry::new(),
         sealed: 0,
         signatures: 0,
+        tree: TreeCheck { edge: HashMap::new(), count: 0, chunk: None },
     };
     let mut fault = None;
     let mut iter = db.scan_prefix([layout::ENTRY]);
@@ -253,6 +320,13 @@ pub fn verify_log(log_dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<
             Some(Some(_)) => None,
         };
     }
+    let mut checkpoints = 0;
+    if fault.is_none() {
+        match check_checkpoints(&db, &w.registry, w.expected) {
+            Ok(n) => checkpoints = n,
+            Err(f) => fault = Some(f),
+        }
+    }
     let verified = fault.as_ref().map_or(w.expected, |f| f.position.min(w.expected));
     Ok(Report {
         entries_verified: verified,
@@ -262,15 +336,50 @@ pub fn verify_log(log_dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<
         principals: w.registry.principal_count(),
         signatures_verified: w.signatures,
         sealed_entries: w.sealed,
+        checkpoints,
         fault,
     })
+}
+
+/// Checks every stored checkpoint: signed by the ledger's genesis key under its origin, and its
+/// root equal to the (already verified) tree's root at its size.
+fn check_checkpoints(db: &sled::Db, registry: &Registry, len: u64) -> Result<u64, Finding> {
+    let ledger_key = registry
+        .principals()
+        .find(|(_, p)| p.role == chronicle_core::Role::Ledger)
+        .and_then(|(_, p)| p.keys.first())
+        .and_then(|k| registry.key(k))
+        .map(|k| k.public);
+    let mut n = 0;
+    for kv in db.scan_prefix([crate::checkpoint::CHECKPOINT]) {
+        let (k, note) = kv.map_err(|e| Finding { position: 0, fault: Fault::Storage { reason: e.to_string() } })?;
+        let size = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
+        let bad = |reason: String| Finding {
+            position: size.saturating_sub(1),
+            fault: Fault::CheckpointInvalid { size, reason },
+        };
+        let key = ledger_key.ok_or_else(|| bad("no ledger principal in the registry".into()))?;
+        let text = chronicle_tlog::note::note_text(&note).map_err(|e| bad(e.to_string()))?;
+        let origin = String::from_utf8_lossy(text.split(|b| *b == b'\n').next().unwrap_or_default()).to_string();
+        let cp = chronicle_tlog::verify_checkpoint(&note, &chronicle_tlog::verifier_key(&origin, &key))
+            .map_err(|e| bad(e.to_string()))?;
+        if cp.size != size || size > len {
+            return Err(bad(format!("claims size {} (log has {len} entries)", cp.size)));
+        }
+        let root = chronicle_tlog::tree::root(size, &SledTree(db)).map_err(|e| bad(e.to_string()))?;
+        if root != cp.root {
+            return Err(bad("its root is not the tree's root at that size".into()));
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 impl Walker {
     /// Checks one chunk; returns the first fault in it.
     fn chunk(&mut self, raw: Vec<Result<(sled::IVec, sled::IVec), sled::Error>>) -> Option<Finding> {
         // Decoding and hashing are independent per entry: do them on all cores.
-        let decoded: Vec<Result<(u64, Entry, Hash), Finding>> = raw
+        let decoded: Vec<Result<(u64, Entry, Hash, TreeHash), Finding>> = raw
             .into_par_iter()
             .map(|kv| {
                 let (k, v) =
@@ -291,14 +400,23 @@ impl Walker {
                 }
                 let e = Entry::decode(bytes.to_vec())
                     .map_err(|e| Finding { position, fault: Fault::Undecodable { reason: e.to_string() } })?;
-                Ok((position, e, computed))
+                let leaf = leaf_hash(bytes);
+                Ok((position, e, computed, leaf))
             })
             .collect();
 
         let mut pending = Vec::with_capacity(decoded.len());
         let mut structural = None;
         for d in decoded {
-            let r = d.and_then(|(position, e, hash)| self.entry(position, e, hash, &mut pending));
+            let r = d.and_then(|(position, e, hash, leaf)| {
+                let at = self.expected;
+                self.entry(position, e, hash, &mut pending)?;
+                match self.tree.push(&self.db, at, leaf) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(Finding { position: at, fault: Fault::TreeMismatch }),
+                    Err(reason) => Err(Finding { position: at, fault: Fault::Storage { reason } }),
+                }
+            });
             if let Err(mut f) = r {
                 if f.position == u64::MAX {
                     f.position = self.expected;

@@ -32,7 +32,9 @@ use crate::durability::Durability;
 use crate::error::AppendError;
 use crate::layout::{self, Head};
 use crate::store::{Prechecked, Shared};
+use crate::tree::TreeTail;
 use crate::{AppendReceipt, Appended, ExpectedVersion};
+use chronicle_tlog::tree::leaf_hash;
 
 /// Most requests committed in one group.
 const GROUP_REQUESTS_MAX: usize = 1024;
@@ -98,6 +100,7 @@ pub(crate) struct State {
     streams: HashMap<StreamId, StreamHead>,
     stream_keys: HashMap<StreamId, DataKeyId>,
     pending_idem: HashMap<[u8; 33], IdemRecord>,
+    tree: TreeTail,
 }
 
 enum Decision {
@@ -106,8 +109,15 @@ enum Decision {
 }
 
 impl State {
-    pub(crate) fn new(head: Head, registry: Registry) -> State {
-        State { head, registry, streams: HashMap::new(), stream_keys: HashMap::new(), pending_idem: HashMap::new() }
+    pub(crate) fn new(head: Head, registry: Registry, tree: TreeTail) -> State {
+        State {
+            head,
+            registry,
+            streams: HashMap::new(),
+            stream_keys: HashMap::new(),
+            pending_idem: HashMap::new(),
+            tree,
+        }
     }
 
     fn stream_head(&mut self, db: &sled::Db, stream: &StreamId) -> Result<Option<StreamHead>, AppendError> {
@@ -283,6 +293,7 @@ impl State {
             let entry = Entry::assemble(&header, cmd.statement_bytes(), &envelope, cmd.signature())
                 .map_err(|e| AppendError::Storage(format!("entry does not assemble: {e}")))?;
             let hash = entry.hash();
+            self.tree.append(&shared.db, position, leaf_hash(entry.bytes())).map_err(AppendError::Storage)?;
             batch.insert(
                 &layout::entry_key(position)[..],
                 layout::encode_entry_value(entry.bytes(), &hash, wrapped_key.as_deref()),
@@ -458,6 +469,7 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
         answers.push((job.reply, result));
     }
     if wrote {
+        state.tree.write_into(&mut batch);
         batch.insert(layout::HEAD_KEY, &state.head.encode()[..]);
         if let Err(e) = shared.db.apply_batch(batch) {
             shared.fail(e.to_string());

@@ -1,0 +1,225 @@
+//! Signed checkpoints: the ledger keeps every checkpoint it signs and never signs two that are
+//! inconsistent with each other.
+//!
+//! Before signing a tree size, the store recomputes the roots of its nearest stored neighbours
+//! (the last checkpoint below and the first above) from its own stored hashes, checks they match
+//! what those checkpoints say, and checks a consistency proof between each of them and the new
+//! size. If anything disagrees the store refuses to sign: the tree or a checkpoint was damaged,
+//! and signing would put the ledger's name to a fork. A signed checkpoint is durable (`fdatasync`)
+//! before it is returned. Cosignatures returned by witnesses are checked and kept beside it.
+
+use std::fs::File;
+use std::time::{Duration, Instant};
+
+use chronicle_core::VerifyingKey;
+use chronicle_tlog::note::{NoteSigner, note_text};
+use chronicle_tlog::tree::{TreeError, verify_consistency};
+use chronicle_tlog::witness::verify_cosignature;
+use tlog_tiles::checkpoint::Checkpoint;
+
+use crate::store::Store;
+
+pub(crate) const CHECKPOINT: u8 = b'p';
+pub(crate) const COSIGNATURE: u8 = b'w';
+
+fn checkpoint_key(size: u64) -> [u8; 9] {
+    let mut k = [CHECKPOINT; 9];
+    k[1..].copy_from_slice(&size.to_be_bytes());
+    k
+}
+
+fn cosignature_key(size: u64, witness: &str) -> Vec<u8> {
+    let mut k = vec![COSIGNATURE];
+    k.extend_from_slice(&size.to_be_bytes());
+    k.extend_from_slice(witness.as_bytes());
+    k
+}
+
+/// When to sign a new checkpoint: after `entries` new entries or `interval`, whichever first.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckpointPolicy {
+    /// Sign once this many entries are not yet covered.
+    pub entries: u64,
+    /// Sign once this long has passed since the last checkpoint (if anything is uncovered).
+    pub interval: Duration,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        CheckpointPolicy { entries: 10_000, interval: Duration::from_secs(60) }
+    }
+}
+
+/// A checkpoint cannot be signed, read or cosigned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// The tree cannot answer for that size.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// A stored checkpoint disagrees with the tree: the store refuses to sign.
+    #[error("refusing to sign: the checkpoint at size {size} is inconsistent with the tree ({reason})")]
+    Inconsistent {
+        /// The stored checkpoint's size.
+        size: u64,
+        /// What disagrees.
+        reason: String,
+    },
+    /// No checkpoint was signed at that size.
+    #[error("no checkpoint at size {0}")]
+    NotFound(u64),
+    /// The cosignature does not verify.
+    #[error("cosignature rejected: {0}")]
+    Cosignature(String),
+    /// sled or the filesystem failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// Signing failed.
+    #[error("signing: {0}")]
+    Signing(String),
+}
+
+impl From<sled::Error> for CheckpointError {
+    fn from(e: sled::Error) -> Self {
+        CheckpointError::Storage(e.to_string())
+    }
+}
+
+fn parse(note: &[u8]) -> Result<Checkpoint, String> {
+    let text = note_text(note).map_err(|e| e.to_string())?;
+    Checkpoint::from_bytes(&text).map_err(|_| "not a checkpoint".to_string())
+}
+
+impl Store {
+    /// Every stored checkpoint, by size, ascending.
+    pub fn checkpoints(&self) -> Result<Vec<(u64, Vec<u8>)>, CheckpointError> {
+        let mut out = Vec::new();
+        for kv in self.db().scan_prefix([CHECKPOINT]) {
+            let (k, v) = kv?;
+            let size = u64::from_be_bytes(
+                k[1..9].try_into().map_err(|_| CheckpointError::Storage("bad checkpoint key".into()))?,
+            );
+            out.push((size, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The stored checkpoint at `size`.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<Vec<u8>>, CheckpointError> {
+        Ok(self.db().get(checkpoint_key(size))?.map(|v| v.to_vec()))
+    }
+
+    /// The latest stored checkpoint.
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, CheckpointError> {
+        match self.db().scan_prefix([CHECKPOINT]).next_back() {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv?;
+                let size = u64::from_be_bytes(
+                    k[1..9].try_into().map_err(|_| CheckpointError::Storage("bad checkpoint key".into()))?,
+                );
+                Ok(Some((size, v.to_vec())))
+            }
+        }
+    }
+
+    /// Signs (or returns the already signed) checkpoint at `size`, after checking it is
+    /// consistent with every neighbouring checkpoint.
+    pub fn sign_checkpoint(&self, signer: &NoteSigner, origin: &str, size: u64) -> Result<Vec<u8>, CheckpointError> {
+        let _one_at_a_time = self.checkpoint_lock();
+        if let Some(existing) = self.checkpoint_at(size)? {
+            return Ok(existing);
+        }
+        let root = self.tree_root(size)?;
+        let before = self.db().range(checkpoint_key(0)..checkpoint_key(size)).next_back().transpose()?;
+        let after = self.db().range(checkpoint_key(size)..=checkpoint_key(u64::MAX)).next().transpose()?;
+        for (k, note) in before.into_iter().chain(after) {
+            let other = u64::from_be_bytes(
+                k[1..9].try_into().map_err(|_| CheckpointError::Storage("bad checkpoint key".into()))?,
+            );
+            let cp = parse(&note).map_err(|reason| CheckpointError::Inconsistent { size: other, reason })?;
+            let stored_root = self.tree_root(other)?;
+            if *cp.hash() != stored_root || cp.size() != other || cp.origin() != origin {
+                return Err(CheckpointError::Inconsistent {
+                    size: other,
+                    reason: "its root is not the tree's root at that size".into(),
+                });
+            }
+            let (lo, lo_root, hi, hi_root) =
+                if other < size { (other, stored_root, size, root) } else { (size, root, other, stored_root) };
+            if lo > 0 {
+                let proof = self.consistency_proof(lo, hi)?;
+                verify_consistency(lo, lo_root, hi, hi_root, &proof)
+                    .map_err(|e| CheckpointError::Inconsistent { size: other, reason: e.to_string() })?;
+            }
+        }
+        let note = chronicle_tlog::sign_checkpoint(signer, origin, size, root)
+            .map_err(|e| CheckpointError::Signing(e.to_string()))?;
+        self.db().insert(checkpoint_key(size), note.as_slice())?;
+        self.make_durable()?;
+        self.note_checkpoint_signed();
+        Ok(note)
+    }
+
+    /// Signs a checkpoint at the committed head if the policy says one is due.
+    pub fn maybe_checkpoint(
+        &self,
+        signer: &NoteSigner,
+        origin: &str,
+        policy: CheckpointPolicy,
+    ) -> Result<Option<Vec<u8>>, CheckpointError> {
+        let len = self.head().len;
+        let covered = self.latest_checkpoint()?.map_or(0, |(s, _)| s);
+        if len == 0 || len <= covered {
+            return Ok(None);
+        }
+        let due = len - covered >= policy.entries
+            || self.since_last_checkpoint().is_none_or(|t| t.elapsed() >= policy.interval);
+        if !due {
+            return Ok(None);
+        }
+        self.sign_checkpoint(signer, origin, len).map(Some)
+    }
+
+    /// Checks a witness's cosignature line over the checkpoint at `size` and keeps it.
+    /// Returns the cosignature's timestamp.
+    pub fn add_cosignature(
+        &self,
+        size: u64,
+        witness: &str,
+        key: &VerifyingKey,
+        line: &str,
+    ) -> Result<u64, CheckpointError> {
+        let note = self.checkpoint_at(size)?.ok_or(CheckpointError::NotFound(size))?;
+        let text = note_text(&note).map_err(|e| CheckpointError::Storage(e.to_string()))?;
+        let ts =
+            verify_cosignature(line, witness, key, &text).map_err(|e| CheckpointError::Cosignature(e.to_string()))?;
+        let mut line = line.trim_end_matches('\n').to_string();
+        line.push('\n');
+        self.db().insert(cosignature_key(size, witness), line.as_bytes())?;
+        self.make_durable()?;
+        Ok(ts)
+    }
+
+    /// The checkpoint at `size` with every stored cosignature appended as further signature lines.
+    pub fn cosigned_checkpoint(&self, size: u64) -> Result<Vec<u8>, CheckpointError> {
+        let mut note = self.checkpoint_at(size)?.ok_or(CheckpointError::NotFound(size))?;
+        let mut prefix = vec![COSIGNATURE];
+        prefix.extend_from_slice(&size.to_be_bytes());
+        for kv in self.db().scan_prefix(prefix) {
+            note.extend_from_slice(&kv?.1);
+        }
+        Ok(note)
+    }
+
+    fn make_durable(&self) -> Result<(), CheckpointError> {
+        self.db().flush()?;
+        File::open(self.log_dir().join("db"))
+            .and_then(|f| f.sync_data())
+            .map_err(|e| CheckpointError::Storage(e.to_string()))
+    }
+}
+
+pub(crate) fn since(t: &std::sync::Mutex<Option<Instant>>) -> Option<Instant> {
+    t.lock().ok().and_then(|g| *g)
+}
