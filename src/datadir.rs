@@ -146,6 +146,26 @@ impl DataDir {
         Ok(Store::open(&self.store_paths(), master)?)
     }
 
+    /// Loads the ledger's own signer.
+    pub fn ledger(&self) -> Result<Signer> {
+        Ok(Signer::from_pem_file(PrincipalId::new(LEDGER_PRINCIPAL)?, &self.ledger_key_file())?)
+    }
+
+    /// The ledger's checkpoint signer (note key name = the log's origin).
+    pub fn note_signer(&self) -> Result<chronicle_tlog::NoteSigner> {
+        let info = self.info()?;
+        Ok(chronicle_tlog::NoteSigner::new(&info.origin, self.ledger()?.signing_key().clone())?)
+    }
+
+    /// The log's verifier key, `origin+id+base64(0x01 || key)`, from `ledger.json` alone.
+    pub fn log_key(&self) -> Result<String> {
+        let info = self.info()?;
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(&info.ledger_public_key, &mut key).context("ledger.json: ledger_public_key")?;
+        let key = chronicle_core::VerifyingKey::from_bytes(&key).context("ledger.json: ledger_public_key")?;
+        Ok(chronicle_tlog::verifier_key(&info.origin, &key))
+    }
+
     /// Loads the first admin's signer.
     pub fn admin(&self) -> Result<Signer> {
         Ok(Signer::from_pem_file(PrincipalId::new(ADMIN_PRINCIPAL)?, &self.admin_key_file())?)

@@ -22,6 +22,12 @@ enum Cmd {
     Init(cli::init::InitArgs),
     Verify(cli::verify::VerifyArgs),
     Demo(cli::demo::DemoArgs),
+    LogKey(cli::log_key::LogKeyArgs),
+    Checkpoint(cli::checkpoint::CheckpointArgs),
+    Proof(cli::proof::ProofArgs),
+    ExportEvidence(cli::evidence::ExportArgs),
+    VerifyEvidence(cli::evidence::VerifyArgs),
+    Witness(cli::witness::WitnessArgs),
     #[command(hide = true)]
     AppendLoop(cli::append_loop::AppendLoopArgs),
 }
@@ -32,6 +38,12 @@ fn main() -> ExitCode {
         Cmd::Init(a) => cli::init::run(a),
         Cmd::Verify(a) => cli::verify::run(a),
         Cmd::Demo(a) => cli::demo::run(a),
+        Cmd::LogKey(a) => cli::log_key::run(a),
+        Cmd::Checkpoint(a) => cli::checkpoint::run(a),
+        Cmd::Proof(a) => cli::proof::run(a),
+        Cmd::ExportEvidence(a) => cli::evidence::export(a),
+        Cmd::VerifyEvidence(a) => cli::evidence::verify(a),
+        Cmd::Witness(a) => cli::witness::run(a),
         Cmd::AppendLoop(a) => cli::append_loop::run(a),
     };
     match result {

@@ -1,9 +1,14 @@
 //! One module per command.
 
 pub mod append_loop;
+pub mod checkpoint;
 pub mod demo;
+pub mod evidence;
 pub mod init;
+pub mod log_key;
+pub mod proof;
 pub mod verify;
+pub mod witness;
 
 /// Exit code: the ledger failed verification.
 pub const EXIT_FAULT: u8 = 1;

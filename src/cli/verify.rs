@@ -55,12 +55,13 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
     } else {
         match &report.fault {
             None => println!(
-                "ok: {} entries verified ({} streams, {} principals, {} signatures, {} sealed payloads), head {} in {:.2}s",
+                "ok: {} entries verified ({} streams, {} principals, {} signatures, {} sealed payloads, {} checkpoints), head {} in {:.2}s",
                 report.entries_verified,
                 report.streams,
                 report.principals,
                 report.signatures_verified,
                 report.sealed_entries,
+                report.checkpoints,
                 report.last_hash,
                 secs
             ),

@@ -14,6 +14,7 @@
 pub mod checkpoint;
 mod durability;
 pub mod error;
+pub mod evidence;
 pub mod layout;
 mod store;
 mod subscribe;

@@ -385,6 +385,44 @@ impl Store {
         Subscription::new(self.clone(), from)
     }
 
+    /// Opens an entry's payload and returns its salt with it (for evidence bundles, whose checkers
+    /// match salt and content against the signed commitment).
+    pub fn open_payload_with_salt(&self, entry: &Entry) -> Result<([u8; 32], Zeroizing<Vec<u8>>), ReadError> {
+        let position = entry.position();
+        let plain = match entry.statement.payload_kind {
+            PayloadKind::Public => Zeroizing::new(entry.envelope().to_vec()),
+            PayloadKind::Sealed => {
+                let v = self
+                    .shared
+                    .db
+                    .get(layout::entry_key(position))?
+                    .ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
+                let wrapped = layout::decode_entry_value(&v)
+                    .and_then(|ev| ev.wrapped_key)
+                    .ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
+                let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
+                let cek = vault
+                    .unwrap_content_key(position, wrapped)
+                    .map_err(|source| ReadError::Payload { position, source })?;
+                chronicle_core::payload::aead_open(
+                    &cek,
+                    &[chronicle_core::hash::DOMAIN_PAYLOAD_AAD, &entry.statement.commitment.0],
+                    entry.envelope(),
+                )
+                .map_err(|source| ReadError::Payload { position, source })?
+            }
+        };
+        if plain.len() < 32 {
+            return Err(ReadError::Payload { position, source: chronicle_core::SealError::Short { len: plain.len() } });
+        }
+        let mut salt = [0u8; 32];
+        salt.copy_from_slice(&plain[..32]);
+        if !chronicle_core::payload::commitment(&salt, &plain[32..]).ct_eq(&entry.statement.commitment) {
+            return Err(ReadError::Payload { position, source: chronicle_core::SealError::CommitmentMismatch });
+        }
+        Ok((salt, Zeroizing::new(plain[32..].to_vec())))
+    }
+
     /// Opens an entry's payload: checks it against the signed commitment and returns it.
     pub fn open_payload(&self, entry: &Entry) -> Result<Zeroizing<Vec<u8>>, ReadError> {
         let position = entry.position();

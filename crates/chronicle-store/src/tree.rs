@@ -22,7 +22,7 @@ pub(crate) fn chunk_key(chunk: u64) -> [u8; 9] {
 }
 
 fn decode_chunk(v: &[u8]) -> Option<Vec<TreeHash>> {
-    if v.len() % 32 != 0 || v.len() as u64 > CHUNK_HASHES * 32 {
+    if !v.len().is_multiple_of(32) || v.len() as u64 > CHUNK_HASHES * 32 {
         return None;
     }
     Some(v.chunks_exact(32).map(|c| TreeHash(c.try_into().unwrap_or([0; 32]))).collect())
@@ -87,7 +87,7 @@ impl TreeTail {
         let count = stored_hash_count(len);
         let mut open = BTreeMap::new();
         let last = count / CHUNK_HASHES;
-        if count % CHUNK_HASHES != 0 {
+        if !count.is_multiple_of(CHUNK_HASHES) {
             let v = db.get(chunk_key(last)).map_err(|e| e.to_string())?.ok_or("tree chunk missing")?;
             let c = decode_chunk(&v).ok_or("tree chunk malformed")?;
             if c.len() as u64 != count % CHUNK_HASHES {

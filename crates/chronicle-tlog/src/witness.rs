@@ -96,3 +96,28 @@ pub fn verify_cosignature(
         .map_err(|_| CosignatureError::BadSignature)?;
     Ok(timestamp)
 }
+
+/// Parses a witness's cosignature verifier key: `name+hex(key id)+base64(0x04 || public key)`.
+pub fn parse_witness_key(vkey: &str) -> Result<(String, VerifyingKey), CosignatureError> {
+    let mut parts = vkey.trim().splitn(3, '+');
+    let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(CosignatureError::Malformed);
+    };
+    let raw = B64.decode(key).map_err(|_| CosignatureError::Malformed)?;
+    let [ALG_COSIGNATURE, rest @ ..] = raw.as_slice() else { return Err(CosignatureError::Malformed) };
+    let bytes: [u8; 32] = rest.try_into().map_err(|_| CosignatureError::Malformed)?;
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| CosignatureError::Malformed)?;
+    let want: String = cosignature_key_id(name, &key).iter().map(|b| format!("{b:02x}")).collect();
+    if want != id {
+        return Err(CosignatureError::Malformed);
+    }
+    Ok((name.to_string(), key))
+}
+
+/// A witness's cosignature verifier key string.
+pub fn witness_key(name: &str, key: &VerifyingKey) -> String {
+    let mut raw = vec![ALG_COSIGNATURE];
+    raw.extend_from_slice(key.as_bytes());
+    let id: String = cosignature_key_id(name, key).iter().map(|b| format!("{b:02x}")).collect();
+    format!("{name}+{id}+{}", B64.encode(raw))
+}

@@ -1,0 +1,335 @@
+//! Evidence bundles: one stream's entries with everything needed to check them with no data
+//! directory and no trust in the bureau.
+//!
+//! A bundle holds one signed checkpoint; an inclusion proof against it for every entry of the
+//! stream (from its first entry) and for every entry of the principal registry in the tree; and,
+//! optionally, the opened payloads (salt and content) so that a checker can match the content
+//! against the commitment each author signed. [`verify_bundle`] checks all of it against the log's
+//! verifier key given by the checker (never the key inside the bundle) and says what it proved.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chronicle_core::payload::{SALT_LEN, commitment};
+use chronicle_core::registry::RegistryEvent;
+use chronicle_core::sign::verify_statement;
+use chronicle_core::{Entry, Hash, PayloadKind, Registry, StreamId};
+use chronicle_tlog::{InclusionProof, verify_checkpoint};
+use serde::{Deserialize, Serialize};
+
+use crate::store::Store;
+
+/// Format tag of a bundle.
+pub const BUNDLE_FORMAT: &str = "chronicle-evidence/v1";
+
+/// An opened payload: the salt and the content, both base64.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OpenedPayload {
+    /// The entry's position.
+    pub position: u64,
+    /// The salt inside the sealed payload, base64.
+    pub salt: String,
+    /// The payload, base64.
+    pub payload: String,
+}
+
+/// A self-contained evidence bundle.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    /// Always [`BUNDLE_FORMAT`].
+    pub format: String,
+    /// The stream the bundle is about, hex.
+    pub stream: String,
+    /// The signed checkpoint note every proof is against.
+    pub checkpoint: String,
+    /// The log's verifier key as the bureau states it (informational: checkers bring their own).
+    pub log_key: String,
+    /// The stream's entries, each with its inclusion proof.
+    pub entries: Vec<InclusionProof>,
+    /// Every principal-registry entry in the tree, each with its inclusion proof.
+    pub registry: Vec<InclusionProof>,
+    /// Opened payloads, if the bundle carries content.
+    #[serde(default)]
+    pub content: Vec<OpenedPayload>,
+}
+
+/// A bundle cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// The stream has no entries in the tree.
+    #[error("stream {0} has no entries covered by the checkpoint")]
+    EmptyStream(StreamId),
+    /// Reading failed.
+    #[error("{0}")]
+    Read(String),
+}
+
+/// Builds a bundle for `stream` against the checkpoint note `checkpoint` of `size` entries.
+pub fn build_bundle(
+    store: &Store,
+    stream: &StreamId,
+    checkpoint: &[u8],
+    size: u64,
+    log_key: &str,
+    with_content: bool,
+) -> Result<Bundle, BundleError> {
+    let read = |e: &dyn std::fmt::Display| BundleError::Read(e.to_string());
+    let proof_of = |e: &Entry| -> Result<InclusionProof, BundleError> {
+        let path = store.inclusion_proof(e.position(), size).map_err(|x| read(&x))?;
+        Ok(InclusionProof::new(e.position(), size, e.bytes(), &path))
+    };
+    let collect = |s: &StreamId| -> Result<Vec<Entry>, BundleError> {
+        let mut out = Vec::new();
+        loop {
+            let page = store.read_stream(s, out.len() as u64, 1000).map_err(|x| read(&x))?;
+            let done = page.len() < 1000;
+            out.extend(page.into_iter().filter(|e| e.position() < size));
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    };
+    let entries = collect(stream)?;
+    if entries.is_empty() {
+        return Err(BundleError::EmptyStream(*stream));
+    }
+    let registry = collect(&StreamId::REGISTRY)?;
+    let mut content = Vec::new();
+    if with_content {
+        for e in &entries {
+            if let Ok(plain) = store.open_payload_with_salt(e) {
+                content.push(OpenedPayload {
+                    position: e.position(),
+                    salt: B64.encode(plain.0),
+                    payload: B64.encode(&plain.1[..]),
+                });
+            }
+        }
+    }
+    Ok(Bundle {
+        format: BUNDLE_FORMAT.into(),
+        stream: stream.to_hex(),
+        checkpoint: String::from_utf8_lossy(checkpoint).into_owned(),
+        log_key: log_key.to_string(),
+        entries: entries.iter().map(proof_of).collect::<Result<_, _>>()?,
+        registry: registry.iter().map(proof_of).collect::<Result<_, _>>()?,
+        content,
+    })
+}
+
+/// A bundle does not check out. Each variant names what failed and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvidenceError {
+    /// Not a bundle of a known format.
+    #[error("not a Chronicle evidence bundle: {0}")]
+    Format(String),
+    /// The checkpoint is not signed by the given log key.
+    #[error("the checkpoint is not signed by the given log key: {0}")]
+    Checkpoint(String),
+    /// An entry's inclusion proof fails.
+    #[error("entry at position {position}: inclusion proof fails: {reason}")]
+    Inclusion {
+        /// The entry's position.
+        position: u64,
+        /// Why.
+        reason: String,
+    },
+    /// An entry does not decode or is not what the bundle says it is.
+    #[error("entry at position {position}: {reason}")]
+    Entry {
+        /// The entry's position.
+        position: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The stream's chain has a gap or a broken link.
+    #[error("the stream chain is broken at version {version}: {reason}")]
+    Chain {
+        /// The stream version.
+        version: u64,
+        /// Why.
+        reason: String,
+    },
+    /// An author's key was not valid, or a signature does not verify.
+    #[error("entry at position {position}: author signature not valid: {reason}")]
+    Signature {
+        /// The entry's position.
+        position: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Opened content does not match the commitment its author signed.
+    #[error("content given for position {0} does not match the commitment its author signed")]
+    Content(u64),
+}
+
+/// What a bundle proved.
+#[derive(Debug, Clone, Serialize)]
+pub struct Proven {
+    /// The log's origin.
+    pub origin: String,
+    /// The checkpoint's tree size.
+    pub tree_size: u64,
+    /// The stream.
+    pub stream: String,
+    /// The stream's entries, versions 0..entries.
+    pub entries: u64,
+    /// Registry entries used to judge signatures.
+    pub registry_entries: u64,
+    /// Payloads whose content matched the signed commitment.
+    pub content_checked: u64,
+    /// The last entry's hash.
+    pub last_hash: Hash,
+}
+
+impl Proven {
+    /// The findings, in plain words.
+    pub fn describe(&self) -> String {
+        format!(
+            "verified: the checkpoint of log {origin} at tree size {size} is signed by the given log key; \
+             all {n} entries of stream {stream} (versions 0 to {last}, chained from the stream's first entry, \
+             last entry hash {hash}) are included in that tree; each was signed by its author with a key \
+             that the ledger's registry ({r} registry entries, chained from the genesis entry and also \
+             included in the tree) showed as valid at that point of the log; {c}",
+            origin = self.origin,
+            size = self.tree_size,
+            n = self.entries,
+            stream = self.stream,
+            last = self.entries.saturating_sub(1),
+            hash = self.last_hash,
+            r = self.registry_entries,
+            c = if self.content_checked > 0 {
+                format!("the content of {} entries matches what their authors signed", self.content_checked)
+            } else {
+                "no content was included, so only the entries' existence, order and authorship are proven".to_string()
+            },
+        )
+    }
+}
+
+fn included(p: &InclusionProof, size: u64, root: chronicle_tlog::TreeHash) -> Result<Entry, EvidenceError> {
+    let position = p.leaf_index;
+    if p.tree_size != size {
+        return Err(EvidenceError::Inclusion {
+            position,
+            reason: format!("proof is for tree size {}, the checkpoint is {size}", p.tree_size),
+        });
+    }
+    p.verify(root).map_err(|e| EvidenceError::Inclusion { position, reason: e.to_string() })?;
+    let bytes = p.leaf_bytes().map_err(|e| EvidenceError::Entry { position, reason: e.to_string() })?;
+    let e = Entry::decode(bytes).map_err(|e| EvidenceError::Entry { position, reason: e.to_string() })?;
+    if e.position() != position {
+        return Err(EvidenceError::Entry { position, reason: format!("the entry says position {}", e.position()) });
+    }
+    Ok(e)
+}
+
+fn check_chain(entries: &[Entry], stream: &StreamId) -> Result<(), EvidenceError> {
+    let mut prev = Hash::ZERO;
+    for (i, e) in entries.iter().enumerate() {
+        let version = i as u64;
+        if e.statement.stream != *stream {
+            return Err(EvidenceError::Chain {
+                version,
+                reason: format!("entry {} belongs to another stream", e.position()),
+            });
+        }
+        if e.header.stream_version != version {
+            return Err(EvidenceError::Chain {
+                version,
+                reason: format!("found version {} instead", e.header.stream_version),
+            });
+        }
+        if e.header.prev_stream_hash != prev {
+            return Err(EvidenceError::Chain { version, reason: "does not name its predecessor's hash".into() });
+        }
+        prev = e.hash();
+    }
+    Ok(())
+}
+
+/// Checks a bundle against the log's verifier key.
+pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceError> {
+    if bundle.format != BUNDLE_FORMAT {
+        return Err(EvidenceError::Format(format!("format {:?}", bundle.format)));
+    }
+    let stream = StreamId::from_hex(&bundle.stream)
+        .ok_or_else(|| EvidenceError::Format("stream is not 32 hex digits".into()))?;
+    let cp = verify_checkpoint(bundle.checkpoint.as_bytes(), log_key)
+        .map_err(|e| EvidenceError::Checkpoint(e.to_string()))?;
+    let registry: Vec<Entry> =
+        bundle.registry.iter().map(|p| included(p, cp.size, cp.root)).collect::<Result<_, _>>()?;
+    let mut entries: Vec<Entry> =
+        bundle.entries.iter().map(|p| included(p, cp.size, cp.root)).collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.header.stream_version);
+    if entries.is_empty() {
+        return Err(EvidenceError::Format("the bundle holds no entries".into()));
+    }
+    check_chain(&registry, &StreamId::REGISTRY)?;
+    check_chain(&entries, &stream)?;
+    if registry.first().map(Entry::position) != Some(0) {
+        return Err(EvidenceError::Chain {
+            version: 0,
+            reason: "the registry does not start at the genesis entry".into(),
+        });
+    }
+
+    // Replay the registry and the stream together in log order: each signature is judged against
+    // the registry as it stood just before the entry.
+    let mut timeline: BTreeMap<u64, (&Entry, bool)> = BTreeMap::new();
+    for e in &registry {
+        timeline.insert(e.position(), (e, true));
+    }
+    for e in &entries {
+        // A bundle about the registry stream itself lists its entries twice: keep them as registry.
+        timeline.entry(e.position()).or_insert((e, false));
+    }
+    let mut reg = Registry::new();
+    for (position, (e, is_registry)) in timeline {
+        let st = &e.statement;
+        let public = (st.payload_kind == PayloadKind::Public)
+            .then(|| chronicle_core::payload::open_public(&st.commitment, e.envelope()))
+            .transpose()
+            .map_err(|x| EvidenceError::Entry { position, reason: x.to_string() })?;
+        let key =
+            reg.signing_key(st, public).map_err(|x| EvidenceError::Signature { position, reason: x.to_string() })?;
+        if !verify_statement(&key, e.statement_bytes(), &e.signature) {
+            return Err(EvidenceError::Signature { position, reason: "signature does not verify".into() });
+        }
+        if is_registry {
+            let payload = public
+                .ok_or_else(|| EvidenceError::Entry { position, reason: "registry payload is not public".into() })?;
+            let ev = RegistryEvent::parse(&st.event_type, payload)
+                .map_err(|x| EvidenceError::Entry { position, reason: x.to_string() })?;
+            reg.apply(position, &st.author, &ev)
+                .map_err(|x| EvidenceError::Entry { position, reason: x.to_string() })?;
+        }
+    }
+
+    let mut content_checked = 0;
+    for c in &bundle.content {
+        let e = entries.iter().find(|e| e.position() == c.position).ok_or(EvidenceError::Content(c.position))?;
+        let salt: [u8; SALT_LEN] =
+            B64.decode(&c.salt).ok().and_then(|s| s.try_into().ok()).ok_or(EvidenceError::Content(c.position))?;
+        let payload = B64.decode(&c.payload).map_err(|_| EvidenceError::Content(c.position))?;
+        if !commitment(&salt, &payload).ct_eq(&e.statement.commitment) {
+            return Err(EvidenceError::Content(c.position));
+        }
+        content_checked += 1;
+    }
+    Ok(Proven {
+        origin: cp.origin,
+        tree_size: cp.size,
+        stream: bundle.stream.clone(),
+        entries: entries.len() as u64,
+        registry_entries: registry.len() as u64,
+        content_checked,
+        last_hash: entries.last().map(Entry::hash).unwrap_or(Hash::ZERO),
+    })
+}

@@ -1,0 +1,39 @@
+//! `chronicle checkpoint`: print (signing if needed) a checkpoint note.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use chronicle::datadir::DataDir;
+
+/// Print the signed checkpoint (C2SP tlog-checkpoint in a signed note) at a tree size.
+///
+/// Without --size: the checkpoint at the current head, signed now if the head moved since the
+/// last one. With --size: the stored checkpoint at that size, signed now if there is none (the
+/// ledger first checks it is consistent with every checkpoint it signed before). Stored witness
+/// cosignatures are appended as further signature lines.
+///
+/// Example: chronicle checkpoint --data-dir /var/lib/chronicle --size 1000
+#[derive(clap::Args)]
+pub struct CheckpointArgs {
+    /// The data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The tree size.
+    #[arg(long)]
+    size: Option<u64>,
+}
+
+pub fn run(a: CheckpointArgs) -> Result<ExitCode> {
+    let dir = DataDir::new(&a.data_dir, None);
+    let store = dir.open()?;
+    let info = dir.info()?;
+    let size = a.size.unwrap_or(store.head().len);
+    if size == 0 {
+        bail!("the log is empty: there is nothing to checkpoint");
+    }
+    store.sign_checkpoint(&dir.note_signer()?, &info.origin, size)?;
+    std::io::stdout().write_all(&store.cosigned_checkpoint(size)?)?;
+    Ok(ExitCode::SUCCESS)
+}

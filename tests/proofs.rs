@@ -1,0 +1,316 @@
+//! Proofs anyone can check: the Merkle tree over the real log, signed checkpoints that never
+//! disagree, a rollback caught by a checkpoint held outside, and evidence bundles checked offline.
+
+mod common;
+
+use chronicle_core::Role;
+use chronicle_store::evidence::{Bundle, EvidenceError, build_bundle, verify_bundle};
+use chronicle_store::{CheckpointError, ExpectedVersion, Fault, verify_log};
+use chronicle_tlog::tree::{leaf_hash, verify_consistency, verify_inclusion};
+use chronicle_tlog::{MemoryTree, verify_checkpoint};
+use common::{Ledger, record, stream};
+
+fn filled(n: usize) -> (Ledger, chronicle_core::Signer) {
+    let l = Ledger::new();
+    let clerk = l.principal("clerk", Role::RecordsClerk);
+    for i in 0..n {
+        let s = stream(&format!("s{}", i % 4));
+        l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, &format!("k{i}"), &format!("{{\"i\":{i}}}"))])
+            .unwrap();
+    }
+    (l, clerk)
+}
+
+#[test]
+fn the_stored_tree_matches_a_tree_rebuilt_from_the_entries_at_every_size() {
+    let (l, _) = filled(90);
+    let entries = l.store.read_log(0, 1000).unwrap();
+    let mut mem = MemoryTree::new();
+    let mut roots = vec![];
+    for e in &entries {
+        mem.push(e.bytes());
+        roots.push(chronicle_tlog::tree::root(mem.size(), &mem).unwrap());
+    }
+    let len = entries.len() as u64;
+    for size in 1..=len {
+        let root = l.store.tree_root(size).unwrap();
+        assert_eq!(root, roots[size as usize - 1], "size {size}");
+        for index in [0, size / 3, size / 2, size - 1] {
+            let path = l.store.inclusion_proof(index, size).unwrap();
+            verify_inclusion(leaf_hash(entries[index as usize].bytes()), index, size, &path, root).unwrap();
+        }
+        for first in [1, size / 2, size].into_iter().filter(|f| *f >= 1) {
+            let proof = l.store.consistency_proof(first, size).unwrap();
+            verify_consistency(first, roots[first as usize - 1], size, root, &proof).unwrap();
+        }
+    }
+    assert!(l.store.tree_root(len + 1).is_err(), "no root beyond the log");
+    assert!(l.store.inclusion_proof(len, len).is_err());
+}
+
+#[test]
+fn every_checkpoint_is_consistent_with_every_later_one() {
+    let (l, clerk) = filled(20);
+    let signer = l.dir.note_signer().unwrap();
+    let origin = l.dir.info().unwrap().origin;
+    let key = l.dir.log_key().unwrap();
+    let mut sizes = vec![];
+    for round in 0..6 {
+        let s = stream("more");
+        for i in 0..7 {
+            l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, &format!("r{round}-{i}"), "{}")]).unwrap();
+        }
+        let size = l.store.head().len;
+        l.store.sign_checkpoint(&signer, &origin, size).unwrap();
+        sizes.push(size);
+    }
+    // A past size can be signed too; signing twice returns the same note.
+    let past = l.store.sign_checkpoint(&signer, &origin, 10).unwrap();
+    assert_eq!(l.store.sign_checkpoint(&signer, &origin, 10).unwrap(), past);
+    let all = l.store.checkpoints().unwrap();
+    assert_eq!(all.len(), sizes.len() + 1);
+    for (i, (a, note_a)) in all.iter().enumerate() {
+        let ca = verify_checkpoint(note_a, &key).unwrap();
+        assert_eq!(ca.size, *a);
+        for (b, note_b) in &all[i + 1..] {
+            let cb = verify_checkpoint(note_b, &key).unwrap();
+            let proof = l.store.consistency_proof(*a, *b).unwrap();
+            verify_consistency(*a, ca.root, *b, cb.root, &proof).unwrap();
+        }
+    }
+    let (_t, dir) = l.close();
+    let r = verify_log(&dir.log_dir(), |_, _| {}).unwrap();
+    assert!(r.is_ok(), "{:?}", r.fault);
+    assert_eq!(r.checkpoints, all.len() as u64);
+}
+
+#[test]
+fn the_ledger_refuses_to_sign_beside_a_checkpoint_that_disagrees_with_its_tree() {
+    let (l, _) = filled(12);
+    let origin = l.dir.info().unwrap().origin;
+    let signer = l.dir.note_signer().unwrap();
+    l.store.sign_checkpoint(&signer, &origin, 8).unwrap();
+    let (t, dir) = l.close();
+    // Someone replaces the stored checkpoint at 8 with one over another root, signed with the
+    // ledger's own key (the worst case: a stolen key cannot make the ledger sign a fork either).
+    let forged = chronicle_tlog::sign_checkpoint(&signer, &origin, 8, chronicle_tlog::TreeHash([7; 32])).unwrap();
+    {
+        let db = sled::open(dir.log_dir()).unwrap();
+        let mut k = vec![b'p'];
+        k.extend_from_slice(&8u64.to_be_bytes());
+        db.insert(k, forged).unwrap();
+        db.flush().unwrap();
+    }
+    let r = verify_log(&dir.log_dir(), |_, _| {}).unwrap();
+    assert!(
+        matches!(r.fault.as_ref().map(|f| &f.fault), Some(Fault::CheckpointInvalid { size: 8, .. })),
+        "{:?}",
+        r.fault
+    );
+    let store = dir.open().unwrap();
+    match store.sign_checkpoint(&signer, &origin, 12) {
+        Err(CheckpointError::Inconsistent { size: 8, .. }) => {}
+        other => panic!("signed beside an inconsistent checkpoint: {other:?}"),
+    }
+    drop(t);
+}
+
+#[test]
+fn a_rollback_of_head_and_tail_together_is_caught_by_a_checkpoint_held_outside() {
+    let (l, clerk) = filled(10);
+    let origin = l.dir.info().unwrap().origin;
+    let signer = l.dir.note_signer().unwrap();
+    let key = l.dir.log_key().unwrap();
+    let (t, dir) = l.close();
+    // Snapshot the whole data directory at this point.
+    let snapshot = t.path().join("snapshot");
+    copy_dir(&dir.root, &snapshot);
+    // The ledger goes on, and an auditor keeps a checkpoint of it.
+    let store = dir.open().unwrap();
+    let s = stream("x");
+    for i in 0..5 {
+        store
+            .append(chronicle_store::AppendRequest {
+                stream: s,
+                expected: ExpectedVersion::Any,
+                commands: vec![record(&clerk, s, &format!("a{i}"), "{\"conviction\":false}")],
+            })
+            .unwrap();
+    }
+    let held = verify_checkpoint(&store.sign_checkpoint(&signer, &origin, store.head().len).unwrap(), &key).unwrap();
+    drop(store);
+    // Someone restores the snapshot (head and tail rolled back together) and writes other history.
+    std::fs::remove_dir_all(&dir.root).unwrap();
+    copy_dir(&snapshot, &dir.root);
+    let store = dir.open().unwrap();
+    for i in 0..7 {
+        store
+            .append(chronicle_store::AppendRequest {
+                stream: s,
+                expected: ExpectedVersion::Any,
+                commands: vec![record(&clerk, s, &format!("b{i}"), "{\"conviction\":true}")],
+            })
+            .unwrap();
+    }
+    let new = verify_checkpoint(&store.sign_checkpoint(&signer, &origin, store.head().len).unwrap(), &key).unwrap();
+    // The rewritten ledger verifies on its own...
+    let proof = store.consistency_proof(held.size, new.size).unwrap();
+    drop(store);
+    assert!(verify_log(&dir.log_dir(), |_, _| {}).unwrap().is_ok());
+    // ...but the auditor's checkpoint is not a prefix of the new one.
+    assert!(verify_consistency(held.size, held.root, new.size, new.root, &proof).is_err());
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn bundle_for(l: &Ledger, s: chronicle_core::StreamId) -> (Bundle, String) {
+    let origin = l.dir.info().unwrap().origin;
+    let size = l.store.head().len;
+    let note = l.store.sign_checkpoint(&l.dir.note_signer().unwrap(), &origin, size).unwrap();
+    let key = l.dir.log_key().unwrap();
+    (build_bundle(&l.store, &s, &note, size, &key, true).unwrap(), key)
+}
+
+#[test]
+fn an_evidence_bundle_verifies_offline_and_tampered_bundles_are_rejected_precisely() {
+    let (l, clerk) = filled(16);
+    // A key rotation in the middle, so the registry matters.
+    let next = chronicle_core::Signer::generate(clerk.principal().clone());
+    let rot = chronicle_core::Command::sign(
+        &clerk,
+        chronicle_core::RegistryEvent::rotate(clerk.principal().clone(), &next.verifying_key(), clerk.key_id()).draft(),
+    )
+    .unwrap();
+    l.append(chronicle_core::StreamId::REGISTRY, ExpectedVersion::Any, vec![rot]).unwrap();
+    let s = stream("s1");
+    l.append(s, ExpectedVersion::Any, vec![record(&next, s, "after-rotation", "{\"late\":true}")]).unwrap();
+    let (b, key) = bundle_for(&l, s);
+    let proven = verify_bundle(&b, &key).unwrap();
+    assert_eq!(proven.entries, 5);
+    assert_eq!(proven.content_checked, 5);
+    assert!(proven.describe().contains("all 5 entries of stream"));
+
+    // An altered entry byte: its inclusion proof fails.
+    let mut t = b.clone();
+    let mut bytes = t.entries[2].leaf_bytes().unwrap();
+    let n = bytes.len();
+    bytes[n - 70] ^= 1;
+    t.entries[2].leaf = base64_encode(&bytes);
+    assert!(
+        matches!(verify_bundle(&t, &key), Err(EvidenceError::Inclusion { position, .. }) if position == b.entries[2].leaf_index)
+    );
+    // Another log key.
+    let other = chronicle_tlog::NoteSigner::new(
+        "test.chronicle.localhost/ledger",
+        ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+    )
+    .unwrap();
+    assert!(matches!(verify_bundle(&b, &other.verifier_key()), Err(EvidenceError::Checkpoint(_))));
+    // The first entry of the stream left out: the chain is incomplete.
+    let mut t = b.clone();
+    t.entries.remove(0);
+    assert!(matches!(verify_bundle(&t, &key), Err(EvidenceError::Chain { version: 0, .. })));
+    // The rotation left out of the registry: the new key is unknown when the last entry was signed.
+    let mut t = b.clone();
+    t.registry.pop();
+    assert!(matches!(verify_bundle(&t, &key), Err(EvidenceError::Signature { .. })));
+    // Content that is not what the author signed.
+    let mut t = b.clone();
+    t.content[1].payload = base64_encode(b"{\"i\":999}");
+    assert_eq!(verify_bundle(&t, &key).unwrap_err(), EvidenceError::Content(b.content[1].position));
+    // A checkpoint whose text was edited.
+    let mut t = b.clone();
+    t.checkpoint =
+        t.checkpoint.replacen(&format!("\n{}\n", proven.tree_size), &format!("\n{}\n", proven.tree_size + 1), 1);
+    assert!(matches!(verify_bundle(&t, &key), Err(EvidenceError::Checkpoint(_))));
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[test]
+fn the_cli_exports_and_checks_evidence_and_prints_keys_checkpoints_and_proofs() {
+    let (l, _) = filled(9);
+    let s = stream("s2");
+    let (t, dir) = l.close();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle")).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let d = dir.root.to_str().unwrap();
+    let (code, key, _) = run(&["log-key", "--data-dir", d]);
+    assert_eq!(code, Some(0));
+    let key = key.trim().to_string();
+    assert!(key.starts_with("test.chronicle.localhost/ledger+"));
+    let (code, note, _) = run(&["checkpoint", "--data-dir", d]);
+    assert_eq!(code, Some(0));
+    let cp = verify_checkpoint(note.as_bytes(), &key).unwrap();
+    let (code, json, _) = run(&["proof", "inclusion", "--data-dir", d, "--position", "4"]);
+    assert_eq!(code, Some(0));
+    let p: chronicle_tlog::InclusionProof = serde_json::from_str(&json).unwrap();
+    assert_eq!((p.leaf_index, p.tree_size), (4, cp.size));
+    p.verify(cp.root).unwrap();
+    let (code, json, _) = run(&["proof", "consistency", "--data-dir", d, "--from", "3", "--to", &cp.size.to_string()]);
+    assert_eq!(code, Some(0));
+    let c: chronicle_tlog::ConsistencyProof = serde_json::from_str(&json).unwrap();
+    assert_eq!((c.first, c.second), (3, cp.size));
+    let (code, _, err) = run(&["proof", "inclusion", "--data-dir", d, "--position", "999"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("leaf index 999"), "{err}");
+
+    let out = t.path().join("bundle.json");
+    let (code, _, err) =
+        run(&["export-evidence", "--data-dir", d, "--stream", &s.to_hex(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, said, _) = run(&["verify-evidence", out.to_str().unwrap(), "--log-key", &key]);
+    assert_eq!(code, Some(0));
+    assert!(said.starts_with("verified: "), "{said}");
+    let mut b: Bundle = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    b.entries.remove(0);
+    std::fs::write(&out, serde_json::to_vec(&b).unwrap()).unwrap();
+    let (code, said, _) = run(&["verify-evidence", out.to_str().unwrap(), "--log-key", &key]);
+    assert_eq!(code, Some(1));
+    assert!(said.contains("REJECTED: the stream chain is broken at version 0"), "{said}");
+}
+
+#[test]
+fn witness_cosignatures_are_checked_and_kept_beside_the_checkpoint() {
+    let (l, _) = filled(5);
+    let origin = l.dir.info().unwrap().origin;
+    let size = l.store.head().len;
+    let note = l.store.sign_checkpoint(&l.dir.note_signer().unwrap(), &origin, size).unwrap();
+    let text = chronicle_tlog::note::note_text(&note).unwrap();
+    let witness = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let line = chronicle_tlog::witness::cosign("witness.example", &witness, 1_800_000_000, &text);
+    assert_eq!(
+        l.store.add_cosignature(size, "witness.example", &witness.verifying_key(), &line).unwrap(),
+        1_800_000_000
+    );
+    let impostor = ed25519_dalek::SigningKey::from_bytes(&[43; 32]);
+    let bad = chronicle_tlog::witness::cosign("witness.example", &impostor, 1_800_000_000, &text);
+    assert!(matches!(
+        l.store.add_cosignature(size, "witness.example", &witness.verifying_key(), &bad),
+        Err(CheckpointError::Cosignature(_))
+    ));
+    let cosigned = l.store.cosigned_checkpoint(size).unwrap();
+    assert!(String::from_utf8(cosigned.clone()).unwrap().ends_with(&line));
+    // The cosigned note still verifies against the log key (verifiers skip unknown signers).
+    verify_checkpoint(&cosigned, &l.dir.log_key().unwrap()).unwrap();
+}
