@@ -95,7 +95,7 @@ fn the_ledger_refuses_to_sign_beside_a_checkpoint_that_disagrees_with_its_tree()
     // ledger's own key (the worst case: a stolen key cannot make the ledger sign a fork either).
     let forged = chronicle_tlog::sign_checkpoint(&signer, &origin, 8, chronicle_tlog::TreeHash([7; 32])).unwrap();
     {
-        let db = sled::open(dir.log_dir()).unwrap();
+        let db = common::raw_db(&dir.log_dir());
         let mut k = vec![b'p'];
         k.extend_from_slice(&8u64.to_be_bytes());
         db.insert(k, forged).unwrap();

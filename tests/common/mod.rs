@@ -73,3 +73,18 @@ pub fn record(signer: &Signer, stream: StreamId, key: &str, body: &str) -> Comma
 pub fn stream(name: &str) -> StreamId {
     StreamId::derive("test", name)
 }
+
+/// Opens a closed ledger's sled directory directly, as a tamperer would. No background flusher,
+/// so dropping it releases the directory lock at once.
+pub fn raw_db(log: &std::path::Path) -> sled::Db {
+    for _ in 0..150 {
+        match sled::Config::new().path(log).flush_every_ms(None).open() {
+            Ok(db) => return db,
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("open sled: {e}"),
+        }
+    }
+    panic!("sled directory still locked")
+}

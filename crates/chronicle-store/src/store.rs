@@ -484,15 +484,28 @@ fn check_stream_rules(index: usize, stream: &StreamId, st: &chronicle_core::Stat
 }
 
 pub(crate) fn open_sled(dir: &Path) -> Result<sled::Db, OpenError> {
-    sled::Config::new()
-        .path(dir)
-        .cache_capacity(256 * 1024 * 1024)
-        .mode(sled::Mode::HighThroughput)
-        // Every group is flushed and fdatasync`d by the writer; a background flusher would only
-        // compete with it (and hold the directory lock after the store is dropped).
-        .flush_every_ms(None)
-        .open()
-        .map_err(|e| OpenError::Sled { path: dir.display().to_string(), reason: e.to_string() })
+    // sled releases its directory lock only when its last I/O task drops the file, which can be a
+    // moment after the previous owner closed it; wait a little for that rather than fail.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let result = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            // Every group is flushed and fdatasync'd by the syncer; a background flusher would only
+            // compete with it (and hold the directory lock after the store is dropped).
+            .flush_every_ms(None)
+            .open();
+        match result {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(OpenError::Sled { path: dir.display().to_string(), reason: e.to_string() }),
+        }
+    }
 }
 
 /// Reads one entry, checking its bytes against the hash stored beside them right after reading.
