@@ -18,7 +18,7 @@ pub mod evidence;
 pub mod layout;
 mod store;
 mod subscribe;
-mod tree;
+pub mod tree;
 pub mod verify;
 mod writer;
 

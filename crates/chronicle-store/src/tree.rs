@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use chronicle_tlog::tree::{HashReader, TreeHash, hashes_to_store, stored_hash_count};
 use tlog_tiles::tlog::Error as TlogError;
 
-/// Stored hashes per sled value.
-pub(crate) const CHUNK_HASHES: u64 = 64;
+/// Stored hashes per sled value (the `t` prefix).
+pub const CHUNK_HASHES: u64 = 64;
 pub(crate) const TREE: u8 = b't';
 
 pub(crate) fn chunk_key(chunk: u64) -> [u8; 9] {
@@ -53,7 +53,7 @@ fn read_from(
 }
 
 /// Reads committed stored hashes straight from sled (for roots and proofs).
-pub(crate) struct SledTree<'a>(pub(crate) &'a sled::Db);
+pub struct SledTree<'a>(pub &'a sled::Db);
 
 impl HashReader for SledTree<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<TreeHash>, TlogError> {
@@ -62,7 +62,7 @@ impl HashReader for SledTree<'_> {
 }
 
 /// The writer's end of the tree: the chunks being filled, and those touched since the last group.
-pub(crate) struct TreeTail {
+pub struct TreeTail {
     count: u64,
     open: BTreeMap<u64, Vec<TreeHash>>,
     dirty: Vec<u64>,
@@ -83,7 +83,7 @@ impl HashReader for TailReader<'_> {
 
 impl TreeTail {
     /// The tail of a tree over `len` entries.
-    pub(crate) fn load(db: &sled::Db, len: u64) -> Result<TreeTail, String> {
+    pub fn load(db: &sled::Db, len: u64) -> Result<TreeTail, String> {
         let count = stored_hash_count(len);
         let mut open = BTreeMap::new();
         let last = count / CHUNK_HASHES;
@@ -103,7 +103,7 @@ impl TreeTail {
     }
 
     /// Adds leaf `index` (which must be the next one).
-    pub(crate) fn append(&mut self, db: &sled::Db, index: u64, leaf: TreeHash) -> Result<(), String> {
+    pub fn append(&mut self, db: &sled::Db, index: u64, leaf: TreeHash) -> Result<(), String> {
         let new = hashes_to_store(index, leaf, &TailReader { tail: self, db }).map_err(|e| e.to_string())?;
         for h in new {
             let c = self.count / CHUNK_HASHES;
@@ -117,7 +117,7 @@ impl TreeTail {
     }
 
     /// Writes every chunk touched since the last call into the batch, and forgets full chunks.
-    pub(crate) fn write_into(&mut self, batch: &mut sled::Batch) {
+    pub fn write_into(&mut self, batch: &mut sled::Batch) {
         for c in self.dirty.drain(..) {
             if let Some(hashes) = self.open.get(&c) {
                 let bytes: Vec<u8> = hashes.iter().flat_map(|h| h.0).collect();
