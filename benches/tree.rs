@@ -29,7 +29,10 @@ fn main() {
     let mut rng = Lcg(7);
     let started = Instant::now();
     let mut n = 0u64;
-    println!("{:>12} {:>22} {:>22} {:>22}", "tree size", "append µs/entry", "inclusion proof µs", "consistency proof µs");
+    println!(
+        "{:>12} {:>22} {:>22} {:>22}",
+        "tree size", "append µs/entry", "inclusion proof µs", "consistency proof µs"
+    );
     for &target in &checkpoints {
         let t = Instant::now();
         let first = n;

@@ -88,3 +88,100 @@ pub fn raw_db(log: &std::path::Path) -> sled::Db {
     }
     panic!("sled directory still locked")
 }
+
+/// A ledger with the records service and one principal of each role the scenarios need.
+pub struct Bureau {
+    pub ledger: Ledger,
+    pub records: chronicle_records::Records,
+    pub clerk: Signer,
+    pub court: Signer,
+    pub police: Signer,
+    pub employer: Signer,
+    pub auditor: Signer,
+}
+
+impl Bureau {
+    pub fn new() -> Bureau {
+        let ledger = Ledger::new();
+        let clerk = ledger.principal("clerk", Role::RecordsClerk);
+        let court = ledger.principal("court.district-4", Role::Court);
+        let police = ledger.principal("pd.metro", Role::LawEnforcement);
+        let employer = ledger.principal("acme.hr", Role::Employer);
+        let auditor = ledger.principal("auditor", Role::Auditor);
+        let records = chronicle_records::Records::open(ledger.store.clone()).expect("open records");
+        Bureau { ledger, records, clerk, court, police, employer, auditor }
+    }
+
+    pub fn rec(
+        &self,
+        who: &Signer,
+        stream: StreamId,
+        ev: chronicle_records::RecordEvent,
+    ) -> Result<chronicle_store::AppendReceipt, chronicle_records::ServiceError> {
+        self.records.record(who, stream, &ev, Timestamp::now(), None)
+    }
+
+    /// Enrolls a subject; returns its id.
+    pub fn enroll(&self, sid: &str, last: &str, first: &str, dob: &str) -> StreamId {
+        let id = StreamId::random();
+        self.rec(
+            &self.clerk,
+            id,
+            chronicle_records::RecordEvent::SubjectEnrolled {
+                sid: sid.into(),
+                fbi: None,
+                name: chronicle_records::Name { last: last.into(), first: first.into(), middle: None },
+                dob: chronicle_records::Date::parse(dob).unwrap(),
+            },
+        )
+        .expect("enroll");
+        id
+    }
+
+    /// Records an arrest with charges `(seq, statute, literal, level)`; returns the cycle id.
+    pub fn arrest(
+        &self,
+        subject: StreamId,
+        otn: &str,
+        date: &str,
+        charges: &[(u32, &str, &str, chronicle_records::Level)],
+    ) -> StreamId {
+        let cycle = StreamId::random();
+        self.rec(
+            &self.police,
+            cycle,
+            chronicle_records::RecordEvent::ArrestRecorded {
+                subject: subject.to_hex(),
+                tracking_number: otn.into(),
+                agency_ori: "ZZ0000001".into(),
+                arrest_date: chronicle_records::Date::parse(date).unwrap(),
+                charges: charges
+                    .iter()
+                    .map(|(seq, statute, literal, level)| charge(*seq, statute, literal, *level))
+                    .collect(),
+            },
+        )
+        .expect("arrest");
+        cycle
+    }
+}
+
+pub fn charge(
+    seq: u32,
+    statute: &str,
+    literal: &str,
+    level: chronicle_records::Level,
+) -> chronicle_records::ChargeSpec {
+    chronicle_records::ChargeSpec {
+        seq,
+        statute: statute.into(),
+        offense_code: "9999".into(),
+        literal: literal.into(),
+        level,
+        counts: 1,
+    }
+}
+
+pub fn date(s: &str) -> chronicle_records::Date {
+    chronicle_records::Date::parse(s).unwrap()
+}

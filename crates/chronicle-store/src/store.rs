@@ -254,6 +254,24 @@ impl Store {
         rx.await.unwrap_or_else(|_| Err(AppendError::Unavailable("the writer has stopped".into())))
     }
 
+    /// If this exact command was appended before (same author, idempotency key and content), the
+    /// receipt of that append; `None` if it was not. Lets a caller answer a retry with the first
+    /// result without re-validating it against a state that already includes it.
+    pub fn find_retry(&self, cmd: &Command) -> Result<Option<AppendReceipt>, ReadError> {
+        let st = cmd.statement();
+        let Some(v) = self.shared.db.get(layout::idempotency_key(&st.author, &st.refs.idempotency_key))? else {
+            return Ok(None);
+        };
+        let rec =
+            writer::IdemRecord::decode(&v).ok_or_else(|| ReadError::Storage("malformed idempotency record".into()))?;
+        if rec.digest != cmd.digest() || rec.appended.position >= self.head().len {
+            return Ok(None);
+        }
+        let recorded_time = writer::recorded_time_of(&self.shared.db, rec.appended.position)
+            .map_err(|e| ReadError::Storage(e.to_string()))?;
+        Ok(Some(AppendReceipt { stream: st.stream, entries: vec![rec.appended], recorded_time, duplicate: true }))
+    }
+
     /// The committed head: every entry below `len` is durable.
     pub fn head(&self) -> Head {
         *self.shared.committed.borrow()

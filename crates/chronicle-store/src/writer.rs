@@ -63,9 +63,9 @@ struct StreamHead {
 }
 
 #[derive(Clone, Copy)]
-struct IdemRecord {
-    digest: Hash,
-    appended: Appended,
+pub(crate) struct IdemRecord {
+    pub(crate) digest: Hash,
+    pub(crate) appended: Appended,
 }
 
 impl IdemRecord {
@@ -77,7 +77,7 @@ impl IdemRecord {
         v[48..80].copy_from_slice(&self.appended.hash.0);
         v
     }
-    fn decode(v: &[u8]) -> Option<IdemRecord> {
+    pub(crate) fn decode(v: &[u8]) -> Option<IdemRecord> {
         if v.len() != 80 {
             return None;
         }
@@ -318,7 +318,7 @@ impl State {
     }
 }
 
-fn recorded_time_of(db: &sled::Db, position: u64) -> Result<Timestamp, AppendError> {
+pub(crate) fn recorded_time_of(db: &sled::Db, position: u64) -> Result<Timestamp, AppendError> {
     let v = db.get(layout::entry_key(position)).map_err(|e| AppendError::Storage(e.to_string()))?;
     let v =
         v.ok_or_else(|| AppendError::Storage(format!("entry {position} named by an idempotency record is missing")))?;

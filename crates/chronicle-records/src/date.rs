@@ -1,0 +1,104 @@
+//! Calendar dates as records carry them: `YYYY-MM-DD`, no time zone, no time of day.
+
+use std::fmt;
+
+/// A calendar date (proleptic Gregorian), ordered chronologically.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Date {
+    /// Year (1000..=9999).
+    pub year: i32,
+    /// Month (1..=12).
+    pub month: u8,
+    /// Day (1..=31, checked against the month).
+    pub day: u8,
+}
+
+impl Date {
+    /// Parses `YYYY-MM-DD`, checking that the day exists.
+    pub fn parse(s: &str) -> Option<Date> {
+        let b = s.as_bytes();
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| {
+            s.get(r).filter(|t| t.bytes().all(|c| c.is_ascii_digit())).and_then(|t| t.parse::<i32>().ok())
+        };
+        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        if !(1000..=9999).contains(&year)
+            || !(1..=12).contains(&month)
+            || day < 1
+            || day > days_in_month(year, month as u8) as i32
+        {
+            return None;
+        }
+        Some(Date { year, month: month as u8, day: day as u8 })
+    }
+
+    /// The same day `years` years later (29 February becomes 28 February in common years).
+    pub fn plus_years(&self, years: i32) -> Date {
+        let year = self.year + years;
+        Date { year, month: self.month, day: self.day.min(days_in_month(year, self.month)) }
+    }
+
+    /// The date of a timestamp (UTC).
+    pub fn from_micros(micros: i64) -> Date {
+        let days = micros.div_euclid(86_400_000_000);
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let y = yoe + era * 400;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+        Date { year: (y + i64::from(m <= 2)) as i32, month: m, day: d }
+    }
+}
+
+fn days_in_month(year: i32, month: u8) -> u8 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+impl serde::Serialize for Date {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Date {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        Date::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a date (YYYY-MM-DD)")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_real_dates_only() {
+        assert_eq!(Date::parse("2024-02-29").unwrap().to_string(), "2024-02-29");
+        assert!(Date::parse("2023-02-29").is_none());
+        assert!(Date::parse("2023-13-01").is_none());
+        assert!(Date::parse("2023-1-01").is_none());
+        assert!(Date::parse("+023-01-01").is_none());
+        assert_eq!(Date::parse("2024-02-29").unwrap().plus_years(1).to_string(), "2025-02-28");
+        assert_eq!(Date::from_micros(0).to_string(), "1970-01-01");
+        assert_eq!(Date::from_micros(1_700_000_000_000_000).to_string(), "2023-11-14");
+        assert_eq!(Date::from_micros(-86_400_000_000).to_string(), "1969-12-31");
+    }
+}

@@ -1,0 +1,22 @@
+//! Chronicle's criminal-records domain: the event vocabulary, command validation, the projection
+//! (rap sheets, cases, dissemination logs, lookups), the access policy as data, requester views,
+//! history and as-of queries.
+//!
+//! Layering: this crate sits on the store (appends, reads) and core (signing); it knows nothing of
+//! gRPC. Everything it shows is a pure function of the log (I6).
+
+pub mod date;
+pub mod model;
+pub mod policy;
+pub mod service;
+pub mod state;
+pub mod validate;
+pub mod view;
+
+pub use date::Date;
+pub use model::{ChargeSpec, DispositionKind, Level, Name, Purpose, RecordEvent, ReliefKind, Scope};
+pub use policy::{Access, Policy};
+pub use service::{CheckResponse, Records, ServiceError};
+pub use state::State;
+pub use validate::RecordsError;
+pub use view::{RecordView, Request, view};

@@ -1,0 +1,481 @@
+//! The records service: commands in, projections out, over one store.
+//!
+//! The projection lives in memory and is brought up to date from the log ("catch up") before
+//! every command is validated and after it is appended; it is a pure function of the log, so the
+//! service can always be rebuilt from zero. Commands are validated against the state and then
+//! appended with the stream version the state saw: if another writer got there first, the append
+//! is refused with a version conflict and the command is validated again against the newer
+//! state. Commands whose rules span streams (a unique SID or docket) are serialized.
+//!
+//! Decrypting payloads dominates catching up, so pages of entries are opened on all cores and
+//! then applied in log order.
+
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+
+use chronicle_core::{
+    Command, Draft, Entry, EventType, PayloadKind, PrincipalId, References, Role, Signer, StreamId, Timestamp,
+};
+use chronicle_store::{AppendError, AppendReceipt, AppendRequest, ExpectedVersion, ReadError, Store};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::date::Date;
+use crate::model::{EVENT_PREFIX, Purpose, RecordEvent, access_stream, policy_stream};
+use crate::state::{Meta, State};
+use crate::validate::{RecordsError, validate};
+use crate::view::{RecordView, Request, ViewError, view};
+
+const PAGE: usize = 2048;
+
+/// A records operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The command breaks a records rule.
+    #[error(transparent)]
+    Invalid(#[from] RecordsError),
+    /// The store refused the append.
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    /// Reading the log failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The view was refused or the subject is unknown.
+    #[error(transparent)]
+    View(#[from] ViewError),
+    /// Nothing at that position or id.
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+/// One records entry, decoded.
+pub enum Decoded {
+    /// A records event.
+    Event(Meta, RecordEvent),
+    /// Not a records entry (the registry, another system stream).
+    Other,
+    /// A records entry whose payload cannot be read (its key was destroyed).
+    Unreadable(Meta),
+}
+
+/// Decodes an entry: opens its payload and parses the records event in it.
+pub fn decode(store: &Store, e: &Entry) -> Decoded {
+    let st = &e.statement;
+    if !st.event_type.as_str().starts_with(EVENT_PREFIX) || st.payload_kind != PayloadKind::Sealed {
+        return Decoded::Other;
+    }
+    let meta = Meta {
+        position: e.position(),
+        stream: st.stream,
+        stream_version: e.header.stream_version,
+        recorded: e.header.recorded_time,
+        effective: st.effective_time,
+        author: st.author.clone(),
+        court_order: st.refs.court_order.clone(),
+    };
+    match store.open_payload(e) {
+        Ok(p) => match RecordEvent::parse(&st.event_type, &p) {
+            Ok(ev) => Decoded::Event(meta, ev),
+            Err(_) => Decoded::Unreadable(meta),
+        },
+        Err(_) => Decoded::Unreadable(meta),
+    }
+}
+
+/// Applies decoded entries to a state, in order.
+fn apply_all(state: &mut State, decoded: Vec<Decoded>) {
+    for d in decoded {
+        if let Decoded::Event(m, ev) = d {
+            state.apply(&m, &ev);
+        }
+    }
+}
+
+/// Builds a draft of a records event for a stream.
+pub fn draft(
+    stream: StreamId,
+    event: &RecordEvent,
+    effective: Timestamp,
+    court_order: Option<String>,
+    idempotency_key: Vec<u8>,
+) -> Draft {
+    Draft {
+        stream,
+        event_type: event.event_type(),
+        effective_time: effective,
+        refs: References { court_order, idempotency_key, ..Default::default() },
+        payload_kind: PayloadKind::Sealed,
+        payload: event.to_payload(),
+    }
+}
+
+/// The projection and how far into the log it reaches.
+pub struct Projection {
+    /// The state.
+    pub state: State,
+    /// The next log position to apply.
+    pub next: u64,
+}
+
+/// The records service over a store.
+pub struct Records {
+    store: Store,
+    projection: RwLock<Projection>,
+    unique: Mutex<()>,
+}
+
+/// The answer to a background check.
+#[derive(Debug, Clone)]
+pub struct CheckResponse {
+    /// Exactly the bytes returned to the requester.
+    pub bytes: Vec<u8>,
+    /// blake3 of the bytes, hex.
+    pub content_hash: String,
+    /// The view.
+    pub view: RecordView,
+    /// Where the release was logged (for requesters outside the bureau).
+    pub dissemination: Option<u64>,
+}
+
+/// One entry of a history, in words a person can follow.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryItem {
+    /// Position in the log.
+    pub position: u64,
+    /// When the ledger recorded it (µs).
+    pub recorded: i64,
+    /// When it took effect (µs).
+    pub effective: i64,
+    /// The stream.
+    pub stream: String,
+    /// The event type.
+    pub event_type: String,
+    /// Who submitted it.
+    pub author: String,
+    /// The author's role.
+    pub role: Option<Role>,
+    /// The authority named.
+    pub court_order: Option<String>,
+    /// The event, or `None` where its content was destroyed.
+    pub event: Option<serde_json::Value>,
+}
+
+/// Roles inside the bureau: their reads are not disseminations.
+fn inside_bureau(role: Role) -> bool {
+    matches!(role, Role::RecordsClerk | Role::Admin | Role::Ledger | Role::Auditor)
+}
+
+impl Records {
+    /// Opens the service and replays the log into the projection.
+    pub fn open(store: Store) -> Result<Records, ServiceError> {
+        let r = Records {
+            store,
+            projection: RwLock::new(Projection { state: State::new(), next: 0 }),
+            unique: Mutex::new(()),
+        };
+        r.catch_up()?;
+        Ok(r)
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The projection, for reading.
+    pub fn projection(&self) -> RwLockReadGuard<'_, Projection> {
+        self.projection.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies every committed entry not yet applied. Returns how many entries were read.
+    pub fn catch_up(&self) -> Result<u64, ServiceError> {
+        let mut read = 0;
+        loop {
+            let next = self.projection().next;
+            if next >= self.store.head().len {
+                return Ok(read);
+            }
+            let page = self.store.read_log(next, PAGE)?;
+            let decoded: Vec<Decoded> = page.par_iter().map(|e| decode(&self.store, e)).collect();
+            let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if p.next != next {
+                continue; // another thread applied this page meanwhile
+            }
+            apply_all(&mut p.state, decoded);
+            p.next = next + page.len() as u64;
+            read += page.len() as u64;
+        }
+    }
+
+    /// Validates a signed command against the current state and appends it.
+    pub fn submit(&self, cmd: Command) -> Result<AppendReceipt, ServiceError> {
+        let st = cmd.statement().clone();
+        let event = RecordEvent::parse(&st.event_type, cmd.payload()).map_err(RecordsError::Malformed)?;
+        if let Some(first) = self.store.find_retry(&cmd)? {
+            return Ok(first);
+        }
+        let _serial = matches!(
+            event,
+            RecordEvent::SubjectEnrolled { .. }
+                | RecordEvent::CourtCaseFiled { .. }
+                | RecordEvent::IdentityCorrected { .. }
+        )
+        .then(|| self.unique.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let registry = self.store.registry();
+        let mut last = None;
+        for _ in 0..8 {
+            self.catch_up()?;
+            let expected = {
+                let p = self.projection();
+                validate(&p.state, &registry, &st.author, st.stream, &event, Timestamp::now())?;
+                p.state.versions.get(&st.stream).map_or(ExpectedVersion::NoStream, |v| ExpectedVersion::Exact(*v))
+            };
+            match self.store.append(AppendRequest { stream: st.stream, expected, commands: vec![cmd.clone()] }) {
+                Ok(r) => {
+                    self.catch_up()?;
+                    return Ok(r);
+                }
+                Err(e @ AppendError::WrongExpectedVersion { .. }) => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last.map_or(ServiceError::NotFound("append".into()), ServiceError::Append))
+    }
+
+    /// Signs and submits an event (for in-process callers holding a key: the CLI, the demo, tests).
+    pub fn record(
+        &self,
+        signer: &Signer,
+        stream: StreamId,
+        event: &RecordEvent,
+        effective: Timestamp,
+        court_order: Option<String>,
+    ) -> Result<AppendReceipt, ServiceError> {
+        let key = chronicle_core::random_array::<16>().to_vec();
+        let cmd = Command::sign(signer, draft(stream, event, effective, court_order, key))
+            .map_err(|e| RecordsError::Malformed(e.to_string()))?;
+        self.submit(cmd)
+    }
+
+    /// A requester's view of a subject now (or as effective at a time), without logging it.
+    pub fn view(
+        &self,
+        subject: StreamId,
+        role: Role,
+        purpose: Purpose,
+        as_effective: Option<Timestamp>,
+    ) -> Result<RecordView, ServiceError> {
+        self.catch_up()?;
+        let p = self.projection();
+        let req = Request { role, purpose, as_effective, checked_on: Date::from_micros(Timestamp::now().0) };
+        Ok(view(&p.state, &p.state.policy(), subject, req, p.next.saturating_sub(1))?)
+    }
+
+    /// A background check: the requester's view, logged as a dissemination (with a hash of exactly
+    /// the bytes returned) when the requester is outside the bureau, or logged as denied.
+    pub fn background_check(
+        &self,
+        ledger: &Signer,
+        requester: &PrincipalId,
+        purpose: Purpose,
+        subject: StreamId,
+        authority: Option<String>,
+        as_effective: Option<Timestamp>,
+    ) -> Result<CheckResponse, ServiceError> {
+        self.catch_up()?;
+        let role = self
+            .store
+            .registry()
+            .principal(requester)
+            .map(|p| p.role)
+            .ok_or_else(|| RecordsError::UnknownPrincipal(requester.clone()))?;
+        let checked_on = Date::from_micros(Timestamp::now().0);
+        let computed = {
+            let p = self.projection();
+            view(
+                &p.state,
+                &p.state.policy(),
+                subject,
+                Request { role, purpose, as_effective, checked_on },
+                p.next.saturating_sub(1),
+            )
+        };
+        let v = match computed {
+            Ok(v) => v,
+            Err(ViewError::Denied { .. }) => {
+                let denied = RecordEvent::AccessDenied {
+                    requester: requester.to_string(),
+                    role,
+                    purpose,
+                    subject: Some(subject.to_hex()),
+                    reason: "no policy row for this role and purpose".into(),
+                };
+                self.record(ledger, access_stream(&subject), &denied, Timestamp::now(), authority)?;
+                return Err(ViewError::Denied { role, purpose }.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let bytes = v.to_bytes();
+        let content_hash = blake3::hash(&bytes).to_hex().to_string();
+        let mut dissemination = None;
+        if !inside_bureau(role) {
+            let ev = RecordEvent::RecordDisseminated {
+                request_id: hex::encode(chronicle_core::random_array::<8>()),
+                requester: requester.to_string(),
+                role,
+                purpose,
+                authority: authority.clone(),
+                subject: subject.to_hex(),
+                as_of_position: v.as_of_position,
+                content_hash: content_hash.clone(),
+                items: v.items(),
+                suppressed: v.suppressed,
+                checked_on,
+                as_effective: as_effective.map(|t| t.0),
+                method: "background_check".into(),
+            };
+            let r = self.record(ledger, access_stream(&subject), &ev, Timestamp::now(), authority)?;
+            dissemination = Some(r.entries[0].position);
+        }
+        Ok(CheckResponse { bytes, content_hash, view: v, dissemination })
+    }
+
+    /// Recomputes a logged dissemination by replaying the log to the position it was computed at.
+    /// Returns the bytes and whether their hash matches the one logged.
+    pub fn reproduce(&self, dissemination_position: u64) -> Result<(Vec<u8>, bool), ServiceError> {
+        let e = self
+            .store
+            .entry(dissemination_position)?
+            .ok_or_else(|| ServiceError::NotFound(format!("position {dissemination_position}")))?;
+        let Decoded::Event(
+            _,
+            RecordEvent::RecordDisseminated {
+                role,
+                purpose,
+                subject,
+                as_of_position,
+                content_hash,
+                checked_on,
+                as_effective,
+                ..
+            },
+        ) = decode(&self.store, &e)
+        else {
+            return Err(ServiceError::NotFound(format!("no dissemination at position {dissemination_position}")));
+        };
+        let subject = StreamId::from_hex(&subject).ok_or_else(|| ServiceError::NotFound("subject".into()))?;
+        let state = self.state_as_recorded(subject, as_of_position)?;
+        let req = Request { role, purpose, as_effective: as_effective.map(Timestamp), checked_on };
+        let v = view(&state, &state.policy(), subject, req, as_of_position)?;
+        let bytes = v.to_bytes();
+        let same = blake3::hash(&bytes).to_hex().as_str() == content_hash;
+        Ok((bytes, same))
+    }
+
+    /// The streams that make up a subject's record at any time: identity, every cycle ever
+    /// attributed to it, its access log and the policy.
+    fn subject_streams(&self, subject: StreamId) -> Vec<StreamId> {
+        let p = self.projection();
+        let mut streams = vec![subject, access_stream(&subject), policy_stream()];
+        if let Some(s) = p.state.subjects.get(&subject) {
+            streams.extend(s.cycles_ever.iter().copied());
+        }
+        streams
+    }
+
+    fn entries_of(&self, streams: &[StreamId], up_to: u64) -> Result<Vec<Entry>, ServiceError> {
+        let mut all = Vec::new();
+        for s in streams {
+            let mut from = 0;
+            loop {
+                let page = self.store.read_stream(s, from, PAGE)?;
+                let n = page.len();
+                all.extend(page.into_iter().filter(|e| e.position() <= up_to));
+                if n < PAGE {
+                    break;
+                }
+                from += n as u64;
+            }
+        }
+        all.sort_by_key(Entry::position);
+        all.dedup_by_key(|e| e.position());
+        Ok(all)
+    }
+
+    /// The state of a subject's record exactly as the ledger showed it after `position`.
+    pub fn state_as_recorded(&self, subject: StreamId, position: u64) -> Result<State, ServiceError> {
+        self.catch_up()?;
+        let entries = self.entries_of(&self.subject_streams(subject), position)?;
+        let decoded: Vec<Decoded> = entries.par_iter().map(|e| decode(&self.store, e)).collect();
+        let mut state = State::new();
+        apply_all(&mut state, decoded);
+        Ok(state)
+    }
+
+    /// The last position whose recorded time is at or before `t` (`None` if the log starts later).
+    pub fn position_at(&self, t: Timestamp) -> Result<Option<u64>, ServiceError> {
+        let len = self.store.head().len;
+        let (mut lo, mut hi) = (0u64, len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let e = self.store.entry(mid)?.ok_or_else(|| ServiceError::NotFound(format!("position {mid}")))?;
+            if e.header.recorded_time <= t { lo = mid + 1 } else { hi = mid }
+        }
+        Ok(lo.checked_sub(1))
+    }
+
+    /// A requester's view as the ledger would have shown it at recorded time `t`.
+    pub fn view_as_recorded(
+        &self,
+        subject: StreamId,
+        role: Role,
+        purpose: Purpose,
+        t: Timestamp,
+    ) -> Result<RecordView, ServiceError> {
+        let position =
+            self.position_at(t)?.ok_or_else(|| ServiceError::NotFound("nothing was recorded by then".into()))?;
+        let state = self.state_as_recorded(subject, position)?;
+        let req = Request { role, purpose, as_effective: None, checked_on: Date::from_micros(t.0) };
+        Ok(view(&state, &state.policy(), subject, req, position)?)
+    }
+
+    /// Every entry of a subject's record (identity, cycles ever attributed, access log) or of one
+    /// cycle, in log order, with who, when and under what authority.
+    pub fn history(&self, stream: StreamId, up_to: Option<u64>) -> Result<Vec<HistoryItem>, ServiceError> {
+        self.catch_up()?;
+        let streams = if self.projection().state.subjects.contains_key(&stream) {
+            self.subject_streams(stream)
+        } else {
+            vec![stream]
+        };
+        let streams: Vec<StreamId> = streams.into_iter().filter(|s| *s != policy_stream()).collect();
+        let entries = self.entries_of(&streams, up_to.unwrap_or(u64::MAX))?;
+        let registry = self.store.registry();
+        Ok(entries
+            .iter()
+            .map(|e| {
+                let st = &e.statement;
+                let event = match decode(&self.store, e) {
+                    Decoded::Event(_, ev) => serde_json::to_value(&ev).ok(),
+                    _ => None,
+                };
+                HistoryItem {
+                    position: e.position(),
+                    recorded: e.header.recorded_time.0,
+                    effective: st.effective_time.0,
+                    stream: st.stream.to_hex(),
+                    event_type: st.event_type.as_str().to_string(),
+                    author: st.author.to_string(),
+                    role: registry.principal(&st.author).map(|p| p.role),
+                    court_order: st.refs.court_order.clone(),
+                    event,
+                }
+            })
+            .collect())
+    }
+
+    /// Whether an event type is a records event type.
+    pub fn is_records_type(t: &EventType) -> bool {
+        t.as_str().starts_with(EVENT_PREFIX)
+    }
+}

@@ -1,0 +1,503 @@
+//! The projection: the current state of every record, a pure function of the log (I6).
+//!
+//! [`State::apply`] folds one records event into the state. It never fails and never panics:
+//! the log is the truth, and an event that refers to something the state does not know is
+//! recorded as far as it can be and otherwise ignored (validation keeps such events out of the
+//! log in the first place). Maps are ordered so that two states built from the same log compare
+//! equal, which is what the rebuild property test checks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chronicle_core::{PrincipalId, Role, StreamId, Timestamp};
+
+use crate::date::Date;
+use crate::model::{
+    ChallengeOutcome, ChargeSpec, DispositionKind, Name, Purpose, RecordEvent, ReliefKind, Scope, SentenceKind,
+};
+use crate::policy::Policy;
+
+/// Where and when an event was written, and by whom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Global position.
+    pub position: u64,
+    /// The stream.
+    pub stream: StreamId,
+    /// Version in the stream.
+    pub stream_version: u64,
+    /// The ledger's clock.
+    pub recorded: Timestamp,
+    /// When it takes legal effect.
+    pub effective: Timestamp,
+    /// Who submitted it.
+    pub author: PrincipalId,
+    /// The court order (or other authority) it names.
+    pub court_order: Option<String>,
+}
+
+/// A person in the repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subject {
+    /// State identification number.
+    pub sid: String,
+    /// FBI number.
+    pub fbi: Option<String>,
+    /// Name of record.
+    pub name: Name,
+    /// Other names.
+    pub aliases: Vec<Name>,
+    /// Date of birth.
+    pub dob: Date,
+    /// Cycles attributed to the subject now.
+    pub cycles: BTreeSet<StreamId>,
+    /// Cycles ever attributed to the subject (history and as-of queries need them).
+    pub cycles_ever: BTreeSet<StreamId>,
+    /// Position of enrollment.
+    pub enrolled_at: u64,
+}
+
+/// One disposition as recorded (corrections keep the earlier ones).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DispositionRecord {
+    /// The disposition.
+    pub kind: DispositionKind,
+    /// Court date.
+    pub date: Date,
+    /// Position recorded.
+    pub position: u64,
+    /// When it was recorded.
+    pub recorded: Timestamp,
+    /// The reason, if this corrected an earlier one.
+    pub correction: Option<String>,
+}
+
+/// One charge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Charge {
+    /// As filed or last amended.
+    pub spec: ChargeSpec,
+    /// Dispositions, oldest first; the last is current.
+    pub dispositions: Vec<DispositionRecord>,
+}
+
+impl Charge {
+    /// The disposition in force: the latest recorded whose court date is on or before `on`
+    /// (or the latest of all when `on` is `None`).
+    pub fn disposition(&self, on: Option<Date>) -> Option<&DispositionRecord> {
+        self.dispositions.iter().rev().find(|d| on.is_none_or(|on| d.date <= on))
+    }
+}
+
+/// A sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sentence {
+    /// Charge sentenced.
+    pub seq: u32,
+    /// Kind.
+    pub kind: SentenceKind,
+    /// Term in days.
+    pub term_days: Option<u32>,
+    /// Amount in cents.
+    pub amount_cents: Option<u64>,
+    /// Date imposed.
+    pub date: Date,
+}
+
+/// A relief order on a cycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Order {
+    /// The court's order number.
+    pub order_id: String,
+    /// Kind.
+    pub kind: ReliefKind,
+    /// Scope.
+    pub scope: Scope,
+    /// Statute.
+    pub statute: String,
+    /// Roles that may still see what it restricts.
+    pub audiences: Vec<Role>,
+    /// When it takes effect.
+    pub effective: Timestamp,
+    /// Position recorded.
+    pub position: u64,
+    /// When recorded.
+    pub recorded: Timestamp,
+    /// Who entered it.
+    pub author: PrincipalId,
+    /// Vacated: when that took effect, at which position, why.
+    pub vacated: Option<(Timestamp, u64, String)>,
+}
+
+impl Order {
+    /// Whether the order covers charge `seq`.
+    pub fn covers(&self, seq: u32) -> bool {
+        match &self.scope {
+            Scope::WholeCycle => true,
+            Scope::Charges(c) => c.contains(&seq),
+        }
+    }
+    /// Whether the order is in force at effective time `at` (`None`: now, as recorded).
+    pub fn in_force(&self, at: Option<Timestamp>) -> bool {
+        let started = at.is_none_or(|t| self.effective <= t);
+        let ended = self.vacated.as_ref().is_some_and(|(v, _, _)| at.is_none_or(|t| *v <= t));
+        started && !ended
+    }
+}
+
+/// A move of the cycle from one subject to another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reassignment {
+    /// From.
+    pub from: StreamId,
+    /// To.
+    pub to: StreamId,
+    /// Why.
+    pub reason: String,
+    /// Evidence relied on.
+    pub evidence: String,
+    /// By whom.
+    pub author: PrincipalId,
+    /// Position.
+    pub position: u64,
+}
+
+/// A challenge to the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// What the subject says.
+    pub statement: String,
+    /// Outcome, once resolved.
+    pub outcome: Option<ChallengeOutcome>,
+}
+
+/// One arrest and everything that follows from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cycle {
+    /// The subject it is attributed to now.
+    pub subject: StreamId,
+    /// Tracking number (OTN).
+    pub tracking_number: String,
+    /// Arresting agency ORI.
+    pub agency_ori: String,
+    /// Date of arrest.
+    pub arrest_date: Date,
+    /// Charges by sequence number.
+    pub charges: BTreeMap<u32, Charge>,
+    /// Court ORI and docket.
+    pub court: Option<(String, String)>,
+    /// Sentences.
+    pub sentences: Vec<Sentence>,
+    /// Supervision discharge date.
+    pub supervision_discharged: Option<Date>,
+    /// Relief orders, in the order recorded.
+    pub orders: Vec<Order>,
+    /// Challenges by id.
+    pub challenges: BTreeMap<String, Challenge>,
+    /// Moves between subjects.
+    pub reassignments: Vec<Reassignment>,
+    /// Position of the arrest entry.
+    pub opened_at: u64,
+}
+
+impl Cycle {
+    /// Whether charge `seq` is expunged at effective time `at` (expungement cannot be vacated).
+    pub fn expunged(&self, seq: u32, at: Option<Timestamp>) -> bool {
+        self.orders
+            .iter()
+            .any(|o| o.kind == ReliefKind::Expunge && o.covers(seq) && at.is_none_or(|t| o.effective <= t))
+    }
+    /// The restricting order in force over charge `seq` at `at`, if any (the latest).
+    pub fn restriction(&self, seq: u32, at: Option<Timestamp>) -> Option<&Order> {
+        self.orders.iter().rev().find(|o| o.kind.restricts() && o.covers(seq) && o.in_force(at))
+    }
+}
+
+/// One release of, or refused request for, a subject's record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRecord {
+    /// Position of the entry.
+    pub position: u64,
+    /// When.
+    pub recorded: Timestamp,
+    /// The event.
+    pub event: RecordEvent,
+}
+
+/// The projection of the whole records domain.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct State {
+    /// Subjects by id.
+    pub subjects: BTreeMap<StreamId, Subject>,
+    /// Cycles by id.
+    pub cycles: BTreeMap<StreamId, Cycle>,
+    /// Dissemination and access log by subject.
+    pub access: BTreeMap<StreamId, Vec<AccessRecord>>,
+    /// The adopted policy and the position it was adopted at.
+    pub adopted_policy: Option<(u64, Policy)>,
+    /// Last version of every records stream.
+    pub versions: BTreeMap<StreamId, u64>,
+    /// Position of the last records entry applied.
+    pub last_position: Option<u64>,
+    by_sid: BTreeMap<String, StreamId>,
+    by_fbi: BTreeMap<String, StreamId>,
+    by_name_dob: BTreeMap<(String, Date), BTreeSet<StreamId>>,
+    by_docket: BTreeMap<String, StreamId>,
+}
+
+/// Normalizes identifiers for lookup: upper case, no spaces or dashes.
+pub fn normalize(id: &str) -> String {
+    id.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}
+
+fn name_key(n: &Name) -> String {
+    format!("{}|{}", normalize(&n.last), normalize(&n.first))
+}
+
+fn parse_id(hex: &str) -> Option<StreamId> {
+    StreamId::from_hex(hex)
+}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// The policy in force: the adopted one, or the default.
+    pub fn policy(&self) -> Policy {
+        self.adopted_policy.as_ref().map(|(_, p)| p.clone()).unwrap_or_else(Policy::default_policy)
+    }
+
+    /// The subject with this SID.
+    pub fn subject_by_sid(&self, sid: &str) -> Option<StreamId> {
+        self.by_sid.get(&normalize(sid)).copied()
+    }
+    /// The subject with this FBI number.
+    pub fn subject_by_fbi(&self, fbi: &str) -> Option<StreamId> {
+        self.by_fbi.get(&normalize(fbi)).copied()
+    }
+    /// Subjects with this name (or alias) and date of birth.
+    pub fn subjects_by_name_dob(&self, name: &Name, dob: Date) -> Vec<StreamId> {
+        self.by_name_dob.get(&(name_key(name), dob)).map(|s| s.iter().copied().collect()).unwrap_or_default()
+    }
+    /// The cycle whose court case has this docket.
+    pub fn cycle_by_docket(&self, docket: &str) -> Option<StreamId> {
+        self.by_docket.get(&normalize(docket)).copied()
+    }
+
+    /// Folds one records event into the state.
+    pub fn apply(&mut self, meta: &Meta, event: &RecordEvent) {
+        self.versions.insert(meta.stream, meta.stream_version);
+        self.last_position = Some(meta.position);
+        let s = meta.stream;
+        match event {
+            RecordEvent::SubjectEnrolled { sid, fbi, name, dob } => {
+                if self.subjects.contains_key(&s) {
+                    return;
+                }
+                self.by_sid.insert(normalize(sid), s);
+                if let Some(f) = fbi {
+                    self.by_fbi.insert(normalize(f), s);
+                }
+                self.by_name_dob.entry((name_key(name), *dob)).or_default().insert(s);
+                self.subjects.insert(
+                    s,
+                    Subject {
+                        sid: sid.clone(),
+                        fbi: fbi.clone(),
+                        name: name.clone(),
+                        aliases: vec![],
+                        dob: *dob,
+                        cycles: BTreeSet::new(),
+                        cycles_ever: BTreeSet::new(),
+                        enrolled_at: meta.position,
+                    },
+                );
+            }
+            RecordEvent::AliasAdded { name } => {
+                if let Some(sub) = self.subjects.get_mut(&s) {
+                    sub.aliases.push(name.clone());
+                    self.by_name_dob.entry((name_key(name), sub.dob)).or_default().insert(s);
+                }
+            }
+            RecordEvent::IdentityCorrected { name, dob, fbi, .. } => {
+                let Some(sub) = self.subjects.get_mut(&s) else { return };
+                let old_names: Vec<Name> =
+                    std::iter::once(sub.name.clone()).chain(sub.aliases.iter().cloned()).collect();
+                for n in &old_names {
+                    if let Some(set) = self.by_name_dob.get_mut(&(name_key(n), sub.dob)) {
+                        set.remove(&s);
+                    }
+                }
+                if let Some(n) = name {
+                    sub.name = n.clone();
+                }
+                if let Some(d) = dob {
+                    sub.dob = *d;
+                }
+                if let Some(f) = fbi {
+                    if let Some(old) = &sub.fbi {
+                        self.by_fbi.remove(&normalize(old));
+                    }
+                    self.by_fbi.insert(normalize(f), s);
+                    sub.fbi = Some(f.clone());
+                }
+                for n in std::iter::once(&sub.name).chain(sub.aliases.iter()) {
+                    self.by_name_dob.entry((name_key(n), sub.dob)).or_default().insert(s);
+                }
+            }
+            RecordEvent::ArrestRecorded { subject, tracking_number, agency_ori, arrest_date, charges } => {
+                let Some(subject) = parse_id(subject) else { return };
+                if self.cycles.contains_key(&s) {
+                    return;
+                }
+                if let Some(sub) = self.subjects.get_mut(&subject) {
+                    sub.cycles.insert(s);
+                    sub.cycles_ever.insert(s);
+                }
+                self.cycles.insert(
+                    s,
+                    Cycle {
+                        subject,
+                        tracking_number: tracking_number.clone(),
+                        agency_ori: agency_ori.clone(),
+                        arrest_date: *arrest_date,
+                        charges: charges
+                            .iter()
+                            .map(|c| (c.seq, Charge { spec: c.clone(), dispositions: vec![] }))
+                            .collect(),
+                        court: None,
+                        sentences: vec![],
+                        supervision_discharged: None,
+                        orders: vec![],
+                        challenges: BTreeMap::new(),
+                        reassignments: vec![],
+                        opened_at: meta.position,
+                    },
+                );
+            }
+            RecordEvent::ChargeFiled { charge } | RecordEvent::ChargeAmended { charge, .. } => {
+                if let Some(c) = self.cycles.get_mut(&s) {
+                    let entry = c
+                        .charges
+                        .entry(charge.seq)
+                        .or_insert_with(|| Charge { spec: charge.clone(), dispositions: vec![] });
+                    entry.spec = charge.clone();
+                }
+            }
+            RecordEvent::CourtCaseFiled { court_ori, docket } => {
+                if let Some(c) = self.cycles.get_mut(&s) {
+                    if let Some((_, old)) = &c.court {
+                        self.by_docket.remove(&normalize(old));
+                    }
+                    c.court = Some((court_ori.clone(), docket.clone()));
+                    self.by_docket.insert(normalize(docket), s);
+                }
+            }
+            RecordEvent::DispositionRecorded { seq, disposition, date }
+            | RecordEvent::DispositionCorrected { seq, disposition, date, .. } => {
+                let correction = match event {
+                    RecordEvent::DispositionCorrected { reason, .. } => Some(reason.clone()),
+                    _ => None,
+                };
+                if let Some(ch) = self.cycles.get_mut(&s).and_then(|c| c.charges.get_mut(seq)) {
+                    ch.dispositions.push(DispositionRecord {
+                        kind: *disposition,
+                        date: *date,
+                        position: meta.position,
+                        recorded: meta.recorded,
+                        correction,
+                    });
+                }
+            }
+            RecordEvent::SentenceImposed { seq, kind, term_days, amount_cents, date } => {
+                if let Some(c) = self.cycles.get_mut(&s) {
+                    c.sentences.push(Sentence {
+                        seq: *seq,
+                        kind: *kind,
+                        term_days: *term_days,
+                        amount_cents: *amount_cents,
+                        date: *date,
+                    });
+                }
+            }
+            RecordEvent::SupervisionDischarged { date } => {
+                if let Some(c) = self.cycles.get_mut(&s) {
+                    c.supervision_discharged = Some(*date);
+                }
+            }
+            RecordEvent::CycleReassigned { from_subject, to_subject, reason, evidence } => {
+                let (Some(from), Some(to)) = (parse_id(from_subject), parse_id(to_subject)) else { return };
+                let Some(c) = self.cycles.get_mut(&s) else { return };
+                c.subject = to;
+                c.reassignments.push(Reassignment {
+                    from,
+                    to,
+                    reason: reason.clone(),
+                    evidence: evidence.clone(),
+                    author: meta.author.clone(),
+                    position: meta.position,
+                });
+                if let Some(sub) = self.subjects.get_mut(&from) {
+                    sub.cycles.remove(&s);
+                }
+                if let Some(sub) = self.subjects.get_mut(&to) {
+                    sub.cycles.insert(s);
+                    sub.cycles_ever.insert(s);
+                }
+            }
+            RecordEvent::ReliefOrdered { order_id, kind, scope, statute, audiences } => {
+                if let Some(c) = self.cycles.get_mut(&s) {
+                    c.orders.push(Order {
+                        order_id: order_id.clone(),
+                        kind: *kind,
+                        scope: scope.clone(),
+                        statute: statute.clone(),
+                        audiences: audiences.clone(),
+                        effective: meta.effective,
+                        position: meta.position,
+                        recorded: meta.recorded,
+                        author: meta.author.clone(),
+                        vacated: None,
+                    });
+                }
+            }
+            RecordEvent::RestrictionVacated { order_id, reason } => {
+                if let Some(o) =
+                    self.cycles.get_mut(&s).and_then(|c| c.orders.iter_mut().rev().find(|o| &o.order_id == order_id))
+                {
+                    o.vacated = Some((meta.effective, meta.position, reason.clone()));
+                }
+            }
+            RecordEvent::ChallengeFiled { challenge_id, statement } => {
+                if let Some(c) = self.cycles.get_mut(&s) {
+                    c.challenges
+                        .insert(challenge_id.clone(), Challenge { statement: statement.clone(), outcome: None });
+                }
+            }
+            RecordEvent::ChallengeResolved { challenge_id, outcome, .. } => {
+                if let Some(ch) = self.cycles.get_mut(&s).and_then(|c| c.challenges.get_mut(challenge_id)) {
+                    ch.outcome = Some(*outcome);
+                }
+            }
+            RecordEvent::RecordDisseminated { subject, .. }
+            | RecordEvent::AccessDenied { subject: Some(subject), .. } => {
+                if let Some(id) = parse_id(subject) {
+                    self.access.entry(id).or_default().push(AccessRecord {
+                        position: meta.position,
+                        recorded: meta.recorded,
+                        event: event.clone(),
+                    });
+                }
+            }
+            RecordEvent::AccessDenied { subject: None, .. } => {}
+            RecordEvent::PolicyAdopted { policy } => self.adopted_policy = Some((meta.position, policy.clone())),
+        }
+    }
+}
+
+/// Whether an access record is a release to a requester outside the bureau with this purpose
+/// (used by tests and reports).
+pub fn is_release_to(record: &AccessRecord, role: Role, purpose: Purpose) -> bool {
+    matches!(&record.event, RecordEvent::RecordDisseminated { role: r, purpose: p, .. } if *r == role && *p == purpose)
+}

@@ -1,0 +1,434 @@
+//! The records domain end to end: a clerk's day, as-of queries, validation rules, reproducible
+//! background checks.
+
+mod common;
+
+use chronicle_core::{Role, StreamId, Timestamp};
+use chronicle_records::model::access_stream;
+use chronicle_records::{DispositionKind, Level, Purpose, RecordEvent, RecordsError, ReliefKind, Scope, ServiceError};
+use common::{Bureau, date};
+
+fn dispose(b: &Bureau, cycle: StreamId, seq: u32, kind: DispositionKind, on: &str) {
+    b.rec(&b.court, cycle, RecordEvent::DispositionRecorded { seq, disposition: kind, date: date(on) }).unwrap();
+}
+
+fn seal(b: &Bureau, cycle: StreamId, order: &str, seqs: Vec<u32>, effective: Timestamp) {
+    b.records
+        .record(
+            &b.court,
+            cycle,
+            &RecordEvent::ReliefOrdered {
+                order_id: order.into(),
+                kind: ReliefKind::Seal,
+                scope: Scope::Charges(seqs),
+                statute: "18 Pa.C.S. 9122.2".into(),
+                audiences: vec![],
+            },
+            effective,
+            Some(order.into()),
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_clerks_day() {
+    let b = Bureau::new();
+    let ledger_signer = &b.ledger.ledger;
+    let jane = b.enroll("SID-100", "DOE", "JANE", "1990-04-01");
+    let john = b.enroll("SID-200", "ROE", "JOHN", "1988-01-15");
+    // Arrest, charges filed, the court case.
+    let a = b.arrest(
+        jane,
+        "OTN-1",
+        "2024-03-01",
+        &[(1, "13-1802", "THEFT", Level::Misdemeanor), (2, "13-1502", "CRIMINAL TRESPASS", Level::Misdemeanor)],
+    );
+    b.rec(&b.court, a, RecordEvent::CourtCaseFiled { court_ori: "ZZ001015J".into(), docket: "CR-2024-001".into() })
+        .unwrap();
+    // One dismissed, one convicted; a sentence.
+    dispose(&b, a, 2, DispositionKind::Dismissed, "2024-05-01");
+    dispose(&b, a, 1, DispositionKind::GuiltyPlea, "2024-05-01");
+    b.rec(
+        &b.court,
+        a,
+        RecordEvent::SentenceImposed {
+            seq: 1,
+            kind: chronicle_records::model::SentenceKind::Probation,
+            term_days: Some(365),
+            amount_cents: None,
+            date: date("2024-05-01"),
+        },
+    )
+    .unwrap();
+    // A sealing order on the dismissed charge.
+    seal(&b, a, "SEAL-1", vec![2], Timestamp::now());
+    assert_eq!(b.records.projection().state.cycle_by_docket("cr 2024 001"), Some(a));
+
+    // An employer's background check: the sealed charge is not there, not even its literal.
+    let emp = b
+        .records
+        .background_check(ledger_signer, b.employer.principal(), Purpose::E, jane, Some("consent form 77".into()), None)
+        .unwrap();
+    assert_eq!(emp.view.items(), vec![format!("{}:1", a.to_hex())]);
+    assert_eq!(emp.view.suppressed, 1);
+    let text = String::from_utf8(emp.bytes.clone()).unwrap();
+    assert!(text.contains("THEFT") && !text.contains("TRESPASS"), "{text}");
+    // Law enforcement for criminal justice: sees it, marked sealed, and the read is logged.
+    let le = b.records.background_check(ledger_signer, b.police.principal(), Purpose::C, jane, None, None).unwrap();
+    let sealed = &le.view.cycles[0].charges[1];
+    assert_eq!((sealed.seq, sealed.status.as_str()), (2, "sealed"));
+    let log = b.records.projection().state.access.get(&jane).cloned().unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(chronicle_records::state::is_release_to(&log[0], Role::Employer, Purpose::E));
+    assert!(chronicle_records::state::is_release_to(&log[1], Role::LawEnforcement, Purpose::C));
+    match &log[0].event {
+        RecordEvent::RecordDisseminated { content_hash, items, suppressed, requester, .. } => {
+            assert_eq!(content_hash, &emp.content_hash);
+            assert_eq!(content_hash, &blake3::hash(&emp.bytes).to_hex().to_string());
+            assert_eq!((items.len(), *suppressed, requester.as_str()), (1, 1, "acme.hr"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Reads inside the bureau are not disseminations.
+    let clerk_view = b.records.view(jane, Role::RecordsClerk, Purpose::A, None).unwrap();
+    assert_eq!(clerk_view.items().len(), 2);
+
+    // A corrected disposition, with the authority for it.
+    let err = b
+        .rec(
+            &b.court,
+            a,
+            RecordEvent::DispositionRecorded {
+                seq: 1,
+                disposition: DispositionKind::NoloContendere,
+                date: date("2024-05-02"),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err, ServiceError::Invalid(RecordsError::DispositionExists(1)));
+    b.rec(
+        &b.court,
+        a,
+        RecordEvent::DispositionCorrected {
+            seq: 1,
+            disposition: DispositionKind::NoloContendere,
+            date: date("2024-05-01"),
+            reason: "clerical error in plea entry".into(),
+        },
+    )
+    .unwrap();
+    let v = b.records.view(jane, Role::Court, Purpose::C, None).unwrap();
+    assert_eq!(v.cycles[0].charges[0].disposition, Some(DispositionKind::NoloContendere));
+
+    // A case recorded against the wrong person moves to the right one.
+    let wrong = b.arrest(john, "OTN-2", "2024-06-10", &[(1, "13-3405", "POSSESSION OF MARIJUANA", Level::Misdemeanor)]);
+    assert_eq!(b.records.view(john, Role::Court, Purpose::C, None).unwrap().cycles.len(), 1);
+    b.rec(
+        &b.clerk,
+        wrong,
+        RecordEvent::CycleReassigned {
+            from_subject: john.to_hex(),
+            to_subject: jane.to_hex(),
+            reason: "fingerprints matched SID-100".into(),
+            evidence: "AFIS response 2024-07-01-0042".into(),
+        },
+    )
+    .unwrap();
+    let john_now = b.records.view(john, Role::Court, Purpose::C, None).unwrap();
+    assert!(john_now.cycles.is_empty(), "the wrong person's record no longer shows the case");
+    assert!(!String::from_utf8(john_now.to_bytes()).unwrap().contains("MARIJUANA"));
+    assert_eq!(b.records.view(jane, Role::Court, Purpose::C, None).unwrap().cycles.len(), 2);
+    let history = b.records.history(wrong, None).unwrap();
+    let mv = history.iter().find(|h| h.event_type == "records.cycle_reassigned").unwrap();
+    assert_eq!((mv.author.as_str(), mv.role), ("clerk", Some(Role::RecordsClerk)));
+    assert_eq!(mv.event.as_ref().unwrap()["reason"], "fingerprints matched SID-100");
+    // John's history still shows that the case was once attributed to him and moved away.
+    let john_history = b.records.history(john, None).unwrap();
+    assert!(john_history.iter().any(|h| h.event_type == "records.cycle_reassigned"));
+
+    // The employer's check, replayed to the position it was computed at, gives the same bytes.
+    let (bytes, same) = b.records.reproduce(emp.dissemination.unwrap()).unwrap();
+    assert!(same);
+    assert_eq!(bytes, emp.bytes);
+}
+
+#[test]
+fn as_recorded_and_as_effective_differ_and_a_past_check_reproduces() {
+    let b = Bureau::new();
+    let s = b.enroll("SID-7", "POE", "EDGAR", "1980-01-19");
+    let c = b.arrest(s, "OTN-7", "2024-03-01", &[(1, "13-1602", "CRIMINAL DAMAGE", Level::Misdemeanor)]);
+    dispose(&b, c, 1, DispositionKind::Dismissed, "2024-04-01");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let day5 = Timestamp::now();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Day 7: the employer's check sees the dismissed (recent, reportable) charge.
+    let day7_check =
+        b.records.background_check(&b.ledger.ledger, b.employer.principal(), Purpose::E, s, None, None).unwrap();
+    assert_eq!(day7_check.view.items().len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let day7 = Timestamp::now();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Day 10: a sealing order is recorded, effective day 5.
+    seal(&b, c, "SEAL-7", vec![1], day5);
+
+    // As recorded on day 7: not sealed.
+    let recorded = b.records.view_as_recorded(s, Role::Court, Purpose::C, day7).unwrap();
+    assert_eq!(recorded.cycles[0].charges[0].status, "none");
+    let employer_then = b.records.view_as_recorded(s, Role::Employer, Purpose::E, day7).unwrap();
+    assert_eq!(employer_then.items().len(), 1);
+    // As effective on day 7: sealed (the employer does not see it; the court sees it as sealed).
+    let effective = b.records.view(s, Role::Court, Purpose::C, Some(day7)).unwrap();
+    assert_eq!(effective.cycles[0].charges[0].status, "sealed");
+    let employer_effective = b.records.view(s, Role::Employer, Purpose::E, Some(day7)).unwrap();
+    assert!(employer_effective.items().is_empty());
+    assert_eq!(employer_effective.suppressed, 1);
+    // The day-7 check reproduces byte for byte, though the record has changed since.
+    let (bytes, same) = b.records.reproduce(day7_check.dissemination.unwrap()).unwrap();
+    assert!(same, "the replayed response must hash to what was logged");
+    assert_eq!(bytes, day7_check.bytes);
+    // And as recorded before anything at all: nothing.
+    assert!(b.records.view_as_recorded(s, Role::Court, Purpose::C, Timestamp(0)).is_err());
+}
+
+#[test]
+fn a_denied_request_is_logged_and_answers_nothing() {
+    let b = Bureau::new();
+    let s = b.enroll("SID-9", "LEE", "ANN", "1970-02-02");
+    b.arrest(s, "OTN-9", "2024-03-01", &[(1, "13-1802", "THEFT", Level::Misdemeanor)]);
+    let e =
+        b.records.background_check(&b.ledger.ledger, b.employer.principal(), Purpose::C, s, None, None).unwrap_err();
+    assert!(matches!(
+        e,
+        ServiceError::View(chronicle_records::view::ViewError::Denied { role: Role::Employer, purpose: Purpose::C })
+    ));
+    let log = b.records.projection().state.access.get(&s).cloned().unwrap();
+    assert!(matches!(&log[0].event, RecordEvent::AccessDenied { requester, .. } if requester == "acme.hr"));
+    let access = b.ledger.store.read_stream(&access_stream(&s), 0, 10).unwrap();
+    assert_eq!(access.len(), 1);
+    // The auditor sees metadata only: ids and statuses, no literal, no identity.
+    let audit = b.records.view(s, Role::Auditor, Purpose::A, None).unwrap();
+    assert!(audit.identity.is_none());
+    let text = String::from_utf8(audit.to_bytes()).unwrap();
+    assert!(!text.contains("THEFT") && !text.contains("LEE"), "{text}");
+    assert_eq!(audit.items().len(), 1);
+}
+
+/// Each validation rule: a precise error, and the log unchanged.
+mod validation {
+    use super::*;
+
+    fn refused(b: &Bureau, who: &chronicle_core::Signer, stream: StreamId, ev: RecordEvent) -> RecordsError {
+        let before = b.ledger.store.head();
+        let e = b.rec(who, stream, ev).unwrap_err();
+        assert_eq!(b.ledger.store.head(), before, "a refused command appends nothing");
+        match e {
+            ServiceError::Invalid(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn case() -> (Bureau, StreamId, StreamId) {
+        let b = Bureau::new();
+        let s = b.enroll("SID-1", "DOE", "JANE", "1990-04-01");
+        let c = b.arrest(s, "OTN-1", "2024-03-01", &[(1, "13-1802", "THEFT", Level::Misdemeanor)]);
+        (b, s, c)
+    }
+
+    #[test]
+    fn a_disposition_for_a_charge_that_does_not_exist() {
+        let (b, _, c) = case();
+        let e = refused(
+            &b,
+            &b.court,
+            c,
+            RecordEvent::DispositionRecorded {
+                seq: 9,
+                disposition: DispositionKind::Dismissed,
+                date: date("2024-04-01"),
+            },
+        );
+        assert_eq!(e, RecordsError::UnknownCharge(9));
+    }
+
+    #[test]
+    fn a_second_final_disposition_without_a_correction() {
+        let (b, _, c) = case();
+        dispose(&b, c, 1, DispositionKind::Dismissed, "2024-04-01");
+        let e = refused(
+            &b,
+            &b.court,
+            c,
+            RecordEvent::DispositionRecorded {
+                seq: 1,
+                disposition: DispositionKind::GuiltyPlea,
+                date: date("2024-04-02"),
+            },
+        );
+        assert_eq!(e, RecordsError::DispositionExists(1));
+    }
+
+    #[test]
+    fn an_order_on_an_already_expunged_scope() {
+        let (b, _, c) = case();
+        b.rec(
+            &b.court,
+            c,
+            RecordEvent::ReliefOrdered {
+                order_id: "EXP-1".into(),
+                kind: ReliefKind::Expunge,
+                scope: Scope::Charges(vec![1]),
+                statute: "PC 851.93".into(),
+                audiences: vec![],
+            },
+        )
+        .unwrap();
+        let e = refused(
+            &b,
+            &b.court,
+            c,
+            RecordEvent::ReliefOrdered {
+                order_id: "SEAL-2".into(),
+                kind: ReliefKind::Seal,
+                scope: Scope::Charges(vec![1]),
+                statute: "x".into(),
+                audiences: vec![],
+            },
+        );
+        assert_eq!(e, RecordsError::AlreadyExpunged(1));
+    }
+
+    #[test]
+    fn a_reattribution_to_an_unknown_subject() {
+        let (b, s, c) = case();
+        let ghost = StreamId::random().to_hex();
+        let e = refused(
+            &b,
+            &b.clerk,
+            c,
+            RecordEvent::CycleReassigned {
+                from_subject: s.to_hex(),
+                to_subject: ghost.clone(),
+                reason: "r".into(),
+                evidence: "e".into(),
+            },
+        );
+        assert_eq!(e, RecordsError::UnknownSubject(ghost));
+    }
+
+    #[test]
+    fn an_order_whose_scope_names_nothing() {
+        let (b, _, c) = case();
+        let e = refused(
+            &b,
+            &b.court,
+            c,
+            RecordEvent::ReliefOrdered {
+                order_id: "SEAL-3".into(),
+                kind: ReliefKind::Seal,
+                scope: Scope::Charges(vec![]),
+                statute: "x".into(),
+                audiences: vec![],
+            },
+        );
+        assert_eq!(e, RecordsError::EmptyScope);
+    }
+
+    #[test]
+    fn dates_in_an_impossible_order() {
+        let (b, s, c) = case();
+        let e = refused(
+            &b,
+            &b.court,
+            c,
+            RecordEvent::DispositionRecorded {
+                seq: 1,
+                disposition: DispositionKind::Dismissed,
+                date: date("2024-02-01"),
+            },
+        );
+        assert_eq!(
+            e,
+            RecordsError::DateOrder {
+                what: "disposition date",
+                later: date("2024-02-01"),
+                earlier_what: "arrest date",
+                earlier: date("2024-03-01")
+            }
+        );
+        let e = refused(
+            &b,
+            &b.police,
+            StreamId::random(),
+            RecordEvent::ArrestRecorded {
+                subject: s.to_hex(),
+                tracking_number: "OTN-X".into(),
+                agency_ori: "ZZ".into(),
+                arrest_date: date("1980-01-01"),
+                charges: vec![common::charge(1, "x", "y", Level::Felony)],
+            },
+        );
+        assert!(matches!(e, RecordsError::DateOrder { earlier_what: "date of birth", .. }));
+    }
+
+    #[test]
+    fn a_duplicate_sid() {
+        let (b, _, _) = case();
+        let e = refused(
+            &b,
+            &b.clerk,
+            StreamId::random(),
+            RecordEvent::SubjectEnrolled {
+                sid: "sid 1".into(),
+                fbi: None,
+                name: chronicle_records::Name { last: "X".into(), first: "Y".into(), middle: None },
+                dob: date("1999-09-09"),
+            },
+        );
+        assert_eq!(e, RecordsError::DuplicateSid("sid 1".into()));
+    }
+
+    #[test]
+    fn a_role_that_may_not_write_the_event() {
+        let (b, _, c) = case();
+        let e = refused(
+            &b,
+            &b.employer,
+            c,
+            RecordEvent::DispositionRecorded {
+                seq: 1,
+                disposition: DispositionKind::Dismissed,
+                date: date("2024-04-01"),
+            },
+        );
+        assert_eq!(e, RecordsError::RoleNotAllowed { role: "employer", event: "disposition_recorded" });
+    }
+
+    #[test]
+    fn unsealing_works_and_an_expungement_cannot_be_vacated() {
+        let (b, s, c) = case();
+        seal(&b, c, "SEAL-9", vec![1], Timestamp::now());
+        assert!(b.records.view(s, Role::Employer, Purpose::E, None).unwrap().items().is_empty());
+        b.rec(
+            &b.court,
+            c,
+            RecordEvent::RestrictionVacated { order_id: "SEAL-9".into(), reason: "order vacated on appeal".into() },
+        )
+        .unwrap();
+        assert_eq!(b.records.view(s, Role::Employer, Purpose::E, None).unwrap().items().len(), 1);
+        b.rec(
+            &b.court,
+            c,
+            RecordEvent::ReliefOrdered {
+                order_id: "EXP-9".into(),
+                kind: ReliefKind::Expunge,
+                scope: Scope::WholeCycle,
+                statute: "x".into(),
+                audiences: vec![],
+            },
+        )
+        .unwrap();
+        let e =
+            refused(&b, &b.court, c, RecordEvent::RestrictionVacated { order_id: "EXP-9".into(), reason: "no".into() });
+        assert!(matches!(e, RecordsError::AlreadyExpunged(_) | RecordsError::CannotVacateExpungement(_)), "{e:?}");
+    }
+}
