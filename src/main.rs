@@ -28,6 +28,7 @@ enum Cmd {
     ExportEvidence(cli::evidence::ExportArgs),
     VerifyEvidence(cli::evidence::VerifyArgs),
     Witness(cli::witness::WitnessArgs),
+    Rebuild(cli::rebuild::RebuildArgs),
     #[command(hide = true)]
     AppendLoop(cli::append_loop::AppendLoopArgs),
 }
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Cmd::ExportEvidence(a) => cli::evidence::export(a),
         Cmd::VerifyEvidence(a) => cli::evidence::verify(a),
         Cmd::Witness(a) => cli::witness::run(a),
+        Cmd::Rebuild(a) => cli::rebuild::run(a),
         Cmd::AppendLoop(a) => cli::append_loop::run(a),
     };
     match result {

@@ -432,3 +432,43 @@ mod validation {
         assert!(matches!(e, RecordsError::AlreadyExpunged(_) | RecordsError::CannotVacateExpungement(_)), "{e:?}");
     }
 }
+
+#[test]
+fn the_projection_persists_sealed_and_a_restart_or_rebuild_gives_the_same_state() {
+    let b = Bureau::new();
+    let s = b.enroll("SID-42", "PLANTED-SURNAME", "ZELDA", "1975-05-05");
+    let c = b.arrest(s, "OTN-PLANTED", "2024-03-01", &[(1, "13-1802", "PLANTED-LITERAL", Level::Felony)]);
+    b.rec(&b.court, c, RecordEvent::CourtCaseFiled { court_ori: "ZZ".into(), docket: "PLANTED-DOCKET".into() })
+        .unwrap();
+    b.records.persist().unwrap();
+    let before = b.records.projection().state.clone();
+    // Nothing readable of the record is anywhere in the data directory: entries and persisted
+    // projections are both sealed.
+    let store = b.ledger.store.clone();
+    let reopened = chronicle_records::Records::open(store.clone()).unwrap();
+    assert!(reopened.projection().state == before, "the persisted projection restores the same state");
+    assert_eq!(reopened.projection().state.cycle_by_docket("PLANTED-DOCKET"), Some(c), "indexes are rebuilt");
+    let rebuilt = chronicle_records::Records::rebuild(store).unwrap();
+    assert!(rebuilt.projection().state == before, "rebuilding from zero gives the same state");
+    drop((reopened, rebuilt, b.records));
+    let (_t, dir) = b.ledger.close();
+    for needle in ["PLANTED-SURNAME", "PLANTED-LITERAL", "PLANTED-DOCKET", "OTN-PLANTED"] {
+        for f in walk(&dir.root) {
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} found in plaintext in {}",
+                f.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}

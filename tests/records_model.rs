@@ -71,8 +71,16 @@ fn run(mut ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Arrest { subject, charges } if !m.subjects.is_empty() => {
                 let s = m.subjects[subject % m.subjects.len()];
                 let c = StreamId::random();
-                let specs = (1..=charges).map(|q| charge(q, &format!("ST-{i}-{q}"), &format!("LITERAL-{i}-{q}"), Level::Misdemeanor)).collect();
-                let ev = RecordEvent::ArrestRecorded { subject: s.to_hex(), tracking_number: format!("OTN-{i}"), agency_ori: "ZZ".into(), arrest_date: date("2024-01-02"), charges: specs };
+                let specs = (1..=charges)
+                    .map(|q| charge(q, &format!("ST-{i}-{q}"), &format!("LITERAL-{i}-{q}"), Level::Misdemeanor))
+                    .collect();
+                let ev = RecordEvent::ArrestRecorded {
+                    subject: s.to_hex(),
+                    tracking_number: format!("OTN-{i}"),
+                    agency_ori: "ZZ".into(),
+                    arrest_date: date("2024-01-02"),
+                    charges: specs,
+                };
                 if ok(b.rec(&b.police, c, ev))? {
                     m.cycles.push(c);
                     for q in 1..=charges {
@@ -86,7 +94,12 @@ fn run(mut ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let ev = if matches!(op, Op::Dispose { .. }) {
                     RecordEvent::DispositionRecorded { seq, disposition, date: date("2024-02-02") }
                 } else {
-                    RecordEvent::DispositionCorrected { seq, disposition, date: date("2024-02-03"), reason: "correction".into() }
+                    RecordEvent::DispositionCorrected {
+                        seq,
+                        disposition,
+                        date: date("2024-02-03"),
+                        reason: "correction".into(),
+                    }
                 };
                 ok(b.rec(&b.court, c, ev))?;
             }
@@ -95,16 +108,31 @@ fn run(mut ops: Vec<Op>) -> Result<(), TestCaseError> {
                 m.orders += 1;
                 let id = format!("SEAL-{}", m.orders);
                 let audiences = if law_enforcement_may_see { vec![Role::LawEnforcement] } else { vec![] };
-                let ev = RecordEvent::ReliefOrdered { order_id: id.clone(), kind: ReliefKind::Seal, scope: Scope::Charges(vec![seq]), statute: "s".into(), audiences };
+                let ev = RecordEvent::ReliefOrdered {
+                    order_id: id.clone(),
+                    kind: ReliefKind::Seal,
+                    scope: Scope::Charges(vec![seq]),
+                    statute: "s".into(),
+                    audiences,
+                };
                 if ok(b.records.record(&b.court, c, &ev, now, None))? {
                     m.charges.entry((c, seq)).or_default().sealed.push((id, law_enforcement_may_see));
                 }
             }
             Op::Vacate { cycle } if !m.cycles.is_empty() => {
                 let c = m.cycles[cycle % m.cycles.len()];
-                let last = m.charges.iter().filter(|((cc, _), _)| *cc == c).flat_map(|(k, v)| v.sealed.last().map(|(id, _)| (*k, id.clone()))).next();
+                let last = m
+                    .charges
+                    .iter()
+                    .filter(|((cc, _), _)| *cc == c)
+                    .flat_map(|(k, v)| v.sealed.last().map(|(id, _)| (*k, id.clone())))
+                    .next();
                 if let Some((key, id)) = last
-                    && ok(b.rec(&b.court, c, RecordEvent::RestrictionVacated { order_id: id.clone(), reason: "vacated".into() }))?
+                    && ok(b.rec(
+                        &b.court,
+                        c,
+                        RecordEvent::RestrictionVacated { order_id: id.clone(), reason: "vacated".into() },
+                    ))?
                 {
                     for v in m.charges.values_mut() {
                         v.sealed.retain(|(o, _)| *o != id);
@@ -115,7 +143,13 @@ fn run(mut ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Expunge { cycle, seq } if !m.cycles.is_empty() => {
                 let c = m.cycles[cycle % m.cycles.len()];
                 m.orders += 1;
-                let ev = RecordEvent::ReliefOrdered { order_id: format!("EXP-{}", m.orders), kind: ReliefKind::Expunge, scope: Scope::Charges(vec![seq]), statute: "s".into(), audiences: vec![] };
+                let ev = RecordEvent::ReliefOrdered {
+                    order_id: format!("EXP-{}", m.orders),
+                    kind: ReliefKind::Expunge,
+                    scope: Scope::Charges(vec![seq]),
+                    statute: "s".into(),
+                    audiences: vec![],
+                };
                 if ok(b.rec(&b.court, c, ev))? {
                     m.charges.entry((c, seq)).or_default().expunged = true;
                 }
@@ -124,7 +158,16 @@ fn run(mut ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let c = m.cycles[cycle % m.cycles.len()];
                 let from = b.records.projection().state.cycles[&c].subject;
                 let to = m.subjects[to % m.subjects.len()];
-                ok(b.rec(&b.clerk, c, RecordEvent::CycleReassigned { from_subject: from.to_hex(), to_subject: to.to_hex(), reason: "r".into(), evidence: "e".into() }))?;
+                ok(b.rec(
+                    &b.clerk,
+                    c,
+                    RecordEvent::CycleReassigned {
+                        from_subject: from.to_hex(),
+                        to_subject: to.to_hex(),
+                        reason: "r".into(),
+                        evidence: "e".into(),
+                    },
+                ))?;
             }
             _ => {}
         }
@@ -135,11 +178,20 @@ fn run(mut ops: Vec<Op>) -> Result<(), TestCaseError> {
     // I6: rebuilding from zero gives exactly the incremental state.
     b.records.catch_up().unwrap();
     let rebuilt = Records::open(b.ledger.store.clone()).unwrap();
-    prop_assert!(rebuilt.projection().state == b.records.projection().state, "rebuilt state differs from the incremental one");
+    prop_assert!(
+        rebuilt.projection().state == b.records.projection().state,
+        "rebuilt state differs from the incremental one"
+    );
 
     // No view holds what the policy withholds.
     for s in &m.subjects {
-        for (role, purpose) in [(Role::Employer, Purpose::E), (Role::LawEnforcement, Purpose::C), (Role::LawEnforcement, Purpose::E), (Role::Auditor, Purpose::A), (Role::Court, Purpose::C)] {
+        for (role, purpose) in [
+            (Role::Employer, Purpose::E),
+            (Role::LawEnforcement, Purpose::C),
+            (Role::LawEnforcement, Purpose::E),
+            (Role::Auditor, Purpose::A),
+            (Role::Court, Purpose::C),
+        ] {
             let v = b.records.view(*s, role, purpose, None).unwrap();
             let text = String::from_utf8(v.to_bytes()).unwrap();
             for c in &v.cycles {
@@ -147,9 +199,17 @@ fn run(mut ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let cycle = StreamId::from_hex(&c.cycle).unwrap();
                     let cm = m.charges.get(&(cycle, ch.seq)).cloned().unwrap_or_default();
                     prop_assert!(!cm.expunged, "{role:?} sees expunged {}", ch.item);
-                    let sealed_from_role = cm.sealed.last().is_some_and(|(_, le)| !(*le && role == Role::LawEnforcement));
+                    let sealed_from_role =
+                        cm.sealed.last().is_some_and(|(_, le)| !(*le && role == Role::LawEnforcement));
                     if sealed_from_role {
-                        prop_assert!(matches!((role, purpose), (Role::LawEnforcement, Purpose::C) | (Role::Court, _) | (Role::Auditor, _)), "{role:?}/{purpose:?} sees sealed {}", ch.item);
+                        prop_assert!(
+                            matches!(
+                                (role, purpose),
+                                (Role::LawEnforcement, Purpose::C) | (Role::Court, _) | (Role::Auditor, _)
+                            ),
+                            "{role:?}/{purpose:?} sees sealed {}",
+                            ch.item
+                        );
                     }
                     if role == Role::Auditor {
                         prop_assert!(ch.literal.is_none() && ch.statute.is_none(), "the auditor sees content");

@@ -7,6 +7,7 @@ pub mod evidence;
 pub mod init;
 pub mod log_key;
 pub mod proof;
+pub mod rebuild;
 pub mod verify;
 pub mod witness;
 

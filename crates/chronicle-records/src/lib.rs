@@ -7,6 +7,7 @@
 
 pub mod date;
 pub mod model;
+pub mod persist;
 pub mod policy;
 pub mod service;
 pub mod state;

@@ -10,6 +10,7 @@
 //! Decrypting payloads dominates catching up, so pages of entries are opened on all cores and
 //! then applied in log order.
 
+use std::collections::BTreeSet;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use chronicle_core::{
@@ -46,9 +47,15 @@ pub enum ServiceError {
     /// Nothing at that position or id.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The projection could not be persisted.
+    #[error("persisting the projection: {0}")]
+    Persist(String),
 }
 
 /// One records entry, decoded.
+// Decoded entries live only in one page's vector while catching up; boxing the common variant
+// would cost an allocation per entry for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Decoded {
     /// A records event.
     Event(Meta, RecordEvent),
@@ -82,14 +89,20 @@ pub fn decode(store: &Store, e: &Entry) -> Decoded {
     }
 }
 
-/// Applies decoded entries to a state, in order.
-fn apply_all(state: &mut State, decoded: Vec<Decoded>) {
+/// Applies decoded entries to a state, in order, noting the streams whose projection changed.
+fn apply_all(state: &mut State, decoded: Vec<Decoded>, mut dirty: Option<&mut BTreeSet<StreamId>>) {
     for d in decoded {
         if let Decoded::Event(m, ev) = d {
+            if let Some(dirty) = dirty.as_deref_mut() {
+                dirty.extend(State::touched(&m, &ev));
+            }
             state.apply(&m, &ev);
         }
     }
 }
+
+/// Persist the projection once this many entries were applied since the last time.
+const PERSIST_EVERY: u64 = 20_000;
 
 /// Builds a draft of a records event for a stream.
 pub fn draft(
@@ -115,6 +128,10 @@ pub struct Projection {
     pub state: State,
     /// The next log position to apply.
     pub next: u64,
+    /// Streams changed since the projection was last persisted.
+    dirty: BTreeSet<StreamId>,
+    /// Where the persisted projection reaches.
+    persisted: u64,
 }
 
 /// The records service over a store.
@@ -166,15 +183,33 @@ fn inside_bureau(role: Role) -> bool {
 }
 
 impl Records {
-    /// Opens the service and replays the log into the projection.
+    /// Opens the service: loads the persisted projection (if any) and replays the rest of the log.
     pub fn open(store: Store) -> Result<Records, ServiceError> {
-        let r = Records {
-            store,
-            projection: RwLock::new(Projection { state: State::new(), next: 0 }),
-            unique: Mutex::new(()),
-        };
+        let (state, next) = crate::persist::load(&store).unwrap_or_default();
+        let projection = Projection { state, next, dirty: BTreeSet::new(), persisted: next };
+        let r = Records { store, projection: RwLock::new(projection), unique: Mutex::new(()) };
         r.catch_up()?;
         Ok(r)
+    }
+
+    /// Opens the service replaying the whole log, ignoring (and then replacing) any persisted
+    /// projection. What `chronicle rebuild` does.
+    pub fn rebuild(store: Store) -> Result<Records, ServiceError> {
+        store.clear_projection()?;
+        let projection = Projection { state: State::new(), next: 0, dirty: BTreeSet::new(), persisted: 0 };
+        let r = Records { store, projection: RwLock::new(projection), unique: Mutex::new(()) };
+        r.catch_up()?;
+        r.persist()?;
+        Ok(r)
+    }
+
+    /// Persists the parts of the projection that changed since the last time.
+    pub fn persist(&self) -> Result<(), ServiceError> {
+        let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dirty = std::mem::take(&mut p.dirty);
+        crate::persist::save(&self.store, &p.state, &dirty, p.next).map_err(ServiceError::Persist)?;
+        p.persisted = p.next;
+        Ok(())
     }
 
     /// The store underneath.
@@ -201,9 +236,14 @@ impl Records {
             if p.next != next {
                 continue; // another thread applied this page meanwhile
             }
-            apply_all(&mut p.state, decoded);
+            let Projection { state, dirty, .. } = &mut *p;
+            apply_all(state, decoded, Some(dirty));
             p.next = next + page.len() as u64;
             read += page.len() as u64;
+            if p.next - p.persisted >= PERSIST_EVERY {
+                drop(p);
+                self.persist()?;
+            }
         }
     }
 
@@ -408,7 +448,7 @@ impl Records {
         let entries = self.entries_of(&self.subject_streams(subject), position)?;
         let decoded: Vec<Decoded> = entries.par_iter().map(|e| decode(&self.store, e)).collect();
         let mut state = State::new();
-        apply_all(&mut state, decoded);
+        apply_all(&mut state, decoded, None);
         Ok(state)
     }
 

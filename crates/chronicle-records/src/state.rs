@@ -36,7 +36,7 @@ pub struct Meta {
 }
 
 /// A person in the repository.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Subject {
     /// State identification number.
     pub sid: String,
@@ -57,7 +57,7 @@ pub struct Subject {
 }
 
 /// One disposition as recorded (corrections keep the earlier ones).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DispositionRecord {
     /// The disposition.
     pub kind: DispositionKind,
@@ -72,7 +72,7 @@ pub struct DispositionRecord {
 }
 
 /// One charge.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Charge {
     /// As filed or last amended.
     pub spec: ChargeSpec,
@@ -89,7 +89,7 @@ impl Charge {
 }
 
 /// A sentence.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sentence {
     /// Charge sentenced.
     pub seq: u32,
@@ -104,7 +104,7 @@ pub struct Sentence {
 }
 
 /// A relief order on a cycle.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Order {
     /// The court's order number.
     pub order_id: String,
@@ -145,7 +145,7 @@ impl Order {
 }
 
 /// A move of the cycle from one subject to another.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reassignment {
     /// From.
     pub from: StreamId,
@@ -162,7 +162,7 @@ pub struct Reassignment {
 }
 
 /// A challenge to the record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Challenge {
     /// What the subject says.
     pub statement: String,
@@ -171,7 +171,7 @@ pub struct Challenge {
 }
 
 /// One arrest and everything that follows from it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cycle {
     /// The subject it is attributed to now.
     pub subject: StreamId,
@@ -213,7 +213,7 @@ impl Cycle {
 }
 
 /// One release of, or refused request for, a subject's record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AccessRecord {
     /// Position of the entry.
     pub position: u64,
@@ -283,6 +283,52 @@ impl State {
     /// The cycle whose court case has this docket.
     pub fn cycle_by_docket(&self, docket: &str) -> Option<StreamId> {
         self.by_docket.get(&normalize(docket)).copied()
+    }
+
+    /// Builds a state from persisted parts (see `persist`), rebuilding the lookup indexes.
+    pub fn from_parts(
+        subjects: BTreeMap<StreamId, Subject>,
+        cycles: BTreeMap<StreamId, Cycle>,
+        access: BTreeMap<StreamId, Vec<AccessRecord>>,
+        adopted_policy: Option<(u64, Policy)>,
+        versions: BTreeMap<StreamId, u64>,
+        last_position: Option<u64>,
+    ) -> State {
+        let mut st = State { subjects, cycles, access, adopted_policy, versions, last_position, ..State::default() };
+        for (id, sub) in &st.subjects {
+            st.by_sid.insert(normalize(&sub.sid), *id);
+            if let Some(f) = &sub.fbi {
+                st.by_fbi.insert(normalize(f), *id);
+            }
+            for n in std::iter::once(&sub.name).chain(sub.aliases.iter()) {
+                st.by_name_dob.entry((name_key(n), sub.dob)).or_default().insert(*id);
+            }
+        }
+        for (id, c) in &st.cycles {
+            if let Some((_, d)) = &c.court {
+                st.by_docket.insert(normalize(d), *id);
+            }
+        }
+        st
+    }
+
+    /// The streams an event changes the projection of: its own, and the subjects whose set of
+    /// cycles it changes.
+    pub fn touched(meta: &Meta, event: &RecordEvent) -> Vec<StreamId> {
+        let mut out = vec![meta.stream];
+        match event {
+            RecordEvent::ArrestRecorded { subject, .. } => out.extend(parse_id(subject)),
+            RecordEvent::CycleReassigned { from_subject, to_subject, .. } => {
+                out.extend(parse_id(from_subject));
+                out.extend(parse_id(to_subject));
+            }
+            RecordEvent::RecordDisseminated { subject, .. }
+            | RecordEvent::AccessDenied { subject: Some(subject), .. } => {
+                out.extend(parse_id(subject).map(|s| crate::model::access_stream(&s)))
+            }
+            _ => {}
+        }
+        out
     }
 
     /// Folds one records event into the state.

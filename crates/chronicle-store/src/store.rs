@@ -272,6 +272,84 @@ impl Store {
         Ok(Some(AppendReceipt { stream: st.stream, entries: vec![rec.appended], recorded_time, duplicate: true }))
     }
 
+    /// Seals derived data (a projection of one stream) under the stream's current data key, so
+    /// that it becomes unreadable together with the stream's entries when the key is destroyed.
+    pub fn seal_for_stream(&self, stream: &StreamId, plaintext: &[u8]) -> Result<Vec<u8>, ReadError> {
+        let id = self.stream_data_key(stream)?;
+        let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
+        let key = vault.key(&id).map_err(|source| ReadError::Payload { position: u64::MAX, source })?;
+        let mut out = id.0.to_vec();
+        out.extend_from_slice(&chronicle_core::payload::aead_seal(key, &[PROJECTION_AAD, &stream.0], plaintext));
+        Ok(out)
+    }
+
+    /// Opens what [`Store::seal_for_stream`] sealed.
+    pub fn open_for_stream(&self, stream: &StreamId, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, ReadError> {
+        let bad = |source| ReadError::Payload { position: u64::MAX, source };
+        let id = chronicle_core::Vault::wrapped_key_id(sealed)
+            .ok_or(bad(chronicle_core::SealError::Short { len: sealed.len() }))?;
+        let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
+        let key = vault.key(&id).map_err(bad)?;
+        chronicle_core::payload::aead_open(key, &[PROJECTION_AAD, &stream.0], &sealed[16..]).map_err(bad)
+    }
+
+    fn stream_data_key(&self, stream: &StreamId) -> Result<chronicle_core::DataKeyId, ReadError> {
+        let v = self
+            .shared
+            .db
+            .get(layout::stream_data_key(stream))?
+            .ok_or(ReadError::Payload { position: u64::MAX, source: chronicle_core::SealError::KeyUnknown })?;
+        let id: [u8; 16] =
+            v.as_ref().try_into().map_err(|_| ReadError::Storage("malformed stream key binding".into()))?;
+        Ok(chronicle_core::DataKeyId(id))
+    }
+
+    /// Replaces persisted projection blobs (sealed with [`Store::seal_for_stream`]) and the
+    /// position they reach, atomically. Derived data: not synced, a crash just means replaying more.
+    pub fn write_projection(
+        &self,
+        blobs: Vec<(StreamId, Vec<u8>)>,
+        removed: Vec<StreamId>,
+        next_position: u64,
+    ) -> Result<(), ReadError> {
+        let mut batch = sled::Batch::default();
+        for (s, b) in blobs {
+            batch.insert(&projection_key(&s)[..], b);
+        }
+        for s in removed {
+            batch.remove(&projection_key(&s)[..]);
+        }
+        batch.insert(PROJECTION_MARKER, &next_position.to_be_bytes()[..]);
+        self.shared.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The persisted projection: the position it reaches and every blob.
+    pub fn read_projection(&self) -> Result<Option<PersistedProjection>, ReadError> {
+        let Some(m) = self.shared.db.get(PROJECTION_MARKER)? else { return Ok(None) };
+        let next = u64::from_be_bytes(
+            m.as_ref().try_into().map_err(|_| ReadError::Storage("malformed projection marker".into()))?,
+        );
+        let mut blobs = Vec::new();
+        for kv in self.shared.db.scan_prefix([PROJECTION]) {
+            let (k, v) = kv?;
+            let id: [u8; 16] = k[1..].try_into().map_err(|_| ReadError::Storage("malformed projection key".into()))?;
+            blobs.push((StreamId(id), v.to_vec()));
+        }
+        Ok(Some((next, blobs)))
+    }
+
+    /// Drops the persisted projection (the next open replays the whole log).
+    pub fn clear_projection(&self) -> Result<(), ReadError> {
+        let mut batch = sled::Batch::default();
+        for kv in self.shared.db.scan_prefix([PROJECTION]) {
+            batch.remove(kv?.0);
+        }
+        batch.remove(PROJECTION_MARKER);
+        self.shared.db.apply_batch(batch)?;
+        Ok(())
+    }
+
     /// The committed head: every entry below `len` is durable.
     pub fn head(&self) -> Head {
         *self.shared.committed.borrow()
@@ -467,6 +545,20 @@ impl Store {
             }
         }
     }
+}
+
+/// A persisted projection: the log position it reaches, and one sealed blob per stream.
+pub type PersistedProjection = (u64, Vec<(StreamId, Vec<u8>)>);
+
+const PROJECTION: u8 = b'r';
+const PROJECTION_MARKER: &[u8] = b"mprojection";
+/// Associated data of a sealed projection blob: this, then the stream id.
+const PROJECTION_AAD: &[u8] = b"chronicle.projection.v1\n";
+
+fn projection_key(s: &StreamId) -> [u8; 17] {
+    let mut k = [PROJECTION; 17];
+    k[1..].copy_from_slice(&s.0);
+    k
 }
 
 fn check_page(limit: usize) -> Result<(), ReadError> {

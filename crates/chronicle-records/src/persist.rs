@@ -1,0 +1,110 @@
+//! Persisted projections, so that a restart does not replay the whole log.
+//!
+//! Each records stream's share of the projection (a subject, a cycle, a subject's access log, the
+//! policy) is serialized and sealed under that stream's own data key (`Store::seal_for_stream`),
+//! and kept in the store with the log position the whole set reaches. Because every part is
+//! sealed under the key of the stream it describes, destroying a stream's key (expungement) makes
+//! its persisted projection as unreadable as its entries: nothing readable of a record survives its
+//! key in what is persisted. The lookup indexes (SID, FBI number, name and date of birth, docket)
+//! are never persisted; they are rebuilt in memory from the opened parts.
+//!
+//! Loading is all or nothing: if any part cannot be opened or parsed (a destroyed key, a re-keyed
+//! stream, a damaged blob), the service replays the log from zero instead, which is always right.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chronicle_core::StreamId;
+use chronicle_store::Store;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::model::access_stream;
+use crate::policy::Policy;
+use crate::state::{AccessRecord, Cycle, State, Subject};
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Part {
+    Subject { version: u64, subject: Subject },
+    Cycle { version: u64, cycle: Cycle },
+    Access { version: u64, subject: StreamId, records: Vec<AccessRecord> },
+    Policy { version: u64, position: u64, policy: Policy },
+}
+
+/// Writes the parts of `dirty` streams and the position the state reaches.
+pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64) -> Result<(), String> {
+    let access_of: BTreeMap<StreamId, StreamId> = state.access.keys().map(|s| (access_stream(s), *s)).collect();
+    let policy_stream = crate::model::policy_stream();
+    let parts: Vec<(StreamId, Option<Vec<u8>>)> = dirty
+        .par_iter()
+        .map(|s| {
+            let version = state.versions.get(s).copied().unwrap_or(0);
+            let part = if let Some(subject) = state.subjects.get(s) {
+                Some(Part::Subject { version, subject: subject.clone() })
+            } else if let Some(cycle) = state.cycles.get(s) {
+                Some(Part::Cycle { version, cycle: cycle.clone() })
+            } else if let Some(subject) = access_of.get(s) {
+                Some(Part::Access { version, subject: *subject, records: state.access[subject].clone() })
+            } else if *s == policy_stream {
+                state.adopted_policy.as_ref().map(|(position, policy)| Part::Policy {
+                    version,
+                    position: *position,
+                    policy: policy.clone(),
+                })
+            } else {
+                None
+            };
+            (*s, part.map(|p| serde_json::to_vec(&p).expect("projection parts serialize")))
+        })
+        .collect();
+    let mut blobs = Vec::new();
+    let mut removed = Vec::new();
+    for (s, json) in parts {
+        match json {
+            Some(j) => blobs.push((s, store.seal_for_stream(&s, &j).map_err(|e| e.to_string())?)),
+            None => removed.push(s),
+        }
+    }
+    store.write_projection(blobs, removed, next).map_err(|e| e.to_string())
+}
+
+/// Loads the persisted projection, if there is one and every part opens.
+pub fn load(store: &Store) -> Option<(State, u64)> {
+    let (next, blobs) = store.read_projection().ok()??;
+    if next > store.head().len {
+        return None;
+    }
+    let parts: Option<Vec<(StreamId, Part)>> = blobs
+        .par_iter()
+        .map(|(s, blob)| {
+            let plain = store.open_for_stream(s, blob).ok()?;
+            serde_json::from_slice::<Part>(&plain).ok().map(|p| (*s, p))
+        })
+        .collect();
+    let mut subjects = BTreeMap::new();
+    let mut cycles = BTreeMap::new();
+    let mut access = BTreeMap::new();
+    let mut policy = None;
+    let mut versions = BTreeMap::new();
+    for (s, part) in parts? {
+        match part {
+            Part::Subject { version, subject } => {
+                versions.insert(s, version);
+                subjects.insert(s, subject);
+            }
+            Part::Cycle { version, cycle } => {
+                versions.insert(s, version);
+                cycles.insert(s, cycle);
+            }
+            Part::Access { version, subject, records } => {
+                versions.insert(s, version);
+                access.insert(subject, records);
+            }
+            Part::Policy { version, position, policy: p } => {
+                versions.insert(s, version);
+                policy = Some((position, p));
+            }
+        }
+    }
+    Some((State::from_parts(subjects, cycles, access, policy, versions, next.checked_sub(1)), next))
+}
