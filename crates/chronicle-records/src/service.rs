@@ -67,6 +67,13 @@ pub enum Decoded {
 
 /// Decodes an entry: opens its payload and parses the records event in it.
 pub fn decode(store: &Store, e: &Entry) -> Decoded {
+    decode_with(e, || store.open_payload(e))
+}
+
+fn decode_with<P: std::ops::Deref<Target = Vec<u8>>>(
+    e: &Entry,
+    payload: impl FnOnce() -> Result<P, ReadError>,
+) -> Decoded {
     let st = &e.statement;
     if !st.event_type.as_str().starts_with(EVENT_PREFIX) || st.payload_kind != PayloadKind::Sealed {
         return Decoded::Other;
@@ -80,7 +87,7 @@ pub fn decode(store: &Store, e: &Entry) -> Decoded {
         author: st.author.clone(),
         court_order: st.refs.court_order.clone(),
     };
-    match store.open_payload(e) {
+    match payload() {
         Ok(p) => match RecordEvent::parse(&st.event_type, &p) {
             Ok(ev) => Decoded::Event(meta, ev),
             Err(_) => Decoded::Unreadable(meta),
@@ -139,6 +146,7 @@ pub struct Records {
     store: Store,
     projection: RwLock<Projection>,
     unique: Mutex<()>,
+    catching_up: Mutex<()>,
 }
 
 /// The answer to a background check.
@@ -187,7 +195,8 @@ impl Records {
     pub fn open(store: Store) -> Result<Records, ServiceError> {
         let (state, next) = crate::persist::load(&store).unwrap_or_default();
         let projection = Projection { state, next, dirty: BTreeSet::new(), persisted: next };
-        let r = Records { store, projection: RwLock::new(projection), unique: Mutex::new(()) };
+        let r =
+            Records { store, projection: RwLock::new(projection), unique: Mutex::new(()), catching_up: Mutex::new(()) };
         r.catch_up()?;
         Ok(r)
     }
@@ -197,7 +206,8 @@ impl Records {
     pub fn rebuild(store: Store) -> Result<Records, ServiceError> {
         store.clear_projection()?;
         let projection = Projection { state: State::new(), next: 0, dirty: BTreeSet::new(), persisted: 0 };
-        let r = Records { store, projection: RwLock::new(projection), unique: Mutex::new(()) };
+        let r =
+            Records { store, projection: RwLock::new(projection), unique: Mutex::new(()), catching_up: Mutex::new(()) };
         r.catch_up()?;
         r.persist()?;
         Ok(r)
@@ -224,27 +234,43 @@ impl Records {
 
     /// Applies every committed entry not yet applied. Returns how many entries were read.
     pub fn catch_up(&self) -> Result<u64, ServiceError> {
+        // One catch-up at a time; a second caller finds the work done when it gets the lock.
+        let _one = self.catching_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let head = self.store.head().len;
+        let decode_page = |from: u64| -> Result<Vec<Decoded>, ServiceError> {
+            // Each entry is read once and opened on all cores; applying stays in log order.
+            (from..head.min(from + PAGE as u64))
+                .into_par_iter()
+                .map(|p| match self.store.entry_with_payload(p)? {
+                    Some((e, payload)) => Ok(decode_with(&e, || payload)),
+                    None => Err(ServiceError::NotFound(format!("position {p}"))),
+                })
+                .collect()
+        };
+        let mut next = self.projection().next;
         let mut read = 0;
-        loop {
-            let next = self.projection().next;
-            if next >= self.store.head().len {
-                return Ok(read);
-            }
-            let page = self.store.read_log(next, PAGE)?;
-            let decoded: Vec<Decoded> = page.par_iter().map(|e| decode(&self.store, e)).collect();
-            let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if p.next != next {
-                continue; // another thread applied this page meanwhile
-            }
-            let Projection { state, dirty, .. } = &mut *p;
-            apply_all(state, decoded, Some(dirty));
-            p.next = next + page.len() as u64;
-            read += page.len() as u64;
-            if p.next - p.persisted >= PERSIST_EVERY {
-                drop(p);
+        let mut current = decode_page(next)?;
+        while !current.is_empty() {
+            let after = next + current.len() as u64;
+            // Apply this page while the next one is being read and opened.
+            let (persist_due, upcoming) = rayon::join(
+                || {
+                    let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let Projection { state, dirty, .. } = &mut *p;
+                    apply_all(state, std::mem::take(&mut current), Some(dirty));
+                    p.next = after;
+                    p.next - p.persisted >= PERSIST_EVERY
+                },
+                || decode_page(after),
+            );
+            read += after - next;
+            next = after;
+            if persist_due {
                 self.persist()?;
             }
+            current = upcoming?;
         }
+        Ok(read)
     }
 
     /// Validates a signed command against the current state and appends it.

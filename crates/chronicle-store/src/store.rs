@@ -521,6 +521,28 @@ impl Store {
 
     /// Opens an entry's payload: checks it against the signed commitment and returns it.
     pub fn open_payload(&self, entry: &Entry) -> Result<Zeroizing<Vec<u8>>, ReadError> {
+        let wrapped = match entry.statement.payload_kind {
+            PayloadKind::Public => None,
+            PayloadKind::Sealed => read_entry_and_key(&self.shared.db, entry.position())?.1,
+        };
+        self.open_with_key(entry, wrapped.as_deref())
+    }
+
+    /// One committed entry, read once, with its payload opened (or why it cannot be: a destroyed
+    /// key is `ReadError::Payload` with `SealError::KeyDestroyed`). For replaying the log.
+    pub fn entry_with_payload(
+        &self,
+        position: u64,
+    ) -> Result<Option<(Entry, Result<Zeroizing<Vec<u8>>, ReadError>)>, ReadError> {
+        if position >= self.head().len {
+            return Ok(None);
+        }
+        let (entry, wrapped) = read_entry_and_key(&self.shared.db, position)?;
+        let payload = self.open_with_key(&entry, wrapped.as_deref());
+        Ok(Some((entry, payload)))
+    }
+
+    fn open_with_key(&self, entry: &Entry, wrapped: Option<&[u8]>) -> Result<Zeroizing<Vec<u8>>, ReadError> {
         let position = entry.position();
         let st = &entry.statement;
         match st.payload_kind {
@@ -528,18 +550,13 @@ impl Store {
                 .map(|p| Zeroizing::new(p.to_vec()))
                 .map_err(|source| ReadError::Payload { position, source }),
             PayloadKind::Sealed => {
-                let v = self
-                    .shared
-                    .db
-                    .get(layout::entry_key(position))?
-                    .ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
-                let wrapped = layout::decode_entry_value(&v)
-                    .and_then(|ev| ev.wrapped_key)
-                    .ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
+                let wrapped =
+                    wrapped.ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
                 let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
                 let cek = vault
                     .unwrap_content_key(position, wrapped)
                     .map_err(|source| ReadError::Payload { position, source })?;
+                drop(vault);
                 open_sealed(&cek, &st.commitment, entry.envelope())
                     .map_err(|source| ReadError::Payload { position, source })
             }
@@ -620,6 +637,11 @@ pub(crate) fn open_sled(dir: &Path) -> Result<sled::Db, OpenError> {
 
 /// Reads one entry, checking its bytes against the hash stored beside them right after reading.
 pub(crate) fn read_entry(db: &sled::Db, position: u64) -> Result<Entry, ReadError> {
+    read_entry_and_key(db, position).map(|(e, _)| e)
+}
+
+/// Reads one entry and the wrapped content key stored beside it.
+pub(crate) fn read_entry_and_key(db: &sled::Db, position: u64) -> Result<(Entry, Option<Vec<u8>>), ReadError> {
     let v = db
         .get(layout::entry_key(position))?
         .ok_or_else(|| ReadError::Damaged { position, reason: "missing".into() })?;
@@ -633,7 +655,7 @@ pub(crate) fn read_entry(db: &sled::Db, position: u64) -> Result<Entry, ReadErro
     if e.position() != position {
         return Err(ReadError::Damaged { position, reason: format!("holds position {}", e.position()) });
     }
-    Ok(e)
+    Ok((e, ev.wrapped_key.map(<[u8]>::to_vec)))
 }
 
 fn load_registry(db: &sled::Db, len: u64) -> Result<Registry, OpenError> {

@@ -1,0 +1,198 @@
+//! The records projection at scale: rebuild throughput, rap-sheet read latency and
+//! restart-to-ready time on a generated log of realistic shape (subjects with several cycles,
+//! several charges each, dispositions, sentences, about 10% of cycles sealed).
+//!
+//! The log is written through the real append path (signed, sealed, durable); the records
+//! validation is skipped while generating because the generator only makes valid events.
+//! Run with `cargo bench --bench records -- [--subjects N] [--rounds R]`.
+
+mod common;
+
+use std::time::Instant;
+
+use chronicle_core::{Command, Role, Signer, StreamId, Timestamp};
+use chronicle_records::model::{
+    ChargeSpec, DispositionKind, Level, Name, Purpose, RecordEvent, ReliefKind, Scope, SentenceKind,
+};
+use chronicle_records::service::draft;
+use chronicle_records::{Date, Records};
+use chronicle_store::{AppendRequest, ExpectedVersion, Store};
+use rayon::prelude::*;
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn d(y: u64, m: u64, day: u64) -> Date {
+    Date::parse(&format!("{y:04}-{m:02}-{day:02}")).unwrap()
+}
+
+/// The requests for one subject: its enrollment, then each cycle as one atomic request.
+fn subject_requests(signer: &Signer, i: u64) -> Vec<(StreamId, Vec<Command>)> {
+    let mut rng = Lcg(i.wrapping_mul(2654435761) + 1);
+    let subject = StreamId::random();
+    let mut out = Vec::new();
+    let sign = |stream, ev: &RecordEvent, k: String| {
+        Command::sign(signer, draft(stream, ev, Timestamp::now(), None, k.into_bytes())).unwrap()
+    };
+    let dob = d(1950 + rng.below(50), 1 + rng.below(12), 1 + rng.below(28));
+    let enroll = RecordEvent::SubjectEnrolled {
+        sid: format!("SID-{i:08}"),
+        fbi: Some(format!("FBI{i:09}")),
+        name: Name { last: format!("LAST{}", i % 5000), first: format!("FIRST{}", i % 700), middle: None },
+        dob,
+    };
+    out.push((subject, vec![sign(subject, &enroll, format!("e{i}"))]));
+    let cycles = 1 + rng.below(5);
+    for c in 0..cycles {
+        let cycle = StreamId::random();
+        let year = 2010 + rng.below(15);
+        let arrest = d(year, 1 + rng.below(12), 1 + rng.below(28));
+        let n = 1 + rng.below(3) as u32;
+        let charges: Vec<ChargeSpec> = (1..=n)
+            .map(|seq| ChargeSpec {
+                seq,
+                statute: format!("13-{}", 1000 + rng.below(900)),
+                offense_code: format!("{}", 1000 + rng.below(8000)),
+                literal: "THEFT OF PROPERTY".into(),
+                level: if rng.below(4) == 0 { Level::Felony } else { Level::Misdemeanor },
+                counts: 1,
+            })
+            .collect();
+        let mut evs = vec![
+            RecordEvent::ArrestRecorded {
+                subject: subject.to_hex(),
+                tracking_number: format!("OTN-{i}-{c}"),
+                agency_ori: "AZ0070000".into(),
+                arrest_date: arrest,
+                charges,
+            },
+            RecordEvent::CourtCaseFiled { court_ori: "AZ007015J".into(), docket: format!("CR-{year}-{i:07}-{c}") },
+        ];
+        let on = d(year.min(2025) + 1, 1 + rng.below(12), 1 + rng.below(28));
+        for seq in 1..=n {
+            let kind = [
+                DispositionKind::GuiltyPlea,
+                DispositionKind::Dismissed,
+                DispositionKind::NolleProsequi,
+                DispositionKind::ConvictedAtTrial,
+                DispositionKind::Acquitted,
+            ][rng.below(5) as usize];
+            evs.push(RecordEvent::DispositionRecorded { seq, disposition: kind, date: on });
+            if kind.is_conviction() {
+                evs.push(RecordEvent::SentenceImposed {
+                    seq,
+                    kind: SentenceKind::Probation,
+                    term_days: Some(365),
+                    amount_cents: None,
+                    date: on,
+                });
+            }
+        }
+        if rng.below(10) == 0 {
+            evs.push(RecordEvent::ReliefOrdered {
+                order_id: format!("SEAL-{i}-{c}"),
+                kind: ReliefKind::Seal,
+                scope: Scope::WholeCycle,
+                statute: "18 Pa.C.S. 9122.2".into(),
+                audiences: vec![],
+            });
+        }
+        out.push((cycle, evs.iter().enumerate().map(|(k, ev)| sign(cycle, ev, format!("c{i}-{c}-{k}"))).collect()));
+    }
+    out
+}
+
+fn main() {
+    let subjects = common::arg("--subjects", 60_000);
+    let rounds = common::arg("--rounds", 3) as usize;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, store, _) = common::ledger(tmp.path());
+    let clerk = Signer::generate(chronicle_core::PrincipalId::new("bench.clerk").unwrap());
+    let reg = Command::sign(
+        &dir.admin().unwrap(),
+        chronicle_core::RegistryEvent::register(clerk.principal().clone(), Role::RecordsClerk, &clerk.verifying_key())
+            .draft(),
+    )
+    .unwrap();
+    store
+        .append(AppendRequest { stream: StreamId::REGISTRY, expected: ExpectedVersion::Any, commands: vec![reg] })
+        .unwrap();
+
+    let t = Instant::now();
+    let chunk = 2_000u64;
+    let mut sample_subjects = Vec::new();
+    for start in (0..subjects).step_by(chunk as usize) {
+        let reqs: Vec<(StreamId, Vec<Command>)> = (start..(start + chunk).min(subjects))
+            .into_par_iter()
+            .flat_map_iter(|i| subject_requests(&clerk, i))
+            .collect();
+        sample_subjects.push(reqs[0].0);
+        reqs.par_iter().with_max_len(1).for_each(|(s, cmds)| {
+            store
+                .append(AppendRequest { stream: *s, expected: ExpectedVersion::NoStream, commands: cmds.clone() })
+                .unwrap();
+        });
+    }
+    let len = store.head().len;
+    println!("generated {len} entries ({subjects} subjects) in {:.0}s", t.elapsed().as_secs_f64());
+
+    // Rebuild from zero.
+    let mut rates = Vec::new();
+    let mut records = None;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let r = Records::rebuild(store.clone()).unwrap();
+        rates.push(len as f64 / t.elapsed().as_secs_f64());
+        records = Some(r);
+    }
+    let records = records.unwrap();
+    let (n_subjects, n_cycles, sealed) = {
+        let p = records.projection();
+        let sealed = p.state.cycles.values().filter(|c| !c.orders.is_empty()).count();
+        (p.state.subjects.len(), p.state.cycles.len(), sealed)
+    };
+
+    // Rap-sheet reads in process.
+    let ids: Vec<StreamId> = records.projection().state.subjects.keys().copied().collect();
+    let mut rng = Lcg(99);
+    let mut lat = Vec::new();
+    for k in 0..20_000 {
+        let s = ids[rng.below(ids.len() as u64) as usize];
+        let (role, purpose) = if k % 2 == 0 { (Role::Court, Purpose::C) } else { (Role::Employer, Purpose::E) };
+        let t = Instant::now();
+        let v = records.view(s, role, purpose, None).unwrap();
+        let bytes = v.to_bytes();
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(bytes);
+    }
+    lat.sort_by(f64::total_cmp);
+    drop(records);
+    drop(store);
+
+    // Restart to ready: open the store and the records service (persisted projection + tail).
+    let mut ready = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let store: Store = dir.open().unwrap();
+        let r = Records::open(store).unwrap();
+        ready.push(t.elapsed().as_secs_f64());
+        assert_eq!(r.projection().state.subjects.len(), n_subjects);
+    }
+    println!(
+        "{n_subjects} subjects, {n_cycles} cycles, {sealed} sealed ({:.1}%); median of {rounds} runs",
+        100.0 * sealed as f64 / n_cycles as f64
+    );
+    println!("{:<40} {:>14}", "measure", "value");
+    println!("{:<40} {:>14.0}", "rebuild from zero (entries/s)", common::median(rates));
+    println!("{:<40} {:>14.1}", "rap-sheet read p50 (µs)", common::percentile(&lat, 0.5));
+    println!("{:<40} {:>14.1}", "rap-sheet read p99 (µs)", common::percentile(&lat, 0.99));
+    println!("{:<40} {:>14.2}", "restart to ready (s)", common::median(ready));
+}
