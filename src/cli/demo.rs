@@ -1,16 +1,20 @@
-//! `chronicle demo`: writes a small sample ledger, verifies it, and says what happened.
+//! `chronicle demo`: plays a records bureau's story on a fresh ledger and says what each party saw.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use chronicle::datadir::DataDir;
-use chronicle_core::{
-    Command, Draft, EventType, PayloadKind, PrincipalId, References, RegistryEvent, Role, Signer, StreamId, Timestamp,
-};
-use chronicle_store::{AppendRequest, ExpectedVersion, Store, verify_log};
+use chronicle_core::{Command, PrincipalId, RegistryEvent, Role, Signer, StreamId, Timestamp};
+use chronicle_records::model::{ChargeSpec, SentenceKind};
+use chronicle_records::{Date, DispositionKind, Level, Name, Purpose, RecordEvent, Records, ReliefKind, Scope};
+use chronicle_store::evidence::{build_bundle, verify_bundle};
+use chronicle_store::{AppendRequest, ExpectedVersion, verify_log};
 
-/// Write a small sample ledger into a data directory, verify it and describe each step.
+/// Play a short records story on a new ledger: enrollments, an arrest, charges and dispositions
+/// from a court, a sentence, a sealing order, background checks by an employer and by law
+/// enforcement, a corrected disposition, a case moved from the wrong person to the right one, and
+/// an expungement order; then verify the ledger and check an evidence bundle offline.
 ///
 /// Example: chronicle demo --data-dir /tmp/chronicle-demo
 #[derive(clap::Args)]
@@ -20,27 +24,36 @@ pub struct DemoArgs {
     data_dir: Option<PathBuf>,
 }
 
-fn record(signer: &Signer, stream: StreamId, event_type: &str, key: &str, body: serde_json::Value) -> Result<Command> {
-    Ok(Command::sign(
-        signer,
-        Draft {
-            stream,
-            event_type: EventType::new(event_type)?,
-            effective_time: Timestamp::now(),
-            refs: References { idempotency_key: key.as_bytes().to_vec(), ..Default::default() },
-            payload_kind: PayloadKind::Sealed,
-            payload: serde_json::to_vec(&body)?,
-        },
-    )?)
+fn d(s: &str) -> Date {
+    // The demo's dates are literals.
+    Date::parse(s).expect("demo dates are valid")
 }
 
-fn append(
-    store: &Store,
-    stream: StreamId,
-    expected: ExpectedVersion,
-    commands: Vec<Command>,
-) -> Result<chronicle_store::AppendReceipt> {
-    Ok(store.append(AppendRequest { stream, expected, commands })?)
+fn charge(seq: u32, statute: &str, literal: &str, level: Level) -> ChargeSpec {
+    ChargeSpec { seq, statute: statute.into(), offense_code: "2399".into(), literal: literal.into(), level, counts: 1 }
+}
+
+fn say_view(who: &str, v: &chronicle_records::RecordView) {
+    let shown: Vec<String> = v
+        .cycles
+        .iter()
+        .flat_map(|c| {
+            c.charges.iter().map(|ch| {
+                format!(
+                    "{} ({}, {})",
+                    ch.literal.as_deref().unwrap_or("[no content]"),
+                    ch.disposition.map_or("open".into(), |d| format!("{d:?}")),
+                    ch.status
+                )
+            })
+        })
+        .collect();
+    println!(
+        "   {who} sees {} charge(s): {}; {} withheld",
+        shown.len(),
+        if shown.is_empty() { "none".into() } else { shown.join("; ") },
+        v.suppressed
+    );
 }
 
 pub fn run(a: DemoArgs) -> Result<ExitCode> {
@@ -55,157 +68,235 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     let dir = DataDir::new(&root, None);
     println!("1. A new ledger in {}", root.display());
     let init = dir.init("demo.chronicle.localhost/ledger")?;
-    let store = init.store;
-    println!("   the ledger registered itself and the first admin (2 signed registry entries)");
-
-    let clerk = Signer::generate(PrincipalId::new("clerk.rivera")?);
-    let court = Signer::generate(PrincipalId::new("court.district-4")?);
-    let regs = vec![
-        Command::sign(
+    let store = init.store.clone();
+    let mut people = Vec::new();
+    let mut regs = Vec::new();
+    for (id, role) in [
+        ("clerk.rivera", Role::RecordsClerk),
+        ("court.district-4", Role::Court),
+        ("pd.metro", Role::LawEnforcement),
+        ("acme.hr", Role::Employer),
+    ] {
+        let s = Signer::generate(PrincipalId::new(id)?);
+        regs.push(Command::sign(
             &init.admin,
-            RegistryEvent::register(clerk.principal().clone(), Role::RecordsClerk, &clerk.verifying_key()).draft(),
-        )?,
-        Command::sign(
-            &init.admin,
-            RegistryEvent::register(court.principal().clone(), Role::Court, &court.verifying_key()).draft(),
-        )?,
-    ];
-    append(&store, StreamId::REGISTRY, ExpectedVersion::Any, regs)?;
-    println!("2. The admin registered a records clerk ({}) and a court ({})", clerk.principal(), court.principal());
+            RegistryEvent::register(s.principal().clone(), role, &s.verifying_key()).draft(),
+        )?);
+        people.push(s);
+    }
+    store.append(AppendRequest { stream: StreamId::REGISTRY, expected: ExpectedVersion::Any, commands: regs })?;
+    let [clerk, court, police, employer] =
+        <[Signer; 4]>::try_from(people).map_err(|_| anyhow::anyhow!("four principals"))?;
+    println!(
+        "   the admin registered a records clerk, a court, a police department and an employer; every entry from here on is signed by one of them"
+    );
+    let records = Records::open(store.clone())?;
+    let now = Timestamp::now();
+    let rec = |who: &Signer, stream, ev: RecordEvent| records.record(who, stream, &ev, now, None);
 
-    let subject = StreamId::random();
-    let case_a = StreamId::random();
-    let case_b = StreamId::random();
-    let r = append(
-        &store,
-        subject,
-        ExpectedVersion::NoStream,
-        vec![record(
-            &clerk,
-            subject,
-            "records.subject_enrolled",
-            "enroll-1",
-            serde_json::json!({"name": "DOE, JANE", "dob": "1990-04-01", "sid": "SID-100"}),
-        )?],
+    let jane = StreamId::random();
+    rec(
+        &clerk,
+        jane,
+        RecordEvent::SubjectEnrolled {
+            sid: "SID-100".into(),
+            fbi: Some("FBI-100".into()),
+            name: Name { last: "DOE".into(), first: "JANE".into(), middle: None },
+            dob: d("1990-04-01"),
+        },
+    )?;
+    let john = StreamId::random();
+    rec(
+        &clerk,
+        john,
+        RecordEvent::SubjectEnrolled {
+            sid: "SID-200".into(),
+            fbi: None,
+            name: Name { last: "ROE".into(), first: "JOHN".into(), middle: None },
+            dob: d("1988-01-15"),
+        },
     )?;
     println!(
-        "3. The clerk enrolled a subject: position {}, payload sealed under the subject's own data key",
-        r.entries[0].position
+        "2. The clerk enrolled two people, Jane Doe (SID-100) and John Roe (SID-200); each record has its own random id and its own data key"
     );
-    let r = append(
-        &store,
-        case_a,
-        ExpectedVersion::NoStream,
-        vec![
-            record(
-                &clerk,
-                case_a,
-                "records.arrest_recorded",
-                "arrest-1",
-                serde_json::json!({"tracking": "OTN-1", "agency": "PD-1"}),
-            )?,
-            record(
-                &clerk,
-                case_a,
-                "records.charge_filed",
-                "charge-1",
-                serde_json::json!({"seq": 1, "statute": "13-1802", "level": "misdemeanor"}),
-            )?,
-        ],
+
+    let case = StreamId::random();
+    rec(
+        &police,
+        case,
+        RecordEvent::ArrestRecorded {
+            subject: jane.to_hex(),
+            tracking_number: "OTN-2024-0001".into(),
+            agency_ori: "ZZ0070000".into(),
+            arrest_date: d("2024-03-01"),
+            charges: vec![
+                charge(1, "13-1802", "THEFT", Level::Misdemeanor),
+                charge(2, "13-1502", "CRIMINAL TRESPASS", Level::Misdemeanor),
+            ],
+        },
     )?;
-    println!(
-        "4. The clerk recorded an arrest and a charge in one atomic batch: positions {} and {}",
-        r.entries[0].position, r.entries[1].position
-    );
-    append(
-        &store,
-        case_b,
-        ExpectedVersion::NoStream,
-        vec![record(&clerk, case_b, "records.arrest_recorded", "arrest-2", serde_json::json!({"tracking": "OTN-2"}))?],
-    )?;
-    let dispo = record(
+    rec(&court, case, RecordEvent::CourtCaseFiled { court_ori: "ZZ007015J".into(), docket: "CR-2024-001".into() })?;
+    println!("3. Police arrested Jane on two charges (theft, criminal trespass); the court filed case CR-2024-001");
+    rec(
         &court,
-        case_a,
-        "records.disposition_recorded",
-        "dispo-1",
-        serde_json::json!({"seq": 1, "disposition": "dismissed"}),
+        case,
+        RecordEvent::DispositionRecorded { seq: 2, disposition: DispositionKind::Dismissed, date: d("2024-05-01") },
     )?;
-    let r = append(&store, case_a, ExpectedVersion::Exact(1), vec![dispo.clone()])?;
+    rec(
+        &court,
+        case,
+        RecordEvent::DispositionRecorded { seq: 1, disposition: DispositionKind::GuiltyPlea, date: d("2024-05-01") },
+    )?;
+    rec(
+        &court,
+        case,
+        RecordEvent::SentenceImposed {
+            seq: 1,
+            kind: SentenceKind::Probation,
+            term_days: Some(365),
+            amount_cents: None,
+            date: d("2024-05-01"),
+        },
+    )?;
     println!(
-        "5. The court recorded a disposition, expecting the case at version 1 (arrest, charge): it became version {}",
-        r.entries[0].stream_version
+        "4. The court dismissed the trespass charge, took a guilty plea on the theft charge and imposed a year's probation"
     );
-    let again = append(&store, case_a, ExpectedVersion::Exact(1), vec![dispo])?;
-    if !again.duplicate || again.entries != r.entries {
-        bail!("a retried submission was appended twice");
-    }
-    println!(
-        "   the court's system retried the same submission: same position {}, nothing appended twice",
-        again.entries[0].position
-    );
-    let stale = append(
-        &store,
-        case_a,
-        ExpectedVersion::Exact(1),
-        vec![record(&court, case_a, "records.disposition_recorded", "dispo-2", serde_json::json!({"seq": 1}))?],
-    );
-    match stale {
-        Err(e) => println!("6. A different submission still expecting version 1 was refused: {e}"),
-        Ok(_) => bail!("a stale expected version was accepted"),
+    records.record(
+        &court,
+        case,
+        &RecordEvent::ReliefOrdered {
+            order_id: "SEAL-2024-17".into(),
+            kind: ReliefKind::Seal,
+            scope: Scope::Charges(vec![2]),
+            statute: "18 Pa.C.S. 9122.2".into(),
+            audiences: vec![],
+        },
+        now,
+        Some("SEAL-2024-17".into()),
+    )?;
+    println!("5. The court sealed the dismissed charge (order SEAL-2024-17)");
+
+    println!("6. Background checks:");
+    let emp = records.background_check(
+        &init.ledger,
+        employer.principal(),
+        Purpose::E,
+        jane,
+        Some("applicant consent #77".into()),
+        None,
+    )?;
+    say_view("the employer (purpose E)", &emp.view);
+    let le = records.background_check(&init.ledger, police.principal(), Purpose::C, jane, None, None)?;
+    say_view("law enforcement (purpose C)", &le.view);
+    println!("   both releases were logged with a hash of exactly the bytes returned ({}…)", &emp.content_hash[..16]);
+    match records.background_check(&init.ledger, employer.principal(), Purpose::C, jane, None, None) {
+        Err(e) => {
+            println!("   the employer asking for a criminal-justice purpose was refused and the refusal logged: {e}")
+        }
+        Ok(_) => bail!("an employer was given a criminal-justice view"),
     }
 
-    let new_key = Signer::generate(clerk.principal().clone());
-    append(
-        &store,
-        StreamId::REGISTRY,
-        ExpectedVersion::Any,
-        vec![Command::sign(
-            &clerk,
-            RegistryEvent::rotate(clerk.principal().clone(), &new_key.verifying_key(), clerk.key_id()).draft(),
-        )?],
+    rec(
+        &court,
+        case,
+        RecordEvent::DispositionCorrected {
+            seq: 1,
+            disposition: DispositionKind::NoloContendere,
+            date: d("2024-05-01"),
+            reason: "plea was entered as nolo contendere; clerical error".into(),
+        },
     )?;
-    println!("7. The clerk rotated their key ({} replaced by {})", clerk.key_id(), new_key.key_id());
-    match append(
-        &store,
-        case_b,
-        ExpectedVersion::Any,
-        vec![record(&clerk, case_b, "records.charge_filed", "charge-2", serde_json::json!({"seq": 1}))?],
-    ) {
-        Err(e) => println!("   an entry signed with the retired key was refused: {e}"),
-        Ok(_) => bail!("a retired key was accepted"),
-    }
-    let r = append(
-        &store,
-        case_b,
-        ExpectedVersion::Any,
-        vec![record(
-            &new_key,
-            case_b,
-            "records.charge_filed",
-            "charge-2",
-            serde_json::json!({"seq": 1, "statute": "13-1502"}),
-        )?],
-    )?;
-    println!("   the same entry signed with the new key was appended at position {}", r.entries[0].position);
-
-    let first = store.read_stream(&case_a, 0, 10)?;
-    let payload = store.open_payload(&first[0])?;
     println!(
-        "8. Reading the case back: {} entries; the first decrypts to {}",
-        first.len(),
-        String::from_utf8_lossy(&payload)
+        "7. The court corrected the theft disposition to nolo contendere, with the reason; the first disposition stays in the history"
     );
-    let head = store.head();
+
+    let wrong = StreamId::random();
+    rec(
+        &police,
+        wrong,
+        RecordEvent::ArrestRecorded {
+            subject: john.to_hex(),
+            tracking_number: "OTN-2024-0002".into(),
+            agency_ori: "ZZ0070000".into(),
+            arrest_date: d("2024-06-10"),
+            charges: vec![charge(1, "13-3405", "POSSESSION OF MARIJUANA", Level::Misdemeanor)],
+        },
+    )?;
+    say_view("before the move, John Roe's record, to a court,", &records.view(john, Role::Court, Purpose::C, None)?);
+    rec(
+        &clerk,
+        wrong,
+        RecordEvent::CycleReassigned {
+            from_subject: john.to_hex(),
+            to_subject: jane.to_hex(),
+            reason: "fingerprints match SID-100, not SID-200".into(),
+            evidence: "AFIS response 2024-07-01-0042".into(),
+        },
+    )?;
+    println!(
+        "8. A June arrest was recorded against John by mistake; the clerk moved it to Jane, with the reason and the evidence"
+    );
+    say_view("after the move, John Roe's record, to a court,", &records.view(john, Role::Court, Purpose::C, None)?);
+    let moved = records
+        .history(wrong, None)?
+        .into_iter()
+        .find(|h| h.event_type == "records.cycle_reassigned")
+        .context("the move is in the history")?;
+    println!(
+        "   the case's history shows the move at position {} by {} ({:?})",
+        moved.position,
+        moved.author,
+        moved.role.map(|r| r.as_str())
+    );
+
+    rec(
+        &court,
+        wrong,
+        RecordEvent::ReliefOrdered {
+            order_id: "EXP-2024-3".into(),
+            kind: ReliefKind::Expunge,
+            scope: Scope::WholeCycle,
+            statute: "PC 851.93".into(),
+            audiences: vec![],
+        },
+    )?;
+    println!("9. The court ordered the June arrest expunged (EXP-2024-3); from then on no view shows it:");
+    say_view("a court", &records.view(jane, Role::Court, Purpose::C, None)?);
+    let clerk_view = records.view(jane, Role::RecordsClerk, Purpose::A, None)?;
+    println!(
+        "   the clerk sees only that order {} was carried out",
+        clerk_view.notices.iter().map(|n| n.order_id.as_str()).collect::<Vec<_>>().join(", ")
+    );
+
+    let (bytes, same) = records.reproduce(emp.dissemination.context("the employer's check was logged")?)?;
+    println!(
+        "10. Replaying the log to the employer's check reproduces its {} bytes: {}",
+        bytes.len(),
+        if same { "same hash" } else { "DIFFERENT" }
+    );
+    if !same {
+        bail!("a past background check did not reproduce");
+    }
+
+    let size = store.head().len;
+    let note = store.sign_checkpoint(&dir.note_signer()?, &dir.info()?.origin, size)?;
+    let log_key = dir.log_key()?;
+    let bundle = build_bundle(&store, &case, &note, size, &log_key, true)?;
+    let proven = verify_bundle(&serde_json::from_slice(&serde_json::to_vec(&bundle)?)?, &log_key)?;
+    println!("11. An evidence bundle for case CR-2024-001, checked offline with only the log key:");
+    println!("   {}", proven.describe());
+    drop(records);
+    drop(init);
     drop(store);
 
     let report = verify_log(&dir.log_dir(), |_, _| {})?;
     match &report.fault {
         None => println!(
-            "9. verify: ok, {} entries, {} streams, {} principals, {} signatures checked, head {}",
-            report.entries_verified, report.streams, report.principals, report.signatures_verified, head.last_hash
+            "12. verify: ok, {} entries, {} streams, {} principals, {} signatures checked, {} checkpoint(s)",
+            report.entries_verified, report.streams, report.principals, report.signatures_verified, report.checkpoints
         ),
         Some(f) => {
-            println!("9. verify FAILED at position {}: {}", f.position, f.fault);
+            println!("12. verify FAILED at position {}: {}", f.position, f.fault);
             return Ok(ExitCode::from(super::EXIT_FAULT));
         }
     }
