@@ -530,10 +530,7 @@ impl Store {
 
     /// One committed entry, read once, with its payload opened (or why it cannot be: a destroyed
     /// key is `ReadError::Payload` with `SealError::KeyDestroyed`). For replaying the log.
-    pub fn entry_with_payload(
-        &self,
-        position: u64,
-    ) -> Result<Option<(Entry, Result<Zeroizing<Vec<u8>>, ReadError>)>, ReadError> {
+    pub fn entry_with_payload(&self, position: u64) -> Result<Option<OpenedEntry>, ReadError> {
         if position >= self.head().len {
             return Ok(None);
         }
@@ -563,6 +560,9 @@ impl Store {
         }
     }
 }
+
+/// An entry with its payload opened, or the reason it could not be.
+pub type OpenedEntry = (Entry, Result<Zeroizing<Vec<u8>>, ReadError>);
 
 /// A persisted projection: the log position it reaches, and one sealed blob per stream.
 pub type PersistedProjection = (u64, Vec<(StreamId, Vec<u8>)>);
