@@ -24,13 +24,16 @@ fn the_demo_tells_the_whole_story_and_ends_verified() {
         "before the move, John Roe's record, to a court, sees 1 charge(s): POSSESSION OF MARIJUANA",
         "after the move, John Roe's record, to a court, sees 0 charge(s)",
         "the case's history shows the move",
+        "data key(s) destroyed",
         "a court sees 2 charge(s): THEFT (NoloContendere, none); CRIMINAL TRESPASS (Dismissed, sealed)",
-        "the clerk sees only that order EXP-2024-3 was carried out",
+        "what remains of it: order EXP-2024-3",
+        "history of the expunged case: expunged by order EXP-2024-3",
         "reproduces its",
         "same hash",
         "11. An evidence bundle for case CR-2024-001, checked offline",
         "verified: the checkpoint of log demo.chronicle.localhost/ledger",
         "12. verify: ok",
+        "2 entries' keys destroyed, their signatures still verify",
     ];
     let mut from = 0;
     for step in steps {

@@ -249,24 +249,17 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         moved.role.map(|r| r.as_str())
     );
 
-    rec(
-        &court,
-        wrong,
-        RecordEvent::ReliefOrdered {
-            order_id: "EXP-2024-3".into(),
-            kind: ReliefKind::Expunge,
-            scope: Scope::WholeCycle,
-            statute: "PC 851.93".into(),
-            audiences: vec![],
-        },
-    )?;
-    println!("9. The court ordered the June arrest expunged (EXP-2024-3); from then on no view shows it:");
-    say_view("a court", &records.view(jane, Role::Court, Purpose::C, None)?);
-    let clerk_view = records.view(jane, Role::RecordsClerk, Purpose::A, None)?;
+    let (_, destroyed) = records.expunge(&court, wrong, "cycle", "EXP-2024-3", "PC 851.93", now)?;
     println!(
-        "   the clerk sees only that order {} was carried out",
-        clerk_view.notices.iter().map(|n| n.order_id.as_str()).collect::<Vec<_>>().join(", ")
+        "9. The court ordered the June arrest expunged (EXP-2024-3): {destroyed} data key(s) destroyed, so its entries can never be read again"
     );
+    say_view("a court", &records.view(jane, Role::Court, Purpose::C, None)?);
+    let t = records.tombstone(&wrong).context("the order is on record")?;
+    println!("   what remains of it: order {} under {}, entered by {}", t.order_id, t.statute, t.author);
+    match records.history(wrong, None) {
+        Err(e) => println!("   history of the expunged case: {e}"),
+        Ok(_) => bail!("the history of an expunged case was shown"),
+    }
 
     let (bytes, same) = records.reproduce(emp.dissemination.context("the employer's check was logged")?)?;
     println!(
@@ -292,8 +285,13 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     let report = verify_log(&dir.log_dir(), |_, _| {})?;
     match &report.fault {
         None => println!(
-            "12. verify: ok, {} entries, {} streams, {} principals, {} signatures checked, {} checkpoint(s)",
-            report.entries_verified, report.streams, report.principals, report.signatures_verified, report.checkpoints
+            "12. verify: ok, {} entries, {} streams, {} principals, {} signatures checked ({} entries' keys destroyed, their signatures still verify), {} checkpoint(s)",
+            report.entries_verified,
+            report.streams,
+            report.principals,
+            report.signatures_verified,
+            report.keys_destroyed,
+            report.checkpoints
         ),
         Some(f) => {
             println!("12. verify FAILED at position {}: {}", f.position, f.fault);

@@ -348,6 +348,33 @@ impl Vault {
         Some(DataKeyId(id))
     }
 
+    /// The ids of destroyed keys recorded in a vault file, read without the master key (the
+    /// tombstones are not secret). For `verify`, which runs without secrets.
+    pub fn destroyed_ids(dir: &Path) -> Result<std::collections::HashSet<DataKeyId>, VaultError> {
+        let path = Vault::file_path(dir);
+        let bytes = std::fs::read(&path).map_err(|e| VaultError::Io(format!("{}: {e}", path.display())))?;
+        if bytes.len() < HEADER_LEN || &bytes[..16] != MAGIC {
+            return Err(VaultError::Corrupt { offset: 0, what: "not a vault file" });
+        }
+        let mut out = std::collections::HashSet::new();
+        let mut at = HEADER_LEN;
+        while at < bytes.len() {
+            let body = match bytes[at] {
+                TAG_KEY => 1 + 16 + WRAPPED_LEN,
+                TAG_DESTROYED => 1 + 16,
+                _ => break,
+            };
+            let Some(rec) = bytes.get(at..at + body) else { break };
+            if rec[0] == TAG_DESTROYED {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&rec[1..17]);
+                out.insert(DataKeyId(id));
+            }
+            at += body + 8;
+        }
+        Ok(out)
+    }
+
     /// How many keys are live and how many destroyed.
     pub fn counts(&self) -> (usize, usize) {
         let live = self.slots.values().filter(|s| s.key.is_some()).count();

@@ -281,6 +281,19 @@ pub enum RecordEvent {
     },
     /// The access policy in force from this entry on.
     PolicyAdopted { policy: Policy },
+    /// An expungement order for a whole case (cycle) or a subject's whole record. Written to the
+    /// destruction log, which is never expunged itself, so that the order, its time and its author
+    /// survive what it destroys. `streams` are the streams whose data keys it destroys.
+    ExpungementOrdered {
+        order_id: String,
+        statute: String,
+        /// The cycle or subject id ordered expunged.
+        target: String,
+        /// `cycle` or `subject`.
+        target_kind: String,
+        /// Every stream whose keys are destroyed (hex ids).
+        streams: Vec<String>,
+    },
 }
 
 /// Prefix of every records event type.
@@ -309,6 +322,7 @@ impl RecordEvent {
             Self::RecordDisseminated { .. } => "record_disseminated",
             Self::AccessDenied { .. } => "access_denied",
             Self::PolicyAdopted { .. } => "policy_adopted",
+            Self::ExpungementOrdered { .. } => "expungement_ordered",
         }
     }
 
@@ -341,6 +355,7 @@ impl RecordEvent {
             }
             Self::RecordDisseminated { .. } | Self::AccessDenied { .. } => StreamKind::Access,
             Self::PolicyAdopted { .. } => StreamKind::Policy,
+            Self::ExpungementOrdered { .. } => StreamKind::Destruction,
             _ => StreamKind::Cycle,
         }
     }
@@ -357,6 +372,13 @@ pub enum StreamKind {
     Access,
     /// The access policy.
     Policy,
+    /// The destruction log: expungement orders, never expunged themselves.
+    Destruction,
+}
+
+/// The stream holding the destruction log.
+pub fn destruction_stream() -> StreamId {
+    StreamId::derive("chronicle.records", "destruction-log")
 }
 
 /// The stream holding the access policy.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::access_stream;
 use crate::policy::Policy;
-use crate::state::{AccessRecord, Cycle, State, Subject};
+use crate::state::{AccessRecord, Cycle, State, Subject, Tombstone};
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -29,6 +29,7 @@ enum Part {
     Cycle { version: u64, cycle: Cycle },
     Access { version: u64, subject: StreamId, records: Vec<AccessRecord> },
     Policy { version: u64, position: u64, policy: Policy },
+    Destruction { version: u64, expunged: BTreeMap<StreamId, Tombstone> },
 }
 
 /// Writes the parts of `dirty` streams and the position the state reaches.
@@ -45,6 +46,8 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64)
                 Some(Part::Cycle { version, cycle: cycle.clone() })
             } else if let Some(subject) = access_of.get(s) {
                 Some(Part::Access { version, subject: *subject, records: state.access[subject].clone() })
+            } else if *s == crate::model::destruction_stream() {
+                Some(Part::Destruction { version, expunged: state.expunged.clone() })
             } else if *s == policy_stream {
                 state.adopted_policy.as_ref().map(|(position, policy)| Part::Policy {
                     version,
@@ -85,6 +88,7 @@ pub fn load(store: &Store) -> Option<(State, u64)> {
     let mut cycles = BTreeMap::new();
     let mut access = BTreeMap::new();
     let mut policy = None;
+    let mut expunged = BTreeMap::new();
     let mut versions = BTreeMap::new();
     for (s, part) in parts? {
         match part {
@@ -104,7 +108,13 @@ pub fn load(store: &Store) -> Option<(State, u64)> {
                 versions.insert(s, version);
                 policy = Some((position, p));
             }
+            Part::Destruction { version, expunged: e } => {
+                versions.insert(s, version);
+                expunged = e;
+            }
         }
     }
-    Some((State::from_parts(subjects, cycles, access, policy, versions, next.checked_sub(1)), next))
+    let mut state = State::from_parts(subjects, cycles, access, policy, versions, next.checked_sub(1));
+    state.expunged = expunged;
+    Some((state, next))
 }

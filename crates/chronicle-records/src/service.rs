@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::date::Date;
-use crate::model::{EVENT_PREFIX, Purpose, RecordEvent, access_stream, policy_stream};
+use crate::model::{EVENT_PREFIX, Purpose, RecordEvent, access_stream, destruction_stream, policy_stream};
 use crate::state::{Meta, State};
 use crate::validate::{RecordsError, validate};
 use crate::view::{RecordView, Request, ViewError, view};
@@ -47,6 +47,16 @@ pub enum ServiceError {
     /// Nothing at that position or id.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The scope was expunged: this is all that may be said of it.
+    #[error("expunged by order {order_id} (effective {effective}, entered by {by}); nothing else remains")]
+    Expunged {
+        /// The order.
+        order_id: String,
+        /// When it took effect (µs).
+        effective: i64,
+        /// Who entered it.
+        by: String,
+    },
     /// The projection could not be persisted.
     #[error("persisting the projection: {0}")]
     Persist(String),
@@ -101,7 +111,7 @@ fn apply_all(state: &mut State, decoded: Vec<Decoded>, mut dirty: Option<&mut BT
     for d in decoded {
         if let Decoded::Event(m, ev) = d {
             if let Some(dirty) = dirty.as_deref_mut() {
-                dirty.extend(State::touched(&m, &ev));
+                dirty.extend(state.touched(&m, &ev));
             }
             state.apply(&m, &ev);
         }
@@ -211,6 +221,65 @@ impl Records {
         r.catch_up()?;
         r.persist()?;
         Ok(r)
+    }
+
+    /// Records an expungement order for a cycle (`kind` = `cycle`) or a subject's whole record
+    /// (`subject`) in the destruction log, then carries it out: destroys the data keys of every
+    /// stream it covers. A second order for the same target is recorded too and destroys nothing.
+    /// Returns the order's position and how many keys were destroyed.
+    pub fn expunge(
+        &self,
+        signer: &Signer,
+        target: StreamId,
+        kind: &str,
+        order_id: &str,
+        statute: &str,
+        effective: Timestamp,
+    ) -> Result<(u64, usize), ServiceError> {
+        self.catch_up()?;
+        let streams = {
+            let p = self.projection();
+            match p.state.expunged.get(&target) {
+                Some(t) => t.streams.iter().map(StreamId::to_hex).collect(),
+                None => crate::validate::expungement_streams(&p.state, &target, kind)?,
+            }
+        };
+        let ev = RecordEvent::ExpungementOrdered {
+            order_id: order_id.into(),
+            statute: statute.into(),
+            target: target.to_hex(),
+            target_kind: kind.into(),
+            streams,
+        };
+        let r = self.record(signer, destruction_stream(), &ev, effective, Some(order_id.into()))?;
+        let destroyed = self.carry_out()?;
+        Ok((r.entries[0].position, destroyed))
+    }
+
+    /// Destroys the keys of every expungement order in the log whose keys are not destroyed yet
+    /// (after a crash between recording an order and carrying it out, opening finishes it), then
+    /// persists the projection so that nothing persisted depends on the destroyed keys.
+    pub fn carry_out(&self) -> Result<usize, ServiceError> {
+        let streams: Vec<StreamId> =
+            self.projection().state.expunged.values().flat_map(|t| t.streams.iter().copied()).collect();
+        if streams.is_empty() {
+            return Ok(0);
+        }
+        let destroyed = self.store.destroy_stream_keys(&streams)?;
+        if destroyed > 0 {
+            self.persist()?;
+        }
+        Ok(destroyed)
+    }
+
+    /// The expungement that covers a cycle or subject, if any: the order only, never content.
+    pub fn tombstone(&self, target: &StreamId) -> Option<crate::state::Tombstone> {
+        let p = self.projection();
+        p.state
+            .expunged
+            .get(target)
+            .cloned()
+            .or_else(|| p.state.expunged.values().find(|t| t.streams.contains(target)).cloned())
     }
 
     /// Persists the parts of the projection that changed since the last time.
@@ -509,6 +578,13 @@ impl Records {
     /// cycle, in log order, with who, when and under what authority.
     pub fn history(&self, stream: StreamId, up_to: Option<u64>) -> Result<Vec<HistoryItem>, ServiceError> {
         self.catch_up()?;
+        if let Some(t) = self.tombstone(&stream) {
+            return Err(ServiceError::Expunged {
+                order_id: t.order_id,
+                effective: t.effective.0,
+                by: t.author.to_string(),
+            });
+        }
         let streams = if self.projection().state.subjects.contains_key(&stream) {
             self.subject_streams(stream)
         } else {

@@ -223,6 +223,25 @@ pub struct AccessRecord {
     pub event: RecordEvent,
 }
 
+/// What remains of an expunged cycle or subject: that an order was carried out, never content.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tombstone {
+    /// The order.
+    pub order_id: String,
+    /// The statute cited.
+    pub statute: String,
+    /// `cycle` or `subject`.
+    pub kind: String,
+    /// When the order took effect.
+    pub effective: Timestamp,
+    /// Position of the order.
+    pub position: u64,
+    /// Who entered it.
+    pub author: PrincipalId,
+    /// Streams whose keys the order destroys.
+    pub streams: Vec<StreamId>,
+}
+
 /// The projection of the whole records domain.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct State {
@@ -238,6 +257,8 @@ pub struct State {
     pub versions: BTreeMap<StreamId, u64>,
     /// Position of the last records entry applied.
     pub last_position: Option<u64>,
+    /// Expunged cycles and subjects: the order only.
+    pub expunged: BTreeMap<StreamId, Tombstone>,
     by_sid: BTreeMap<String, StreamId>,
     by_fbi: BTreeMap<String, StreamId>,
     by_name_dob: BTreeMap<(String, Date), BTreeSet<StreamId>>,
@@ -314,7 +335,7 @@ impl State {
 
     /// The streams an event changes the projection of: its own, and the subjects whose set of
     /// cycles it changes.
-    pub fn touched(meta: &Meta, event: &RecordEvent) -> Vec<StreamId> {
+    pub fn touched(&self, meta: &Meta, event: &RecordEvent) -> Vec<StreamId> {
         let mut out = vec![meta.stream];
         match event {
             RecordEvent::ArrestRecorded { subject, .. } => out.extend(parse_id(subject)),
@@ -329,6 +350,37 @@ impl State {
             _ => {}
         }
         out
+    }
+
+    /// Removes everything the state holds from streams whose keys are destroyed, so that the
+    /// state after an expungement is exactly what replaying the log (where those entries can no
+    /// longer be read) gives.
+    fn forget(&mut self, streams: &[StreamId]) {
+        for s in streams {
+            if let Some(sub) = self.subjects.remove(s) {
+                self.by_sid.remove(&normalize(&sub.sid));
+                if let Some(f) = &sub.fbi {
+                    self.by_fbi.remove(&normalize(f));
+                }
+                for n in std::iter::once(&sub.name).chain(sub.aliases.iter()) {
+                    if let Some(set) = self.by_name_dob.get_mut(&(name_key(n), sub.dob)) {
+                        set.remove(s);
+                    }
+                }
+                self.by_name_dob.retain(|_, v| !v.is_empty());
+                self.access.remove(s);
+            }
+            if let Some(c) = self.cycles.remove(s) {
+                if let Some((_, d)) = &c.court {
+                    self.by_docket.remove(&normalize(d));
+                }
+            }
+            for sub in self.subjects.values_mut() {
+                sub.cycles.remove(s);
+                sub.cycles_ever.remove(s);
+            }
+            self.versions.remove(s);
+        }
     }
 
     /// Folds one records event into the state.
@@ -538,6 +590,25 @@ impl State {
             }
             RecordEvent::AccessDenied { subject: None, .. } => {}
             RecordEvent::PolicyAdopted { policy } => self.adopted_policy = Some((meta.position, policy.clone())),
+            RecordEvent::ExpungementOrdered { order_id, statute, target, target_kind, streams } => {
+                let Some(target) = parse_id(target) else { return };
+                let streams: Vec<StreamId> = streams.iter().filter_map(|s| parse_id(s)).collect();
+                if !self.expunged.contains_key(&target) {
+                    self.expunged.insert(
+                        target,
+                        Tombstone {
+                            order_id: order_id.clone(),
+                            statute: statute.clone(),
+                            kind: target_kind.clone(),
+                            effective: meta.effective,
+                            position: meta.position,
+                            author: meta.author.clone(),
+                            streams: streams.clone(),
+                        },
+                    );
+                }
+                self.forget(&streams);
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 use chronicle_core::{PrincipalId, Registry, Role, StreamId, Timestamp};
 
 use crate::date::Date;
-use crate::model::{RecordEvent, Scope, StreamKind, access_stream, policy_stream};
+use crate::model::{RecordEvent, Scope, StreamKind, access_stream, destruction_stream, policy_stream};
 use crate::state::State;
 
 /// A command was refused.
@@ -100,6 +100,9 @@ pub enum RecordsError {
     /// The order to vacate does not exist or restricts nothing.
     #[error("no sealing, limited-access or set-aside order {0} in force on this cycle")]
     NoSuchRestriction(String),
+    /// The cycle or subject was expunged by this order; nothing more may be recorded on it.
+    #[error("expunged by order {0}: nothing more may be recorded on it")]
+    Expunged(String),
     /// Expungement is final.
     #[error("order {0} is an expungement, which cannot be vacated")]
     CannotVacateExpungement(String),
@@ -133,6 +136,7 @@ fn roles_for(event: &RecordEvent) -> &'static [Role] {
         RecordEvent::ChallengeResolved { .. } => &[RecordsClerk],
         RecordEvent::RecordDisseminated { .. } | RecordEvent::AccessDenied { .. } => &[Ledger, RecordsClerk],
         RecordEvent::PolicyAdopted { .. } => &[Admin],
+        RecordEvent::ExpungementOrdered { .. } => &[RecordsClerk, Court],
     }
 }
 
@@ -146,6 +150,23 @@ fn not_future(what: &'static str, date: Date, today: Date) -> Result<(), Records
 
 fn non_empty(field: &'static str, s: &str) -> Result<(), RecordsError> {
     if s.trim().is_empty() { Err(RecordsError::Empty(field)) } else { Ok(()) }
+}
+
+/// The streams whose keys an expungement of a cycle or a subject destroys: the cycle; or the
+/// subject's identity, its access log and every cycle attributed to it now (cycles moved to
+/// someone else are theirs and stay).
+pub fn expungement_streams(state: &State, target: &StreamId, kind: &str) -> Result<Vec<String>, RecordsError> {
+    match kind {
+        "cycle" if state.cycles.contains_key(target) => Ok(vec![target.to_hex()]),
+        "cycle" => Err(RecordsError::UnknownCycle(*target)),
+        "subject" => {
+            let sub = state.subjects.get(target).ok_or_else(|| RecordsError::UnknownSubject(target.to_hex()))?;
+            let mut out = vec![target.to_hex(), access_stream(target).to_hex()];
+            out.extend(sub.cycles.iter().map(StreamId::to_hex));
+            Ok(out)
+        }
+        _ => Err(RecordsError::Malformed("target_kind must be cycle or subject".into())),
+    }
 }
 
 /// Checks one event by `author` for `stream` against the state.
@@ -163,6 +184,17 @@ pub fn validate(
     }
     let today = Date::from_micros(now.0);
     let tag = event.tag();
+    // Expunged is final: nothing more is recorded on an expunged cycle or subject.
+    let expunged_ref = match event {
+        RecordEvent::ArrestRecorded { subject, .. } => StreamId::from_hex(subject),
+        RecordEvent::CycleReassigned { to_subject, .. } => StreamId::from_hex(to_subject),
+        _ => None,
+    };
+    if let Some(t) = state.expunged.get(&stream).or_else(|| expunged_ref.and_then(|r| state.expunged.get(&r))) {
+        if !matches!(event, RecordEvent::ExpungementOrdered { .. }) {
+            return Err(RecordsError::Expunged(t.order_id.clone()));
+        }
+    }
     let exists = state.versions.contains_key(&stream);
     match event.stream_kind() {
         StreamKind::Subject => {
@@ -197,6 +229,11 @@ pub fn validate(
         StreamKind::Policy => {
             if stream != policy_stream() {
                 return Err(RecordsError::WrongStream { event: tag, reason: "not the policy stream" });
+            }
+        }
+        StreamKind::Destruction => {
+            if stream != destruction_stream() {
+                return Err(RecordsError::WrongStream { event: tag, reason: "not the destruction log" });
             }
         }
     }
@@ -370,6 +407,20 @@ pub fn validate(
         RecordEvent::RecordDisseminated { .. }
         | RecordEvent::AccessDenied { .. }
         | RecordEvent::PolicyAdopted { .. } => {}
+        RecordEvent::ExpungementOrdered { order_id, statute, target, target_kind, streams } => {
+            non_empty("order_id", order_id)?;
+            non_empty("statute", statute)?;
+            let id = StreamId::from_hex(target).ok_or_else(|| RecordsError::UnknownSubject(target.clone()))?;
+            let want = match state.expunged.get(&id) {
+                Some(t) => t.streams.iter().map(StreamId::to_hex).collect(),
+                None => expungement_streams(state, &id, target_kind)?,
+            };
+            if *streams != want {
+                return Err(RecordsError::Malformed(format!(
+                    "an expungement of {target} must name exactly the streams {want:?}"
+                )));
+            }
+        }
     }
     Ok(())
 }

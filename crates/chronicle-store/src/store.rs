@@ -304,6 +304,56 @@ impl Store {
         Ok(chronicle_core::DataKeyId(id))
     }
 
+    /// Every data key any entry of these streams is sealed under, plus each stream's current key.
+    fn stream_key_ids(&self, streams: &[StreamId]) -> Result<Vec<chronicle_core::DataKeyId>, ReadError> {
+        let mut ids = std::collections::BTreeSet::new();
+        let len = self.head().len;
+        for s in streams {
+            if let Ok(id) = self.stream_data_key(s) {
+                ids.insert(id);
+            }
+            for kv in self.shared.db.scan_prefix(layout::stream_prefix(s)) {
+                let (_, v) = kv?;
+                let (position, _) =
+                    layout::position_and_hash(&v).ok_or_else(|| ReadError::Storage("bad index value".into()))?;
+                if position >= len {
+                    continue;
+                }
+                if let Some(id) = read_entry_and_key(&self.shared.db, position)?
+                    .1
+                    .as_deref()
+                    .and_then(chronicle_core::Vault::wrapped_key_id)
+                {
+                    ids.insert(id);
+                }
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    /// Destroys every data key of these streams (crypto-shredding): their payloads, and anything
+    /// sealed for them, become unreadable for good. Idempotent; returns how many keys were live.
+    pub fn destroy_stream_keys(&self, streams: &[StreamId]) -> Result<usize, ReadError> {
+        let ids = self.stream_key_ids(streams)?;
+        let mut vault = self.shared.vault.write().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
+        vault.destroy(&ids).map_err(|e| ReadError::Storage(e.to_string()))
+    }
+
+    /// The raw bytes of a stream's current data key. For tests that prove a destroyed key is
+    /// gone from every file; never for production use.
+    pub fn danger_data_key_bytes(&self, stream: &StreamId) -> Option<[u8; 32]> {
+        let id = self.stream_data_key(stream).ok()?;
+        let vault = self.shared.vault.read().ok()?;
+        vault.key(&id).ok().map(|k| *k.as_bytes())
+    }
+
+    /// Whether every data key of these streams is destroyed.
+    pub fn stream_keys_destroyed(&self, streams: &[StreamId]) -> Result<bool, ReadError> {
+        let ids = self.stream_key_ids(streams)?;
+        let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
+        Ok(ids.iter().all(|id| vault.is_destroyed(id)))
+    }
+
     /// Replaces persisted projection blobs (sealed with [`Store::seal_for_stream`]) and the
     /// position they reach, atomically. Derived data: not synced, a crash just means replaying more.
     pub fn write_projection(

@@ -188,6 +188,8 @@ pub struct Report {
     pub sealed_entries: u64,
     /// Signed checkpoints checked.
     pub checkpoints: u64,
+    /// Entries whose payload key was destroyed (expunged content): they still verify.
+    pub keys_destroyed: u64,
     /// The first fault, if any.
     pub fault: Option<Finding>,
 }
@@ -198,6 +200,10 @@ impl Report {
         self.fault.is_none()
     }
 }
+
+/// An entry that passed the checks done in parallel: position, entry, hash, leaf hash, and
+/// whether its payload key was destroyed.
+type Checked = (u64, Entry, Hash, TreeHash, bool);
 
 struct Pending {
     position: u64,
@@ -216,6 +222,8 @@ struct Walker {
     sealed: u64,
     signatures: u64,
     tree: TreeCheck,
+    destroyed: std::collections::HashSet<chronicle_core::DataKeyId>,
+    destroyed_entries: u64,
 }
 
 /// Recomputes the Merkle tree's stored hashes from the entries and compares them with what is
@@ -286,6 +294,11 @@ pub fn verify_log(log_dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<
         sealed: 0,
         signatures: 0,
         tree: TreeCheck { edge: HashMap::new(), count: 0, chunk: None },
+        destroyed: log_dir
+            .parent()
+            .map(|d| chronicle_core::Vault::destroyed_ids(&d.join("vault")).unwrap_or_default())
+            .unwrap_or_default(),
+        destroyed_entries: 0,
     };
     let mut fault = None;
     let mut iter = db.scan_prefix([layout::ENTRY]);
@@ -337,6 +350,7 @@ pub fn verify_log(log_dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<
         signatures_verified: w.signatures,
         sealed_entries: w.sealed,
         checkpoints,
+        keys_destroyed: w.destroyed_entries,
         fault,
     })
 }
@@ -379,7 +393,7 @@ impl Walker {
     /// Checks one chunk; returns the first fault in it.
     fn chunk(&mut self, raw: Vec<Result<(sled::IVec, sled::IVec), sled::Error>>) -> Option<Finding> {
         // Decoding and hashing are independent per entry: do them on all cores.
-        let decoded: Vec<Result<(u64, Entry, Hash, TreeHash), Finding>> = raw
+        let decoded: Vec<Result<Checked, Finding>> = raw
             .into_par_iter()
             .map(|kv| {
                 let (k, v) =
@@ -401,15 +415,20 @@ impl Walker {
                 let e = Entry::decode(bytes.to_vec())
                     .map_err(|e| Finding { position, fault: Fault::Undecodable { reason: e.to_string() } })?;
                 let leaf = leaf_hash(bytes);
-                Ok((position, e, computed, leaf))
+                let destroyed = ev
+                    .wrapped_key
+                    .and_then(chronicle_core::Vault::wrapped_key_id)
+                    .is_some_and(|id| self.destroyed.contains(&id));
+                Ok((position, e, computed, leaf, destroyed))
             })
             .collect();
 
         let mut pending = Vec::with_capacity(decoded.len());
         let mut structural = None;
         for d in decoded {
-            let r = d.and_then(|(position, e, hash, leaf)| {
+            let r = d.and_then(|(position, e, hash, leaf, destroyed)| {
                 let at = self.expected;
+                self.destroyed_entries += u64::from(destroyed);
                 self.entry(position, e, hash, &mut pending)?;
                 match self.tree.push(&self.db, at, leaf) {
                     Ok(true) => Ok(()),

@@ -1,0 +1,204 @@
+//! Expungement that really destroys: after the order no view, index, persisted projection or
+//! file under the data directory holds the expunged content or the destroyed keys, in any
+//! encoding; the ledger still verifies; everything else stays readable; expunged is final.
+
+mod common;
+
+use base64::Engine;
+use chronicle_core::{Role, StreamId, Timestamp};
+use chronicle_records::model::access_stream;
+use chronicle_records::{DispositionKind, Level, Purpose, RecordEvent, Records, RecordsError, ServiceError};
+use chronicle_store::verify_log;
+use common::{Bureau, date};
+
+fn encodings(needle: &[u8]) -> Vec<Vec<u8>> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = vec![needle.to_vec(), hex::encode(needle).into_bytes(), hex::encode_upper(needle).into_bytes()];
+    // Base64 of the needle at each of the three alignments it can have inside longer data.
+    for shift in 0..3usize {
+        let mut padded = vec![0u8; shift];
+        padded.extend_from_slice(needle);
+        let enc = b64.encode(&padded);
+        let skip = if shift == 0 { 0 } else { 4 };
+        let keep = enc.len().saturating_sub(4);
+        if keep > skip + 8 {
+            out.push(enc.as_bytes()[skip..keep].to_vec());
+        }
+    }
+    out
+}
+
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(files(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+#[test]
+fn expunged_content_and_keys_leave_no_trace_and_the_ledger_still_verifies() {
+    let b = Bureau::new();
+    // Subject A: one case to expunge, one to keep.
+    let a = b.enroll("SID-A-1", "KEEPSURNAME", "ALICE", "1980-02-02");
+    let gone = b.arrest(
+        a,
+        "OTN-PLANTED-1",
+        "2023-01-05",
+        &[(1, "PLANTED-STATUTE-9", "PLANTED CASE ONE LITERAL", Level::Felony)],
+    );
+    b.rec(&b.court, gone, RecordEvent::CourtCaseFiled { court_ori: "ZZ".into(), docket: "DKT-PLANTED-1".into() })
+        .unwrap();
+    b.rec(
+        &b.clerk,
+        gone,
+        RecordEvent::ChallengeFiled {
+            challenge_id: "CH-1".into(),
+            statement: "PLANTED FREE TEXT ABOUT THE NIGHT".into(),
+        },
+    )
+    .unwrap();
+    let kept = b.arrest(a, "OTN-KEEP", "2023-06-05", &[(1, "13-1802", "KEEP LITERAL THEFT", Level::Misdemeanor)]);
+    b.rec(
+        &b.court,
+        kept,
+        RecordEvent::DispositionRecorded { seq: 1, disposition: DispositionKind::GuiltyPlea, date: date("2023-07-01") },
+    )
+    .unwrap();
+    // Subject B: the whole record goes.
+    let bsub = b.enroll("SID-PLANTED-B", "PLANTEDBSURNAME", "BORIS", "1961-07-13");
+    let bcase = b.arrest(
+        bsub,
+        "OTN-PLANTED-B",
+        "2022-03-03",
+        &[(1, "PLANTED-STATUTE-B", "PLANTED B LITERAL", Level::Misdemeanor)],
+    );
+    b.rec(&b.court, bcase, RecordEvent::CourtCaseFiled { court_ori: "ZZ".into(), docket: "DKT-PLANTED-B".into() })
+        .unwrap();
+    // Subject C: untouched.
+    let c = b.enroll("SID-C-3", "CONTROLSURNAME", "CARL", "1970-03-03");
+    b.arrest(c, "OTN-C", "2024-01-01", &[(1, "13-1602", "CONTROL LITERAL", Level::Misdemeanor)]);
+    // Disseminations that mention the doomed items, before the orders.
+    b.records.background_check(&b.ledger.ledger, b.police.principal(), Purpose::C, a, None, None).unwrap();
+    b.records.background_check(&b.ledger.ledger, b.police.principal(), Purpose::C, bsub, None, None).unwrap();
+    b.records.persist().unwrap();
+    let c_before = b.records.view(c, Role::Court, Purpose::C, None).unwrap();
+    let keys: Vec<[u8; 32]> = [gone, bsub, access_stream(&bsub), bcase]
+        .iter()
+        .map(|s| b.ledger.store.danger_data_key_bytes(s).unwrap())
+        .collect();
+
+    // The orders.
+    let (_, destroyed) = b.records.expunge(&b.court, gone, "cycle", "EXP-1", "PC 851.93", Timestamp::now()).unwrap();
+    assert_eq!(destroyed, 1);
+    let (_, destroyed) = b.records.expunge(&b.court, bsub, "subject", "EXP-2", "CPL 160.50", Timestamp::now()).unwrap();
+    assert_eq!(destroyed, 3, "identity, access log and the one case");
+
+    // No role sees a trace; lookups and history say only that an order was carried out.
+    for (role, purpose) in
+        [(Role::Court, Purpose::C), (Role::RecordsClerk, Purpose::A), (Role::LawEnforcement, Purpose::C)]
+    {
+        let v = b.records.view(a, role, purpose, None).unwrap();
+        let text = String::from_utf8(v.to_bytes()).unwrap();
+        assert!(!text.contains("PLANTED") && !text.contains(&gone.to_hex()), "{role:?}: {text}");
+        assert!(text.contains("KEEP LITERAL THEFT"), "the other case stays");
+        assert!(matches!(b.records.view(bsub, role, purpose, None), Err(ServiceError::View(_))));
+    }
+    {
+        let p = b.records.projection();
+        assert_eq!(p.state.subject_by_sid("SID-PLANTED-B"), None);
+        assert_eq!(p.state.cycle_by_docket("DKT-PLANTED-1"), None);
+        assert!(p.state.access.get(&bsub).is_none());
+        assert!(format!("{:?}", p.state).find("PLANTED").is_none(), "nothing of it in the projection");
+    }
+    for target in [gone, bsub] {
+        match b.records.history(target, None) {
+            Err(ServiceError::Expunged { order_id, by, .. }) => {
+                assert!(order_id.starts_with("EXP-") && by == "court.district-4")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(b.records.tombstone(&bcase).unwrap().order_id, "EXP-2");
+    let c_after = b.records.view(c, Role::Court, Purpose::C, None).unwrap();
+    assert_eq!((c_after.identity, c_after.cycles), (c_before.identity, c_before.cycles), "other records are untouched");
+
+    // Expunged is final; a second order is recorded and finds nothing left to destroy.
+    let e = b
+        .rec(
+            &b.court,
+            gone,
+            RecordEvent::DispositionRecorded {
+                seq: 1,
+                disposition: DispositionKind::Dismissed,
+                date: date("2023-02-01"),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e, ServiceError::Invalid(RecordsError::Expunged("EXP-1".into())));
+    let e = b
+        .rec(
+            &b.police,
+            StreamId::random(),
+            RecordEvent::ArrestRecorded {
+                subject: bsub.to_hex(),
+                tracking_number: "X".into(),
+                agency_ori: "Z".into(),
+                arrest_date: date("2024-01-01"),
+                charges: vec![common::charge(1, "s", "l", Level::Felony)],
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e, ServiceError::Invalid(RecordsError::Expunged("EXP-2".into())));
+    let (pos, destroyed) =
+        b.records.expunge(&b.court, gone, "cycle", "EXP-1-AGAIN", "PC 851.93", Timestamp::now()).unwrap();
+    assert!(pos > 0);
+    assert_eq!(destroyed, 0, "nothing was left to destroy");
+
+    // Rebuilding from zero gives the same state (the expunged entries simply cannot be read).
+    let rebuilt = Records::rebuild(b.ledger.store.clone()).unwrap();
+    assert!(rebuilt.projection().state == b.records.projection().state);
+    drop(rebuilt);
+    drop(b.records);
+
+    let (_t, dir) = b.ledger.close();
+    // verify still passes; it counts the entries whose keys are gone.
+    let r = verify_log(&dir.log_dir(), |_, _| {}).unwrap();
+    assert!(r.is_ok(), "{:?}", r.fault);
+    assert!(r.keys_destroyed >= 7, "{}", r.keys_destroyed);
+    // No file under the data directory holds the content or the keys, raw or encoded.
+    let planted: Vec<&[u8]> = vec![
+        b"PLANTED CASE ONE LITERAL",
+        b"PLANTED-STATUTE-9",
+        b"DKT-PLANTED-1",
+        b"PLANTED FREE TEXT ABOUT THE NIGHT",
+        b"PLANTEDBSURNAME",
+        b"1961-07-13",
+        b"SID-PLANTED-B",
+        b"DKT-PLANTED-B",
+        b"PLANTED B LITERAL",
+    ];
+    let mut needles: Vec<Vec<u8>> = planted.iter().flat_map(|p| encodings(p)).collect();
+    for k in &keys {
+        needles.extend(encodings(k));
+    }
+    let all = files(&dir.root);
+    assert!(all.len() > 3);
+    for f in all {
+        let bytes = std::fs::read(&f).unwrap();
+        for n in &needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == &n[..]),
+                "{} holds {:?}",
+                f.display(),
+                String::from_utf8_lossy(n)
+            );
+        }
+    }
+    // And the kept content is still readable after a restart.
+    let store = dir.open().unwrap();
+    let records = Records::open(store).unwrap();
+    let v = records.view(a, Role::Court, Purpose::C, None).unwrap();
+    assert_eq!(v.items().len(), 1);
+}
