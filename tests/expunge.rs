@@ -109,7 +109,7 @@ fn expunged_content_and_keys_leave_no_trace_and_the_ledger_still_verifies() {
         let p = b.records.projection();
         assert_eq!(p.state.subject_by_sid("SID-PLANTED-B"), None);
         assert_eq!(p.state.cycle_by_docket("DKT-PLANTED-1"), None);
-        assert!(p.state.access.get(&bsub).is_none());
+        assert!(!p.state.access.contains_key(&bsub));
         assert!(format!("{:?}", p.state).find("PLANTED").is_none(), "nothing of it in the projection");
     }
     for target in [gone, bsub] {

@@ -370,10 +370,10 @@ impl State {
                 self.by_name_dob.retain(|_, v| !v.is_empty());
                 self.access.remove(s);
             }
-            if let Some(c) = self.cycles.remove(s) {
-                if let Some((_, d)) = &c.court {
-                    self.by_docket.remove(&normalize(d));
-                }
+            if let Some(c) = self.cycles.remove(s)
+                && let Some((_, d)) = &c.court
+            {
+                self.by_docket.remove(&normalize(d));
             }
             for sub in self.subjects.values_mut() {
                 sub.cycles.remove(s);
@@ -593,20 +593,15 @@ impl State {
             RecordEvent::ExpungementOrdered { order_id, statute, target, target_kind, streams } => {
                 let Some(target) = parse_id(target) else { return };
                 let streams: Vec<StreamId> = streams.iter().filter_map(|s| parse_id(s)).collect();
-                if !self.expunged.contains_key(&target) {
-                    self.expunged.insert(
-                        target,
-                        Tombstone {
-                            order_id: order_id.clone(),
-                            statute: statute.clone(),
-                            kind: target_kind.clone(),
-                            effective: meta.effective,
-                            position: meta.position,
-                            author: meta.author.clone(),
-                            streams: streams.clone(),
-                        },
-                    );
-                }
+                self.expunged.entry(target).or_insert_with(|| Tombstone {
+                    order_id: order_id.clone(),
+                    statute: statute.clone(),
+                    kind: target_kind.clone(),
+                    effective: meta.effective,
+                    position: meta.position,
+                    author: meta.author.clone(),
+                    streams: streams.clone(),
+                });
                 self.forget(&streams);
             }
         }

@@ -190,10 +190,10 @@ pub fn validate(
         RecordEvent::CycleReassigned { to_subject, .. } => StreamId::from_hex(to_subject),
         _ => None,
     };
-    if let Some(t) = state.expunged.get(&stream).or_else(|| expunged_ref.and_then(|r| state.expunged.get(&r))) {
-        if !matches!(event, RecordEvent::ExpungementOrdered { .. }) {
-            return Err(RecordsError::Expunged(t.order_id.clone()));
-        }
+    if let Some(t) = state.expunged.get(&stream).or_else(|| expunged_ref.and_then(|r| state.expunged.get(&r)))
+        && !matches!(event, RecordEvent::ExpungementOrdered { .. })
+    {
+        return Err(RecordsError::Expunged(t.order_id.clone()));
     }
     let exists = state.versions.contains_key(&stream);
     match event.stream_kind() {
