@@ -31,6 +31,8 @@ enum Cmd {
     Rebuild(cli::rebuild::RebuildArgs),
     #[command(hide = true)]
     AppendLoop(cli::append_loop::AppendLoopArgs),
+    #[command(hide = true)]
+    ExpungeLoop(cli::expunge_loop::ExpungeLoopArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Cmd::Witness(a) => cli::witness::run(a),
         Cmd::Rebuild(a) => cli::rebuild::run(a),
         Cmd::AppendLoop(a) => cli::append_loop::run(a),
+        Cmd::ExpungeLoop(a) => cli::expunge_loop::run(a),
     };
     match result {
         Ok(code) => code,

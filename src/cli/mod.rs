@@ -4,6 +4,7 @@ pub mod append_loop;
 pub mod checkpoint;
 pub mod demo;
 pub mod evidence;
+pub mod expunge_loop;
 pub mod init;
 pub mod log_key;
 pub mod proof;

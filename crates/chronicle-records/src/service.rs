@@ -208,6 +208,8 @@ impl Records {
         let r =
             Records { store, projection: RwLock::new(projection), unique: Mutex::new(()), catching_up: Mutex::new(()) };
         r.catch_up()?;
+        // An order recorded just before a crash is carried out now.
+        r.carry_out()?;
         Ok(r)
     }
 
@@ -219,6 +221,7 @@ impl Records {
         let r =
             Records { store, projection: RwLock::new(projection), unique: Mutex::new(()), catching_up: Mutex::new(()) };
         r.catch_up()?;
+        r.carry_out()?;
         r.persist()?;
         Ok(r)
     }
