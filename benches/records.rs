@@ -135,10 +135,20 @@ fn main() {
             .flat_map_iter(|i| subject_requests(&clerk, i))
             .collect();
         sample_subjects.push(reqs[0].0);
-        reqs.par_iter().with_max_len(1).for_each(|(s, cmds)| {
-            store
-                .append(AppendRequest { stream: *s, expected: ExpectedVersion::NoStream, commands: cmds.clone() })
-                .unwrap();
+        // 32 concurrent appenders, so that group commit amortizes the fsyncs.
+        let queue = std::sync::Mutex::new(reqs.into_iter());
+        std::thread::scope(|sc| {
+            for _ in 0..32 {
+                sc.spawn(|| {
+                    loop {
+                        let next = queue.lock().unwrap().next();
+                        let Some((s, cmds)) = next else { break };
+                        store
+                            .append(AppendRequest { stream: s, expected: ExpectedVersion::NoStream, commands: cmds })
+                            .unwrap();
+                    }
+                });
+            }
         });
     }
     let len = store.head().len;
