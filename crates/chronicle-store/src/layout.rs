@@ -11,6 +11,11 @@
 //! | `s` | stream id (16), stream version (u64 BE) | position (u64 BE), entry hash (32) |
 //! | `i` | blake3(author, idempotency key) (32) | command digest (32), position (u64 BE), entry hash (32) |
 //! | `c` | stream id (16) | the stream's current data key id (16) |
+//! | `t` | chunk (u64 BE) | 64 Merkle stored hashes (see `tree`) |
+//! | `p` | tree size (u64 BE) | a signed checkpoint note |
+//! | `w` | tree size (u64 BE), witness name | a cosignature line |
+//! | `r` | stream id (16) | the stream's sealed part of the records projection |
+//! | `m` | `projection` | the log position the persisted projection reaches |
 //! | `m` | `head` | next position (u64 BE), last entry hash (32), last recorded time (i64 BE) |
 //! | `m` | `format` | the store format version (u8) |
 
