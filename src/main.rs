@@ -29,6 +29,9 @@ enum Cmd {
     VerifyEvidence(cli::evidence::VerifyArgs),
     Witness(cli::witness::WitnessArgs),
     Rebuild(cli::rebuild::RebuildArgs),
+    Import(cli::import::ImportArgs),
+    Principal(cli::principal::PrincipalArgs),
+    Generate(cli::generate::GenerateArgs),
     #[command(hide = true)]
     AppendLoop(cli::append_loop::AppendLoopArgs),
     #[command(hide = true)]
@@ -48,6 +51,9 @@ fn main() -> ExitCode {
         Cmd::VerifyEvidence(a) => cli::evidence::verify(a),
         Cmd::Witness(a) => cli::witness::run(a),
         Cmd::Rebuild(a) => cli::rebuild::run(a),
+        Cmd::Import(a) => cli::import::run(a),
+        Cmd::Principal(a) => cli::principal::run(a),
+        Cmd::Generate(a) => cli::generate::run(a),
         Cmd::AppendLoop(a) => cli::append_loop::run(a),
         Cmd::ExpungeLoop(a) => cli::expunge_loop::run(a),
     };

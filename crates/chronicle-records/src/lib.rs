@@ -6,6 +6,7 @@
 //! gRPC. Everything it shows is a pure function of the log (I6).
 
 pub mod date;
+pub mod import;
 pub mod model;
 pub mod persist;
 pub mod policy;

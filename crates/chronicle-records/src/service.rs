@@ -345,6 +345,68 @@ impl Records {
         Ok(read)
     }
 
+    /// Checks a sequence of planned import lines by `author` against the current records plus
+    /// the lines before them, without appending anything. Returns the lines that would be refused.
+    pub fn dry_run<'l>(
+        &self,
+        author: &PrincipalId,
+        lines: impl Iterator<Item = (usize, &'l str, &'l crate::import::Planned)>,
+    ) -> Vec<(usize, &'l str, String)> {
+        if let Err(e) = self.catch_up() {
+            return vec![(0, "", e.to_string())];
+        }
+        let mut state = self.projection().state.clone();
+        let registry = self.store.registry();
+        let mut position = self.store.head().len;
+        let mut bad = Vec::new();
+        for (n, raw, plan) in lines {
+            let checked = match plan {
+                crate::import::Planned::Command(cmd) => {
+                    let st = cmd.statement();
+                    RecordEvent::parse(&st.event_type, cmd.payload()).map_err(|e| e.to_string()).and_then(|ev| {
+                        validate(&state, &registry, author, st.stream, &ev, Timestamp::now())
+                            .map_err(|e| e.to_string())?;
+                        Ok((st.stream, ev, st.effective_time))
+                    })
+                }
+                crate::import::Planned::Expunge(target, kind, order, statute, effective) => {
+                    let streams = match state.expunged.get(target) {
+                        Some(t) => Ok(t.streams.iter().map(StreamId::to_hex).collect()),
+                        None => crate::validate::expungement_streams(&state, target, kind).map_err(|e| e.to_string()),
+                    };
+                    streams.map(|streams| {
+                        let ev = RecordEvent::ExpungementOrdered {
+                            order_id: order.clone(),
+                            statute: statute.clone(),
+                            target: target.to_hex(),
+                            target_kind: kind.to_string(),
+                            streams,
+                        };
+                        (destruction_stream(), ev, *effective)
+                    })
+                }
+            };
+            match checked {
+                Ok((stream, event, effective)) => {
+                    let stream_version = state.versions.get(&stream).map_or(0, |v| v + 1);
+                    let meta = Meta {
+                        position,
+                        stream,
+                        stream_version,
+                        recorded: Timestamp::now(),
+                        effective,
+                        author: author.clone(),
+                        court_order: None,
+                    };
+                    state.apply(&meta, &event);
+                    position += 1;
+                }
+                Err(reason) => bad.push((n, raw, reason)),
+            }
+        }
+        bad
+    }
+
     /// Validates a signed command against the current state and appends it.
     pub fn submit(&self, cmd: Command) -> Result<AppendReceipt, ServiceError> {
         let st = cmd.statement().clone();

@@ -1,0 +1,86 @@
+//! `chronicle principal`: manage principals in the registry.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chronicle::datadir::DataDir;
+use chronicle_core::{Command, PrincipalId, RegistryEvent, Role, Signer, StreamId};
+use chronicle_store::{AppendRequest, ExpectedVersion};
+
+/// Manage principals (signed by the first admin).
+#[derive(clap::Args)]
+pub struct PrincipalArgs {
+    #[command(subcommand)]
+    cmd: PrincipalCmd,
+}
+
+#[derive(clap::Subcommand)]
+enum PrincipalCmd {
+    /// Register a principal with a new key, and write the key to a file.
+    ///
+    /// Example: chronicle principal add --data-dir D --id clerk.rivera --role records_clerk --key-out clerk.key.pem
+    Add {
+        /// The data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The principal's id (a-z 0-9 . _ @ : -).
+        #[arg(long)]
+        id: String,
+        /// Its role: records_clerk, court, law_enforcement, prosecutor, defense_attorney, subject,
+        /// background_check, employer, licensing_agency, auditor, admin.
+        #[arg(long)]
+        role: String,
+        /// Where to write its private key (PKCS#8 PEM, mode 0600).
+        #[arg(long)]
+        key_out: PathBuf,
+    },
+}
+
+pub fn run(a: PrincipalArgs) -> Result<ExitCode> {
+    match a.cmd {
+        PrincipalCmd::Add { data_dir, id, role, key_out } => {
+            let role: Role = serde_json::from_value(serde_json::Value::String(role.clone()))
+                .with_context(|| format!("unknown role {role:?}"))?;
+            if role == Role::Ledger {
+                bail!("there is only one ledger principal");
+            }
+            let dir = DataDir::new(&data_dir, None);
+            let store = dir.open()?;
+            let signer = Signer::generate(PrincipalId::new(id)?);
+            write_key(&key_out, &signer.to_pem())?;
+            let cmd = Command::sign(
+                &dir.admin()?,
+                RegistryEvent::register(signer.principal().clone(), role, &signer.verifying_key()).draft(),
+            )?;
+            let r = store.append(AppendRequest {
+                stream: StreamId::REGISTRY,
+                expected: ExpectedVersion::Any,
+                commands: vec![cmd],
+            })?;
+            println!(
+                "registered {} as {} at position {}; key {} in {}",
+                signer.principal(),
+                role.as_str(),
+                r.entries[0].position,
+                signer.key_id(),
+                key_out.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_key(path: &std::path::Path, pem: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    let mut f = o.open(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(pem.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
