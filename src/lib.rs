@@ -4,3 +4,9 @@
 //! to lay out and open a data directory.
 
 pub mod datadir;
+
+/// mimalloc for every program built on this crate (the binary, its tests and benchmarks):
+/// replaying the log allocates and frees many short-lived buffers on all cores, which the system
+/// allocator turns into page faults and zeroing.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

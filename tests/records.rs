@@ -446,6 +446,7 @@ fn the_projection_persists_sealed_and_a_restart_or_rebuild_gives_the_same_state(
     // projections are both sealed.
     let store = b.ledger.store.clone();
     let reopened = chronicle_records::Records::open(store.clone()).unwrap();
+    assert!(reopened.projection().restored, "the projection was loaded, not replayed");
     assert!(reopened.projection().state == before, "the persisted projection restores the same state");
     assert_eq!(reopened.projection().state.cycle_by_docket("PLANTED-DOCKET"), Some(c), "indexes are rebuilt");
     let rebuilt = chronicle_records::Records::rebuild(store).unwrap();

@@ -22,8 +22,10 @@ use crate::model::access_stream;
 use crate::policy::Policy;
 use crate::state::{AccessRecord, Cycle, State, Subject, Tombstone};
 
+// Externally tagged: an internally tagged enum buffers its content, and maps with integer keys
+// (charges by number) do not survive that buffering.
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Part {
     Subject { version: u64, subject: Subject },
     Cycle { version: u64, cycle: Cycle },

@@ -149,6 +149,8 @@ pub struct Projection {
     dirty: BTreeSet<StreamId>,
     /// Where the persisted projection reaches.
     persisted: u64,
+    /// Whether the projection was restored from what was persisted (rather than replayed).
+    pub restored: bool,
 }
 
 /// The records service over a store.
@@ -203,8 +205,10 @@ fn inside_bureau(role: Role) -> bool {
 impl Records {
     /// Opens the service: loads the persisted projection (if any) and replays the rest of the log.
     pub fn open(store: Store) -> Result<Records, ServiceError> {
-        let (state, next) = crate::persist::load(&store).unwrap_or_default();
-        let projection = Projection { state, next, dirty: BTreeSet::new(), persisted: next };
+        let loaded = crate::persist::load(&store);
+        let restored = loaded.is_some();
+        let (state, next) = loaded.unwrap_or_default();
+        let projection = Projection { state, next, dirty: BTreeSet::new(), persisted: next, restored };
         let r =
             Records { store, projection: RwLock::new(projection), unique: Mutex::new(()), catching_up: Mutex::new(()) };
         r.catch_up()?;
@@ -217,7 +221,8 @@ impl Records {
     /// projection. What `chronicle rebuild` does.
     pub fn rebuild(store: Store) -> Result<Records, ServiceError> {
         store.clear_projection()?;
-        let projection = Projection { state: State::new(), next: 0, dirty: BTreeSet::new(), persisted: 0 };
+        let projection =
+            Projection { state: State::new(), next: 0, dirty: BTreeSet::new(), persisted: 0, restored: false };
         let r =
             Records { store, projection: RwLock::new(projection), unique: Mutex::new(()), catching_up: Mutex::new(()) };
         r.catch_up()?;
@@ -321,6 +326,7 @@ impl Records {
         };
         let mut next = self.projection().next;
         let mut read = 0;
+        let mut persist = false;
         let mut current = decode_page(next)?;
         while !current.is_empty() {
             let after = next + current.len() as u64;
@@ -337,10 +343,13 @@ impl Records {
             );
             read += after - next;
             next = after;
-            if persist_due {
-                self.persist()?;
-            }
+            persist |= persist_due;
             current = upcoming?;
+        }
+        // Persist once the log is caught up, not page by page: replaying a long backlog would
+        // otherwise spend its time re-sealing the same streams.
+        if persist {
+            self.persist()?;
         }
         Ok(read)
     }

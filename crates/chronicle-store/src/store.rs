@@ -667,7 +667,7 @@ pub(crate) fn open_sled(dir: &Path) -> Result<sled::Db, OpenError> {
     loop {
         let result = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(1024 * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
             // Every group is flushed and fdatasync'd by the syncer; a background flusher would only
             // compete with it (and hold the directory lock after the store is dropped).
