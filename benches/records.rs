@@ -209,7 +209,7 @@ fn main() {
     );
     println!("{:<40} {:>14}", "measure", "value");
     println!("{:<40} {:>14.0}", "rebuild from zero (entries/s)", common::median(rates));
-    println!("{:<40} {:>14.0}", "  replay only, nothing persisted (entries/s)", common::median(replay_rates));
+    println!("{:<40} {:>14.0}", "  open with no persisted projection (entries/s)", common::median(replay_rates));
     println!("{:<40} {:>14.1}", "rap-sheet read p50 (µs)", common::percentile(&lat, 0.5));
     println!("{:<40} {:>14.1}", "rap-sheet read p99 (µs)", common::percentile(&lat, 0.99));
     println!("{:<40} {:>14.2}", "restart to ready (s)", common::median(ready));

@@ -314,3 +314,29 @@ fn witness_cosignatures_are_checked_and_kept_beside_the_checkpoint() {
     // The cosigned note still verifies against the log key (verifiers skip unknown signers).
     verify_checkpoint(&cosigned, &l.dir.log_key().unwrap()).unwrap();
 }
+
+#[test]
+fn the_checkpoint_policy_signs_after_m_entries_or_n_seconds_and_never_twice_for_one_size() {
+    let (l, clerk) = filled(3);
+    let signer = l.dir.note_signer().unwrap();
+    let origin = l.dir.info().unwrap().origin;
+    let policy = chronicle_store::CheckpointPolicy { entries: 5, interval: std::time::Duration::from_secs(3600) };
+    // Nothing signed yet: the first call signs at the head.
+    let first = l.store.maybe_checkpoint(&signer, &origin, policy).unwrap().expect("first checkpoint");
+    assert_eq!(verify_checkpoint(&first, &l.dir.log_key().unwrap()).unwrap().size, l.store.head().len);
+    // Fewer than M new entries and N not elapsed: nothing.
+    let s = stream("p");
+    for i in 0..4 {
+        l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, &format!("p{i}"), "{}")]).unwrap();
+    }
+    assert!(l.store.maybe_checkpoint(&signer, &origin, policy).unwrap().is_none());
+    // The M-th entry makes one due.
+    l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "p4", "{}")]).unwrap();
+    assert!(l.store.maybe_checkpoint(&signer, &origin, policy).unwrap().is_some());
+    assert!(l.store.maybe_checkpoint(&signer, &origin, policy).unwrap().is_none(), "nothing new, nothing signed");
+    // With N elapsed, a single new entry is enough.
+    let quick = chronicle_store::CheckpointPolicy { entries: 1_000, interval: std::time::Duration::ZERO };
+    l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "p5", "{}")]).unwrap();
+    assert!(l.store.maybe_checkpoint(&signer, &origin, quick).unwrap().is_some());
+    assert_eq!(l.store.checkpoints().unwrap().len(), 3);
+}

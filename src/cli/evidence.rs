@@ -13,15 +13,18 @@ use chronicle_store::evidence::{Bundle, build_bundle, verify_bundle};
 /// the registry entries needed to check every author signature, and (unless --no-content) the
 /// opened payloads so a checker can match content to what each author signed.
 ///
-/// Example: chronicle export-evidence --data-dir D --stream 5f1c...e2 --out case.json
+/// Example: chronicle export-evidence --data-dir D --case CR-2024-001 --out case.json
 #[derive(clap::Args)]
 pub struct ExportArgs {
     /// The data directory.
     #[arg(long)]
     data_dir: PathBuf,
-    /// The stream (32 hex digits).
+    /// The case, by its docket number.
+    #[arg(long, conflicts_with = "stream", required_unless_present = "stream")]
+    case: Option<String>,
+    /// Any stream, by id (32 hex digits).
     #[arg(long)]
-    stream: String,
+    stream: Option<String>,
     /// Where to write the bundle (JSON).
     #[arg(long)]
     out: PathBuf,
@@ -31,9 +34,20 @@ pub struct ExportArgs {
 }
 
 pub fn export(a: ExportArgs) -> Result<ExitCode> {
-    let stream = StreamId::from_hex(&a.stream).context("--stream must be 32 hex digits")?;
     let dir = DataDir::new(&a.data_dir, None);
     let store = dir.open()?;
+    let stream = match (&a.case, &a.stream) {
+        (Some(docket), _) => {
+            let records = chronicle_records::Records::open(store.clone())?;
+            let found = records.projection().state.cycle_by_docket(docket);
+            match found {
+                Some(s) => s,
+                None => bail!("no case with docket {docket:?} (an expunged case has no evidence left to export)"),
+            }
+        }
+        (None, Some(hex)) => StreamId::from_hex(hex).context("--stream must be 32 hex digits")?,
+        (None, None) => bail!("give --case or --stream"),
+    };
     let info = dir.info()?;
     let size = store.head().len;
     let note = store.sign_checkpoint(&dir.note_signer()?, &info.origin, size)?;
@@ -43,7 +57,7 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
     println!(
         "wrote {} entries of stream {} with proofs against tree size {size} to {}",
         bundle.entries.len(),
-        a.stream,
+        stream,
         a.out.display()
     );
     Ok(ExitCode::SUCCESS)
