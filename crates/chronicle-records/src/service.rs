@@ -13,9 +13,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-use chronicle_core::{
-    Command, Draft, Entry, EventType, PayloadKind, PrincipalId, References, Role, Signer, StreamId, Timestamp,
-};
+use chronicle_core::{Command, Draft, Entry, PayloadKind, PrincipalId, References, Role, Signer, StreamId, Timestamp};
 use chronicle_store::{AppendError, AppendReceipt, AppendRequest, ExpectedVersion, ReadError, Store};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -315,14 +313,9 @@ impl Records {
         let _one = self.catching_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let head = self.store.head().len;
         let decode_page = |from: u64| -> Result<Vec<Decoded>, ServiceError> {
-            // Each entry is read once and opened on all cores; applying stays in log order.
-            (from..head.min(from + PAGE as u64))
-                .into_par_iter()
-                .map(|p| match self.store.entry_with_payload(p)? {
-                    Some((e, payload)) => Ok(decode_with(&e, || payload)),
-                    None => Err(ServiceError::NotFound(format!("position {p}"))),
-                })
-                .collect()
+            // One sequential read of the page; checking, opening and parsing on all cores.
+            let page = self.store.read_log_opened(from, (head.saturating_sub(from) as usize).min(PAGE))?;
+            Ok(page.into_par_iter().map(|(e, payload)| decode_with(&e, || payload)).collect())
         };
         let mut next = self.projection().next;
         let mut read = 0;
@@ -688,10 +681,5 @@ impl Records {
                 }
             })
             .collect())
-    }
-
-    /// Whether an event type is a records event type.
-    pub fn is_records_type(t: &EventType) -> bool {
-        t.as_str().starts_with(EVENT_PREFIX)
     }
 }

@@ -589,6 +589,32 @@ impl Store {
         Ok(Some((entry, payload)))
     }
 
+    /// Committed entries from `from` (at most `limit`), each read once by one sequential scan and
+    /// then checked, decoded and opened on all cores. For replaying the log.
+    pub fn read_log_opened(&self, from: u64, limit: usize) -> Result<Vec<OpenedEntry>, ReadError> {
+        use rayon::prelude::*;
+        let end = self.head().len.min(from.saturating_add(limit as u64));
+        if from >= end {
+            return Ok(Vec::new());
+        }
+        let mut raw = Vec::with_capacity((end - from) as usize);
+        for kv in self.shared.db.range(layout::entry_key(from)..layout::entry_key(end)) {
+            raw.push(kv?);
+        }
+        if raw.len() as u64 != end - from {
+            return Err(ReadError::Damaged { position: from + raw.len() as u64, reason: "missing".into() });
+        }
+        raw.into_par_iter()
+            .enumerate()
+            .map(|(i, (_, v))| {
+                let position = from + i as u64;
+                let (entry, wrapped) = decode_stored(position, &v)?;
+                let payload = self.open_with_key(&entry, wrapped.as_deref());
+                Ok((entry, payload))
+            })
+            .collect()
+    }
+
     fn open_with_key(&self, entry: &Entry, wrapped: Option<&[u8]>) -> Result<Zeroizing<Vec<u8>>, ReadError> {
         let position = entry.position();
         let st = &entry.statement;
@@ -695,7 +721,12 @@ pub(crate) fn read_entry_and_key(db: &sled::Db, position: u64) -> Result<(Entry,
     let v = db
         .get(layout::entry_key(position))?
         .ok_or_else(|| ReadError::Damaged { position, reason: "missing".into() })?;
-    let ev = layout::decode_entry_value(&v)
+    decode_stored(position, &v)
+}
+
+/// Checks a stored `e` value right after reading it and decodes the entry in it.
+fn decode_stored(position: u64, v: &[u8]) -> Result<(Entry, Option<Vec<u8>>), ReadError> {
+    let ev = layout::decode_entry_value(v)
         .ok_or_else(|| ReadError::Damaged { position, reason: "malformed stored value".into() })?;
     let (bytes, stored) = (ev.bytes, ev.hash);
     if chronicle_core::Hash::entry(bytes) != stored {
