@@ -336,16 +336,22 @@ pub(crate) struct Group {
     answers: Vec<(Reply, Result<AppendReceipt, AppendError>)>,
 }
 
+/// Waits for a request, then takes every other one already waiting (up to a group's worth).
+/// `None` once every sender is gone.
+fn next_group(rx: &Receiver<Job>) -> Option<Vec<Job>> {
+    let mut jobs = vec![rx.recv().ok()?];
+    while jobs.len() < GROUP_REQUESTS_MAX {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
 /// The writer thread's loop; returns when every sender is gone.
 pub(crate) fn run(shared: Arc<Shared>, mut state: State, rx: Receiver<Job>, syncer: Sender<Group>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < GROUP_REQUESTS_MAX {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
+    while let Some(jobs) = next_group(&rx) {
         if let Some(reason) = shared.failure() {
             for j in jobs {
                 let _ = j.reply.send(Err(AppendError::Unavailable(reason.clone())));
@@ -364,14 +370,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut state: State, rx: Receiver<Job>, sync
 /// group overlap with the writing of the previous one. A request with a bad signature is answered
 /// at once: nothing of it was written.
 pub(crate) fn verify_loop(shared: Arc<Shared>, rx: Receiver<Job>, writer: Sender<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < GROUP_REQUESTS_MAX {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
+    while let Some(mut jobs) = next_group(&rx) {
         // Key ids name one public key forever, so a slightly old registry snapshot is as good
         // as the latest for the cryptographic check; whether the key is still valid is decided
         // by the writer against the state at the entry's position.
