@@ -32,6 +32,16 @@ fn setup() -> (tempfile::TempDir, String, String) {
     (t, d, key)
 }
 
+/// `chronicle import` of `file` into `d` as the test clerk.
+fn import(d: &str, key: &str, file: &std::path::Path, all_or_nothing: bool) -> (Option<i32>, String, String) {
+    let mut args = vec!["import", "--data-dir", d, "--principal", "clerk.import", "--key", key];
+    if all_or_nothing {
+        args.push("--all-or-nothing");
+    }
+    args.push(file.to_str().unwrap());
+    chronicle(&args)
+}
+
 fn head(d: &str) -> u64 {
     let (_, out, _) = chronicle(&["verify", "--data-dir", d, "--json"]);
     serde_json::from_str::<serde_json::Value>(&out).unwrap()["entries_verified"].as_u64().unwrap()
@@ -45,13 +55,11 @@ fn a_generated_backlog_imports_and_importing_it_twice_changes_nothing() {
     assert_eq!(code, Some(0));
     let lines = std::fs::read_to_string(&file).unwrap().lines().count();
     assert!(out.contains(&format!("wrote {lines} lines")));
-    let (code, out, err) =
-        chronicle(&["import", "--data-dir", &d, "--principal", "clerk.import", "--key", &key, file.to_str().unwrap()]);
+    let (code, out, err) = import(&d, &key, &file, false);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains(&format!("{lines} applied, 0 already imported, 0 rejected")), "{out}");
     let after_first = head(&d);
-    let (code, out, _) =
-        chronicle(&["import", "--data-dir", &d, "--principal", "clerk.import", "--key", &key, file.to_str().unwrap()]);
+    let (code, out, _) = import(&d, &key, &file, false);
     assert_eq!(code, Some(0));
     assert!(out.contains(&format!("0 applied, {lines} already imported, 0 rejected")), "{out}");
     assert_eq!(head(&d), after_first, "the second import appended nothing");
@@ -72,8 +80,7 @@ fn bad_lines_are_reported_by_number_and_written_to_a_rejects_file() {
     let file = t.path().join("mixed.jsonl");
     std::fs::write(&file, MIXED).unwrap();
     let before = head(&d);
-    let (code, out, err) =
-        chronicle(&["import", "--data-dir", &d, "--principal", "clerk.import", "--key", &key, file.to_str().unwrap()]);
+    let (code, out, err) = import(&d, &key, &file, false);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(out.contains("7 lines, 3 applied, 0 already imported, 4 rejected"), "{out}");
     assert!(err.contains("line 3: ") && err.contains("line 4: cycle has no charge 7"), "{err}");
@@ -91,17 +98,7 @@ fn all_or_nothing_applies_nothing_when_a_line_is_bad() {
     let file = t.path().join("mixed.jsonl");
     std::fs::write(&file, MIXED).unwrap();
     let before = head(&d);
-    let (code, out, err) = chronicle(&[
-        "import",
-        "--all-or-nothing",
-        "--data-dir",
-        &d,
-        "--principal",
-        "clerk.import",
-        "--key",
-        &key,
-        file.to_str().unwrap(),
-    ]);
+    let (code, out, err) = import(&d, &key, &file, true);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(out.starts_with("nothing applied (--all-or-nothing)"), "{out}");
     assert!(
@@ -114,17 +111,7 @@ fn all_or_nothing_applies_nothing_when_a_line_is_bad() {
     let good: String =
         MIXED.lines().enumerate().filter(|(i, _)| [0, 1, 4].contains(i)).map(|(_, l)| format!("{l}\n")).collect();
     std::fs::write(&file, good).unwrap();
-    let (code, out, _) = chronicle(&[
-        "import",
-        "--all-or-nothing",
-        "--data-dir",
-        &d,
-        "--principal",
-        "clerk.import",
-        "--key",
-        &key,
-        file.to_str().unwrap(),
-    ]);
+    let (code, out, _) = import(&d, &key, &file, true);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(head(&d), before + 3);
 }
