@@ -269,14 +269,22 @@ pub enum RecordEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         as_effective: Option<i64>,
         method: String,
+        /// The one case (cycle id) the release was limited to, if it was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        case: Option<String>,
     },
     /// A request refused by the policy.
     AccessDenied {
         requester: String,
         role: Role,
-        purpose: Purpose,
+        /// The purpose stated, where the request stated one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        purpose: Option<Purpose>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subject: Option<String>,
+        /// What was asked for (`get_record`, `history`, `submit records.arrest_recorded`, ...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<String>,
         reason: String,
     },
     /// The access policy in force from this entry on.
@@ -384,6 +392,12 @@ pub fn destruction_stream() -> StreamId {
 /// The stream holding the access policy.
 pub fn policy_stream() -> StreamId {
     StreamId::derive("chronicle.records", "access-policy")
+}
+
+/// The stream holding refusals that name no known subject (an unknown SID, a call outside the
+/// caller's role).
+pub fn denials_stream() -> StreamId {
+    StreamId::derive("chronicle.records", "access-denied")
 }
 
 /// The stream holding a subject's dissemination log: derived from the subject's (random) id.

@@ -19,7 +19,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::date::Date;
-use crate::model::{EVENT_PREFIX, Purpose, RecordEvent, access_stream, destruction_stream, policy_stream};
+use crate::model::{
+    EVENT_PREFIX, Purpose, RecordEvent, access_stream, denials_stream, destruction_stream, policy_stream,
+};
 use crate::state::{Meta, State};
 use crate::validate::{RecordsError, validate};
 use crate::view::{RecordView, Request, ViewError, view};
@@ -104,6 +106,34 @@ fn decode_with<P: std::ops::Deref<Target = Vec<u8>>>(
     }
 }
 
+/// Validates a batch of commands for one stream in order, each against the state the earlier
+/// ones leave behind (on a copy of the state: batches are rare, and their commands depend on each
+/// other, e.g. an arrest and its charges).
+fn validate_in_order(
+    state: &State,
+    registry: &chronicle_core::Registry,
+    cmds: &[Command],
+    events: &[RecordEvent],
+) -> Result<(), RecordsError> {
+    let mut scratch = state.clone();
+    let first = state.last_position.map_or(0, |p| p + 1);
+    for (position, (cmd, ev)) in (first..).zip(cmds.iter().zip(events)) {
+        let st = cmd.statement();
+        validate(&scratch, registry, &st.author, st.stream, ev, Timestamp::now())?;
+        let meta = Meta {
+            position,
+            stream: st.stream,
+            stream_version: scratch.versions.get(&st.stream).map_or(0, |v| v + 1),
+            recorded: Timestamp::now(),
+            effective: st.effective_time,
+            author: st.author.clone(),
+            court_order: st.refs.court_order.clone(),
+        };
+        scratch.apply(&meta, ev);
+    }
+    Ok(())
+}
+
 /// Applies decoded entries to a state, in order, noting the streams whose projection changed.
 fn apply_all(state: &mut State, decoded: Vec<Decoded>, mut dirty: Option<&mut BTreeSet<StreamId>>) {
     for d in decoded {
@@ -170,6 +200,71 @@ pub struct CheckResponse {
     pub view: RecordView,
     /// Where the release was logged (for requesters outside the bureau).
     pub dissemination: Option<u64>,
+}
+
+/// One release of a record to a requester.
+#[derive(Debug, Clone)]
+pub struct Release<'a> {
+    /// Who asks.
+    pub requester: &'a PrincipalId,
+    /// For what purpose.
+    pub purpose: Purpose,
+    /// Whose record.
+    pub subject: StreamId,
+    /// Only this case (cycle) of it, if set.
+    pub case: Option<StreamId>,
+    /// The legal authority or consent reference stated.
+    pub authority: Option<String>,
+    /// "As effective at".
+    pub as_effective: Option<Timestamp>,
+    /// "As recorded at": the record as the ledger showed it at that time.
+    pub as_recorded: Option<Timestamp>,
+    /// How it was asked for (`background_check`, `get_record`, `get_case`).
+    pub method: &'static str,
+}
+
+/// A history sent outside the bureau.
+#[derive(Debug, Clone)]
+pub struct HistoryRelease<'a> {
+    /// Who received it.
+    pub requester: &'a PrincipalId,
+    /// Their role.
+    pub role: Role,
+    /// The purpose stated.
+    pub purpose: Purpose,
+    /// Whose record.
+    pub subject: StreamId,
+    /// The stream replayed (the subject, or one of its cases).
+    pub stream: StreamId,
+    /// The last position sent.
+    pub as_of_position: u64,
+    /// blake3 over the items exactly as sent, hex.
+    pub content_hash: String,
+    /// How many items were sent.
+    pub items: usize,
+}
+
+/// A refused request, as the access log records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Denial<'a> {
+    /// Who asked.
+    pub requester: &'a PrincipalId,
+    /// In what role.
+    pub role: Role,
+    /// For what purpose, if one was stated.
+    pub purpose: Option<Purpose>,
+    /// Whose record, if one is known.
+    pub subject: Option<StreamId>,
+    /// What was asked for.
+    pub action: &'a str,
+    /// Why it was refused.
+    pub reason: &'a str,
+}
+
+/// Keeps only one case (cycle) in a view; the count of withheld items stays the record's.
+fn limit_to_case(v: &mut RecordView, case: &StreamId) {
+    let id = case.to_hex();
+    v.cycles.retain(|c| c.cycle == id);
 }
 
 /// One entry of a history, in words a person can follow.
@@ -411,33 +506,67 @@ impl Records {
 
     /// Validates a signed command against the current state and appends it.
     pub fn submit(&self, cmd: Command) -> Result<AppendReceipt, ServiceError> {
-        let st = cmd.statement().clone();
-        let event = RecordEvent::parse(&st.event_type, cmd.payload()).map_err(RecordsError::Malformed)?;
-        if let Some(first) = self.store.find_retry(&cmd)? {
-            return Ok(first);
+        let stream = cmd.statement().stream;
+        self.submit_batch(stream, ExpectedVersion::Any, vec![cmd])
+    }
+
+    /// Validates signed commands for one stream, in order, against the current state and appends
+    /// them atomically. With `ExpectedVersion::Any` a race with another writer is retried against
+    /// the newer state; with `NoStream` or `Exact` the caller's expectation is checked and a
+    /// conflict is returned to the caller. A retry of an earlier submission gets that
+    /// submission's receipt.
+    pub fn submit_batch(
+        &self,
+        stream: StreamId,
+        expected: ExpectedVersion,
+        cmds: Vec<Command>,
+    ) -> Result<AppendReceipt, ServiceError> {
+        let Some(first) = cmds.first() else { return Err(AppendError::Empty.into()) };
+        let mut events = Vec::with_capacity(cmds.len());
+        for (index, cmd) in cmds.iter().enumerate() {
+            let st = cmd.statement();
+            if st.stream != stream {
+                return Err(AppendError::StreamMismatch { index, expected: stream, found: st.stream }.into());
+            }
+            events.push(RecordEvent::parse(&st.event_type, cmd.payload()).map_err(RecordsError::Malformed)?);
         }
-        let _serial = matches!(
-            event,
-            RecordEvent::SubjectEnrolled { .. }
-                | RecordEvent::CourtCaseFiled { .. }
-                | RecordEvent::IdentityCorrected { .. }
-        )
-        .then(|| self.unique.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if self.store.find_retry(first)?.is_some() {
+            // A retry: the store answers it with the first receipt (or refuses a changed batch).
+            return Ok(self.store.append(AppendRequest { stream, expected: ExpectedVersion::Any, commands: cmds })?);
+        }
+        let unique = events.iter().any(|ev| {
+            matches!(
+                ev,
+                RecordEvent::SubjectEnrolled { .. }
+                    | RecordEvent::CourtCaseFiled { .. }
+                    | RecordEvent::IdentityCorrected { .. }
+            )
+        });
+        let _serial = unique.then(|| self.unique.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let registry = self.store.registry();
         let mut last = None;
         for _ in 0..8 {
             self.catch_up()?;
-            let expected = {
+            let version = {
                 let p = self.projection();
-                validate(&p.state, &registry, &st.author, st.stream, &event, Timestamp::now())?;
-                p.state.versions.get(&st.stream).map_or(ExpectedVersion::NoStream, |v| ExpectedVersion::Exact(*v))
+                let current = p.state.versions.get(&stream).copied();
+                if !expected.admits(current) {
+                    return Err(AppendError::WrongExpectedVersion { stream, expected, actual: current }.into());
+                }
+                if cmds.len() == 1 {
+                    validate(&p.state, &registry, &first.statement().author, stream, &events[0], Timestamp::now())?;
+                } else {
+                    validate_in_order(&p.state, &registry, &cmds, &events)?;
+                }
+                current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
             };
-            match self.store.append(AppendRequest { stream: st.stream, expected, commands: vec![cmd.clone()] }) {
+            let req = AppendRequest { stream, expected: version, commands: cmds.clone() };
+            match self.store.append(req) {
                 Ok(r) => {
                     self.catch_up()?;
                     return Ok(r);
                 }
-                Err(e @ AppendError::WrongExpectedVersion { .. }) => last = Some(e),
+                Err(e @ AppendError::WrongExpectedVersion { .. }) if expected == ExpectedVersion::Any => last = Some(e),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -484,39 +613,63 @@ impl Records {
         authority: Option<String>,
         as_effective: Option<Timestamp>,
     ) -> Result<CheckResponse, ServiceError> {
+        self.release(
+            ledger,
+            Release {
+                requester,
+                purpose,
+                subject,
+                case: None,
+                authority,
+                as_effective,
+                as_recorded: None,
+                method: "background_check",
+            },
+        )
+    }
+
+    /// Releases a subject's record (or one case of it) to a requester for a purpose: the view the
+    /// policy allows, logged as a dissemination when the requester is outside the bureau; a
+    /// request the policy does not allow is logged as denied and refused.
+    pub fn release(&self, ledger: &Signer, r: Release<'_>) -> Result<CheckResponse, ServiceError> {
         self.catch_up()?;
+        let Release { requester, purpose, subject, case, authority, as_effective, as_recorded, method } = r;
         let role = self
             .store
             .registry()
             .principal(requester)
             .map(|p| p.role)
             .ok_or_else(|| RecordsError::UnknownPrincipal(requester.clone()))?;
-        let checked_on = Date::from_micros(Timestamp::now().0);
-        let computed = {
-            let p = self.projection();
-            view(
-                &p.state,
-                &p.state.policy(),
-                subject,
-                Request { role, purpose, as_effective, checked_on },
-                p.next.saturating_sub(1),
-            )
+        let checked_on = Date::from_micros(as_recorded.unwrap_or_else(Timestamp::now).0);
+        let req = Request { role, purpose, as_effective, checked_on };
+        let computed = match as_recorded {
+            None => {
+                let p = self.projection();
+                view(&p.state, &p.state.policy(), subject, req, p.next.saturating_sub(1))
+            }
+            Some(t) => {
+                let position = self
+                    .position_at(t)?
+                    .ok_or_else(|| ServiceError::NotFound("nothing was recorded by then".into()))?;
+                let state = self.state_as_recorded(subject, position)?;
+                view(&state, &state.policy(), subject, req, position)
+            }
         };
-        let v = match computed {
+        let mut v = match computed {
             Ok(v) => v,
             Err(ViewError::Denied { .. }) => {
-                let denied = RecordEvent::AccessDenied {
-                    requester: requester.to_string(),
-                    role,
-                    purpose,
-                    subject: Some(subject.to_hex()),
-                    reason: "no policy row for this role and purpose".into(),
-                };
-                self.record(ledger, access_stream(&subject), &denied, Timestamp::now(), authority)?;
+                let reason = "no policy row for this role and purpose";
+                self.deny(
+                    ledger,
+                    Denial { requester, role, purpose: Some(purpose), subject: Some(subject), action: method, reason },
+                )?;
                 return Err(ViewError::Denied { role, purpose }.into());
             }
             Err(e) => return Err(e.into()),
         };
+        if let Some(case) = case {
+            limit_to_case(&mut v, &case);
+        }
         let bytes = v.to_bytes();
         let content_hash = blake3::hash(&bytes).to_hex().to_string();
         let mut dissemination = None;
@@ -534,12 +687,51 @@ impl Records {
                 suppressed: v.suppressed,
                 checked_on,
                 as_effective: as_effective.map(|t| t.0),
-                method: "background_check".into(),
+                method: method.into(),
+                case: case.map(|c| c.to_hex()),
             };
             let r = self.record(ledger, access_stream(&subject), &ev, Timestamp::now(), authority)?;
             dissemination = Some(r.entries[0].position);
         }
         Ok(CheckResponse { bytes, content_hash, view: v, dissemination })
+    }
+
+    /// Logs the release of a history outside the bureau, with a hash of exactly what was sent.
+    pub fn log_history_release(&self, ledger: &Signer, r: HistoryRelease<'_>) -> Result<u64, ServiceError> {
+        let ev = RecordEvent::RecordDisseminated {
+            request_id: hex::encode(chronicle_core::random_array::<8>()),
+            requester: r.requester.to_string(),
+            role: r.role,
+            purpose: r.purpose,
+            authority: None,
+            subject: r.subject.to_hex(),
+            as_of_position: r.as_of_position,
+            content_hash: r.content_hash,
+            items: vec![format!("{} entries of {}", r.items, r.stream.to_hex())],
+            suppressed: 0,
+            checked_on: Date::from_micros(Timestamp::now().0),
+            as_effective: None,
+            method: "history".into(),
+            case: (r.stream != r.subject).then(|| r.stream.to_hex()),
+        };
+        Ok(self.record(ledger, access_stream(&r.subject), &ev, Timestamp::now(), None)?.entries[0].position)
+    }
+
+    /// Records that a request was refused (in the subject's access log, or the ledger's own when
+    /// no subject is known), signed by the ledger.
+    pub fn deny(&self, ledger: &Signer, d: Denial<'_>) -> Result<u64, ServiceError> {
+        let Denial { requester, role, purpose, subject, action, reason } = d;
+        let subject = subject.filter(|s| self.tombstone(s).is_none());
+        let denied = RecordEvent::AccessDenied {
+            requester: requester.to_string(),
+            role,
+            purpose,
+            subject: subject.map(|s| s.to_hex()),
+            action: Some(action.to_string()),
+            reason: reason.into(),
+        };
+        let stream = subject.map_or_else(denials_stream, |s| access_stream(&s));
+        Ok(self.record(ledger, stream, &denied, Timestamp::now(), None)?.entries[0].position)
     }
 
     /// Recomputes a logged dissemination by replaying the log to the position it was computed at.
@@ -559,16 +751,26 @@ impl Records {
                 content_hash,
                 checked_on,
                 as_effective,
+                case,
+                method,
                 ..
             },
         ) = decode(&self.store, &e)
         else {
             return Err(ServiceError::NotFound(format!("no dissemination at position {dissemination_position}")));
         };
+        if method == "history" {
+            return Err(ServiceError::NotFound(format!(
+                "position {dissemination_position} logs a history release: replay the history up to its as_of_position"
+            )));
+        }
         let subject = StreamId::from_hex(&subject).ok_or_else(|| ServiceError::NotFound("subject".into()))?;
         let state = self.state_as_recorded(subject, as_of_position)?;
         let req = Request { role, purpose, as_effective: as_effective.map(Timestamp), checked_on };
-        let v = view(&state, &state.policy(), subject, req, as_of_position)?;
+        let mut v = view(&state, &state.policy(), subject, req, as_of_position)?;
+        if let Some(case) = case.as_deref().and_then(StreamId::from_hex) {
+            limit_to_case(&mut v, &case);
+        }
         let bytes = v.to_bytes();
         let same = blake3::hash(&bytes).to_hex().as_str() == content_hash;
         Ok((bytes, same))

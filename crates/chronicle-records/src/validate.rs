@@ -7,7 +7,7 @@
 use chronicle_core::{PrincipalId, Registry, Role, StreamId, Timestamp};
 
 use crate::date::Date;
-use crate::model::{RecordEvent, Scope, StreamKind, access_stream, destruction_stream, policy_stream};
+use crate::model::{RecordEvent, Scope, StreamKind, access_stream, denials_stream, destruction_stream, policy_stream};
 use crate::state::State;
 
 /// A command was refused.
@@ -221,7 +221,10 @@ pub fn validate(
                 RecordEvent::AccessDenied { subject, .. } => subject.as_ref(),
                 _ => None,
             };
-            let expected = subject.and_then(|s| StreamId::from_hex(s)).map(|s| access_stream(&s));
+            let expected = match (event, subject) {
+                (RecordEvent::AccessDenied { .. }, None) => Some(denials_stream()),
+                (_, subject) => subject.and_then(|s| StreamId::from_hex(s)).map(|s| access_stream(&s)),
+            };
             if expected != Some(stream) {
                 return Err(RecordsError::WrongStream { event: tag, reason: "not the subject's access stream" });
             }

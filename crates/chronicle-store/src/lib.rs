@@ -42,6 +42,17 @@ pub enum ExpectedVersion {
     Exact(u64),
 }
 
+impl ExpectedVersion {
+    /// Whether a stream whose last version is `current` (`None`: no entries) meets the expectation.
+    pub fn admits(self, current: Option<u64>) -> bool {
+        match (self, current) {
+            (ExpectedVersion::Any, _) | (ExpectedVersion::NoStream, None) => true,
+            (ExpectedVersion::Exact(n), Some(v)) => v == n,
+            _ => false,
+        }
+    }
+}
+
 impl std::fmt::Display for ExpectedVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -33,7 +33,7 @@ use crate::error::AppendError;
 use crate::layout::{self, Head};
 use crate::store::{Prechecked, Shared};
 use crate::tree::TreeTail;
-use crate::{AppendReceipt, Appended, ExpectedVersion};
+use crate::{AppendReceipt, Appended};
 use chronicle_tlog::tree::leaf_hash;
 
 /// Most requests committed in one group.
@@ -212,13 +212,7 @@ impl State {
         }
 
         let head = self.stream_head(db, &req.stream)?;
-        let ok = match (req.expected, head) {
-            (ExpectedVersion::Any, _) => true,
-            (ExpectedVersion::NoStream, None) => true,
-            (ExpectedVersion::Exact(n), Some(h)) => h.version == n,
-            _ => false,
-        };
-        if !ok {
+        if !req.expected.admits(head.map(|h| h.version)) {
             return Err(AppendError::WrongExpectedVersion {
                 stream: req.stream,
                 expected: req.expected,
