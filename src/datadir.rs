@@ -7,6 +7,12 @@
 //! S/master.key            the master key, 64 hex digits (S = --secrets-dir, default D/secrets)
 //! S/ledger.key.pem        the ledger's own ed25519 signing key (PKCS#8)
 //! S/admin.key.pem         the first admin principal's key (PKCS#8)
+//! D/tls/ca.pem            the ledger's local CA certificate (clients and the server trust it)
+//! D/tls/server.pem        the server's certificate (localhost, 127.0.0.1, ::1 and --host names)
+//! S/tls/ca.key.pem        the CA's key (issues client certificates)
+//! S/tls/server.key.pem    the server's TLS key
+//! S/principals/ID/        a principal's credentials for the client commands: principal,
+//!                         ca.pem, cert.pem, tls.key.pem and (if it signs) signing.key.pem
 //! ```
 //!
 //! The master key may instead come from the `CHRONICLE_MASTER_KEY` environment variable.
@@ -17,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use chronicle_core::{Command, MasterKey, PrincipalId, RegistryEvent, Role, Signer, StreamId};
+use chronicle_server::pki::LocalCa;
 use chronicle_store::{AppendRequest, ExpectedVersion, Store, StorePaths};
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +97,72 @@ impl DataDir {
     pub fn info_file(&self) -> PathBuf {
         self.root.join("ledger.json")
     }
+    /// The public TLS material: CA and server certificates.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+    /// The secret TLS keys.
+    pub fn tls_secrets_dir(&self) -> PathBuf {
+        self.secrets.join("tls")
+    }
+    /// Where a principal's credentials are kept by default.
+    pub fn credentials_dir(&self, principal: &str) -> PathBuf {
+        chronicle_client::credentials_dir(&self.secrets, principal)
+    }
+
+    /// Creates the local CA and the server's certificate (for `localhost` and `hosts`).
+    pub fn init_tls(&self, origin: &str, hosts: &[String]) -> Result<()> {
+        let ca = LocalCa::generate(origin)?;
+        let server = ca.issue_server(hosts)?;
+        std::fs::create_dir_all(self.tls_dir())?;
+        std::fs::create_dir_all(self.tls_secrets_dir())?;
+        write_secret(&self.tls_secrets_dir().join("ca.key.pem"), ca.key_pem().as_bytes())?;
+        write_secret(&self.tls_secrets_dir().join("server.key.pem"), server.key_pem.as_bytes())?;
+        chronicle_core::vault::write_atomically(&self.tls_dir().join("ca.pem"), ca.cert_pem().as_bytes())?;
+        chronicle_core::vault::write_atomically(&self.tls_dir().join("server.pem"), server.cert_pem.as_bytes())?;
+        Ok(())
+    }
+
+    /// The local CA (needs its key from the secrets directory).
+    pub fn ca(&self) -> Result<LocalCa> {
+        let cert = read(&self.tls_dir().join("ca.pem"))?;
+        let key = read(&self.tls_secrets_dir().join("ca.key.pem"))?;
+        Ok(LocalCa::load(&cert, &key)?)
+    }
+
+    /// What the server needs for mutual TLS.
+    pub fn tls_files(&self) -> Result<chronicle_server::TlsFiles> {
+        Ok(chronicle_server::TlsFiles {
+            ca_pem: read(&self.tls_dir().join("ca.pem"))?,
+            cert_pem: read(&self.tls_dir().join("server.pem"))?,
+            key_pem: read(&self.tls_secrets_dir().join("server.key.pem"))?,
+        })
+    }
+
+    /// Issues a client certificate for a principal and writes its credentials directory (with
+    /// its signing key, if given). Returns the directory.
+    pub fn issue_credentials(&self, signer: &Signer, out: Option<PathBuf>, with_key: bool) -> Result<PathBuf> {
+        let ca = self.ca()?;
+        let issued = ca.issue_client(signer.principal())?;
+        let dir = out.unwrap_or_else(|| self.credentials_dir(signer.principal().as_str()));
+        if dir.join("principal").exists() {
+            bail!("{} already holds credentials", dir.display());
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let files = [
+            ("principal", format!("{}\n", signer.principal())),
+            ("ca.pem", ca.cert_pem().to_string()),
+            ("cert.pem", issued.cert_pem),
+            ("tls.key.pem", issued.key_pem),
+        ];
+        for (name, body) in files.iter() {
+            write_secret(&dir.join(name), body.as_bytes())?;
+        }
+        if with_key {
+            write_secret(&dir.join("signing.key.pem"), signer.to_pem().as_bytes())?;
+        }
+        Ok(dir)
+    }
 
     /// Creates the data directory: secrets, vault, log, and the genesis entries (the ledger
     /// principal, self-signed, then the first admin).
@@ -127,6 +200,8 @@ impl DataDir {
             ledger_principal: LEDGER_PRINCIPAL.into(),
             ledger_public_key: hex::encode(ledger.verifying_key().to_bytes()),
         };
+        self.init_tls(origin, &[])?;
+        self.issue_credentials(&admin, None, true)?;
         chronicle_core::vault::write_atomically(&self.info_file(), serde_json::to_string_pretty(&info)?.as_bytes())?;
         Ok(Initialized { store, ledger, admin })
     }
@@ -170,6 +245,12 @@ impl DataDir {
     pub fn admin(&self) -> Result<Signer> {
         Ok(Signer::from_pem_file(PrincipalId::new(ADMIN_PRINCIPAL)?, &self.admin_key_file())?)
     }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| {
+        format!("reading {} (a data directory made before TLS existed needs `chronicle init` again)", path.display())
+    })
 }
 
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -32,6 +32,7 @@ enum Cmd {
     Import(cli::import::ImportArgs),
     Principal(cli::principal::PrincipalArgs),
     Generate(cli::generate::GenerateArgs),
+    Serve(cli::serve::ServeArgs),
     #[command(hide = true)]
     AppendLoop(cli::append_loop::AppendLoopArgs),
     #[command(hide = true)]
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         Cmd::Import(a) => cli::import::run(a),
         Cmd::Principal(a) => cli::principal::run(a),
         Cmd::Generate(a) => cli::generate::run(a),
+        Cmd::Serve(a) => cli::serve::run(a),
         Cmd::AppendLoop(a) => cli::append_loop::run(a),
         Cmd::ExpungeLoop(a) => cli::expunge_loop::run(a),
     };

@@ -12,6 +12,7 @@ pub mod log_key;
 pub mod principal;
 pub mod proof;
 pub mod rebuild;
+pub mod serve;
 pub mod verify;
 pub mod witness;
 

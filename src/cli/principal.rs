@@ -17,9 +17,10 @@ pub struct PrincipalArgs {
 
 #[derive(clap::Subcommand)]
 enum PrincipalCmd {
-    /// Register a principal with a new key, and write the key to a file.
+    /// Register a principal with a new signing key, issue it a TLS client certificate, and write
+    /// its credentials directory (for `--creds` of the client commands).
     ///
-    /// Example: chronicle principal add --data-dir D --id clerk.rivera --role records_clerk --key-out clerk.key.pem
+    /// Example: chronicle principal add --data-dir D --id clerk.rivera --role records_clerk
     Add {
         /// The data directory.
         #[arg(long)]
@@ -31,15 +32,18 @@ enum PrincipalCmd {
         /// background_check, employer, licensing_agency, auditor, admin.
         #[arg(long)]
         role: String,
-        /// Where to write its private key (PKCS#8 PEM, mode 0600).
+        /// Also write its signing key to this file (PKCS#8 PEM, mode 0600).
         #[arg(long)]
-        key_out: PathBuf,
+        key_out: Option<PathBuf>,
+        /// Where to write its credentials (default SECRETS/principals/ID).
+        #[arg(long)]
+        creds_out: Option<PathBuf>,
     },
 }
 
 pub fn run(a: PrincipalArgs) -> Result<ExitCode> {
     match a.cmd {
-        PrincipalCmd::Add { data_dir, id, role, key_out } => {
+        PrincipalCmd::Add { data_dir, id, role, key_out, creds_out } => {
             let role: Role = serde_json::from_value(serde_json::Value::String(role.clone()))
                 .with_context(|| format!("unknown role {role:?}"))?;
             if role == Role::Ledger {
@@ -48,7 +52,9 @@ pub fn run(a: PrincipalArgs) -> Result<ExitCode> {
             let dir = DataDir::new(&data_dir, None);
             let store = dir.open()?;
             let signer = Signer::generate(PrincipalId::new(id)?);
-            write_key(&key_out, &signer.to_pem())?;
+            if let Some(key_out) = &key_out {
+                write_key(key_out, &signer.to_pem())?;
+            }
             let cmd = Command::sign(
                 &dir.admin()?,
                 RegistryEvent::register(signer.principal().clone(), role, &signer.verifying_key()).draft(),
@@ -58,13 +64,14 @@ pub fn run(a: PrincipalArgs) -> Result<ExitCode> {
                 expected: ExpectedVersion::Any,
                 commands: vec![cmd],
             })?;
+            let creds = dir.issue_credentials(&signer, creds_out, true)?;
             println!(
-                "registered {} as {} at position {}; key {} in {}",
+                "registered {} as {} at position {}; key {}; credentials in {}",
                 signer.principal(),
                 role.as_str(),
                 r.entries[0].position,
                 signer.key_id(),
-                key_out.display()
+                creds.display()
             );
         }
     }

@@ -185,3 +185,116 @@ pub fn charge(
 pub fn date(s: &str) -> chronicle_records::Date {
     chronicle_records::Date::parse(s).unwrap()
 }
+
+/// A gRPC server over a real loopback socket, with mutual TLS, on a fresh ledger, and the
+/// credentials of one principal of each role the tests need.
+pub struct Served {
+    pub tmp: Option<tempfile::TempDir>,
+    pub dir: DataDir,
+    pub addr: std::net::SocketAddr,
+    pub rt: tokio::runtime::Runtime,
+    pub store: Store,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<Result<(), chronicle_server::ServeError>>>,
+}
+
+/// Principals every served ledger has: (id, role).
+pub const SERVED_PRINCIPALS: &[(&str, Role)] = &[
+    ("clerk", Role::RecordsClerk),
+    ("court.district-4", Role::Court),
+    ("pd.metro", Role::LawEnforcement),
+    ("acme.hr", Role::Employer),
+    ("auditor", Role::Auditor),
+    ("former.clerk", Role::RecordsClerk),
+];
+
+impl Served {
+    /// Starts a server with mutual TLS (or plaintext on loopback when `tls` is false).
+    pub fn start(tls: bool) -> Served {
+        let ledger = Ledger::new();
+        for (id, role) in SERVED_PRINCIPALS {
+            let s = ledger.principal(id, *role);
+            ledger.dir.issue_credentials(&s, None, true).expect("credentials");
+        }
+        // former.clerk's key is revoked: its certificate is still valid, its principal is not.
+        let former = chronicle_client::Credentials::load(&ledger.dir.credentials_dir("former.clerk")).unwrap();
+        let key_id = former.signer.as_ref().unwrap().key_id();
+        let revoke = Command::sign(
+            &ledger.admin,
+            RegistryEvent::Revoked(chronicle_core::registry::KeyRevoked {
+                principal: PrincipalId::new("former.clerk").unwrap(),
+                key_id: key_id.to_string(),
+                reason: "left the bureau".into(),
+            })
+            .draft(),
+        )
+        .unwrap();
+        ledger.append(StreamId::REGISTRY, ExpectedVersion::Any, vec![revoke]).expect("revoke");
+        let Ledger { tmp, dir, store, ledger: ledger_signer, .. } = ledger;
+        let records = chronicle_records::Records::open(store.clone()).expect("records");
+        let shared = std::sync::Arc::new(chronicle_server::Shared {
+            records,
+            ledger: ledger_signer,
+            note: dir.note_signer().unwrap(),
+            origin: dir.info().unwrap().origin,
+            tls,
+        });
+        let transport = if tls {
+            chronicle_server::Transport::MutualTls(dir.tls_files().unwrap())
+        } else {
+            chronicle_server::Transport::InsecureLoopback
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = rt.spawn(chronicle_server::serve(
+            shared,
+            listener,
+            transport,
+            chronicle_server::Limits::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Served { tmp: Some(tmp), dir, addr, rt, store, stop: Some(stop), done: Some(done) }
+    }
+
+    pub fn creds(&self, principal: &str) -> chronicle_client::Credentials {
+        chronicle_client::Credentials::load(&self.dir.credentials_dir(principal)).expect("credentials")
+    }
+
+    /// A client connected as `principal`.
+    pub fn client(&self, principal: &str) -> chronicle_client::Client {
+        let creds = self.creds(principal);
+        self.rt.block_on(chronicle_client::Client::connect(&self.addr.to_string(), &creds)).expect("connect")
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub fn stop(&mut self) -> Result<(), chronicle_server::ServeError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.done.take() {
+            Some(d) => self.rt.block_on(d).expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Served {
+    /// Stops the server, closes the store and hands back the directory (to verify it offline).
+    pub fn close(mut self) -> (tempfile::TempDir, DataDir) {
+        self.stop().expect("stop");
+        let tmp = self.tmp.take().expect("tmp");
+        let dir = self.dir.clone();
+        drop(self);
+        (tmp, dir)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

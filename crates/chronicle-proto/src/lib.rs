@@ -1,6 +1,8 @@
 //! Chronicle's gRPC definitions, version 1 (`proto/chronicle/v1`), and the code generated from
 //! them. The domain types stay plain Rust; conversions live with the server.
 
+pub mod codec;
+
 /// Generated messages, clients and servers of package `chronicle.v1`.
 #[allow(missing_docs, clippy::all)]
 pub mod v1 {

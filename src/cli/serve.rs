@@ -1,0 +1,98 @@
+//! `chronicle serve`: the gRPC server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chronicle::datadir::DataDir;
+use chronicle_records::Records;
+use chronicle_server::{Limits, Shared, Transport};
+
+/// Serve the ledger over gRPC with mutual TLS (client certificates from the ledger's CA).
+///
+/// Stops on SIGINT or SIGTERM: calls in flight finish (every acknowledged append is durable),
+/// the projection is persisted, and the store is closed.
+///
+/// Example: chronicle serve --data-dir /var/lib/chronicle --listen 0.0.0.0:50051
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The secrets directory (default DATA_DIR/secrets).
+    #[arg(long)]
+    secrets_dir: Option<PathBuf>,
+    /// The address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Plaintext, callers named by the x-chronicle-principal header: for development only, and
+    /// refused on any address that is not loopback.
+    #[arg(long)]
+    insecure_loopback: bool,
+    /// The longest a call may take, in seconds (a shorter client deadline wins).
+    #[arg(long, default_value_t = 60)]
+    timeout_secs: u64,
+}
+
+pub fn run(a: ServeArgs) -> Result<ExitCode> {
+    let dir = DataDir::new(&a.data_dir, a.secrets_dir);
+    let info = dir.info()?;
+    let transport = if a.insecure_loopback {
+        if !a.listen.ip().is_loopback() {
+            anyhow::bail!(
+                "--insecure-loopback refuses {}: only loopback addresses may be served without TLS",
+                a.listen
+            );
+        }
+        Transport::InsecureLoopback
+    } else {
+        Transport::MutualTls(dir.tls_files()?)
+    };
+    let store = dir.open()?;
+    let records = Records::open(store).context("opening the records projection")?;
+    let shared = Arc::new(Shared {
+        records,
+        ledger: dir.ledger()?,
+        note: dir.note_signer()?,
+        origin: info.origin,
+        tls: !a.insecure_loopback,
+    });
+    let limits = Limits { timeout: Duration::from_secs(a.timeout_secs), ..Limits::default() };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
+        let addr = listener.local_addr()?;
+        let mode = if a.insecure_loopback { "plaintext (insecure loopback)" } else { "mutual TLS" };
+        println!("listening on {addr} ({mode}); ledger {}", dir.root.display());
+        chronicle_server::serve(shared, listener, transport, limits, shutdown_signal()).await?;
+        println!("stopped: calls in flight finished, projection persisted");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
