@@ -63,9 +63,11 @@ impl Signer {
         self.key.sign(&signing_message(statement_bytes)).to_bytes()
     }
 
-    /// The key as a PKCS#8 PEM document.
+    /// The key as a PKCS#8 v1 PEM document (RFC 8410), the form OpenSSL, Python's
+    /// `cryptography` and Go write and read. (The v2 form with the public key inside, which
+    /// ed25519-dalek writes by default, is refused by OpenSSL and `cryptography`.)
     pub fn to_pem(&self) -> String {
-        self.key
+        ed25519_dalek::pkcs8::KeypairBytes { secret_key: self.key.to_bytes(), public_key: None }
             .to_pkcs8_pem(Default::default())
             .map(|s| s.to_string())
             // Encoding a valid 32-byte key into PKCS#8 cannot fail.
@@ -131,5 +133,15 @@ mod tests {
         assert!(Signer::from_pem(p, "junk").is_err());
         let msg = signing_message(b"stmt");
         assert!(verify_batch(&[&msg], &[sig], &[s.verifying_key()]));
+    }
+
+    #[test]
+    fn key_files_are_pkcs8_v1_as_openssl_writes_them() {
+        let s = Signer::from_pem(PrincipalId::new("a").unwrap(), "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n").unwrap();
+        // RFC 8410 section 10.3's example key, written back exactly as the RFC (and OpenSSL) write it.
+        assert_eq!(
+            s.to_pem(),
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n"
+        );
     }
 }

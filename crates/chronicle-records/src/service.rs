@@ -106,6 +106,19 @@ fn decode_with<P: std::ops::Deref<Target = Vec<u8>>>(
     }
 }
 
+/// Checks each command's signature against the key the registry holds for it now.
+fn check_signatures(registry: &chronicle_core::Registry, cmds: &[Command]) -> Result<(), AppendError> {
+    for (index, cmd) in cmds.iter().enumerate() {
+        let key = registry
+            .signing_key(cmd.statement(), None)
+            .map_err(|source| AppendError::Unauthorized { index, source })?;
+        if !chronicle_core::sign::verify_statement(&key, cmd.statement_bytes(), cmd.signature()) {
+            return Err(AppendError::Unauthorized { index, source: chronicle_core::RegistryError::BadSignature });
+        }
+    }
+    Ok(())
+}
+
 /// Validates a batch of commands for one stream in order, each against the state the earlier
 /// ones leave behind (on a copy of the state: batches are rare, and their commands depend on each
 /// other, e.g. an arrest and its charges).
@@ -553,10 +566,16 @@ impl Records {
                 if !expected.admits(current) {
                     return Err(AppendError::WrongExpectedVersion { stream, expected, actual: current }.into());
                 }
-                if cmds.len() == 1 {
-                    validate(&p.state, &registry, &first.statement().author, stream, &events[0], Timestamp::now())?;
+                let valid = if cmds.len() == 1 {
+                    validate(&p.state, &registry, &first.statement().author, stream, &events[0], Timestamp::now())
                 } else {
-                    validate_in_order(&p.state, &registry, &cmds, &events)?;
+                    validate_in_order(&p.state, &registry, &cmds, &events)
+                };
+                if let Err(e) = valid {
+                    // A command that is not what its author signed is refused as such, whatever
+                    // else is wrong with it (the store checks every signature again on append).
+                    check_signatures(&registry, &cmds)?;
+                    return Err(e.into());
                 }
                 current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
             };

@@ -150,6 +150,7 @@ pub async fn serve(
     };
 
     let served = builder
+        .layer(tower::util::MapResponseLayer::new(status::oversize_is_resource_exhausted))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

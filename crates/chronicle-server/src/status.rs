@@ -116,3 +116,18 @@ pub fn of_checkpoint(e: &CheckpointError) -> Status {
 pub fn is_denial(s: &Status) -> bool {
     s.code() == Code::PermissionDenied
 }
+
+/// tonic refuses a message over the size limit with `OUT_OF_RANGE`; gRPC's own servers, and our
+/// error table, say `RESOURCE_EXHAUSTED`. Rewrites exactly that refusal (recognized by tonic's
+/// message) in a trailers-only response.
+pub fn oversize_is_resource_exhausted<B>(mut resp: http::Response<B>) -> http::Response<B> {
+    let h = resp.headers_mut();
+    let oversize = h.get("grpc-status").is_some_and(|v| v == "11")
+        && h.get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large"));
+    if oversize {
+        h.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    resp
+}
