@@ -2,6 +2,8 @@
 
 pub mod append_loop;
 pub mod checkpoint;
+pub mod clerk;
+pub mod client;
 pub mod demo;
 pub mod evidence;
 pub mod expunge_loop;
@@ -11,6 +13,7 @@ pub mod init;
 pub mod log_key;
 pub mod principal;
 pub mod proof;
+pub mod query;
 pub mod rebuild;
 pub mod serve;
 pub mod verify;

@@ -40,6 +40,17 @@ impl Date {
         Date { year, month: self.month, day: self.day.min(days_in_month(year, self.month)) }
     }
 
+    /// Midnight UTC at the start of this date, in microseconds since the epoch.
+    pub fn to_micros(&self) -> i64 {
+        // Howard Hinnant's days_from_civil.
+        let (m, y) = (i64::from(self.month), i64::from(self.year) - i64::from(self.month <= 2));
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        (era * 146_097 + doe - 719_468) * 86_400_000_000
+    }
+
     /// The date of a timestamp (UTC).
     pub fn from_micros(micros: i64) -> Date {
         let days = micros.div_euclid(86_400_000_000);
@@ -88,6 +99,20 @@ impl<'de> serde::Deserialize<'de> for Date {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn midnight_micros_round_trip_through_dates() {
+        assert_eq!(Date::parse("1970-01-01").unwrap().to_micros(), 0);
+        assert_eq!(Date::parse("2000-03-01").unwrap().to_micros(), 951_868_800_000_000);
+        for days in (-800_000i64..800_000).step_by(997) {
+            let t = days * 86_400_000_000;
+            let d = Date::from_micros(t);
+            if (1000..=9999).contains(&d.year) {
+                assert_eq!(d.to_micros(), t, "{d}");
+                assert_eq!(Date::from_micros(t + 86_399_999_999), d);
+            }
+        }
+    }
 
     #[test]
     fn parses_real_dates_only() {

@@ -394,6 +394,9 @@ pub fn policy_stream() -> StreamId {
     StreamId::derive("chronicle.records", "access-policy")
 }
 
+/// The event type of an expungement order (submitting one means destroying keys).
+pub const EXPUNGEMENT_ORDERED_TYPE: &str = "records.expungement_ordered";
+
 /// The stream holding refusals that name no known subject (an unknown SID, a call outside the
 /// caller's role).
 pub fn denials_stream() -> StreamId {
@@ -403,4 +406,21 @@ pub fn denials_stream() -> StreamId {
 /// The stream holding a subject's dissemination log: derived from the subject's (random) id.
 pub fn access_stream(subject: &StreamId) -> StreamId {
     StreamId::derive("chronicle.records.access", &subject.to_hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expungement_event_type_constant_is_the_events_own() {
+        let ev = RecordEvent::ExpungementOrdered {
+            order_id: "o".into(),
+            statute: "s".into(),
+            target: "t".into(),
+            target_kind: "cycle".into(),
+            streams: vec![],
+        };
+        assert_eq!(ev.event_type().as_str(), EXPUNGEMENT_ORDERED_TYPE);
+    }
 }

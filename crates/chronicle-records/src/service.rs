@@ -365,7 +365,10 @@ impl Records {
             target_kind: kind.into(),
             streams,
         };
-        let r = self.record(signer, destruction_stream(), &ev, effective, Some(order_id.into()))?;
+        let key = chronicle_core::random_array::<16>().to_vec();
+        let cmd = Command::sign(signer, draft(destruction_stream(), &ev, effective, Some(order_id.into()), key))
+            .map_err(|e| RecordsError::Malformed(e.to_string()))?;
+        let r = self.append_checked(destruction_stream(), ExpectedVersion::Any, vec![cmd])?;
         let destroyed = self.carry_out()?;
         Ok((r.entries[0].position, destroyed))
     }
@@ -528,7 +531,24 @@ impl Records {
     /// the newer state; with `NoStream` or `Exact` the caller's expectation is checked and a
     /// conflict is returned to the caller. A retry of an earlier submission gets that
     /// submission's receipt.
+    ///
+    /// An expungement order is carried out (its keys destroyed) before this returns.
     pub fn submit_batch(
+        &self,
+        stream: StreamId,
+        expected: ExpectedVersion,
+        cmds: Vec<Command>,
+    ) -> Result<AppendReceipt, ServiceError> {
+        let orders = cmds.iter().any(|c| c.statement().event_type.as_str() == crate::model::EXPUNGEMENT_ORDERED_TYPE);
+        let r = self.append_checked(stream, expected, cmds)?;
+        if orders {
+            self.carry_out()?;
+        }
+        Ok(r)
+    }
+
+    /// Validates and appends, without carrying out expungement orders.
+    fn append_checked(
         &self,
         stream: StreamId,
         expected: ExpectedVersion,

@@ -411,6 +411,15 @@ impl pb::records_server::Records for RecordsService {
                     refusal,
                 ));
             };
+            if let Some(t) = records.tombstone(&stream) {
+                // All that may be said of an expunged case or subject: the order.
+                let e = chronicle_records::ServiceError::Expunged {
+                    order_id: t.order_id,
+                    effective: t.effective.0,
+                    by: t.author.to_string(),
+                };
+                return Err(status::of_service(&e));
+            }
             if subject.is_none() && caller.role != Role::Auditor && !crate::auth::inside_bureau(caller.role) {
                 let refusal = Status::permission_denied("only the bureau and auditors replay system streams");
                 return Err(shared.deny(

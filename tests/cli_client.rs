@@ -1,0 +1,229 @@
+//! The client commands against a real `chronicle serve` process over mutual TLS: the clerk's,
+//! the court's and the police's actions, reads for a purpose, a history timeline, a background
+//! check, a refusal, and a graceful stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chronicle");
+
+fn chronicle(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run chronicle")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = chronicle(args);
+    assert!(
+        out.status.success(),
+        "chronicle {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Server(Child);
+
+impl Server {
+    fn start(data: &Path) -> (Server, String) {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chronicle serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("serve printed nothing").unwrap();
+        let addr = first.strip_prefix("listening on ").and_then(|r| r.split(' ').next()).expect(&first).to_string();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        (Server(child), addr)
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.0.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+#[test]
+fn clerk_court_and_police_work_a_case_through_the_client_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    ok(&["init", "--data-dir", d]);
+    for (id, role) in [("clerk", "records_clerk"), ("court", "court"), ("pd", "law_enforcement"), ("acme", "employer")]
+    {
+        ok(&["principal", "add", "--data-dir", d, "--id", id, "--role", role]);
+    }
+    let (server, addr) = Server::start(&data);
+    let who = |id: &str| -> Vec<String> {
+        vec!["--server".into(), addr.clone(), "--data-dir".into(), d.into(), "--as".into(), id.into()]
+    };
+    let run = |cmd: &str, id: &str, rest: &[&str]| -> String {
+        let mut args: Vec<String> = vec![cmd.into()];
+        args.extend(who(id));
+        args.extend(rest.iter().map(|s| s.to_string()));
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let json = |s: &str| -> serde_json::Value { serde_json::from_str(s.trim()).unwrap() };
+
+    run("enroll", "clerk", &["--sid", "PA-1", "--last", "Doe", "--first", "John", "--dob", "1980-02-03"]);
+    run("enroll", "clerk", &["--sid", "PA-2", "--last", "Doe", "--first", "Jon", "--dob", "1981-05-06"]);
+    let arrest = json(&run(
+        "arrest",
+        "pd",
+        &[
+            "--subject",
+            "PA-1",
+            "--otn",
+            "OTN-9",
+            "--agency",
+            "PA0000001",
+            "--date",
+            "2023-03-01",
+            "--charge",
+            "1|18 Pa.C.S. 3921|Theft by unlawful taking|misdemeanor",
+            "--charge",
+            "2|18 Pa.C.S. 5503|Disorderly conduct|summary",
+            "--json",
+        ],
+    ));
+    let case_id = arrest["stream"].as_str().unwrap().to_string();
+    run("court-case", "court", &["--case", &case_id, "--court", "PA000001J", "--docket", "CP-9"]);
+    run(
+        "charge",
+        "clerk",
+        &[
+            "--case",
+            "CP-9",
+            "--seq",
+            "3",
+            "--statute",
+            "18 Pa.C.S. 3925",
+            "--literal",
+            "Receiving stolen property",
+            "--level",
+            "misdemeanor",
+        ],
+    );
+    run(
+        "disposition",
+        "court",
+        &["--case", "CP-9", "--seq", "1", "--disposition", "guilty_plea", "--date", "2023-09-01"],
+    );
+    let cutoff = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let out = run(
+        "correct",
+        "court",
+        &[
+            "--case",
+            "CP-9",
+            "--seq",
+            "1",
+            "--disposition",
+            "dismissed",
+            "--date",
+            "2023-09-01",
+            "--reason",
+            "wrong charge keyed",
+        ],
+    );
+    assert!(out.contains("disposition of charge 1 corrected"), "{out}");
+    run(
+        "order",
+        "court",
+        &[
+            "--case",
+            "CP-9",
+            "--kind",
+            "seal",
+            "--order-id",
+            "ORD-1",
+            "--statute",
+            "18 Pa.C.S. 9122.1",
+            "--charge",
+            "2",
+            "--audience",
+            "court",
+        ],
+    );
+
+    // The record in words, for the police (purpose C): every charge, the correction applied.
+    let out = run("record", "pd", &["PA-1", "--purpose", "C"]);
+    assert!(out.contains("Doe, John (SID PA-1, born 1980-02-03)"), "{out}");
+    assert!(
+        out.contains("1. Theft by unlawful taking (18 Pa.C.S. 3921, misdemeanor): dismissed on 2023-09-01"),
+        "{out}"
+    );
+    assert!(out.contains("docket CP-9"), "{out}");
+    assert!(out.contains("this release was logged at position"), "{out}");
+    // As recorded before the correction: the plea.
+    let out = run("record", "pd", &["PA-1", "--purpose", "C", "--as-of", &cutoff, "--json"]);
+    let v = json(&out);
+    assert_eq!(v["view"]["cycles"][0]["charges"][0]["disposition"], "guilty_plea", "{out}");
+
+    // The case, and its history as a timeline.
+    let v = json(&run("case", "court", &["CP-9", "--purpose", "C", "--json"]));
+    assert_eq!(v["view"]["cycles"][0]["docket"], "CP-9");
+    let out = run("history", "pd", &["--case", "CP-9"]);
+    assert!(out.contains("arrest recorded by pd (law_enforcement)"), "{out}");
+    assert!(out.contains("disposition corrected by court (court)"), "{out}");
+    assert!(out.contains("relief ordered by court (court), under order ORD-1"), "{out}");
+    assert!(out.contains("6 entries"), "{out}");
+    let lines = run("history", "pd", &["--case", "CP-9", "--as-of", &cutoff, "--json"]);
+    assert_eq!(lines.lines().count(), 4, "as of the cutoff: arrest, filing, charge, disposition: {lines}");
+    let effective = run("history", "pd", &["--case", "CP-9", "--effective", "--json"]);
+    let times: Vec<i64> = effective.lines().map(|l| json(l)["effective_micros"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "--effective orders by effective time");
+    // The arrest took effect on its date, the disposition on its own: ordered by effect, the
+    // 2023 events come before the filings recorded today.
+    let first = json(effective.lines().next().unwrap());
+    assert_eq!(first["event_type"], "records.arrest_recorded", "{effective}");
+    assert_eq!(chronicle_records::Date::from_micros(times[0]).to_string(), "2023-03-01");
+
+    // The case was PA-2's all along: moved, and PA-1's record no longer shows it.
+    run(
+        "reattribute",
+        "clerk",
+        &["--case", "CP-9", "--to", "PA-2", "--reason", "fingerprints", "--evidence", "AFIS-1"],
+    );
+    let v = json(&run("record", "clerk", &["PA-1", "--purpose", "A", "--json"]));
+    assert!(v["view"]["cycles"].as_array().unwrap().is_empty(), "{v}");
+
+    // An employer's background check, logged; and a purpose it may not use, refused (exit 4).
+    let v = json(&run("check", "acme", &["--purpose", "E", "--sid", "PA-2", "--authority", "consent 88", "--json"]));
+    assert!(v["dissemination_position"].as_u64().unwrap() > 0);
+    let mut args = vec!["record".to_string()];
+    args.extend(who("acme"));
+    args.extend(["PA-2".into(), "--purpose".into(), "C".into()]);
+    let refused = chronicle(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(refused.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("PermissionDenied"), "{refused:?}");
+
+    // Expunge the whole case: the server destroys its keys before answering.
+    run("order", "court", &["--case", "CP-9", "--kind", "expunge", "--order-id", "EXP-1", "--statute", "PC 851.93"]);
+    let mut args = vec!["history".to_string()];
+    args.extend(who("pd"));
+    args.extend(["--case".into(), case_id.clone()]);
+    let gone = chronicle(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(gone.status.code(), Some(4), "{gone:?}");
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("expunged by order EXP-1"), "{gone:?}");
+
+    // SIGTERM: a clean stop, and the ledger verifies offline.
+    assert!(server.stop().success());
+    let out = ok(&["verify", "--data-dir", d]);
+    assert!(out.starts_with("ok: "), "{out}");
+}
