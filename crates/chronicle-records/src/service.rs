@@ -420,8 +420,32 @@ impl Records {
 
     /// Applies every committed entry not yet applied. Returns how many entries were read.
     pub fn catch_up(&self) -> Result<u64, ServiceError> {
+        if self.projection().next >= self.store.head().len {
+            return Ok(0);
+        }
         // One catch-up at a time; a second caller finds the work done when it gets the lock.
-        let _one = self.catching_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let one = self.catching_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.catch_up_holding(one)
+    }
+
+    /// Brings the projection forward for a read, without waiting behind a catch-up already
+    /// running. Every write made through this service is in the projection before it is
+    /// acknowledged (the writer catches up before answering), so a read that does not wait still
+    /// sees every acknowledged write; a catch-up in progress is bringing in writes not yet
+    /// acknowledged. Entries appended to the store directly are brought in by the next read that
+    /// finds no catch-up running.
+    pub fn refresh(&self) -> Result<(), ServiceError> {
+        if self.projection().next >= self.store.head().len {
+            return Ok(());
+        }
+        match self.catching_up.try_lock() {
+            Ok(one) => self.catch_up_holding(one).map(|_| ()),
+            Err(std::sync::TryLockError::Poisoned(p)) => self.catch_up_holding(p.into_inner()).map(|_| ()),
+            Err(std::sync::TryLockError::WouldBlock) => Ok(()),
+        }
+    }
+
+    fn catch_up_holding(&self, _one: std::sync::MutexGuard<'_, ()>) -> Result<u64, ServiceError> {
         let head = self.store.head().len;
         let decode_page = |from: u64| -> Result<Vec<Decoded>, ServiceError> {
             // One sequential read of the page; checking, opening and parsing on all cores.
@@ -635,7 +659,7 @@ impl Records {
         purpose: Purpose,
         as_effective: Option<Timestamp>,
     ) -> Result<RecordView, ServiceError> {
-        self.catch_up()?;
+        self.refresh()?;
         let p = self.projection();
         let req = Request { role, purpose, as_effective, checked_on: Date::from_micros(Timestamp::now().0) };
         Ok(view(&p.state, &p.state.policy(), subject, req, p.next.saturating_sub(1))?)
@@ -671,7 +695,7 @@ impl Records {
     /// policy allows, logged as a dissemination when the requester is outside the bureau; a
     /// request the policy does not allow is logged as denied and refused.
     pub fn release(&self, ledger: &Signer, r: Release<'_>) -> Result<CheckResponse, ServiceError> {
-        self.catch_up()?;
+        self.refresh()?;
         let Release { requester, purpose, subject, case, authority, as_effective, as_recorded, method } = r;
         let role = self
             .store
@@ -847,7 +871,7 @@ impl Records {
 
     /// The state of a subject's record exactly as the ledger showed it after `position`.
     pub fn state_as_recorded(&self, subject: StreamId, position: u64) -> Result<State, ServiceError> {
-        self.catch_up()?;
+        self.refresh()?;
         let entries = self.entries_of(&self.subject_streams(subject), position)?;
         let decoded: Vec<Decoded> = entries.par_iter().map(|e| decode(&self.store, e)).collect();
         let mut state = State::new();
@@ -885,7 +909,7 @@ impl Records {
     /// Every entry of a subject's record (identity, cycles ever attributed, access log) or of one
     /// cycle, in log order, with who, when and under what authority.
     pub fn history(&self, stream: StreamId, up_to: Option<u64>) -> Result<Vec<HistoryItem>, ServiceError> {
-        self.catch_up()?;
+        self.refresh()?;
         if let Some(t) = self.tombstone(&stream) {
             return Err(ServiceError::Expunged {
                 order_id: t.order_id,

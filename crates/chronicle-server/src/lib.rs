@@ -18,7 +18,7 @@ use std::time::Duration;
 use chronicle_proto::v1::{ledger_server::LedgerServer, proofs_server::ProofsServer, records_server::RecordsServer};
 use chronicle_store::CheckpointPolicy;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 pub use services::{PRINCIPAL_HEADER, Shared};
@@ -149,6 +149,8 @@ pub async fn serve(
         })
     };
 
+    // Small request, small answer: without TCP_NODELAY each answer waits for the peer's
+    // delayed ACK (tens of milliseconds).
     let served = builder
         .layer(tower::util::MapResponseLayer::new(status::oversize_is_resource_exhausted))
         .add_service(health)
@@ -157,7 +159,7 @@ pub async fn serve(
         .add_service(ledger)
         .add_service(records)
         .add_service(proofs)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await;
     ticker.abort();
     reporter.set_not_serving::<LedgerServer<services::LedgerService>>().await;

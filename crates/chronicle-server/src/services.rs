@@ -35,6 +35,14 @@ pub struct Shared {
     pub tls: bool,
 }
 
+/// Runs records work: on the blocking pool if it may wait for the disk, else right here.
+async fn run<T: Send + 'static>(
+    may_block: bool,
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    if may_block { blocking(f).await } else { f() }
+}
+
 /// Runs blocking records work off the reactor.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("worker failed: {e}")))?
@@ -278,7 +286,7 @@ impl RecordsService {
         match (sid.trim(), subject_id.is_empty()) {
             ("", true) => Err(invalid("sid", "name the subject by sid or subject_id")),
             (sid, true) => {
-                self.0.records.catch_up().map_err(|e| status::of_service(&e))?;
+                self.0.records.refresh().map_err(|e| status::of_service(&e))?;
                 self.0
                     .records
                     .projection()
@@ -302,7 +310,11 @@ impl RecordsService {
         let as_effective = micros("as_effective_micros", r.as_effective_micros)?;
         let as_recorded = micros("as_recorded_micros", r.as_recorded_micros)?;
         let this = RecordsService(self.0.clone());
-        blocking(move || {
+        // A read inside the bureau writes nothing (unless refused): it is answered on the
+        // reactor, without a hand-off to the blocking pool. A release outside the bureau is
+        // logged (a durable append), so it waits on the blocking pool.
+        let writes = !crate::auth::inside_bureau(caller.role) || as_recorded.is_some();
+        run(writes, move || {
             let subject = this.subject_of(&r.sid, &r.subject_id)?;
             let release = Release {
                 requester: &caller.principal,
@@ -340,7 +352,7 @@ impl pb::records_server::Records for RecordsService {
         let as_effective = micros("as_effective_micros", r.as_effective_micros)?;
         let shared = self.0.clone();
         blocking(move || {
-            shared.records.catch_up().map_err(|e| status::of_service(&e))?;
+            shared.records.refresh().map_err(|e| status::of_service(&e))?;
             let (case, subject) = {
                 let p = shared.records.projection();
                 let case = p
@@ -381,7 +393,7 @@ impl pb::records_server::Records for RecordsService {
         let shared = self.0.clone();
         let items = blocking(move || {
             let records = &shared.records;
-            records.catch_up().map_err(|e| status::of_service(&e))?;
+            records.refresh().map_err(|e| status::of_service(&e))?;
             let stream = match (r.stream.is_empty(), r.docket.trim()) {
                 (true, "") => return Err(invalid("stream", "name a subject or case by stream or docket")),
                 (false, "") => stream_id("stream", &r.stream)?,

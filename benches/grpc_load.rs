@@ -1,0 +1,223 @@
+//! gRPC load: 64 clients submitting and 64 reading at once, for 30 s, over mutual TLS on
+//! loopback, against one server in this process.
+//!
+//! Submitters send pre-signed arrests (each opens a new case for one of the seeded subjects;
+//! client signing is excluded from the clock and measured separately); readers ask for seeded
+//! subjects' records as a records clerk (inside the bureau, so no dissemination is written per
+//! read). Each client has its own connection. Server and clients share this machine's cores.
+//! Run with `cargo bench --bench grpc_load -- [--seconds N] [--submitters S] [--readers R]
+//! [--subjects N]`.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chronicle_client::v1 as pb;
+use chronicle_client::{Client, Credentials};
+use chronicle_core::{Command, PrincipalId, RegistryEvent, Role, Signer, StreamId, Timestamp};
+use chronicle_records::model::ChargeSpec;
+use chronicle_records::service::draft;
+use chronicle_records::{Date, Level, Name, RecordEvent, Records};
+use chronicle_store::{AppendRequest, ExpectedVersion};
+
+fn main() {
+    let seconds = common::arg("--seconds", 30);
+    let submitters = common::arg("--submitters", 64) as usize;
+    let readers = common::arg("--readers", 64) as usize;
+    let subjects = common::arg("--subjects", 1000) as usize;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = chronicle::datadir::DataDir::new(tmp.path().join("data"), None);
+    let init = dir.init("load.chronicle.localhost/ledger").unwrap();
+    let register = |id: &str, role: Role| {
+        let s = Signer::generate(PrincipalId::new(id).unwrap());
+        let cmd = Command::sign(
+            &init.admin,
+            RegistryEvent::register(s.principal().clone(), role, &s.verifying_key()).draft(),
+        )
+        .unwrap();
+        let req = AppendRequest { stream: StreamId::REGISTRY, expected: ExpectedVersion::Any, commands: vec![cmd] };
+        init.store.append(req).unwrap();
+        dir.issue_credentials(&s, None, true).unwrap();
+        s
+    };
+    let clerk = register("clerk", Role::RecordsClerk);
+    let police = Arc::new(register("pd", Role::LawEnforcement));
+    let records = Records::open(init.store.clone()).unwrap();
+    let seeded: Vec<(String, StreamId)> = (0..subjects)
+        .map(|i| {
+            let id = StreamId::random();
+            let sid = format!("LD-{i}");
+            let ev = RecordEvent::SubjectEnrolled {
+                sid: sid.clone(),
+                fbi: None,
+                name: Name { last: format!("Last{i}"), first: "First".into(), middle: None },
+                dob: Date::parse("1980-01-01").unwrap(),
+            };
+            records.record(&clerk, id, &ev, Timestamp::now(), None).unwrap();
+            (sid, id)
+        })
+        .collect();
+
+    // Pre-sign the submissions on all cores, timing it: the client's signing cost.
+    let per = (15_000 * seconds as usize).div_ceil(submitters.max(1));
+    let sign_started = Instant::now();
+    let work: Vec<Vec<(StreamId, Command)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..submitters)
+            .map(|a| {
+                let police = police.clone();
+                let seeded = &seeded;
+                s.spawn(move || {
+                    (0..per)
+                        .map(|i| {
+                            let subject = seeded[(a * 7919 + i) % seeded.len()].1;
+                            let cycle = StreamId::random();
+                            let ev = RecordEvent::ArrestRecorded {
+                                subject: subject.to_hex(),
+                                tracking_number: format!("OTN-{a}-{i}"),
+                                agency_ori: "AZ0070000".into(),
+                                arrest_date: Date::parse("2024-05-01").unwrap(),
+                                charges: vec![ChargeSpec {
+                                    seq: 1,
+                                    statute: "13-1802".into(),
+                                    offense_code: "2399".into(),
+                                    literal: "THEFT OF PROPERTY".into(),
+                                    level: Level::Misdemeanor,
+                                    counts: 1,
+                                }],
+                            };
+                            let key = format!("{a}-{i}").into_bytes();
+                            (cycle, Command::sign(&police, draft(cycle, &ev, Timestamp::now(), None, key)).unwrap())
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let signed = (per * submitters) as f64;
+    let sign_secs = sign_started.elapsed().as_secs_f64();
+
+    let shared = Arc::new(chronicle_server::Shared {
+        records,
+        ledger: init.ledger,
+        note: dir.note_signer().unwrap(),
+        origin: dir.info().unwrap().origin,
+        tls: true,
+    });
+    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let transport = chronicle_server::Transport::MutualTls(dir.tls_files().unwrap());
+    let server = server_rt.spawn(chronicle_server::serve(
+        shared,
+        listener,
+        transport,
+        chronicle_server::Limits::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let police_creds = Credentials::load(&dir.credentials_dir("pd")).unwrap();
+    let clerk_creds = Credentials::load(&dir.credentials_dir("clerk")).unwrap();
+    let client_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let (submit_lat, read_lat, elapsed) = client_rt.block_on(async {
+        let mut submit_clients = Vec::new();
+        for _ in 0..submitters {
+            submit_clients.push(Client::connect(&addr, &police_creds).await.unwrap());
+        }
+        let mut read_clients = Vec::new();
+        for _ in 0..readers {
+            read_clients.push(Client::connect(&addr, &clerk_creds).await.unwrap());
+        }
+        let started = Instant::now();
+        let subs: Vec<_> = submit_clients
+            .into_iter()
+            .zip(work)
+            .map(|(mut c, cmds)| {
+                let (done, errors) = (done.clone(), errors.clone());
+                tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    for (stream, cmd) in cmds {
+                        if done.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let t = Instant::now();
+                        match c.submit(stream, None, std::slice::from_ref(&cmd)).await {
+                            Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
+                            Err(e) => {
+                                if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                                    eprintln!("submit error: {e}");
+                                }
+                            }
+                        }
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let sids: Arc<Vec<String>> = Arc::new(seeded.iter().map(|(s, _)| s.clone()).collect());
+        let reads: Vec<_> = read_clients
+            .into_iter()
+            .enumerate()
+            .map(|(r, mut c)| {
+                let (done, errors, sids) = (done.clone(), errors.clone(), sids.clone());
+                tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    let mut i = r;
+                    while !done.load(Ordering::Relaxed) {
+                        i = (i + 7919) % sids.len();
+                        let req = pb::RecordRequest {
+                            sid: sids[i].clone(),
+                            purpose: pb::Purpose::A as i32,
+                            ..Default::default()
+                        };
+                        let t = Instant::now();
+                        match c.record(req).await {
+                            Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
+                            Err(e) => {
+                                if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                                    eprintln!("read error: {e}");
+                                }
+                            }
+                        }
+                    }
+                    lat
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        done.store(true, Ordering::Relaxed);
+        let mut submit_lat = Vec::new();
+        for s in subs {
+            submit_lat.extend(s.await.unwrap());
+        }
+        let mut read_lat = Vec::new();
+        for r in reads {
+            read_lat.extend(r.await.unwrap());
+        }
+        (submit_lat, read_lat, started.elapsed().as_secs_f64())
+    });
+    let _ = stop.send(());
+    server_rt.block_on(server).unwrap().unwrap();
+
+    let mut submit_lat = submit_lat;
+    let mut read_lat = read_lat;
+    submit_lat.sort_by(|a, b| a.total_cmp(b));
+    read_lat.sort_by(|a, b| a.total_cmp(b));
+    println!("gRPC load over mutual TLS on loopback: {submitters} submitting + {readers} reading clients, {seconds}s");
+    println!("{:<36} {:>12.0}", "submitted entries/s", submit_lat.len() as f64 / elapsed);
+    println!("{:<36} {:>12.2}", "submit p50 (ms)", common::percentile(&submit_lat, 0.5));
+    println!("{:<36} {:>12.2}", "submit p99 (ms)", common::percentile(&submit_lat, 0.99));
+    println!("{:<36} {:>12.0}", "reads/s", read_lat.len() as f64 / elapsed);
+    println!("{:<36} {:>12.2}", "read p50 (ms)", common::percentile(&read_lat, 0.5));
+    println!("{:<36} {:>12.2}", "read p99 (ms)", common::percentile(&read_lat, 0.99));
+    println!("{:<36} {:>12}", "errors", errors.load(Ordering::Relaxed));
+    println!("{:<36} {:>12.0}", "client signing, signatures/s (all cores)", signed / sign_secs);
+}
