@@ -222,6 +222,21 @@ fn clerk_court_and_police_work_a_case_through_the_client_commands() {
     assert_eq!(gone.status.code(), Some(4), "{gone:?}");
     assert!(String::from_utf8_lossy(&gone.stderr).contains("expunged by order EXP-1"), "{gone:?}");
 
+    // A principal added while the server runs (the server holds the log): through the server.
+    let out = ok(&["principal", "add", "--data-dir", d, "--id", "pd2", "--role", "law_enforcement", "--server", &addr]);
+    assert!(out.contains("registered pd2 as law_enforcement"), "{out}");
+    let v = json(&run("record", "pd2", &["PA-2", "--purpose", "C", "--json"]));
+    assert_eq!(v["view"]["identity"]["sid"], "PA-2");
+    // A registration signed by the admin but sent over the clerk's connection is refused.
+    let mut args = vec!["principal".to_string(), "add".into(), "--data-dir".into(), d.into()];
+    args.extend(["--id".into(), "pd3".into(), "--role".into(), "court".into(), "--server".into(), addr.clone()]);
+    std::fs::rename(data.join("secrets/principals/admin"), data.join("secrets/principals/admin.away")).unwrap();
+    std::fs::rename(data.join("secrets/principals/clerk"), data.join("secrets/principals/admin")).unwrap();
+    let refused = chronicle(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!refused.status.success(), "a clerk registered a principal: {refused:?}");
+    std::fs::rename(data.join("secrets/principals/admin"), data.join("secrets/principals/clerk")).unwrap();
+    std::fs::rename(data.join("secrets/principals/admin.away"), data.join("secrets/principals/admin")).unwrap();
+
     // SIGTERM: a clean stop, and the ledger verifies offline.
     assert!(server.stop().success());
     let out = ok(&["verify", "--data-dir", d]);

@@ -293,3 +293,63 @@ fn graceful_shutdown_keeps_every_acknowledged_append() {
     let report = chronicle_store::verify_log(&dir.log_dir(), |_, _| {}).unwrap();
     assert!(report.is_ok(), "{report:?}");
 }
+
+#[test]
+fn insecure_loopback_names_the_caller_by_header_and_refuses_other_addresses() {
+    let s = Served::start(false);
+    let creds = s.creds("clerk");
+    let addr = s.addr.to_string();
+    s.rt.block_on(async {
+        let mut clerk =
+            chronicle_client::Client::connect_insecure(&addr, creds.principal.clone(), creds.signer.clone())
+                .await
+                .unwrap();
+        let subject = StreamId::random();
+        let ev = RecordEvent::SubjectEnrolled {
+            sid: "IL-1".into(),
+            fbi: None,
+            name: Name { last: "Loop".into(), first: "Back".into(), middle: None },
+            dob: Date::parse("1999-09-09").unwrap(),
+        };
+        clerk.sign_and_submit(ev_draft(subject, &ev)).await.unwrap();
+        // No header: nobody.
+        let mut raw = pb::records_client::RecordsClient::connect(format!("http://{addr}")).await.unwrap();
+        let st = raw.get_record(record_req("IL-1", pb::Purpose::A)).await.unwrap_err();
+        assert_eq!(st.code(), Code::Unauthenticated);
+        assert!(clerk.record(record_req("IL-1", pb::Purpose::A)).await.is_ok());
+    });
+    // The same server mode on a non-loopback address is refused before it listens.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .args(["serve", "--data-dir"])
+        .arg(&s.dir.root)
+        .args(["--listen", "0.0.0.0:0", "--insecure-loopback"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-loopback refuses 0.0.0.0:0"), "{out:?}");
+}
+
+#[test]
+fn a_subject_sees_only_their_own_record_and_an_attorney_without_representation_nothing() {
+    let s = Served::start(true);
+    story(&s);
+    let mut clerk = s.client("clerk");
+    let mut me = s.client("subject:pa100");
+    let mut attorney = s.client("da.smith");
+    s.rt.block_on(async {
+        let other = RecordEvent::SubjectEnrolled {
+            sid: "PA-200".into(),
+            fbi: None,
+            name: Name { last: "Else".into(), first: "Someone".into(), middle: None },
+            dob: Date::parse("1970-01-01").unwrap(),
+        };
+        clerk.sign_and_submit(ev_draft(StreamId::random(), &other)).await.unwrap();
+        let mine = me.record(record_req("PA-100", pb::Purpose::X)).await.unwrap();
+        let view: serde_json::Value = serde_json::from_slice(&mine.view_json).unwrap();
+        assert_eq!(view["identity"]["sid"], "PA-100");
+        assert_eq!(code(me.record(record_req("PA-200", pb::Purpose::X)).await), Code::PermissionDenied);
+        assert_eq!(code(attorney.record(record_req("PA-100", pb::Purpose::C)).await), Code::PermissionDenied);
+        let case = pb::CaseRequest { docket: "CP-1-CR-1".into(), purpose: pb::Purpose::C as i32, ..Default::default() };
+        assert_eq!(code(attorney.case(case).await), Code::PermissionDenied);
+    });
+}

@@ -38,20 +38,27 @@ enum PrincipalCmd {
         /// Where to write its credentials (default SECRETS/principals/ID).
         #[arg(long)]
         creds_out: Option<PathBuf>,
+        /// Register through this running server (as the admin) instead of opening the log,
+        /// which the server holds.
+        #[arg(long)]
+        server: Option<String>,
     },
 }
 
 pub fn run(a: PrincipalArgs) -> Result<ExitCode> {
     match a.cmd {
-        PrincipalCmd::Add { data_dir, id, role, key_out, creds_out } => {
+        PrincipalCmd::Add { data_dir, id, role, key_out, creds_out, server } => {
             let role: Role = serde_json::from_value(serde_json::Value::String(role.clone()))
                 .with_context(|| format!("unknown role {role:?}"))?;
             if role == Role::Ledger {
                 bail!("there is only one ledger principal");
             }
             let dir = DataDir::new(&data_dir, None);
-            let store = dir.open()?;
             let signer = Signer::generate(PrincipalId::new(id)?);
+            let creds_dir = creds_out.clone().unwrap_or_else(|| dir.credentials_dir(signer.principal().as_str()));
+            if creds_dir.join("principal").exists() {
+                bail!("{} already holds credentials", creds_dir.display());
+            }
             if let Some(key_out) = &key_out {
                 write_key(key_out, &signer.to_pem())?;
             }
@@ -59,17 +66,33 @@ pub fn run(a: PrincipalArgs) -> Result<ExitCode> {
                 &dir.admin()?,
                 RegistryEvent::register(signer.principal().clone(), role, &signer.verifying_key()).draft(),
             )?;
-            let r = store.append(AppendRequest {
-                stream: StreamId::REGISTRY,
-                expected: ExpectedVersion::Any,
-                commands: vec![cmd],
-            })?;
-            let creds = dir.issue_credentials(&signer, creds_out, true)?;
+            let position = match server {
+                None => {
+                    let store = dir.open()?;
+                    let req = AppendRequest {
+                        stream: StreamId::REGISTRY,
+                        expected: ExpectedVersion::Any,
+                        commands: vec![cmd],
+                    };
+                    store.append(req)?.entries[0].position
+                }
+                Some(addr) => {
+                    let admin =
+                        chronicle_client::Credentials::load(&dir.credentials_dir(chronicle::datadir::ADMIN_PRINCIPAL))?;
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    rt.block_on(async {
+                        let mut c = chronicle_client::Client::connect(&addr, &admin).await?;
+                        let r = c.submit(StreamId::REGISTRY, None, &[cmd]).await?;
+                        anyhow::Ok(r.entries[0].position)
+                    })?
+                }
+            };
+            let creds = dir.issue_credentials(&signer, Some(creds_dir), true)?;
             println!(
                 "registered {} as {} at position {}; key {}; credentials in {}",
                 signer.principal(),
                 role.as_str(),
-                r.entries[0].position,
+                position,
                 signer.key_id(),
                 creds.display()
             );

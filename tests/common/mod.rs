@@ -206,6 +206,8 @@ pub const SERVED_PRINCIPALS: &[(&str, Role)] = &[
     ("acme.hr", Role::Employer),
     ("auditor", Role::Auditor),
     ("former.clerk", Role::RecordsClerk),
+    ("subject:pa100", Role::Subject),
+    ("da.smith", Role::DefenseAttorney),
 ];
 
 impl Served {

@@ -70,6 +70,32 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// A record subject sees only their own record; a defense attorney only their clients'.
+    /// The subject's principal is bound to the record by its id, `subject:` and the SID (lower
+    /// case, letters and digits only); representation by an attorney is not recorded yet, so an
+    /// attorney's request is refused (and logged) rather than answered for anyone.
+    fn check_binding(&self, caller: &Caller, purpose: Purpose, subject: StreamId, action: &str) -> Result<(), Status> {
+        let reason = match caller.role {
+            Role::Subject => {
+                let sid = self.records.projection().state.subjects.get(&subject).map(|s| s.sid.clone());
+                let own = sid.is_some_and(|sid| {
+                    let want: String = chronicle_records::state::normalize(&sid).to_ascii_lowercase();
+                    caller.principal.as_str() == format!("subject:{want}")
+                });
+                if own {
+                    return Ok(());
+                }
+                "a record subject may see only their own record"
+            }
+            Role::DefenseAttorney => "no representation of this subject by the attorney is on record",
+            _ => return Ok(()),
+        };
+        let refusal = Status::permission_denied(reason);
+        Err(self.deny(caller, DenyArgs { purpose: Some(purpose), subject: Some(subject), action }, refusal))
+    }
+}
+
 struct DenyArgs<'a> {
     purpose: Option<Purpose>,
     subject: Option<StreamId>,
@@ -220,7 +246,15 @@ impl pb::ledger_server::Ledger for LedgerService {
                 ));
                 return Err(shared.deny(&caller, DenyArgs { purpose: None, subject: None, action: &action }, refusal));
             }
-            match shared.records.submit_batch(stream, expected, cmds) {
+            let submitted = if stream == StreamId::REGISTRY {
+                // Registry changes (an admin registering a principal, anyone rotating or revoking
+                // their own key) go to the store, whose registry rules decide them.
+                let req = chronicle_store::AppendRequest { stream, expected, commands: cmds };
+                shared.records.store().append(req).map_err(chronicle_records::ServiceError::from)
+            } else {
+                shared.records.submit_batch(stream, expected, cmds)
+            };
+            match submitted {
                 Ok(receipt) => Ok(Response::new(pb::SubmitResponse {
                     entries: receipt
                         .entries
@@ -316,6 +350,7 @@ impl RecordsService {
         let writes = !crate::auth::inside_bureau(caller.role) || as_recorded.is_some();
         run(writes, move || {
             let subject = this.subject_of(&r.sid, &r.subject_id)?;
+            this.0.check_binding(&caller, purpose, subject, method)?;
             let release = Release {
                 requester: &caller.principal,
                 purpose,
@@ -367,6 +402,7 @@ impl pb::records_server::Records for RecordsService {
                     .ok_or_else(|| Status::not_found(format!("no case with docket {}", r.docket)))?;
                 (case, subject)
             };
+            shared.check_binding(&caller, purpose, subject, "get_case")?;
             let release = Release {
                 requester: &caller.principal,
                 purpose,
