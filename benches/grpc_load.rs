@@ -46,6 +46,7 @@ fn main() {
     let clerk = register("clerk", Role::RecordsClerk);
     let police = Arc::new(register("pd", Role::LawEnforcement));
     let records = Records::open(init.store.clone()).unwrap();
+    records.set_ledger(dir.ledger().unwrap()).unwrap();
     let seeded: Vec<(String, StreamId)> = (0..subjects)
         .map(|i| {
             let id = StreamId::random();

@@ -202,3 +202,119 @@ fn expunged_content_and_keys_leave_no_trace_and_the_ledger_still_verifies() {
     let v = records.view(a, Role::Court, Purpose::C, None).unwrap();
     assert_eq!(v.items().len(), 1);
 }
+
+#[test]
+fn a_charge_expungement_re_keys_the_case_and_leaves_no_trace_of_the_charge() {
+    use chronicle_records::{ReliefKind, Scope};
+    let b = Bureau::new();
+    let a = b.enroll("SID-CH-1", "CHARGESURNAME", "DORA", "1985-05-05");
+    let case = b.arrest(
+        a,
+        "OTN-CH-KEEP",
+        "2023-01-05",
+        &[
+            (1, "13-1802", "SURVIVING LITERAL THEFT", Level::Misdemeanor),
+            (2, "PLANTED-CHARGE-STATUTE", "PLANTED CHARGE TWO LITERAL", Level::Felony),
+        ],
+    );
+    b.rec(&b.court, case, RecordEvent::CourtCaseFiled { court_ori: "ZZ".into(), docket: "DKT-CH-KEEP".into() })
+        .unwrap();
+    b.rec(
+        &b.clerk,
+        case,
+        RecordEvent::ChargeFiled { charge: common::charge(3, "PLANTED-STATUTE-3", "PLANTED THIRD", Level::Felony) },
+    )
+    .unwrap();
+    for (seq, d) in [(1, DispositionKind::GuiltyPlea), (2, DispositionKind::Acquitted), (3, DispositionKind::Dismissed)]
+    {
+        b.rec(&b.court, case, RecordEvent::DispositionRecorded { seq, disposition: d, date: date("2023-07-01") })
+            .unwrap();
+    }
+    b.records.background_check(&b.ledger.ledger, b.police.principal(), Purpose::C, a, None, None).unwrap();
+    b.records.persist().unwrap();
+    let old_key = b.ledger.store.danger_data_key_bytes(&case).unwrap();
+
+    // The order covers charges 2 and 3: narrower than the case's key.
+    let order = |id: &str, seqs: Vec<u32>| RecordEvent::ReliefOrdered {
+        order_id: id.into(),
+        kind: ReliefKind::Expunge,
+        scope: Scope::Charges(seqs),
+        statute: "PC 1203.4".into(),
+        audiences: vec![],
+    };
+    b.rec(&b.court, case, order("EXP-CH", vec![2, 3])).unwrap();
+    let new_key = b.ledger.store.danger_data_key_bytes(&case).unwrap();
+    assert_ne!(new_key, old_key, "the case moved to a fresh key");
+
+    // What survives is readable; nothing of the expunged charges is anywhere in the projection.
+    for (role, purpose) in [(Role::Court, Purpose::C), (Role::RecordsClerk, Purpose::A)] {
+        let text = String::from_utf8(b.records.view(a, role, purpose, None).unwrap().to_bytes()).unwrap();
+        assert!(
+            text.contains("SURVIVING LITERAL THEFT") && text.contains("OTN-CH-KEEP") && text.contains("DKT-CH-KEEP")
+        );
+        assert!(!text.contains("PLANTED"), "{role:?}: {text}");
+    }
+    assert!(format!("{:?}", b.records.projection().state).find("PLANTED").is_none());
+    // The auditor sees that an order was carried out, not what it covered.
+    let audit = b.records.view(a, Role::Auditor, Purpose::A, None).unwrap();
+    assert!(audit.notices.iter().any(|n| n.order_id == "EXP-CH"), "{audit:?}");
+    // The case's history: the entries that held the charges are unreadable; the rest is there.
+    let h = b.records.history(case, None).unwrap();
+    assert!(h.iter().any(|i| i.event_type == "records.arrest_recorded" && i.event.is_none()));
+    assert!(h.iter().any(|i| i.event_type == "records.court_case_filed" && i.event.is_some()));
+    assert!(h.iter().any(|i| i.event_type == "records.cycle_restated" && i.event.is_some()));
+    assert!(!serde_json::to_string(&h).unwrap().contains("PLANTED"));
+
+    // Expunged is final; a second order on the same charge is recorded, with nothing to destroy.
+    let e = b
+        .rec(
+            &b.court,
+            case,
+            RecordEvent::DispositionRecorded {
+                seq: 2,
+                disposition: DispositionKind::Dismissed,
+                date: date("2023-08-01"),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e, ServiceError::Invalid(RecordsError::AlreadyExpunged(2)));
+    let key_now = b.ledger.store.danger_data_key_bytes(&case).unwrap();
+    b.rec(&b.court, case, order("EXP-CH-AGAIN", vec![2])).unwrap();
+    // Nothing of charge 2 was left: no new key, nothing destroyed.
+    // Charge 1 lives on: a sentence can still be recorded.
+    b.rec(&b.court, case, RecordEvent::SupervisionDischarged { date: date("2024-01-01") }).unwrap();
+    assert_eq!(b.ledger.store.danger_data_key_bytes(&case).unwrap(), key_now);
+
+    // Rebuilding from zero (the destroyed entries unreadable) gives the same state.
+    let rebuilt = Records::rebuild(b.ledger.store.clone()).unwrap();
+    assert!(rebuilt.projection().state == b.records.projection().state, "rebuild differs");
+    drop(rebuilt);
+    drop(b.records);
+    let (_t, dir) = b.ledger.close();
+    let r = verify_log(&dir.log_dir(), |_, _| {}).unwrap();
+    assert!(r.is_ok(), "{:?}", r.fault);
+    assert!(
+        r.keys_destroyed >= 4,
+        "the arrest, charge 3's filing, charges 2 and 3's dispositions: {}",
+        r.keys_destroyed
+    );
+    let planted: Vec<&[u8]> =
+        vec![b"PLANTED CHARGE TWO LITERAL", b"PLANTED-CHARGE-STATUTE", b"PLANTED-STATUTE-3", b"PLANTED THIRD"];
+    let mut needles: Vec<Vec<u8>> = planted.iter().flat_map(|p| encodings(p)).collect();
+    needles.extend(encodings(&old_key));
+    for f in files(&dir.root) {
+        let bytes = std::fs::read(&f).unwrap();
+        for n in &needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == &n[..]),
+                "{} holds {:?}",
+                f.display(),
+                String::from_utf8_lossy(n)
+            );
+        }
+    }
+    // After a restart the surviving charge is still there.
+    let records = Records::open(dir.open().unwrap()).unwrap();
+    let v = records.view(a, Role::Court, Purpose::C, None).unwrap();
+    assert_eq!(v.items().len(), 1);
+}

@@ -421,7 +421,7 @@ mod validation {
             RecordEvent::ReliefOrdered {
                 order_id: "EXP-9".into(),
                 kind: ReliefKind::Expunge,
-                scope: Scope::WholeCycle,
+                scope: Scope::Charges(vec![1]),
                 statute: "x".into(),
                 audiences: vec![],
             },

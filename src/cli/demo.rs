@@ -91,6 +91,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         "   the admin registered a records clerk, a court, a police department and an employer; every entry from here on is signed by one of them"
     );
     let records = Records::open(store.clone())?;
+    records.set_ledger(dir.ledger()?)?;
     let now = Timestamp::now();
     let rec = |who: &Signer, stream, ev: RecordEvent| records.record(who, stream, &ev, now, None);
 

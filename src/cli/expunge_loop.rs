@@ -12,7 +12,7 @@ use anyhow::Result;
 use chronicle::datadir::DataDir;
 use chronicle_core::{Command, PrincipalId, RegistryEvent, Role, Signer, StreamId, Timestamp};
 use chronicle_records::model::ChargeSpec;
-use chronicle_records::{Date, DispositionKind, Level, Name, RecordEvent, Records};
+use chronicle_records::{Date, DispositionKind, Level, Name, RecordEvent, Records, ReliefKind, Scope};
 use chronicle_store::{AppendRequest, ExpectedVersion};
 
 /// Record cases and expunge them in a loop, noting each target before and after its order.
@@ -37,6 +37,7 @@ pub fn run(a: ExpungeLoopArgs) -> Result<ExitCode> {
     )?;
     store.append(AppendRequest { stream: StreamId::REGISTRY, expected: ExpectedVersion::Any, commands: vec![reg] })?;
     let records = Records::open(store)?;
+    records.set_ledger(dir.ledger()?)?;
     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&a.log)?;
     let d = |s: &str| Date::parse(s).ok_or_else(|| anyhow::anyhow!("bad date"));
     for i in 0u64.. {
@@ -63,6 +64,7 @@ pub fn run(a: ExpungeLoopArgs) -> Result<ExitCode> {
             level: Level::Misdemeanor,
             counts: 1,
         };
+        let doomed = ChargeSpec { seq: 2, literal: "DOOMED".into(), ..charge.clone() };
         records.record(
             &clerk,
             cycle,
@@ -71,7 +73,7 @@ pub fn run(a: ExpungeLoopArgs) -> Result<ExitCode> {
                 tracking_number: format!("OTN-{i}"),
                 agency_ori: "ZZ".into(),
                 arrest_date: d("2024-01-01")?,
-                charges: vec![charge],
+                charges: vec![charge, doomed],
             },
             now,
             None,
@@ -87,7 +89,21 @@ pub fn run(a: ExpungeLoopArgs) -> Result<ExitCode> {
             now,
             None,
         )?;
-        let (kind, target) = if i % 2 == 0 { ("cycle", cycle) } else { ("subject", subject) };
+        if i % 3 == 2 {
+            // Charge 2 only: the case is re-keyed and restated, charge 1 survives.
+            writeln!(log, "pending charges {}", cycle.to_hex())?;
+            let order = RecordEvent::ReliefOrdered {
+                order_id: format!("EXP-{i}"),
+                kind: ReliefKind::Expunge,
+                scope: Scope::Charges(vec![2]),
+                statute: "PC 1203.4".into(),
+                audiences: vec![],
+            };
+            records.record(&clerk, cycle, &order, now, None)?;
+            writeln!(log, "done {}", cycle.to_hex())?;
+            continue;
+        }
+        let (kind, target) = if i % 3 == 0 { ("cycle", cycle) } else { ("subject", subject) };
         writeln!(log, "pending {kind} {}", target.to_hex())?;
         records.expunge(&clerk, target, kind, &format!("EXP-{i}"), "PC 851.93", now)?;
         writeln!(log, "done {}", target.to_hex())?;

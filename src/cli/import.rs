@@ -47,8 +47,10 @@ struct Outcome {
 
 pub fn run(a: ImportArgs) -> Result<ExitCode> {
     let signer = Signer::from_pem_file(PrincipalId::new(a.principal.clone())?, &a.key)?;
-    let store = DataDir::new(&a.data_dir, None).open()?;
+    let dir = DataDir::new(&a.data_dir, None);
+    let store = dir.open()?;
     let records = Records::open(store)?;
+    records.set_ledger(dir.ledger()?)?;
     let importer = Importer::new(&signer);
     let file = std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?;
     let lines: Vec<String> = std::io::BufReader::new(file)

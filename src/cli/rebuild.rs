@@ -22,10 +22,12 @@ pub struct RebuildArgs {
 }
 
 pub fn run(a: RebuildArgs) -> Result<ExitCode> {
-    let store = DataDir::new(&a.data_dir, None).open()?;
+    let dir = DataDir::new(&a.data_dir, None);
+    let store = dir.open()?;
     let len = store.head().len;
     let started = Instant::now();
     let records = Records::rebuild(store)?;
+    records.set_ledger(dir.ledger()?)?;
     let secs = started.elapsed().as_secs_f64();
     let p = records.projection();
     println!(

@@ -53,6 +53,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     };
     let store = dir.open()?;
     let records = Records::open(store).context("opening the records projection")?;
+    records.set_ledger(dir.ledger()?).context("finishing expungement orders")?;
     let shared = Arc::new(Shared {
         records,
         ledger: dir.ledger()?,

@@ -109,6 +109,8 @@ impl Bureau {
         let employer = ledger.principal("acme.hr", Role::Employer);
         let auditor = ledger.principal("auditor", Role::Auditor);
         let records = chronicle_records::Records::open(ledger.store.clone()).expect("open records");
+        let own = Signer::from_pem(ledger.ledger.principal().clone(), &ledger.ledger.to_pem()).unwrap();
+        records.set_ledger(own).expect("ledger signer");
         Bureau { ledger, records, clerk, court, police, employer, auditor }
     }
 
@@ -234,6 +236,7 @@ impl Served {
         ledger.append(StreamId::REGISTRY, ExpectedVersion::Any, vec![revoke]).expect("revoke");
         let Ledger { tmp, dir, store, ledger: ledger_signer, .. } = ledger;
         let records = chronicle_records::Records::open(store.clone()).expect("records");
+        records.set_ledger(dir.ledger().unwrap()).expect("ledger signer");
         let shared = std::sync::Arc::new(chronicle_server::Shared {
             records,
             ledger: ledger_signer,

@@ -242,6 +242,12 @@ pub enum RecordEvent {
     },
     /// A restricting order vacated (unsealing).
     RestrictionVacated { order_id: String, reason: String },
+    /// What survives of a case after an order expunged some of its charges, restated by the
+    /// ledger as it carries the order out: the entries that held the expunged charges (the arrest
+    /// with all its charges, the charge's filings, dispositions and sentences, earlier
+    /// restatements) become unreadable, so the case as it stands (a `state::Cycle`, as JSON) is
+    /// written again under the case's new key.
+    CycleRestated { order_id: String, snapshot: serde_json::Value },
     /// The subject challenges the record.
     ChallengeFiled { challenge_id: String, statement: String },
     /// A challenge decided.
@@ -325,6 +331,7 @@ impl RecordEvent {
             Self::CycleReassigned { .. } => "cycle_reassigned",
             Self::ReliefOrdered { .. } => "relief_ordered",
             Self::RestrictionVacated { .. } => "restriction_vacated",
+            Self::CycleRestated { .. } => "cycle_restated",
             Self::ChallengeFiled { .. } => "challenge_filed",
             Self::ChallengeResolved { .. } => "challenge_resolved",
             Self::RecordDisseminated { .. } => "record_disseminated",

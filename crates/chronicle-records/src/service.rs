@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::date::Date;
 use crate::model::{
-    EVENT_PREFIX, Purpose, RecordEvent, access_stream, denials_stream, destruction_stream, policy_stream,
+    EVENT_PREFIX, Purpose, RecordEvent, Scope, access_stream, denials_stream, destruction_stream, policy_stream,
 };
 use crate::state::{Meta, State};
 use crate::validate::{RecordsError, validate};
@@ -103,6 +103,20 @@ fn decode_with<P: std::ops::Deref<Target = Vec<u8>>>(
             Err(_) => Decoded::Unreadable(meta),
         },
         Err(_) => Decoded::Unreadable(meta),
+    }
+}
+
+/// Whether an event holds anything of these charges (so that it must become unreadable when they
+/// are expunged). Earlier restatements hold every charge of their time.
+fn mentions_charges(ev: &RecordEvent, seqs: &BTreeSet<u32>) -> bool {
+    match ev {
+        RecordEvent::ArrestRecorded { charges, .. } => charges.iter().any(|c| seqs.contains(&c.seq)),
+        RecordEvent::ChargeFiled { charge } | RecordEvent::ChargeAmended { charge, .. } => seqs.contains(&charge.seq),
+        RecordEvent::DispositionRecorded { seq, .. }
+        | RecordEvent::DispositionCorrected { seq, .. }
+        | RecordEvent::SentenceImposed { seq, .. } => seqs.contains(seq),
+        RecordEvent::CycleRestated { .. } => true,
+        _ => false,
     }
 }
 
@@ -196,6 +210,9 @@ pub struct Projection {
 
 /// The records service over a store.
 pub struct Records {
+    /// The ledger's own signer, which restates what survives a charge expungement (set with
+    /// [`Records::set_ledger`]; without it such orders wait).
+    ledger: std::sync::OnceLock<Signer>,
     store: Store,
     projection: RwLock<Projection>,
     unique: Mutex<()>,
@@ -315,8 +332,13 @@ impl Records {
         let restored = loaded.is_some();
         let (state, next) = loaded.unwrap_or_default();
         let projection = Projection { state, next, dirty: BTreeSet::new(), persisted: next, restored };
-        let r =
-            Records { store, projection: RwLock::new(projection), unique: Mutex::new(()), catching_up: Mutex::new(()) };
+        let r = Records {
+            store,
+            projection: RwLock::new(projection),
+            unique: Mutex::new(()),
+            catching_up: Mutex::new(()),
+            ledger: std::sync::OnceLock::new(),
+        };
         r.catch_up()?;
         // An order recorded just before a crash is carried out now.
         r.carry_out()?;
@@ -329,8 +351,13 @@ impl Records {
         store.clear_projection()?;
         let projection =
             Projection { state: State::new(), next: 0, dirty: BTreeSet::new(), persisted: 0, restored: false };
-        let r =
-            Records { store, projection: RwLock::new(projection), unique: Mutex::new(()), catching_up: Mutex::new(()) };
+        let r = Records {
+            store,
+            projection: RwLock::new(projection),
+            unique: Mutex::new(()),
+            catching_up: Mutex::new(()),
+            ledger: std::sync::OnceLock::new(),
+        };
         r.catch_up()?;
         r.carry_out()?;
         r.persist()?;
@@ -379,12 +406,107 @@ impl Records {
     pub fn carry_out(&self) -> Result<usize, ServiceError> {
         let streams: Vec<StreamId> =
             self.projection().state.expunged.values().flat_map(|t| t.streams.iter().copied()).collect();
-        if streams.is_empty() {
-            return Ok(0);
+        let mut destroyed = 0;
+        if !streams.is_empty() {
+            destroyed += self.store.destroy_stream_keys(&streams)?;
         }
-        let destroyed = self.store.destroy_stream_keys(&streams)?;
         if destroyed > 0 {
             self.persist()?;
+        }
+        destroyed += self.carry_out_charge_orders()?;
+        Ok(destroyed)
+    }
+
+    /// Gives the service the ledger's signer and finishes any charge expungement waiting for it.
+    pub fn set_ledger(&self, ledger: Signer) -> Result<usize, ServiceError> {
+        let _ = self.ledger.set(ledger);
+        self.carry_out_charge_orders()
+    }
+
+    /// Carries out expungement orders on some charges of a case (narrower than the case's data
+    /// key). For each case with such an order:
+    ///
+    /// 1. If the latest order is not restated yet: rotate the case to a fresh data key, and append
+    ///    (signed by the ledger) the case as it stands without the expunged charges, sealed under
+    ///    the new key. The projection forgot the charges when it applied the order.
+    /// 2. Re-wrap, under the new key, every entry still under an old key that holds nothing of an
+    ///    expunged charge; the rest (the arrest with all its charges, the charge's own entries,
+    ///    earlier restatements) stay under the old keys.
+    /// 3. Persist the case's projection (sealed under the new key), then destroy the old keys.
+    ///
+    /// Every step is durable and idempotent, so after a crash the next run (at open, or the next
+    /// order) finishes the work. Returns how many keys were destroyed.
+    fn carry_out_charge_orders(&self) -> Result<usize, ServiceError> {
+        let pending: Vec<(StreamId, String, BTreeSet<u32>, bool)> = {
+            let p = self.projection();
+            p.state
+                .cycles
+                .iter()
+                .filter_map(|(id, c)| {
+                    let orders: Vec<&crate::state::Order> = c
+                        .orders
+                        .iter()
+                        .filter(|o| o.kind == crate::model::ReliefKind::Expunge && matches!(o.scope, Scope::Charges(_)))
+                        .collect();
+                    let last = orders.last()?;
+                    let seqs = orders
+                        .iter()
+                        .flat_map(|o| match &o.scope {
+                            Scope::Charges(v) => v.clone(),
+                            Scope::WholeCycle => vec![],
+                        })
+                        .collect();
+                    Some((*id, last.order_id.clone(), seqs, c.restated.contains(&last.order_id)))
+                })
+                .collect()
+        };
+        let mut destroyed = 0;
+        for (cycle, order_id, seqs, restated) in pending {
+            if !restated {
+                let Some(ledger) = self.ledger.get() else { continue };
+                self.store.rotate_stream_key(&cycle)?;
+                let snapshot = {
+                    let p = self.projection();
+                    let Some(c) = p.state.cycles.get(&cycle) else { continue };
+                    serde_json::to_value(c).map_err(|e| ServiceError::Persist(e.to_string()))?
+                };
+                let ev = RecordEvent::CycleRestated { order_id: order_id.clone(), snapshot };
+                // Order numbers are unique within a case only; the key must fit 64 bytes.
+                let mut h = blake3::Hasher::new();
+                h.update(&cycle.0).update(order_id.as_bytes());
+                let key = format!("restate:{}", &h.finalize().to_hex()[..32]).into_bytes();
+                let cmd = Command::sign(ledger, draft(cycle, &ev, Timestamp::now(), Some(order_id.clone()), key))
+                    .map_err(|e| RecordsError::Malformed(e.to_string()))?;
+                self.append_checked(cycle, ExpectedVersion::Any, vec![cmd])?;
+            }
+            let Some(current) = self.store.current_stream_key(&cycle)? else { continue };
+            let mut survivors = Vec::new();
+            let mut old = BTreeSet::new();
+            for (position, key) in self.store.entry_keys(&cycle)? {
+                let Some(key) = key.filter(|k| *k != current) else { continue };
+                if self.store.data_key_destroyed(&key)? {
+                    continue;
+                }
+                old.insert(key);
+                let Some(e) = self.store.entry(position)? else { continue };
+                let keep = match decode(&self.store, &e) {
+                    Decoded::Event(_, ev) => !mentions_charges(&ev, &seqs),
+                    _ => false,
+                };
+                if keep {
+                    survivors.push(position);
+                }
+            }
+            if old.is_empty() {
+                continue;
+            }
+            self.store.rewrap(&survivors, current)?;
+            {
+                let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                p.dirty.insert(cycle);
+            }
+            self.persist()?;
+            destroyed += self.store.destroy_data_keys(&old.into_iter().collect::<Vec<_>>())?;
         }
         Ok(destroyed)
     }
@@ -563,7 +685,10 @@ impl Records {
         expected: ExpectedVersion,
         cmds: Vec<Command>,
     ) -> Result<AppendReceipt, ServiceError> {
-        let orders = cmds.iter().any(|c| c.statement().event_type.as_str() == crate::model::EXPUNGEMENT_ORDERED_TYPE);
+        let orders = cmds.iter().any(|c| {
+            let t = c.statement().event_type.as_str();
+            t == crate::model::EXPUNGEMENT_ORDERED_TYPE || t == "records.relief_ordered"
+        });
         let r = self.append_checked(stream, expected, cmds)?;
         if orders {
             self.carry_out()?;

@@ -197,6 +197,10 @@ pub struct Cycle {
     pub reassignments: Vec<Reassignment>,
     /// Position of the arrest entry.
     pub opened_at: u64,
+    /// Expungement orders whose surviving content the ledger has restated (see
+    /// `RecordEvent::CycleRestated`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restated: Vec<String>,
 }
 
 impl Cycle {
@@ -339,6 +343,9 @@ impl State {
         let mut out = vec![meta.stream];
         match event {
             RecordEvent::ArrestRecorded { subject, .. } => out.extend(parse_id(subject)),
+            RecordEvent::CycleRestated { snapshot, .. } => {
+                out.extend(snapshot.get("subject").and_then(|v| v.as_str()).and_then(parse_id))
+            }
             RecordEvent::CycleReassigned { from_subject, to_subject, .. } => {
                 out.extend(parse_id(from_subject));
                 out.extend(parse_id(to_subject));
@@ -471,6 +478,7 @@ impl State {
                         challenges: BTreeMap::new(),
                         reassignments: vec![],
                         opened_at: meta.position,
+                        restated: vec![],
                     },
                 );
             }
@@ -546,6 +554,23 @@ impl State {
             }
             RecordEvent::ReliefOrdered { order_id, kind, scope, statute, audiences } => {
                 if let Some(c) = self.cycles.get_mut(&s) {
+                    // An order on charges expunged already has nothing left to destroy: there is
+                    // nothing to restate either.
+                    let nothing_new = *kind == ReliefKind::Expunge
+                        && matches!(scope, Scope::Charges(seqs) if seqs.iter().all(|q| c.expunged(*q, None)));
+                    if nothing_new {
+                        c.restated.push(order_id.clone());
+                    }
+                    if *kind == ReliefKind::Expunge
+                        && let Scope::Charges(seqs) = scope
+                    {
+                        // The content of an expunged charge is forgotten at once: the state is
+                        // then what replaying the log gives once the order is carried out.
+                        for seq in seqs {
+                            c.charges.remove(seq);
+                        }
+                        c.sentences.retain(|x| !seqs.contains(&x.seq));
+                    }
                     c.orders.push(Order {
                         order_id: order_id.clone(),
                         kind: *kind,
@@ -559,6 +584,20 @@ impl State {
                         vacated: None,
                     });
                 }
+            }
+            RecordEvent::CycleRestated { order_id, snapshot } => {
+                let Ok(mut c) = serde_json::from_value::<Cycle>(snapshot.clone()) else { return };
+                if !c.restated.contains(order_id) {
+                    c.restated.push(order_id.clone());
+                }
+                if let Some((_, d)) = &c.court {
+                    self.by_docket.insert(normalize(d), s);
+                }
+                if let Some(sub) = self.subjects.get_mut(&c.subject) {
+                    sub.cycles.insert(s);
+                    sub.cycles_ever.insert(s);
+                }
+                self.cycles.insert(s, c);
             }
             RecordEvent::RestrictionVacated { order_id, reason } => {
                 if let Some(o) =

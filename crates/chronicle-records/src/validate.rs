@@ -132,6 +132,7 @@ fn roles_for(event: &RecordEvent) -> &'static [Role] {
         | RecordEvent::SupervisionDischarged { .. } => &[RecordsClerk, Court],
         RecordEvent::CycleReassigned { .. } => &[RecordsClerk],
         RecordEvent::ReliefOrdered { .. } | RecordEvent::RestrictionVacated { .. } => &[RecordsClerk, Court],
+        RecordEvent::CycleRestated { .. } => &[Ledger],
         RecordEvent::ChallengeFiled { .. } => &[Subject, DefenseAttorney, RecordsClerk],
         RecordEvent::ChallengeResolved { .. } => &[RecordsClerk],
         RecordEvent::RecordDisseminated { .. } | RecordEvent::AccessDenied { .. } => &[Ledger, RecordsClerk],
@@ -244,18 +245,29 @@ pub fn validate(
     let cycle_or = || cycle.ok_or(RecordsError::UnknownCycle(stream));
     let live_charge = |seq: u32| -> Result<&crate::state::Charge, RecordsError> {
         let c = cycle_or()?;
-        let ch = c.charges.get(&seq).ok_or(RecordsError::UnknownCharge(seq))?;
         if c.expunged(seq, None) {
             return Err(RecordsError::AlreadyExpunged(seq));
         }
-        Ok(ch)
+        c.charges.get(&seq).ok_or(RecordsError::UnknownCharge(seq))
     };
-    // Nothing more may be recorded on a cycle whose every charge is expunged.
+    // Nothing more may be recorded on a cycle whose every charge is expunged (the ledger's
+    // restatement of what survives such an order excepted).
     if let Some(c) = cycle
-        && !c.charges.is_empty()
+        && c.orders.iter().any(|o| o.kind == crate::model::ReliefKind::Expunge)
         && c.charges.keys().all(|s| c.expunged(*s, None))
+        && !matches!(
+            event,
+            RecordEvent::CycleRestated { .. }
+                | RecordEvent::ReliefOrdered { kind: crate::model::ReliefKind::Expunge, .. }
+        )
     {
-        return Err(RecordsError::AlreadyExpunged(*c.charges.keys().next().unwrap_or(&0)));
+        let first = c.orders.iter().find(|o| o.kind == crate::model::ReliefKind::Expunge);
+        let seq = first.and_then(|o| match &o.scope {
+            Scope::Charges(v) => v.first().copied(),
+            Scope::WholeCycle => None,
+        });
+        let seq = seq.unwrap_or(0);
+        return Err(RecordsError::AlreadyExpunged(seq));
     }
     match event {
         RecordEvent::SubjectEnrolled { sid, fbi, name, dob } => {
@@ -366,7 +378,22 @@ pub fn validate(
                 return Err(RecordsError::BadReassignment("the cycle is already attributed to that subject"));
             }
         }
-        RecordEvent::ReliefOrdered { order_id, scope, statute, .. } => {
+        RecordEvent::ReliefOrdered { kind: crate::model::ReliefKind::Expunge, scope: Scope::WholeCycle, .. } => {
+            return Err(RecordsError::Malformed(
+                "expunging a whole case is an expungement order for the case (it destroys the case's key); \
+                 an expungement relief order names the charges it covers"
+                    .into(),
+            ));
+        }
+        RecordEvent::CycleRestated { order_id, snapshot } => {
+            let c = cycle_or()?;
+            if !c.orders.iter().any(|o| &o.order_id == order_id && o.kind == crate::model::ReliefKind::Expunge) {
+                return Err(RecordsError::Malformed(format!("{order_id} is not an expungement order of this case")));
+            }
+            serde_json::from_value::<crate::state::Cycle>(snapshot.clone())
+                .map_err(|e| RecordsError::Malformed(format!("snapshot: {e}")))?;
+        }
+        RecordEvent::ReliefOrdered { order_id, kind, scope, statute, .. } => {
             let c = cycle_or()?;
             non_empty("order_id", order_id)?;
             non_empty("statute", statute)?;
@@ -381,7 +408,11 @@ pub fn validate(
                 return Err(RecordsError::EmptyScope);
             }
             for s in seqs {
-                live_charge(s)?;
+                // A second expungement of an expunged charge is recorded (and finds nothing left
+                // to destroy); anything else on it is refused.
+                if !(*kind == crate::model::ReliefKind::Expunge && c.expunged(s, None)) {
+                    live_charge(s)?;
+                }
             }
         }
         RecordEvent::RestrictionVacated { order_id, reason } => {

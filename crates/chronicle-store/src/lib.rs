@@ -16,6 +16,7 @@ mod durability;
 pub mod error;
 pub mod evidence;
 pub mod layout;
+mod rekey;
 mod store;
 mod subscribe;
 pub mod tree;

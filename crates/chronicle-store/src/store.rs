@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     registry: RwLock<Arc<Registry>>,
     committed: watch::Sender<Head>,
     failed: Mutex<Option<String>>,
+    /// Bumped whenever a stream's data key is rotated: the writer drops its cache of stream keys.
+    pub(crate) key_epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -111,7 +113,7 @@ impl Drop for WriterHandle {
 /// work it has accepted.
 #[derive(Clone)]
 pub struct Store {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     writer: Arc<WriterHandle>,
 }
 
@@ -169,6 +171,7 @@ impl Store {
             registry: RwLock::new(Arc::new(registry.clone())),
             committed,
             failed: Mutex::new(None),
+            key_epoch: std::sync::atomic::AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let (write_tx, write_rx) = mpsc::channel();

@@ -99,6 +99,7 @@ pub(crate) struct State {
     pub(crate) registry: Registry,
     streams: HashMap<StreamId, StreamHead>,
     stream_keys: HashMap<StreamId, DataKeyId>,
+    key_epoch: u64,
     pending_idem: HashMap<[u8; 33], IdemRecord>,
     tree: TreeTail,
 }
@@ -115,6 +116,7 @@ impl State {
             registry,
             streams: HashMap::new(),
             stream_keys: HashMap::new(),
+            key_epoch: 0,
             pending_idem: HashMap::new(),
             tree,
         }
@@ -148,6 +150,12 @@ impl State {
         stream: &StreamId,
         batch: &mut sled::Batch,
     ) -> Result<DataKeyId, AppendError> {
+        let epoch = shared.key_epoch.load(std::sync::atomic::Ordering::Acquire);
+        if epoch != self.key_epoch {
+            // A stream's key was rotated (to carry out an expungement): re-read every binding.
+            self.stream_keys.clear();
+            self.key_epoch = epoch;
+        }
         if let Some(k) = self.stream_keys.get(stream) {
             return Ok(*k);
         }

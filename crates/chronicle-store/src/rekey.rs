@@ -1,0 +1,121 @@
+//! Re-keying a stream, for an expungement narrower than the stream's data key.
+//!
+//! Every sealed entry has its own content key, kept wrapped by its stream's data key beside the
+//! entry (outside the hashed and signed bytes). To destroy some of a stream's entries and keep the
+//! rest: rotate the stream to a fresh data key (new entries are sealed under it), re-wrap the
+//! survivors' content keys under it, then destroy the old key. The destroyed entries stay in the
+//! log as ciphertext; no entry's bytes change, so hashes, chains, signatures and the Merkle tree
+//! all still verify.
+//!
+//! Each step is durable before the next begins, and each is idempotent, so a crash at any point
+//! leaves a state the caller finishes by running the steps again: an entry is re-wrapped only if
+//! it is not under the current key already, and destroying a destroyed key does nothing.
+
+use std::fs::File;
+use std::sync::atomic::Ordering;
+
+use chronicle_core::{DataKeyId, StreamId, Vault};
+
+use crate::error::ReadError;
+use crate::layout;
+use crate::store::Store;
+
+fn storage(e: impl std::fmt::Display) -> ReadError {
+    ReadError::Storage(e.to_string())
+}
+
+impl Store {
+    fn sync_db(&self) -> Result<(), ReadError> {
+        self.shared.db.flush()?;
+        File::open(self.log_dir().join("db")).and_then(|f| f.sync_data()).map_err(storage)
+    }
+
+    /// The data key a stream's new entries are sealed under, if it has one.
+    pub fn current_stream_key(&self, stream: &StreamId) -> Result<Option<DataKeyId>, ReadError> {
+        match self.shared.db.get(layout::stream_data_key(stream))? {
+            None => Ok(None),
+            Some(v) => {
+                let id: [u8; 16] = v.as_ref().try_into().map_err(|_| storage("malformed stream key binding"))?;
+                Ok(Some(DataKeyId(id)))
+            }
+        }
+    }
+
+    /// Binds a stream to a fresh data key: entries appended from now on are sealed under it.
+    /// Durable when it returns. The old key stays until destroyed.
+    pub fn rotate_stream_key(&self, stream: &StreamId) -> Result<DataKeyId, ReadError> {
+        let id = {
+            let mut vault = self.shared.vault.write().map_err(|_| storage("vault lock poisoned"))?;
+            vault.new_key().map_err(storage)?
+        };
+        self.shared.db.insert(layout::stream_data_key(stream), &id.0[..])?;
+        self.sync_db()?;
+        self.shared.key_epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(id)
+    }
+
+    /// The positions of a stream's committed entries and, for sealed ones, the data key their
+    /// content key is wrapped under.
+    pub fn entry_keys(&self, stream: &StreamId) -> Result<Vec<(u64, Option<DataKeyId>)>, ReadError> {
+        let len = self.head().len;
+        let mut out = Vec::new();
+        for kv in self.shared.db.scan_prefix(layout::stream_prefix(stream)) {
+            let (_, v) = kv?;
+            let (position, _) = layout::position_and_hash(&v).ok_or_else(|| storage("bad index value"))?;
+            if position >= len {
+                continue;
+            }
+            let stored =
+                self.shared.db.get(layout::entry_key(position))?.ok_or_else(|| storage("indexed entry missing"))?;
+            let ev = layout::decode_entry_value(&stored).ok_or_else(|| storage("bad entry value"))?;
+            out.push((position, ev.wrapped_key.and_then(Vault::wrapped_key_id)));
+        }
+        Ok(out)
+    }
+
+    /// Re-wraps these entries' content keys under data key `to`, in one durable batch. Entries
+    /// already under `to` are left alone. Returns how many were re-wrapped.
+    pub fn rewrap(&self, positions: &[u64], to: DataKeyId) -> Result<usize, ReadError> {
+        let vault = self.shared.vault.read().map_err(|_| storage("vault lock poisoned"))?;
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for &position in positions {
+            let stored = self.shared.db.get(layout::entry_key(position))?.ok_or_else(|| storage("entry missing"))?;
+            let ev = layout::decode_entry_value(&stored).ok_or_else(|| storage("bad entry value"))?;
+            let Some(wrapped) = ev.wrapped_key else { continue };
+            if Vault::wrapped_key_id(wrapped) == Some(to) {
+                continue;
+            }
+            let cek = vault
+                .unwrap_content_key(position, wrapped)
+                .map_err(|source| ReadError::Payload { position, source })?;
+            let rewrapped = vault
+                .wrap_content_key(&to, position, &cek)
+                .map_err(|source| ReadError::Payload { position, source })?;
+            batch.insert(
+                &layout::entry_key(position)[..],
+                layout::encode_entry_value(ev.bytes, &ev.hash, Some(&rewrapped)),
+            );
+            n += 1;
+        }
+        drop(vault);
+        if n > 0 {
+            self.shared.db.apply_batch(batch)?;
+            self.sync_db()?;
+        }
+        Ok(n)
+    }
+
+    /// Destroys these data keys (the vault file is rewritten without them, durably). Returns how
+    /// many were live.
+    pub fn destroy_data_keys(&self, ids: &[DataKeyId]) -> Result<usize, ReadError> {
+        let mut vault = self.shared.vault.write().map_err(|_| storage("vault lock poisoned"))?;
+        vault.destroy(ids).map_err(storage)
+    }
+
+    /// Whether a data key was destroyed.
+    pub fn data_key_destroyed(&self, id: &DataKeyId) -> Result<bool, ReadError> {
+        let vault = self.shared.vault.read().map_err(|_| storage("vault lock poisoned"))?;
+        Ok(vault.is_destroyed(id))
+    }
+}
