@@ -259,9 +259,18 @@ fn the_cli_exports_and_checks_evidence_and_prints_keys_checkpoints_and_proofs() 
     assert_eq!(code, Some(0));
     let key = key.trim().to_string();
     assert!(key.starts_with("test.chronicle.localhost/ledger+"));
+    let (code, json, _) = run(&["log-key", "--data-dir", d, "--json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["log_key"], key.as_str());
     let (code, note, _) = run(&["checkpoint", "--data-dir", d]);
     assert_eq!(code, Some(0));
     let cp = verify_checkpoint(note.as_bytes(), &key).unwrap();
+    let (code, json, _) = run(&["checkpoint", "--data-dir", d, "--json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["tree_size"], cp.size);
+    assert_eq!(v["note"], note.as_str());
     let (code, json, _) = run(&["proof", "inclusion", "--data-dir", d, "--position", "4"]);
     assert_eq!(code, Some(0));
     let p: chronicle_tlog::InclusionProof = serde_json::from_str(&json).unwrap();
@@ -282,12 +291,21 @@ fn the_cli_exports_and_checks_evidence_and_prints_keys_checkpoints_and_proofs() 
     let (code, said, _) = run(&["verify-evidence", out.to_str().unwrap(), "--log-key", &key]);
     assert_eq!(code, Some(0));
     assert!(said.starts_with("verified: "), "{said}");
+    let (code, said, _) = run(&["verify-evidence", out.to_str().unwrap(), "--log-key", &key, "--json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert_eq!((v["ok"].as_bool(), v["proven"]["stream"].as_str()), (Some(true), Some(s.to_hex().as_str())));
     let mut b: Bundle = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     b.entries.remove(0);
     std::fs::write(&out, serde_json::to_vec(&b).unwrap()).unwrap();
     let (code, said, _) = run(&["verify-evidence", out.to_str().unwrap(), "--log-key", &key]);
     assert_eq!(code, Some(1));
     assert!(said.contains("REJECTED: the stream chain is broken at version 0"), "{said}");
+    let (code, said, _) = run(&["verify-evidence", out.to_str().unwrap(), "--log-key", &key, "--json"]);
+    assert_eq!(code, Some(1));
+    let v: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(v["reason"].as_str().unwrap().contains("the stream chain is broken at version 0"));
 }
 
 #[test]

@@ -23,6 +23,9 @@ pub struct CheckpointArgs {
     /// The tree size.
     #[arg(long)]
     size: Option<u64>,
+    /// Print `{"origin", "tree_size", "root_hash" (base64), "note"}` instead of the note alone.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(a: CheckpointArgs) -> Result<ExitCode> {
@@ -34,6 +37,19 @@ pub fn run(a: CheckpointArgs) -> Result<ExitCode> {
         bail!("the log is empty: there is nothing to checkpoint");
     }
     store.sign_checkpoint(&dir.note_signer()?, &info.origin, size)?;
-    std::io::stdout().write_all(&store.cosigned_checkpoint(size)?)?;
+    let note = store.cosigned_checkpoint(size)?;
+    if a.json {
+        let checked = chronicle_tlog::verify_checkpoint(&note, &dir.log_key()?)?;
+        use base64::Engine;
+        let out = serde_json::json!({
+            "origin": checked.origin,
+            "tree_size": checked.size,
+            "root_hash": base64::engine::general_purpose::STANDARD.encode(checked.root.0),
+            "note": String::from_utf8_lossy(&note),
+        });
+        println!("{out}");
+    } else {
+        std::io::stdout().write_all(&note)?;
+    }
     Ok(ExitCode::SUCCESS)
 }

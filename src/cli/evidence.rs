@@ -77,6 +77,9 @@ pub struct VerifyArgs {
     /// The log's verifier key, obtained from the bureau through a channel you trust.
     #[arg(long)]
     log_key: String,
+    /// Print the findings as JSON (`{"ok": true, "proven": {...}}` or `{"ok": false, "reason": ...}`).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
@@ -87,11 +90,28 @@ pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
     };
     match verify_bundle(&bundle, &a.log_key) {
         Ok(p) => {
-            println!("{}", p.describe());
+            if a.json {
+                let proven = serde_json::json!({
+                    "origin": p.origin,
+                    "tree_size": p.tree_size,
+                    "stream": p.stream,
+                    "entries": p.entries,
+                    "registry_entries": p.registry_entries,
+                    "content_checked": p.content_checked,
+                    "last_hash": p.last_hash.to_hex(),
+                });
+                println!("{}", serde_json::json!({ "ok": true, "proven": proven, "summary": p.describe() }));
+            } else {
+                println!("{}", p.describe());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("REJECTED: {e}");
+            if a.json {
+                println!("{}", serde_json::json!({ "ok": false, "reason": e.to_string() }));
+            } else {
+                println!("REJECTED: {e}");
+            }
             Ok(ExitCode::from(super::EXIT_FAULT))
         }
     }

@@ -17,9 +17,18 @@ pub struct LogKeyArgs {
     /// The data directory.
     #[arg(long)]
     data_dir: PathBuf,
+    /// Print `{"origin": ..., "log_key": ...}`.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(a: LogKeyArgs) -> Result<ExitCode> {
-    println!("{}", DataDir::new(&a.data_dir, None).log_key()?);
+    let dir = DataDir::new(&a.data_dir, None);
+    let key = dir.log_key()?;
+    if a.json {
+        println!("{}", serde_json::json!({ "origin": dir.info()?.origin, "log_key": key }));
+    } else {
+        println!("{key}");
+    }
     Ok(ExitCode::SUCCESS)
 }
