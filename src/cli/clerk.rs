@@ -245,6 +245,13 @@ pub fn charge(a: ChargeArgs) -> Result<ExitCode> {
 #[derive(clap::Args)]
 pub struct DispositionArgs {
     #[command(flatten)]
+    d: DispositionOf,
+}
+
+/// A disposition of one charge of a case.
+#[derive(clap::Args)]
+struct DispositionOf {
+    #[command(flatten)]
     conn: Conn,
     /// The case: docket number or case id.
     #[arg(long)]
@@ -263,14 +270,22 @@ pub struct DispositionArgs {
     json: bool,
 }
 
+impl DispositionOf {
+    /// Builds the event from the disposition and date, and submits it to the case.
+    async fn submit(self, event: impl FnOnce(DispositionKind, Date) -> RecordEvent, what: &str) -> Result<()> {
+        let disposition = client::named::<DispositionKind>("disposition", &self.disposition, DISPOSITIONS)?;
+        let ev = event(disposition, date(&self.date)?);
+        let mut c = self.conn.connect().await?;
+        let cycle = client::case(&mut c, &self.case, pb::Purpose::C).await?;
+        submit(&mut c, cycle, &ev, None, self.json, &format!("disposition of charge {} {what}", self.seq)).await
+    }
+}
+
 pub fn disposition(a: DispositionArgs) -> Result<ExitCode> {
-    client::run(async move {
-        let disposition = client::named::<DispositionKind>("disposition", &a.disposition, DISPOSITIONS)?;
-        let ev = RecordEvent::DispositionRecorded { seq: a.seq, disposition, date: date(&a.date)? };
-        let mut c = a.conn.connect().await?;
-        let cycle = client::case(&mut c, &a.case, pb::Purpose::C).await?;
-        submit(&mut c, cycle, &ev, None, a.json, &format!("disposition of charge {} recorded", a.seq)).await
-    })
+    let seq = a.d.seq;
+    client::run(
+        a.d.submit(move |disposition, date| RecordEvent::DispositionRecorded { seq, disposition, date }, "recorded"),
+    )
 }
 
 /// Correct a disposition recorded wrongly (the wrong one stays in the history).
@@ -279,36 +294,18 @@ pub fn disposition(a: DispositionArgs) -> Result<ExitCode> {
 ///   --date 2024-06-01 --reason "clerical error in the transmitted disposition"
 #[derive(clap::Args)]
 pub struct CorrectArgs {
-    #[command(flatten)]
-    conn: Conn,
-    /// The case: docket number or case id.
-    #[arg(long)]
-    case: String,
-    /// The charge's sequence number.
-    #[arg(long)]
-    seq: u32,
     /// The correct disposition.
-    #[arg(long)]
-    disposition: String,
-    /// Its date, YYYY-MM-DD.
-    #[arg(long)]
-    date: String,
+    #[command(flatten)]
+    d: DispositionOf,
     /// Why.
     #[arg(long)]
     reason: String,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 pub fn correct(a: CorrectArgs) -> Result<ExitCode> {
-    client::run(async move {
-        let disposition = client::named::<DispositionKind>("disposition", &a.disposition, DISPOSITIONS)?;
-        let ev = RecordEvent::DispositionCorrected { seq: a.seq, disposition, date: date(&a.date)?, reason: a.reason };
-        let mut c = a.conn.connect().await?;
-        let cycle = client::case(&mut c, &a.case, pb::Purpose::C).await?;
-        submit(&mut c, cycle, &ev, None, a.json, &format!("disposition of charge {} corrected", a.seq)).await
-    })
+    let (seq, reason) = (a.d.seq, a.reason);
+    let event = move |disposition, date| RecordEvent::DispositionCorrected { seq, disposition, date, reason };
+    client::run(a.d.submit(event, "corrected"))
 }
 
 /// Enter a court order on a case: seal, limited access, set aside, pardon, vacate, or expunge.

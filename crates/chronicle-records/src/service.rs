@@ -326,19 +326,23 @@ fn inside_bureau(role: Role) -> bool {
 }
 
 impl Records {
+    fn over(store: Store, projection: Projection) -> Records {
+        Records {
+            store,
+            projection: RwLock::new(projection),
+            unique: Mutex::new(()),
+            catching_up: Mutex::new(()),
+            ledger: std::sync::OnceLock::new(),
+        }
+    }
+
     /// Opens the service: loads the persisted projection (if any) and replays the rest of the log.
     pub fn open(store: Store) -> Result<Records, ServiceError> {
         let loaded = crate::persist::load(&store);
         let restored = loaded.is_some();
         let (state, next) = loaded.unwrap_or_default();
         let projection = Projection { state, next, dirty: BTreeSet::new(), persisted: next, restored };
-        let r = Records {
-            store,
-            projection: RwLock::new(projection),
-            unique: Mutex::new(()),
-            catching_up: Mutex::new(()),
-            ledger: std::sync::OnceLock::new(),
-        };
+        let r = Records::over(store, projection);
         r.catch_up()?;
         // An order recorded just before a crash is carried out now.
         r.carry_out()?;
@@ -351,13 +355,7 @@ impl Records {
         store.clear_projection()?;
         let projection =
             Projection { state: State::new(), next: 0, dirty: BTreeSet::new(), persisted: 0, restored: false };
-        let r = Records {
-            store,
-            projection: RwLock::new(projection),
-            unique: Mutex::new(()),
-            catching_up: Mutex::new(()),
-            ledger: std::sync::OnceLock::new(),
-        };
+        let r = Records::over(store, projection);
         r.catch_up()?;
         r.carry_out()?;
         r.persist()?;
