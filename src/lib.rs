@@ -5,8 +5,11 @@
 
 pub mod datadir;
 
-/// mimalloc for every program built on this crate (the binary, its tests and benchmarks):
-/// replaying the log allocates and frees many short-lived buffers on all cores, which the system
-/// allocator turns into page faults and zeroing.
+/// jemalloc for every program built on this crate (the binary, its tests and benchmarks):
+/// replaying the log and serving many connections allocate and free short-lived buffers on all
+/// cores. Measured back to back on this machine: the system allocator and mimalloc both turn that
+/// into fresh pages and zeroing (mimalloc's arenas land on transparent huge pages, zeroed 2 MiB at
+/// a time, and its options cannot be set from safe Rust); jemalloc rebuilt a 235,000-entry log at
+/// 76,500 entries/s against mimalloc's 56,000, and appended at least as fast.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
