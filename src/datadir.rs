@@ -221,6 +221,18 @@ impl DataDir {
         Ok(Store::open(&self.store_paths(), master)?)
     }
 
+    /// Prepares for a fast next start, after a clean stop: opens the store once more and closes it.
+    ///
+    /// sled 0.34 writes the snapshot of its page table only when it opens, and opening replays its
+    /// log since the last snapshot; after a long run (or a large import) that replay is seconds
+    /// long. Doing it at a clean stop moves that cost from the next start to this stop. After a
+    /// crash, the next start pays it once.
+    pub fn settle(&self) -> Result<std::time::Duration> {
+        let t = std::time::Instant::now();
+        drop(self.open()?);
+        Ok(t.elapsed())
+    }
+
     /// Loads the ledger's own signer.
     pub fn ledger(&self) -> Result<Signer> {
         Ok(Signer::from_pem_file(PrincipalId::new(LEDGER_PRINCIPAL)?, &self.ledger_key_file())?)

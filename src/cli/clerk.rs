@@ -309,7 +309,9 @@ pub fn correct(a: CorrectArgs) -> Result<ExitCode> {
 }
 
 /// Enter a court order on a case: seal, limited access, set aside, pardon, vacate, or expunge.
-/// Expunging a whole case destroys its keys: its content can never be read again.
+/// Expunging destroys: for the whole case its keys are destroyed; for some charges the server
+/// moves what survives to a fresh key and destroys the old one. Either way the expunged content
+/// can never be read again, and the server has done it before it answers.
 ///
 /// Example: chronicle order --creds court/ --case CP-23-CR-0001234-2024 --kind seal --order-id ORD-2025-17
 ///   --statute "18 Pa.C.S. 9122.1" --audience court --audience law_enforcement

@@ -119,6 +119,8 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
         b.finish_and_clear();
     }
     records.persist()?;
+    drop(records);
+    dir.settle()?;
     finish(&a, out, lines.len())
 }
 

@@ -83,7 +83,8 @@ pub fn run(a: PrincipalArgs) -> Result<ExitCode> {
                     rt.block_on(async {
                         let mut c = chronicle_client::Client::connect(&addr, &admin).await?;
                         let r = c.submit(StreamId::REGISTRY, None, &[cmd]).await?;
-                        anyhow::Ok(r.entries[0].position)
+                        let first = r.entries.first().ok_or_else(|| anyhow::anyhow!("the server appended nothing"))?;
+                        anyhow::Ok(first.position)
                     })?
                 }
             };

@@ -36,5 +36,8 @@ pub fn run(a: RebuildArgs) -> Result<ExitCode> {
         p.state.subjects.len(),
         p.state.cycles.len()
     );
+    drop(p);
+    drop(records);
+    dir.settle()?;
     Ok(ExitCode::SUCCESS)
 }

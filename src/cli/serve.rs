@@ -63,16 +63,20 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     });
     let limits = Limits { timeout: Duration::from_secs(a.timeout_secs), ..Limits::default() };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let root = dir.root.clone();
     rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
         let addr = listener.local_addr()?;
         let mode = if a.insecure_loopback { "plaintext (insecure loopback)" } else { "mutual TLS" };
-        println!("listening on {addr} ({mode}); ledger {}", dir.root.display());
+        println!("listening on {addr} ({mode}); ledger {}", root.display());
         chronicle_server::serve(shared, listener, transport, limits, shutdown_signal()).await?;
         println!("stopped: calls in flight finished, projection persisted");
         anyhow::Ok(())
     })?;
+    drop(rt);
+    let took = dir.settle()?;
+    println!("store settled for the next start in {:.2}s", took.as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
 
