@@ -109,19 +109,11 @@ fn main() {
         tls: true,
     });
     let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let transport = chronicle_server::Transport::MutualTls(dir.tls_files().unwrap());
-    let server = server_rt.spawn(chronicle_server::serve(
-        shared,
-        listener,
-        transport,
-        chronicle_server::Limits::default(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let limits = chronicle_server::Limits::default();
+    let server = server_rt.block_on(chronicle_server::start(shared, loopback, transport, limits)).unwrap();
+    let addr = server.addr.to_string();
 
     let police_creds = Credentials::load(&dir.credentials_dir("pd")).unwrap();
     let clerk_creds = Credentials::load(&dir.credentials_dir("clerk")).unwrap();
@@ -205,8 +197,7 @@ fn main() {
         }
         (submit_lat, read_lat, started.elapsed().as_secs_f64())
     });
-    let _ = stop.send(());
-    server_rt.block_on(server).unwrap().unwrap();
+    server_rt.block_on(server.stop()).unwrap();
 
     let mut submit_lat = submit_lat;
     let mut read_lat = read_lat;

@@ -196,8 +196,7 @@ pub struct Served {
     pub addr: std::net::SocketAddr,
     pub rt: tokio::runtime::Runtime,
     pub store: Store,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<Result<(), chronicle_server::ServeError>>>,
+    running: Option<chronicle_server::Running>,
 }
 
 /// Principals every served ledger has: (id, role).
@@ -250,19 +249,11 @@ impl Served {
             chronicle_server::Transport::InsecureLoopback
         };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let done = rt.spawn(chronicle_server::serve(
-            shared,
-            listener,
-            transport,
-            chronicle_server::Limits::default(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Served { tmp: Some(tmp), dir, addr, rt, store, stop: Some(stop), done: Some(done) }
+        let loopback = "127.0.0.1:0".parse().unwrap();
+        let limits = chronicle_server::Limits::default();
+        let running = rt.block_on(chronicle_server::start(shared, loopback, transport, limits)).expect("serve");
+        let addr = running.addr;
+        Served { tmp: Some(tmp), dir, addr, rt, store, running: Some(running) }
     }
 
     pub fn creds(&self, principal: &str) -> chronicle_client::Credentials {
@@ -277,11 +268,8 @@ impl Served {
 
     /// Stops the server gracefully and waits for it.
     pub fn stop(&mut self) -> Result<(), chronicle_server::ServeError> {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        match self.done.take() {
-            Some(d) => self.rt.block_on(d).expect("server task"),
+        match self.running.take() {
+            Some(r) => self.rt.block_on(r.stop()),
             None => Ok(()),
         }
     }

@@ -82,6 +82,38 @@ impl Default for Limits {
     }
 }
 
+/// A server running on the current tokio runtime, for embedding (tests, benchmarks, tools).
+pub struct Running {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    /// Stops it gracefully (as on SIGTERM) and waits for it.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        let _ = self.stop.send(());
+        self.done.await.map_err(|e| ServeError::Shutdown(e.to_string()))?
+    }
+}
+
+/// Binds `addr` (port 0 picks one) and serves on the current runtime until [`Running::stop`].
+pub async fn start(
+    shared: Arc<Shared>,
+    addr: std::net::SocketAddr,
+    transport: Transport,
+    limits: Limits,
+) -> Result<Running, ServeError> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(serve(shared, listener, transport, limits, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Running { addr, stop, done })
+}
+
 /// Serves the ledger on `listener` until `shutdown` completes, then finishes the calls in flight
 /// (every acknowledged append is already durable) and persists the projection.
 pub async fn serve(
