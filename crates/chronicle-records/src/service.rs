@@ -120,6 +120,22 @@ fn mentions_charges(ev: &RecordEvent, seqs: &BTreeSet<u32>) -> bool {
     }
 }
 
+/// The records events of a batch for one stream, in order.
+fn parse_for(stream: StreamId, cmds: &[Command]) -> Result<Vec<RecordEvent>, ServiceError> {
+    if cmds.is_empty() {
+        return Err(AppendError::Empty.into());
+    }
+    let mut events = Vec::with_capacity(cmds.len());
+    for (index, cmd) in cmds.iter().enumerate() {
+        let st = cmd.statement();
+        if st.stream != stream {
+            return Err(AppendError::StreamMismatch { index, expected: stream, found: st.stream }.into());
+        }
+        events.push(RecordEvent::parse(&st.event_type, cmd.payload()).map_err(RecordsError::Malformed)?);
+    }
+    Ok(events)
+}
+
 /// Checks each command's signature against the key the registry holds for it now.
 fn check_signatures(registry: &chronicle_core::Registry, cmds: &[Command]) -> Result<(), AppendError> {
     for (index, cmd) in cmds.iter().enumerate() {
@@ -393,7 +409,7 @@ impl Records {
         let key = chronicle_core::random_array::<16>().to_vec();
         let cmd = Command::sign(signer, draft(destruction_stream(), &ev, effective, Some(order_id.into()), key))
             .map_err(|e| RecordsError::Malformed(e.to_string()))?;
-        let r = self.append_checked(destruction_stream(), ExpectedVersion::Any, vec![cmd])?;
+        let r = self.append_checked(destruction_stream(), ExpectedVersion::Any, vec![cmd], vec![ev])?;
         let destroyed = self.carry_out()?;
         Ok((r.entries[0].position, destroyed))
     }
@@ -475,7 +491,7 @@ impl Records {
                 let key = format!("restate:{}", &h.finalize().to_hex()[..32]).into_bytes();
                 let cmd = Command::sign(ledger, draft(cycle, &ev, Timestamp::now(), Some(order_id.clone()), key))
                     .map_err(|e| RecordsError::Malformed(e.to_string()))?;
-                self.append_checked(cycle, ExpectedVersion::Any, vec![cmd])?;
+                self.append_checked(cycle, ExpectedVersion::Any, vec![cmd], vec![ev])?;
             }
             let Some(current) = self.store.current_stream_key(&cycle)? else { continue };
             let mut survivors = Vec::new();
@@ -683,11 +699,16 @@ impl Records {
         expected: ExpectedVersion,
         cmds: Vec<Command>,
     ) -> Result<AppendReceipt, ServiceError> {
-        let orders = cmds.iter().any(|c| {
-            let t = c.statement().event_type.as_str();
-            t == crate::model::EXPUNGEMENT_ORDERED_TYPE || t == "records.relief_ordered"
+        let events = parse_for(stream, &cmds)?;
+        // Seals and other restricting orders destroy nothing: only expungements are carried out.
+        let orders = events.iter().any(|e| {
+            matches!(
+                e,
+                RecordEvent::ExpungementOrdered { .. }
+                    | RecordEvent::ReliefOrdered { kind: crate::model::ReliefKind::Expunge, .. }
+            )
         });
-        let r = self.append_checked(stream, expected, cmds)?;
+        let r = self.append_checked(stream, expected, cmds, events)?;
         if orders {
             self.carry_out()?;
         }
@@ -700,16 +721,9 @@ impl Records {
         stream: StreamId,
         expected: ExpectedVersion,
         cmds: Vec<Command>,
+        events: Vec<RecordEvent>,
     ) -> Result<AppendReceipt, ServiceError> {
         let Some(first) = cmds.first() else { return Err(AppendError::Empty.into()) };
-        let mut events = Vec::with_capacity(cmds.len());
-        for (index, cmd) in cmds.iter().enumerate() {
-            let st = cmd.statement();
-            if st.stream != stream {
-                return Err(AppendError::StreamMismatch { index, expected: stream, found: st.stream }.into());
-            }
-            events.push(RecordEvent::parse(&st.event_type, cmd.payload()).map_err(RecordsError::Malformed)?);
-        }
         if self.store.find_retry(first)?.is_some() {
             // A retry: the store answers it with the first receipt (or refuses a changed batch).
             return Ok(self.store.append(AppendRequest { stream, expected: ExpectedVersion::Any, commands: cmds })?);
