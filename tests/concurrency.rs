@@ -65,15 +65,17 @@ fn sixteen_tasks_racing_on_one_stream_win_each_version_exactly_once() {
     assert!(verify_log(&dir.log_dir(), |_, _| {}).unwrap().is_ok());
 }
 
+/// Enough appenders that groups are built while earlier ones are still being applied: the
+/// writer must not depend on sled having caught up (full Merkle chunks, idempotency records).
 #[test]
 fn concurrent_appenders_on_many_streams_share_group_commits_and_keep_the_log_gapless() {
     let l = Ledger::new();
     let clerk = Arc::new(l.principal("clerk", Role::RecordsClerk));
-    let threads: Vec<_> = (0..16)
+    let threads: Vec<_> = (0..32)
         .map(|t| {
             let (store, clerk) = (l.store.clone(), clerk.clone());
             std::thread::spawn(move || {
-                for i in 0..25 {
+                for i in 0..150 {
                     let s = stream(&format!("s{}", (t + i) % 5));
                     store
                         .append(AppendRequest {
@@ -95,6 +97,77 @@ fn concurrent_appenders_on_many_streams_share_group_commits_and_keep_the_log_gap
     for (i, e) in all.iter().enumerate() {
         assert_eq!(e.position(), i as u64);
     }
+    let (_t, dir) = l.close();
+    let r = verify_log(&dir.log_dir(), |_, _| {}).unwrap();
+    assert!(r.is_ok(), "{:?}", r.fault);
+    assert_eq!(r.entries_verified, head.len);
+}
+
+/// Retries racing with their originals, while other appenders keep the pipeline full: groups are
+/// built while earlier ones are still being applied to sled, so a retry is often decided before
+/// its original is in sled. Each retry must still get the original's receipt, recorded time
+/// included, and nothing may be appended twice.
+#[test]
+fn retries_racing_their_originals_through_the_pipeline_get_the_first_receipt() {
+    let l = Ledger::new();
+    let clerk = Arc::new(l.principal("clerk", Role::RecordsClerk));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    let mut unique = 0u64;
+    for round in 0..30 {
+        let receipts = rt.block_on(async {
+            let mut tasks = Vec::new();
+            for k in 0..8 {
+                let s = stream(&format!("r{}", k % 3));
+                let cmd = record(&clerk, s, &format!("retry-{round}-{k}"), "{\"retried\":true}");
+                for _copy in 0..2 {
+                    let (store, cmd) = (l.store.clone(), cmd.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let req = AppendRequest { stream: s, expected: ExpectedVersion::Any, commands: vec![cmd] };
+                        (Some(k), store.append_async(req).await.unwrap())
+                    }));
+                }
+                // Unrelated traffic between the copies.
+                let (store, clerk) = (l.store.clone(), clerk.clone());
+                tasks.push(tokio::spawn(async move {
+                    let s = stream(&format!("other{k}"));
+                    let cmd = record(&clerk, s, &format!("other-{round}-{k}"), "{}");
+                    let req = AppendRequest { stream: s, expected: ExpectedVersion::Any, commands: vec![cmd] };
+                    (None, store.append_async(req).await.unwrap())
+                }));
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        });
+        unique += 16;
+        let mut by_key: BTreeMap<usize, Vec<chronicle_store::AppendReceipt>> = BTreeMap::new();
+        for (k, r) in receipts {
+            if let Some(k) = k {
+                by_key.entry(k).or_default().push(r);
+            } else {
+                assert!(!r.duplicate);
+            }
+        }
+        for (k, rs) in by_key {
+            let [a, b] = &rs[..] else { panic!("two answers expected for key {k}") };
+            assert_eq!(a.entries, b.entries, "round {round} key {k}: the copies got different entries");
+            assert_eq!(a.recorded_time, b.recorded_time, "round {round} key {k}: different recorded times");
+            assert!(a.duplicate != b.duplicate, "round {round} key {k}: exactly one copy is the original");
+        }
+    }
+    let head = l.store.head();
+    // Registry entries (genesis, the clerk) come first.
+    let records = l
+        .store
+        .read_log(0, 10_000)
+        .unwrap()
+        .iter()
+        .filter(|e| e.statement.stream != chronicle_core::StreamId::REGISTRY)
+        .count();
+    assert_eq!(records as u64, unique);
+    drop(rt);
     let (_t, dir) = l.close();
     let r = verify_log(&dir.log_dir(), |_, _| {}).unwrap();
     assert!(r.is_ok(), "{:?}", r.fault);
