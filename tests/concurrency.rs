@@ -65,8 +65,7 @@ fn sixteen_tasks_racing_on_one_stream_win_each_version_exactly_once() {
     assert!(verify_log(&dir.log_dir(), |_, _| {}).unwrap().is_ok());
 }
 
-/// Enough appenders that groups are built while earlier ones are still being applied: the
-/// writer must not depend on sled having caught up (full Merkle chunks, idempotency records).
+/// Enough appenders that groups commit many requests at once and cross many Merkle chunks.
 #[test]
 fn concurrent_appenders_on_many_streams_share_group_commits_and_keep_the_log_gapless() {
     let l = Ledger::new();
@@ -103,12 +102,11 @@ fn concurrent_appenders_on_many_streams_share_group_commits_and_keep_the_log_gap
     assert_eq!(r.entries_verified, head.len);
 }
 
-/// Retries racing with their originals, while other appenders keep the pipeline full: groups are
-/// built while earlier ones are still being applied to sled, so a retry is often decided before
-/// its original is in sled. Each retry must still get the original's receipt, recorded time
-/// included, and nothing may be appended twice.
+/// Retries racing with their originals, among other appenders: a retry is often decided in the
+/// same group as its original, before the original is in sled. Each retry must still get the
+/// original's receipt, recorded time included, and nothing may be appended twice.
 #[test]
-fn retries_racing_their_originals_through_the_pipeline_get_the_first_receipt() {
+fn retries_racing_their_originals_get_the_first_receipt() {
     let l = Ledger::new();
     let clerk = Arc::new(l.principal("clerk", Role::RecordsClerk));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();

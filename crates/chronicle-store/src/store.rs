@@ -64,8 +64,6 @@ pub(crate) struct Shared {
     failed: Mutex<Option<String>>,
     /// Bumped whenever a stream's data key is rotated: the writer drops its cache of stream keys.
     pub(crate) key_epoch: std::sync::atomic::AtomicU64,
-    /// The number of the last group the applier applied to sled.
-    pub(crate) applied: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -174,24 +172,16 @@ impl Store {
             committed,
             failed: Mutex::new(None),
             key_epoch: std::sync::atomic::AtomicU64::new(0),
-            applied: std::sync::atomic::AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let (write_tx, write_rx) = mpsc::channel();
-        // One group waits for the applier at most: the writer then gathers a larger next group.
-        let (apply_tx, apply_rx) = mpsc::sync_channel(1);
         let (sync_tx, sync_rx) = mpsc::channel();
         let tree = TreeTail::load(&db_for_tree, head.len).map_err(OpenError::Damaged)?;
         let state = State::new(head, registry, tree);
         let s = shared.clone();
         let writer = std::thread::Builder::new()
             .name("chronicle-writer".into())
-            .spawn(move || writer::run(s, state, write_rx, apply_tx))
-            .map_err(|e| OpenError::Io(e.to_string()))?;
-        let s = shared.clone();
-        let applier = std::thread::Builder::new()
-            .name("chronicle-applier".into())
-            .spawn(move || writer::apply_loop(s, apply_rx, sync_tx))
+            .spawn(move || writer::run(s, state, write_rx, sync_tx))
             .map_err(|e| OpenError::Io(e.to_string()))?;
         let s = shared.clone();
         let verifier = std::thread::Builder::new()
@@ -207,7 +197,7 @@ impl Store {
             shared,
             writer: Arc::new(WriterHandle {
                 tx: Mutex::new(Some(tx)),
-                threads: Mutex::new(vec![verifier, writer, applier, syncer]),
+                threads: Mutex::new(vec![verifier, writer, syncer]),
             }),
         })
     }

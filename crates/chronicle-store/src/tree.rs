@@ -61,16 +61,11 @@ impl HashReader for SledTree<'_> {
     }
 }
 
-/// The writer's end of the tree: the chunks being filled, those touched since the last group, and
-/// full chunks written into batches that may not be applied yet.
+/// The writer's end of the tree: the chunks being filled, and those touched since the last group.
 pub struct TreeTail {
     count: u64,
     open: BTreeMap<u64, Vec<TreeHash>>,
     dirty: Vec<u64>,
-    /// Full chunks kept until the batch that writes them is applied: (batch number, chunk).
-    retired: std::collections::VecDeque<(u64, u64)>,
-    /// Batches written so far by `write_into_pending`.
-    batches: u64,
 }
 
 struct TailReader<'a> {
@@ -104,7 +99,7 @@ impl TreeTail {
             }
             open.insert(last, c);
         }
-        Ok(TreeTail { count, open, dirty: Vec::new(), retired: Default::default(), batches: 0 })
+        Ok(TreeTail { count, open, dirty: Vec::new() })
     }
 
     /// Adds leaf `index` (which must be the next one).
@@ -121,19 +116,8 @@ impl TreeTail {
         Ok(())
     }
 
-    /// Writes every chunk touched since the last call into the batch, and forgets full chunks:
-    /// for a caller that applies the batch before the next `append`.
+    /// Writes every chunk touched since the last call into the batch, and forgets full chunks.
     pub fn write_into(&mut self, batch: &mut sled::Batch) {
-        let n = self.write_into_pending(batch);
-        self.forget_applied(n);
-    }
-
-    /// Writes every chunk touched since the last call into the batch, keeping full chunks in
-    /// memory until [`TreeTail::forget_applied`] says the batch is applied: for a caller that
-    /// appends further leaves while earlier batches are still on their way to sled. Returns the
-    /// batch's number.
-    pub fn write_into_pending(&mut self, batch: &mut sled::Batch) -> u64 {
-        self.batches += 1;
         for c in self.dirty.drain(..) {
             if let Some(hashes) = self.open.get(&c) {
                 let bytes: Vec<u8> = hashes.iter().flat_map(|h| h.0).collect();
@@ -141,25 +125,7 @@ impl TreeTail {
             }
         }
         let current = self.count / CHUNK_HASHES;
-        let batches = self.batches;
-        let retired = &mut self.retired;
-        for c in self.open.keys().copied().filter(|c| *c < current) {
-            if retired.back().is_none_or(|(_, r)| *r < c) {
-                retired.push_back((batches, c));
-            }
-        }
-        batches
-    }
-
-    /// Forgets full chunks written by batches up to number `applied`, which are now in sled.
-    pub fn forget_applied(&mut self, applied: u64) {
-        while let Some(&(n, c)) = self.retired.front() {
-            if n > applied {
-                break;
-            }
-            self.open.remove(&c);
-            self.retired.pop_front();
-        }
+        self.open.retain(|c, _| *c >= current);
     }
 }
 

@@ -4,14 +4,11 @@
 //! Appenders hand their requests (already checked for shape) to a verifier thread, which checks
 //! the signatures of every request waiting at once, with ed25519 batch verification on all cores,
 //! and passes them to the writer thread. The writer takes every request waiting, decides each
-//! against the current state (idempotency, expected version, the registry) and builds the
-//! entries into one batch. It hands the group to the applier thread, which applies the batch to
-//! sled with one atomic `apply_batch`, and goes on building the next group. The applier hands
-//! the group to the syncer thread, which runs `flush` and `fdatasync` (see `durability`) for
-//! every group waiting, publishes the new durable head and only then answers the appenders:
-//! group commit, pipelined in three stages. The writer keeps in memory what it wrote into groups
-//! not yet applied (idempotency records, stream key bindings, full Merkle chunks), so its
-//! decisions never depend on sled having caught up.
+//! against the current state (idempotency, expected version, the
+//! registry), builds the entries and applies the whole group to sled with one atomic
+//! `apply_batch`. It then hands the group to the syncer thread and goes on with the next group
+//! while the syncer runs `flush` and `fdatasync` (see `durability`) for every group waiting,
+//! publishes the new durable head and only then answers the appenders: group commit, pipelined.
 //!
 //! A refused request changes nothing. A storage failure fails every unacknowledged request and
 //! stops the store, because the in-memory state may no longer match the disk. Answers to retried
@@ -20,8 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, Sender};
 
 use chronicle_core::payload::{SymmetricKey, public_envelope, seal};
 use chronicle_core::registry::RegistryEvent;
@@ -97,31 +93,16 @@ impl IdemRecord {
     }
 }
 
-/// An idempotency record written by a group that may not be applied to sled yet.
-#[derive(Clone, Copy)]
-struct PendingIdem {
-    group: u64,
-    record: IdemRecord,
-    recorded: Timestamp,
-}
-
 /// The writer's view of the log's tail. Lives only on the writer thread.
-///
-/// Groups are built here and applied to sled by the applier thread, so the state a decision
-/// needs may not be in sled yet: whatever the writer wrote into a group is kept in memory until
-/// the applier reports that group applied (`Shared::applied`).
 pub(crate) struct State {
     pub(crate) head: Head,
     pub(crate) registry: Registry,
     streams: HashMap<StreamId, StreamHead>,
     stream_keys: HashMap<StreamId, DataKeyId>,
     key_epoch: u64,
-    /// Stream key bindings created by groups not known to be applied: (group, key).
-    pending_keys: HashMap<StreamId, (u64, DataKeyId)>,
-    pending_idem: HashMap<[u8; 33], PendingIdem>,
+    /// Idempotency records of the group being built, with their recorded time.
+    pending_idem: HashMap<[u8; 33], (IdemRecord, Timestamp)>,
     tree: TreeTail,
-    /// The number of the group being built (the first is 1).
-    group: u64,
 }
 
 enum Decision {
@@ -137,18 +118,9 @@ impl State {
             streams: HashMap::new(),
             stream_keys: HashMap::new(),
             key_epoch: 0,
-            pending_keys: HashMap::new(),
             pending_idem: HashMap::new(),
             tree,
-            group: 0,
         }
-    }
-
-    /// Forgets what groups up to `applied` wrote: sled has it now.
-    fn forget_applied(&mut self, applied: u64) {
-        self.pending_idem.retain(|_, p| p.group > applied);
-        self.pending_keys.retain(|_, (g, _)| *g > applied);
-        self.tree.forget_applied(applied);
     }
 
     fn stream_head(&mut self, db: &sled::Db, stream: &StreamId) -> Result<Option<StreamHead>, AppendError> {
@@ -188,9 +160,6 @@ impl State {
         if let Some(k) = self.stream_keys.get(stream) {
             return Ok(*k);
         }
-        if let Some((_, k)) = self.pending_keys.get(stream) {
-            return Ok(*k);
-        }
         let bound = shared.db.get(layout::stream_data_key(stream)).map_err(|e| AppendError::Storage(e.to_string()))?;
         let id = match bound {
             Some(v) if v.len() == 16 => {
@@ -203,7 +172,6 @@ impl State {
                 let mut vault = shared.vault.write().map_err(|_| AppendError::Storage("vault lock poisoned".into()))?;
                 let id = vault.new_key().map_err(|e| AppendError::Storage(e.to_string()))?;
                 batch.insert(&layout::stream_data_key(stream)[..], &id.0[..]);
-                self.pending_keys.insert(*stream, (self.group, id));
                 id
             }
         };
@@ -213,8 +181,8 @@ impl State {
 
     /// The idempotency record under `key`, and its recorded time if it is not in sled yet.
     fn idem(&self, db: &sled::Db, key: &[u8; 33]) -> Result<Option<(IdemRecord, Option<Timestamp>)>, AppendError> {
-        if let Some(p) = self.pending_idem.get(key) {
-            return Ok(Some((p.record, Some(p.recorded))));
+        if let Some((r, t)) = self.pending_idem.get(key) {
+            return Ok(Some((*r, Some(*t))));
         }
         match db.get(key) {
             Ok(Some(v)) => IdemRecord::decode(&v)
@@ -244,7 +212,7 @@ impl State {
                 }
             }
             let appended: Vec<Appended> = found.iter().flatten().map(|(r, _)| r.appended).collect();
-            // An original still on its way to sled carries its recorded time with it.
+            // An original in the group being built is not in sled yet: its time comes with it.
             let recorded_time = match found.first().and_then(|f| f.and_then(|(_, t)| t)) {
                 Some(t) => t,
                 None => recorded_time_of(db, appended[0].position)?,
@@ -346,7 +314,7 @@ impl State {
             let idem_key = layout::idempotency_key(&st.author, &st.refs.idempotency_key);
             let rec = IdemRecord { digest: cmd.digest(), appended: a };
             batch.insert(&idem_key[..], &rec.encode()[..]);
-            self.pending_idem.insert(idem_key, PendingIdem { group: self.group, record: rec, recorded });
+            self.pending_idem.insert(idem_key, (rec, recorded));
             appended.push(a);
             self.head = Head { len: position + 1, last_hash: hash, last_recorded: recorded };
             head = Some(StreamHead { version: header.stream_version, hash });
@@ -368,11 +336,8 @@ pub(crate) fn recorded_time_of(db: &sled::Db, position: u64) -> Result<Timestamp
         .map_err(|e| AppendError::Storage(format!("entry {position}: {e}")))
 }
 
-/// A group the writer built, on its way through the applier to the syncer.
+/// A group the writer applied to sled, waiting for the syncer.
 pub(crate) struct Group {
-    number: u64,
-    /// What to apply to sled; taken by the applier.
-    batch: Option<sled::Batch>,
     wrote: bool,
     head: Head,
     registry: Option<Registry>,
@@ -393,7 +358,7 @@ fn next_group(rx: &Receiver<Job>) -> Option<Vec<Job>> {
 }
 
 /// The writer thread's loop; returns when every sender is gone.
-pub(crate) fn run(shared: Arc<Shared>, mut state: State, rx: Receiver<Job>, applier: SyncSender<Group>) {
+pub(crate) fn run(shared: Arc<Shared>, mut state: State, rx: Receiver<Job>, syncer: Sender<Group>) {
     while let Some(jobs) = next_group(&rx) {
         if let Some(reason) = shared.failure() {
             for j in jobs {
@@ -401,34 +366,9 @@ pub(crate) fn run(shared: Arc<Shared>, mut state: State, rx: Receiver<Job>, appl
             }
             continue;
         }
-        state.forget_applied(shared.applied.load(Ordering::Acquire));
-        let group = build_group(&shared, &mut state, jobs);
-        if let Err(e) = applier.send(group) {
-            shared.fail("the applier has stopped".into());
-            for (reply, _) in e.0.answers {
-                let _ = reply.send(Err(AppendError::Unavailable("the applier has stopped".into())));
-            }
-        }
-    }
-}
-
-/// The applier thread's loop: applies each group's batch to sled, in order, while the writer
-/// builds the next group, then hands the group to the syncer. Returns when the writer is gone.
-pub(crate) fn apply_loop(shared: Arc<Shared>, rx: Receiver<Group>, syncer: Sender<Group>) {
-    while let Ok(mut group) = rx.recv() {
-        if let Some(batch) = group.batch.take()
-            && shared.failure().is_none()
-        {
-            match shared.db.apply_batch(batch) {
-                Ok(()) => shared.applied.store(group.number, Ordering::Release),
-                Err(e) => shared.fail(e.to_string()),
-            }
-        }
-        if let Err(e) = syncer.send(group) {
+        let group = apply_group(&shared, &mut state, jobs);
+        if syncer.send(group).is_err() {
             shared.fail("the syncer has stopped".into());
-            for (reply, _) in e.0.answers {
-                let _ = reply.send(Err(AppendError::Unavailable("the syncer has stopped".into())));
-            }
         }
     }
 }
@@ -516,9 +456,7 @@ fn verify_group(registry: &Registry, jobs: &mut [Job]) -> Vec<Option<AppendError
     errors
 }
 
-/// Decides and builds a group's requests into one batch for the applier.
-fn build_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
-    state.group += 1;
+fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
     // The ledger clock never runs backwards along the log, whatever the system clock does.
     let recorded = Timestamp::now().max(state.head.last_recorded);
     let mut batch = sled::Batch::default();
@@ -537,19 +475,15 @@ fn build_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
         };
         answers.push((job.reply, result));
     }
-    let batch = wrote.then(|| {
-        state.tree.write_into_pending(&mut batch);
+    if wrote {
+        state.tree.write_into(&mut batch);
         batch.insert(layout::HEAD_KEY, &state.head.encode()[..]);
-        batch
-    });
-    Group {
-        number: state.group,
-        batch,
-        wrote,
-        head: state.head,
-        registry: registry_changed.then(|| state.registry.clone()),
-        answers,
+        if let Err(e) = shared.db.apply_batch(batch) {
+            shared.fail(e.to_string());
+        }
     }
+    state.pending_idem.clear();
+    Group { wrote, head: state.head, registry: registry_changed.then(|| state.registry.clone()), answers }
 }
 
 /// The syncer thread's loop: makes groups durable, publishes them, answers their appenders.
