@@ -212,6 +212,12 @@ fn submit_answers_retries_once_checks_expected_versions_and_refuses_what_the_rol
         let again = court.submit(cycle, None, std::slice::from_ref(&cmd)).await.unwrap();
         assert!(again.duplicate);
         assert_eq!(again.entries, first.entries);
+        // A retry with its original expected version (the stream has moved past it) is answered
+        // as a duplicate too, not as a version conflict.
+        let same = Some(pb::expected_version::Expected::Exact(2));
+        let retry = court.submit(cycle, same, std::slice::from_ref(&cmd)).await.unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(retry.entries, first.entries);
         assert_eq!(s.store.head().len, len + 1);
         // A second disposition of the same charge: a state conflict.
         let dup = Command::sign(court.signer().unwrap(), ev_draft(cycle, &ev)).unwrap();

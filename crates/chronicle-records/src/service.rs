@@ -556,11 +556,21 @@ impl Records {
 
     /// Applies every committed entry not yet applied. Returns how many entries were read.
     pub fn catch_up(&self) -> Result<u64, ServiceError> {
-        if self.projection().next >= self.store.head().len {
+        self.catch_up_to(self.store.head().len)
+    }
+
+    /// Applies committed entries until the projection holds every position below `len`. When
+    /// another caller's catch-up already brought them in, returns without reading anything: many
+    /// writers acknowledged by one group commit wait for one catch-up, not one each.
+    fn catch_up_to(&self, len: u64) -> Result<u64, ServiceError> {
+        if self.projection().next >= len {
             return Ok(0);
         }
         // One catch-up at a time; a second caller finds the work done when it gets the lock.
         let one = self.catching_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.projection().next >= len {
+            return Ok(0);
+        }
         self.catch_up_holding(one)
     }
 
@@ -594,17 +604,20 @@ impl Records {
         let mut current = decode_page(next)?;
         while !current.is_empty() {
             let after = next + current.len() as u64;
-            // Apply this page while the next one is being read and opened.
-            let (persist_due, upcoming) = rayon::join(
-                || {
-                    let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let Projection { state, dirty, .. } = &mut *p;
-                    apply_all(state, std::mem::take(&mut current), Some(dirty));
-                    p.next = after;
-                    p.next - p.persisted >= PERSIST_EVERY
-                },
-                || decode_page(after),
-            );
+            let apply = |current: Vec<Decoded>| {
+                let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let Projection { state, dirty, .. } = &mut *p;
+                apply_all(state, current, Some(dirty));
+                p.next = after;
+                p.next - p.persisted >= PERSIST_EVERY
+            };
+            let (persist_due, upcoming) = if after >= head {
+                // The usual case while serving: a few entries, nothing after them.
+                (apply(std::mem::take(&mut current)), Ok(Vec::new()))
+            } else {
+                // Apply this page while the next one is being read and opened.
+                rayon::join(|| apply(std::mem::take(&mut current)), || decode_page(after))
+            };
             read += after - next;
             next = after;
             persist |= persist_due;
@@ -724,10 +737,19 @@ impl Records {
         events: Vec<RecordEvent>,
     ) -> Result<AppendReceipt, ServiceError> {
         let Some(first) = cmds.first() else { return Err(AppendError::Empty.into()) };
-        if self.store.find_retry(first)?.is_some() {
-            // A retry: the store answers it with the first receipt (or refuses a changed batch).
-            return Ok(self.store.append(AppendRequest { stream, expected: ExpectedVersion::Any, commands: cmds })?);
-        }
+        // A retry of an appended request would often fail validation (the state has moved on) or
+        // the expected version; before refusing, the store is asked whether it is a retry, and
+        // answers it with the first receipt (or refuses a changed batch). A retry that passes
+        // validation gets its first receipt from the store's own idempotency check on append.
+        // Asking only on refusal keeps a read of sled (which waits for any batch being applied)
+        // off the usual path.
+        let retried = |cmds: &[Command]| -> Result<Option<AppendReceipt>, ServiceError> {
+            if self.store.find_retry(first)?.is_none() {
+                return Ok(None);
+            }
+            let req = AppendRequest { stream, expected: ExpectedVersion::Any, commands: cmds.to_vec() };
+            Ok(Some(self.store.append(req)?))
+        };
         let unique = events.iter().any(|ev| {
             matches!(
                 ev,
@@ -745,6 +767,9 @@ impl Records {
                 let p = self.projection();
                 let current = p.state.versions.get(&stream).copied();
                 if !expected.admits(current) {
+                    if let Some(r) = retried(&cmds)? {
+                        return Ok(r);
+                    }
                     return Err(AppendError::WrongExpectedVersion { stream, expected, actual: current }.into());
                 }
                 let valid = if cmds.len() == 1 {
@@ -756,6 +781,9 @@ impl Records {
                     // A command that is not what its author signed is refused as such, whatever
                     // else is wrong with it (the store checks every signature again on append).
                     check_signatures(&registry, &cmds)?;
+                    if let Some(r) = retried(&cmds)? {
+                        return Ok(r);
+                    }
                     return Err(e.into());
                 }
                 current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
@@ -763,7 +791,8 @@ impl Records {
             let req = AppendRequest { stream, expected: version, commands: cmds.clone() };
             match self.store.append(req) {
                 Ok(r) => {
-                    self.catch_up()?;
+                    // In the projection before it is acknowledged (see `refresh`).
+                    self.catch_up_to(r.entries.last().map_or(0, |a| a.position + 1))?;
                     return Ok(r);
                 }
                 Err(e @ AppendError::WrongExpectedVersion { .. }) if expected == ExpectedVersion::Any => last = Some(e),
