@@ -370,21 +370,25 @@ impl State {
                     self.by_fbi.remove(&normalize(f));
                 }
                 for n in std::iter::once(&sub.name).chain(sub.aliases.iter()) {
-                    if let Some(set) = self.by_name_dob.get_mut(&(name_key(n), sub.dob)) {
-                        set.remove(s);
-                    }
+                    unindex_name(&mut self.by_name_dob, (name_key(n), sub.dob), s);
                 }
-                self.by_name_dob.retain(|_, v| !v.is_empty());
                 self.access.remove(s);
             }
-            if let Some(c) = self.cycles.remove(s)
-                && let Some((_, d)) = &c.court
-            {
-                self.by_docket.remove(&normalize(d));
-            }
-            for sub in self.subjects.values_mut() {
-                sub.cycles.remove(s);
-                sub.cycles_ever.remove(s);
+            // A stream that is not a cycle this state knows (a subject's, or one forgotten
+            // already) is listed by no subject.
+            if let Some(c) = self.cycles.remove(s) {
+                if let Some((_, d)) = &c.court {
+                    self.by_docket.remove(&normalize(d));
+                }
+                // Only the subjects the cycle was ever attributed to list it: looking there, not
+                // at every subject, keeps an expungement's cost independent of the state's size.
+                let held_by = std::iter::once(c.subject).chain(c.reassignments.iter().flat_map(|r| [r.from, r.to]));
+                for holder in held_by {
+                    if let Some(sub) = self.subjects.get_mut(&holder) {
+                        sub.cycles.remove(s);
+                        sub.cycles_ever.remove(s);
+                    }
+                }
             }
             self.versions.remove(s);
         }
@@ -430,9 +434,7 @@ impl State {
                 let old_names: Vec<Name> =
                     std::iter::once(sub.name.clone()).chain(sub.aliases.iter().cloned()).collect();
                 for n in &old_names {
-                    if let Some(set) = self.by_name_dob.get_mut(&(name_key(n), sub.dob)) {
-                        set.remove(&s);
-                    }
+                    unindex_name(&mut self.by_name_dob, (name_key(n), sub.dob), &s);
                 }
                 if let Some(n) = name {
                     sub.name = n.clone();
@@ -647,8 +649,103 @@ impl State {
     }
 }
 
+/// Removes a subject from the name and date-of-birth index, dropping the key once no subject is
+/// left under it.
+fn unindex_name(index: &mut BTreeMap<(String, Date), BTreeSet<StreamId>>, key: (String, Date), s: &StreamId) {
+    if let Some(set) = index.get_mut(&key) {
+        set.remove(s);
+        if set.is_empty() {
+            index.remove(&key);
+        }
+    }
+}
+
 /// Whether an access record is a release to a requester outside the bureau with this purpose
 /// (used by tests and reports).
 pub fn is_release_to(record: &AccessRecord, role: Role, purpose: Purpose) -> bool {
     matches!(&record.event, RecordEvent::RecordDisseminated { role: r, purpose: p, .. } if *r == role && *p == purpose)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Name, RecordEvent};
+
+    struct Log {
+        state: State,
+        position: u64,
+    }
+
+    impl Log {
+        fn apply(&mut self, stream: StreamId, event: RecordEvent) {
+            let meta = Meta {
+                position: self.position,
+                stream,
+                stream_version: self.state.versions.get(&stream).map_or(0, |v| v + 1),
+                recorded: Timestamp(self.position as i64),
+                effective: Timestamp(self.position as i64),
+                author: PrincipalId::new("clerk").unwrap(),
+                court_order: None,
+            };
+            self.state.apply(&meta, &event);
+            self.position += 1;
+        }
+        fn enroll(&mut self, sid: &str) -> StreamId {
+            let s = StreamId::random();
+            let name = Name { last: "Doe".into(), first: sid.into(), middle: None };
+            let dob = Date::parse("1990-01-01").unwrap();
+            self.apply(s, RecordEvent::SubjectEnrolled { sid: sid.into(), fbi: None, name, dob });
+            s
+        }
+    }
+
+    #[test]
+    fn an_expunged_cycle_that_was_moved_is_listed_by_no_subject_it_ever_belonged_to() {
+        let mut log = Log { state: State::default(), position: 0 };
+        let (wrong, right, bystander) = (log.enroll("S-1"), log.enroll("S-2"), log.enroll("S-3"));
+        let cycle = StreamId::random();
+        let arrest = RecordEvent::ArrestRecorded {
+            subject: wrong.to_hex(),
+            tracking_number: "T-1".into(),
+            agency_ori: "PA0000000".into(),
+            arrest_date: Date::parse("2020-01-01").unwrap(),
+            charges: vec![],
+        };
+        log.apply(cycle, arrest);
+        let moved = RecordEvent::CycleReassigned {
+            from_subject: wrong.to_hex(),
+            to_subject: right.to_hex(),
+            reason: "fingerprints".into(),
+            evidence: "IDENT-1".into(),
+        };
+        log.apply(cycle, moved);
+        assert!(log.state.subjects[&wrong].cycles_ever.contains(&cycle));
+        assert!(log.state.subjects[&right].cycles.contains(&cycle));
+        let order = RecordEvent::ExpungementOrdered {
+            order_id: "EXP-1".into(),
+            statute: "18 Pa.C.S. 9122".into(),
+            target: cycle.to_hex(),
+            target_kind: "cycle".into(),
+            streams: vec![cycle.to_hex()],
+        };
+        log.apply(crate::model::destruction_stream(), order);
+        assert!(!log.state.cycles.contains_key(&cycle));
+        for s in [wrong, right, bystander] {
+            let sub = &log.state.subjects[&s];
+            assert!(!sub.cycles.contains(&cycle) && !sub.cycles_ever.contains(&cycle));
+        }
+        // Forgetting a subject drops it from the name index, and the emptied key with it.
+        let order = RecordEvent::ExpungementOrdered {
+            order_id: "EXP-2".into(),
+            statute: "18 Pa.C.S. 9122".into(),
+            target: bystander.to_hex(),
+            target_kind: "subject".into(),
+            streams: vec![bystander.to_hex()],
+        };
+        log.apply(crate::model::destruction_stream(), order);
+        let name = Name { last: "Doe".into(), first: "S-3".into(), middle: None };
+        assert!(log.state.subjects_by_name_dob(&name, Date::parse("1990-01-01").unwrap()).is_empty());
+        assert!(!log.state.by_name_dob.keys().any(|(n, _)| n.contains("s-3") || n.contains("S-3")));
+        assert_eq!(log.state.by_name_dob.len(), 2);
+    }
 }
