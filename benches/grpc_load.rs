@@ -27,6 +27,8 @@ fn main() {
     let submitters = common::arg("--submitters", 64) as usize;
     let readers = common::arg("--readers", 64) as usize;
     let subjects = common::arg("--subjects", 1000) as usize;
+    // Name every thread by side, so that the server's CPU and the clients' can be told apart.
+    rayon::ThreadPoolBuilder::new().thread_name(|i| format!("server-rayon-{i}")).build_global().unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = chronicle::datadir::DataDir::new(tmp.path().join("data"), None);
@@ -108,7 +110,13 @@ fn main() {
         origin: dir.info().unwrap().origin,
         tls: true,
     });
-    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("server-rt")
+        .thread_keep_alive(Duration::from_secs(3600))
+        .enable_all()
+        .build()
+        .unwrap();
     let transport = chronicle_server::Transport::MutualTls(dir.tls_files().unwrap());
     let loopback = "127.0.0.1:0".parse().unwrap();
     let limits = chronicle_server::Limits::default();
@@ -117,10 +125,17 @@ fn main() {
 
     let police_creds = Credentials::load(&dir.credentials_dir("pd")).unwrap();
     let clerk_creds = Credentials::load(&dir.credentials_dir("clerk")).unwrap();
-    let client_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("client-rt")
+        .thread_keep_alive(Duration::from_secs(3600))
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut cpu_before = Default::default();
     let done = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
-    let (submit_lat, read_lat, elapsed) = client_rt.block_on(async {
+    let (submit_lat, read_lat, elapsed, cpu) = client_rt.block_on(async {
         let mut submit_clients = Vec::new();
         for _ in 0..submitters {
             submit_clients.push(Client::connect(&addr, &police_creds).await.unwrap());
@@ -130,6 +145,7 @@ fn main() {
             read_clients.push(Client::connect(&addr, &clerk_creds).await.unwrap());
         }
         let started = Instant::now();
+        cpu_before = common::cpu_by_thread();
         let subs: Vec<_> = submit_clients
             .into_iter()
             .zip(work)
@@ -187,6 +203,7 @@ fn main() {
             .collect();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         done.store(true, Ordering::Relaxed);
+        let cpu = common::cpu_between(&cpu_before, &common::cpu_by_thread());
         let mut submit_lat = Vec::new();
         for s in subs {
             submit_lat.extend(s.await.unwrap());
@@ -195,7 +212,7 @@ fn main() {
         for r in reads {
             read_lat.extend(r.await.unwrap());
         }
-        (submit_lat, read_lat, started.elapsed().as_secs_f64())
+        (submit_lat, read_lat, started.elapsed().as_secs_f64(), cpu)
     });
     server_rt.block_on(server.stop()).unwrap();
 
@@ -212,4 +229,31 @@ fn main() {
     println!("{:<36} {:>12.2}", "read p99 (ms)", common::percentile(&read_lat, 0.99));
     println!("{:<36} {:>12}", "errors", errors.load(Ordering::Relaxed));
     println!("{:<36} {:>12.0}", "client signing, signatures/s (all cores)", signed / sign_secs);
+    // Where the CPU went while the clock ran: the server (its runtime, the store's threads, sled's
+    // and the thread pool) and the clients (their runtime, TLS and HTTP/2 included).
+    let (mut server, mut client) = (0.0, 0.0);
+    for (name, t) in &cpu {
+        if name.starts_with("client-rt") {
+            client += t;
+        } else {
+            server += t;
+        }
+    }
+    let (subs, reads) = (submit_lat.len() as f64, read_lat.len() as f64);
+    println!("{:<36} {:>12.2}", "CPU used, cores (of 2)", (server + client) / elapsed);
+    println!("{:<36} {:>12.2}", "  server, cores", server / elapsed);
+    println!("{:<36} {:>12.2}", "  clients, cores", client / elapsed);
+    if reads == 0.0 && subs > 0.0 {
+        println!("{:<36} {:>12.0}", "server CPU per submit (µs)", server / subs * 1e6);
+        println!("{:<36} {:>12.0}", "client CPU per submit (µs)", client / subs * 1e6);
+    }
+    if subs == 0.0 && reads > 0.0 {
+        println!("{:<36} {:>12.0}", "server CPU per read (µs)", server / reads * 1e6);
+        println!("{:<36} {:>12.0}", "client CPU per read (µs)", client / reads * 1e6);
+    }
+    if std::env::var_os("CHRONICLE_BENCH_THREADS").is_some() {
+        for (name, t) in &cpu {
+            println!("  {name:<34} {:>12.2}", t / elapsed);
+        }
+    }
 }
