@@ -20,6 +20,8 @@ fn main() {
     println!("durable append, {batch} command(s) per request, {seconds}s per run, median of {rounds} runs");
     println!("{:>10} {:>12} {:>10} {:>10} {:>12}", "appenders", "entries/s", "p50 ms", "p99 ms", "entries");
     let only = common::arg("--appenders", 0) as usize;
+    let by_thread = std::env::var_os("CHRONICLE_BENCH_THREADS").is_some();
+    rayon::ThreadPoolBuilder::new().thread_name(|i| format!("rayon-{i}")).build_global().unwrap();
     for appenders in [1usize, 16, 64].into_iter().filter(|a| only == 0 || *a == only) {
         let mut rates = Vec::new();
         let mut p50s = Vec::new();
@@ -53,7 +55,13 @@ fn main() {
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let started = Instant::now();
             // Appenders are async tasks on a two-thread runtime, as in the gRPC server.
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("appender-rt")
+                .enable_all()
+                .build()
+                .unwrap();
+            let cpu_before = common::cpu_by_thread();
             let latencies: Vec<Vec<f64>> = rt.block_on(async {
                 let tasks: Vec<_> = work
                     .into_iter()
@@ -88,7 +96,23 @@ fn main() {
                 out
             });
             let elapsed = started.elapsed().as_secs_f64();
+            let cpu = common::cpu_between(&cpu_before, &common::cpu_by_thread());
             let mut all: Vec<f64> = latencies.into_iter().flatten().collect();
+            if by_thread {
+                // CPU per appended entry, by thread (sled's I/O threads summed).
+                let mut by: std::collections::BTreeMap<String, f64> = Default::default();
+                for (name, t) in cpu {
+                    let name = if name.starts_with("sled-io") { "sled-io".to_string() } else { name };
+                    *by.entry(name).or_default() += t;
+                }
+                let total: f64 = by.values().sum();
+                let line: Vec<String> = by
+                    .iter()
+                    .filter(|(_, t)| **t > 0.0)
+                    .map(|(n, t)| format!("{n} {:.0}", t / all.len() as f64 * 1e6))
+                    .collect();
+                println!("  CPU µs per entry: total {:.0}; {}", total / all.len() as f64 * 1e6, line.join(", "));
+            }
             all.sort_by(|a, b| a.total_cmp(b));
             rates.push(all.len() as f64 / elapsed);
             p50s.push(common::percentile(&all, 0.5));
