@@ -359,3 +359,40 @@ fn a_subject_sees_only_their_own_record_and_an_attorney_without_representation_n
         assert_eq!(code(attorney.case(case).await), Code::PermissionDenied);
     });
 }
+
+/// A call whose deadline passes is ended by the server, the server keeps serving, and resubmitting
+/// the same signed command is safe whether or not the cut-off one was appended: one entry, and the
+/// same answer to every later retry.
+#[test]
+fn a_submission_past_its_deadline_is_cut_off_and_resubmitting_it_appends_once() {
+    let s = Served::start(true);
+    let clerk = s.client("clerk");
+    let mut hurried = clerk.clone().with_deadline(Some(std::time::Duration::from_nanos(1)));
+    let mut patient = clerk.clone().with_deadline(Some(std::time::Duration::from_secs(30)));
+    let subject = StreamId::random();
+    let enrolled = RecordEvent::SubjectEnrolled {
+        sid: "PA-DEADLINE".into(),
+        fbi: None,
+        name: Name { last: "Roe".into(), first: "Rita".into(), middle: None },
+        dob: Date::parse("1985-02-03").unwrap(),
+    };
+    let cmd = Command::sign(clerk.signer().unwrap(), ev_draft(subject, &enrolled)).unwrap();
+    let len = s.store.head().len;
+    s.rt.block_on(async {
+        // A nanosecond is over before the server can answer: the call is ended by its deadline.
+        let cut = hurried.submit(subject, None, std::slice::from_ref(&cmd)).await;
+        let c = code(cut);
+        assert!(matches!(c, Code::Cancelled | Code::DeadlineExceeded), "{c:?}");
+        // The same command again, with time to spare: appended once, whatever became of the first.
+        let first = patient.submit(subject, None, std::slice::from_ref(&cmd)).await.unwrap();
+        let again = patient.submit(subject, None, std::slice::from_ref(&cmd)).await.unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.entries, first.entries);
+        // Still serving: a read sees the subject.
+        let rec = patient.record(record_req("PA-DEADLINE", pb::Purpose::A)).await.unwrap();
+        assert!(!rec.view_json.is_empty());
+    });
+    assert_eq!(s.store.head().len, len + 1);
+    let on_subject = s.store.read_stream(&subject, 0, 10).unwrap();
+    assert_eq!(on_subject.len(), 1);
+}

@@ -126,6 +126,7 @@ pub struct Client {
     principal: PrincipalId,
     signer: Option<Arc<Signer>>,
     insecure: bool,
+    deadline: Option<std::time::Duration>,
 }
 
 fn host_of(addr: &str) -> String {
@@ -175,7 +176,17 @@ impl Client {
             principal,
             signer,
             insecure,
+            deadline: None,
         }
+    }
+
+    /// Gives every later call this deadline, sent to the server as `grpc-timeout`: the server
+    /// ends a call still running when it passes (tonic reports that as `CANCELLED`, "Timeout
+    /// expired"). A submission cut off this way may still have been appended; resubmitting the
+    /// same signed command is safe and returns the first answer (`duplicate = true`).
+    pub fn with_deadline(mut self, deadline: Option<std::time::Duration>) -> Client {
+        self.deadline = deadline;
+        self
     }
 
     /// The principal this client acts as.
@@ -190,6 +201,9 @@ impl Client {
 
     fn req<T>(&self, msg: T) -> Request<T> {
         let mut r = Request::new(msg);
+        if let Some(d) = self.deadline {
+            r.set_timeout(d);
+        }
         if self.insecure
             && let Ok(v) = self.principal.as_str().parse()
         {

@@ -10,6 +10,7 @@
 //! | no client certificate, a certificate naming no registered principal, a principal with no valid key, a command signature that does not verify | `UNAUTHENTICATED` |
 //! | more commands or bytes than allowed, a page too large | `RESOURCE_EXHAUSTED` |
 //! | the store is shutting down | `UNAVAILABLE` |
+//! | the call's deadline (`grpc-timeout`, or the server's limit) passed | `CANCELLED`, "Timeout expired" (from tonic) |
 //! | the store failed (damage, i/o) | `INTERNAL` |
 
 use chronicle_core::RegistryError;
