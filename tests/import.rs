@@ -59,6 +59,33 @@ fn a_generated_backlog_imports_and_importing_it_twice_changes_nothing() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains(&format!("{lines} applied, 0 already imported, 0 rejected")), "{out}");
     let after_first = head(&d);
+    // Lines were handed to the store many at a time; the log still holds them in the file's
+    // order, as submitting them one by one would have.
+    let expected: Vec<&str> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| match serde_json::from_str::<serde_json::Value>(l).unwrap()["op"].as_str().unwrap() {
+            "enroll" => "subject_enrolled",
+            "arrest" => "arrest_recorded",
+            "court_case" => "court_case_filed",
+            "disposition" => "disposition_recorded",
+            "sentence" => "sentence_imposed",
+            "order" => "relief_ordered",
+            "expunge" => "expungement_ordered",
+            other => panic!("unexpected op {other}"),
+        })
+        .collect();
+    assert!(expected.contains(&"expungement_ordered"), "the backlog exercises expungements");
+    let store = chronicle::datadir::DataDir::new(&d, None).open().unwrap();
+    let logged: Vec<String> = store
+        .read_log(0, 10_000)
+        .unwrap()
+        .iter()
+        .filter(|e| e.statement.author.as_str() == "clerk.import")
+        .map(|e| e.statement.event_type.as_str().trim_start_matches("records.").to_string())
+        .collect();
+    assert_eq!(logged, expected);
+    drop(store);
     let (code, out, _) = import(&d, &key, &file, false);
     assert_eq!(code, Some(0));
     assert!(out.contains(&format!("0 applied, {lines} already imported, 0 rejected")), "{out}");

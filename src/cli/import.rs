@@ -8,8 +8,10 @@ use anyhow::{Context, Result};
 use chronicle::datadir::DataDir;
 use chronicle_core::{PrincipalId, Signer};
 use chronicle_records::import::{Importer, Line, Planned};
-use chronicle_records::{Records, ServiceError};
+use chronicle_records::{RecordEvent, Records, ReliefKind, ServiceError};
+use chronicle_store::{AppendRequest, ExpectedVersion};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::{HashMap, VecDeque};
 
 /// Bulk-load a backlog from a JSON Lines file, one signed command per line (see docs/IMPORT.md).
 ///
@@ -73,15 +75,21 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
             Err(reason) => out.rejected.push((i + 1, raw.clone(), reason)),
         }
     }
-    if a.all_or_nothing {
-        for (n, raw, reason) in
-            records.dry_run(signer.principal(), planned.iter().map(|(n, raw, p)| (*n, raw.as_str(), p)))
-        {
-            out.rejected.push((n, raw.to_string(), reason));
+    // Decide every line in file order against the records as they stand plus the lines before it,
+    // without appending anything: what sequential submission would accept or refuse.
+    let refused: HashMap<usize, String> = records
+        .dry_run(signer.principal(), planned.iter().map(|(n, raw, p)| (*n, raw.as_str(), p)))
+        .into_iter()
+        .map(|(n, _, reason)| (n, reason))
+        .collect();
+    if a.all_or_nothing && !refused.is_empty() {
+        for (n, raw, _) in &planned {
+            if let Some(reason) = refused.get(n) {
+                out.rejected.push((*n, raw.to_string(), reason.clone()));
+            }
         }
-        if !out.rejected.is_empty() {
-            return finish(&a, out, lines.len());
-        }
+        out.rejected.sort_by_key(|(n, _, _)| *n);
+        return finish(&a, out, lines.len());
     }
 
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -92,36 +100,122 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
         );
         b
     });
-    for (n, raw, plan) in planned {
+    // Lines the dry run accepts are handed to the store in file order, many in flight at once, so
+    // that group commit shares the fsyncs; the store appends them in the order they were queued,
+    // so the log is what submitting them one by one would have written. Expungements (whose keys
+    // are destroyed as part of applying them) and lines the dry run refuses (which may be lines
+    // imported before) wait for everything queued before them and go through the records service
+    // one at a time, as every line used to. Should the store refuse a line the dry run accepted
+    // (a payload over the size limit, say), the dry run no longer describes the records, and the
+    // rest of the file goes one line at a time too.
+    let store = records.store().clone();
+    let mut queued: VecDeque<(usize, &String, chronicle_store::Queued)> = VecDeque::new();
+    let trusted = std::cell::Cell::new(true);
+    let settle = |queued: &mut VecDeque<(usize, &String, chronicle_store::Queued)>, out: &mut Outcome| {
+        for (n, raw, q) in queued.drain(..) {
+            let result = q.wait().map(|r| r.duplicate).map_err(ServiceError::from);
+            if result.is_err() {
+                trusted.set(false);
+            }
+            tally(out, n, raw, result)?;
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+        }
+        anyhow::Ok(())
+    };
+    for (n, raw, plan) in &planned {
+        // A line imported before (by an earlier run) is in the log already: nothing to wait for.
+        if refused.contains_key(n)
+            && let Planned::Command(cmd) = plan
+            && store.find_retry(cmd)?.is_some()
+        {
+            tally(&mut out, *n, raw, Ok(true))?;
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+            continue;
+        }
+        let one_at_a_time = !trusted.get() || refused.contains_key(n) || plan_destroys(plan);
+        if !one_at_a_time && let Planned::Command(cmd) = plan {
+            let req = AppendRequest {
+                stream: cmd.statement().stream,
+                expected: ExpectedVersion::Any,
+                commands: vec![(**cmd).clone()],
+            };
+            match store.append_queued(req) {
+                Ok(q) => queued.push_back((*n, raw, q)),
+                Err(e) => {
+                    trusted.set(false);
+                    tally(&mut out, *n, raw, Err(e.into()))?
+                }
+            }
+            if queued.len() >= IN_FLIGHT {
+                let (n, raw, q) = queued.pop_front().expect("not empty");
+                let mut one = VecDeque::from([(n, raw, q)]);
+                settle(&mut one, &mut out)?;
+            }
+            continue;
+        }
+        settle(&mut queued, &mut out)?;
+        records.catch_up()?;
         let result = match plan {
-            Planned::Command(cmd) => records.submit(*cmd).map(|r| r.duplicate),
+            Planned::Command(cmd) => records.submit((**cmd).clone()).map(|r| r.duplicate),
             Planned::Expunge(target, kind, order, statute, effective) => {
-                if records.tombstone(&target).is_some_and(|t| t.order_id == order) {
+                if records.tombstone(target).is_some_and(|t| &t.order_id == order) {
                     Ok(true)
                 } else {
-                    records.expunge(&signer, target, kind, &order, &statute, effective).map(|_| false)
+                    records.expunge(&signer, *target, kind, order, statute, *effective).map(|_| false)
                 }
             }
         };
-        match result {
-            Ok(true) => out.already += 1,
-            Ok(false) => out.applied += 1,
-            Err(e @ ServiceError::Invalid(_))
-            | Err(e @ ServiceError::Append(_))
-            | Err(e @ ServiceError::Expunged { .. }) => out.rejected.push((n, raw.clone(), e.to_string())),
-            Err(e) => return Err(e.into()),
-        }
+        tally(&mut out, *n, raw, result)?;
         if let Some(b) = &bar {
             b.inc(1);
         }
     }
+    settle(&mut queued, &mut out)?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    out.rejected.sort_by_key(|(n, _, _)| *n);
+    records.catch_up()?;
     records.persist()?;
+    drop(store);
     drop(records);
     dir.settle()?;
     finish(&a, out, lines.len())
+}
+
+/// Lines handed to the store at once before waiting for the first of them.
+const IN_FLIGHT: usize = 1024;
+
+/// Whether applying a planned line destroys keys (an expungement of a case, a record or charges).
+fn plan_destroys(plan: &Planned) -> bool {
+    match plan {
+        Planned::Expunge(..) => true,
+        Planned::Command(cmd) => {
+            let st = cmd.statement();
+            matches!(
+                RecordEvent::parse(&st.event_type, cmd.payload()),
+                Ok(RecordEvent::ReliefOrdered { kind: ReliefKind::Expunge, .. }
+                    | RecordEvent::ExpungementOrdered { .. })
+            )
+        }
+    }
+}
+
+/// Counts one line's outcome: applied, imported before (a duplicate), or rejected with a reason.
+fn tally(out: &mut Outcome, n: usize, raw: &str, result: Result<bool, ServiceError>) -> Result<()> {
+    match result {
+        Ok(true) => out.already += 1,
+        Ok(false) => out.applied += 1,
+        Err(e @ ServiceError::Invalid(_))
+        | Err(e @ ServiceError::Append(_))
+        | Err(e @ ServiceError::Expunged { .. }) => out.rejected.push((n, raw.to_string(), e.to_string())),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
 }
 
 fn finish(a: &ImportArgs, mut out: Outcome, total: usize) -> Result<ExitCode> {

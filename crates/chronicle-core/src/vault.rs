@@ -12,7 +12,9 @@
 //! any of them is handed out, so a key is durable before any entry can be sealed under it and a
 //! new stream costs no `fsync` of its own; destroying keys rewrites the whole file without them (write a temporary,
 //! `fsync`, rename over, `fsync` the directory), so the old bytes are no longer in any file the
-//! project owns. What the filesystem or the device keeps of freed blocks is outside the project's
+//! project owns. The live keys' records are copied into the new file as they were (kept in memory
+//! since they were read or written), so a destruction costs a copy of the file, not a wrapping of
+//! every key. What the filesystem or the device keeps of freed blocks is outside the project's
 //! reach: see the README, "What expungement cannot promise".
 //!
 //! File layout (all integers big-endian):
@@ -126,6 +128,9 @@ impl From<std::io::Error> for VaultError {
 
 struct Slot {
     key: Option<SymmetricKey>,
+    /// A live key's record exactly as in the file (wrapped under the master key), so that
+    /// rewriting the file after a destruction copies it instead of wrapping every key again.
+    record: Vec<u8>,
 }
 
 /// The open vault. Not thread-safe by itself; the store guards it.
@@ -205,16 +210,16 @@ impl Vault {
             let mut id = [0u8; 16];
             id.copy_from_slice(&rec[1..17]);
             let id = DataKeyId(id);
-            let key = if tag == TAG_KEY {
+            let slot = if tag == TAG_KEY {
                 let plain = aead_open(&master.0, &[DOMAIN_DATA_KEY_AAD, &id.0], &rec[17..])
                     .map_err(|_| VaultError::Corrupt { offset: at, what: "wrapped key does not authenticate" })?;
                 let mut k = [0u8; 32];
                 k.copy_from_slice(&plain);
-                Some(SymmetricKey::from_bytes(k))
+                Slot { key: Some(SymmetricKey::from_bytes(k)), record: bytes[at..at + body + 8].to_vec() }
             } else {
-                None
+                Slot { key: None, record: Vec::new() }
             };
-            slots.insert(id, Slot { key });
+            slots.insert(id, slot);
             at += body + 8;
             good_len = at;
         }
@@ -235,13 +240,14 @@ impl Vault {
             for _ in 0..SPARE_KEYS {
                 let id = DataKeyId(crate::random_array());
                 let key = SymmetricKey::random();
-                out.extend_from_slice(&self.record(&id, Some(&key)));
-                fresh.push((id, key));
+                let record = self.record(&id, Some(&key));
+                out.extend_from_slice(&record);
+                fresh.push((id, key, record));
             }
             self.file.write_all(&out)?;
             self.file.sync_data()?;
-            for (id, key) in fresh {
-                self.slots.insert(id, Slot { key: Some(key) });
+            for (id, key, record) in fresh {
+                self.slots.insert(id, Slot { key: Some(key), record });
                 self.spare.push(id);
             }
         }
@@ -264,15 +270,15 @@ impl Vault {
     /// A data key by id.
     pub fn key(&self, id: &DataKeyId) -> Result<&SymmetricKey, SealError> {
         match self.slots.get(id) {
-            Some(Slot { key: Some(k) }) => Ok(k),
-            Some(Slot { key: None }) => Err(SealError::KeyDestroyed),
+            Some(Slot { key: Some(k), .. }) => Ok(k),
+            Some(Slot { key: None, .. }) => Err(SealError::KeyDestroyed),
             None => Err(SealError::KeyUnknown),
         }
     }
 
     /// Whether a key id was destroyed.
     pub fn is_destroyed(&self, id: &DataKeyId) -> bool {
-        matches!(self.slots.get(id), Some(Slot { key: None }))
+        matches!(self.slots.get(id), Some(Slot { key: None, .. }))
     }
 
     /// Destroys data keys: rewrites the vault file without them (keeping tombstones), durably.
@@ -284,6 +290,7 @@ impl Vault {
                 && slot.key.is_some()
             {
                 slot.key = None;
+                slot.record = Vec::new();
                 n += 1;
             }
         }
@@ -301,7 +308,13 @@ impl Vault {
         let mut ids: Vec<&DataKeyId> = self.slots.keys().collect();
         ids.sort();
         for id in ids {
-            out.extend_from_slice(&self.record(id, self.slots[id].key.as_ref()));
+            let slot = &self.slots[id];
+            match &slot.key {
+                // A live key's record is copied as it is: wrapping it again would add nothing.
+                Some(k) if slot.record.is_empty() => out.extend_from_slice(&self.record(id, Some(k))),
+                Some(_) => out.extend_from_slice(&slot.record),
+                None => out.extend_from_slice(&self.record(id, None)),
+            }
         }
         write_atomically(&self.path, &out)?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
@@ -413,6 +426,13 @@ mod tests {
         let k1 = v.new_key().unwrap();
         let k2 = v.new_key().unwrap();
         let raw1 = *v.key(&k1).unwrap().as_bytes();
+        let raw2 = *v.key(&k2).unwrap().as_bytes();
+        // Destroyed in the session that made them: the survivors' records written at creation
+        // are what the rewritten file holds.
+        let k3 = v.new_key().unwrap();
+        let k4 = v.new_key().unwrap();
+        let raw4 = *v.key(&k4).unwrap().as_bytes();
+        assert_eq!(v.destroy(&[k3]).unwrap(), 1);
         let ck = SymmetricKey::random();
         let wrapped = v.wrap_content_key(&k1, 9, &ck).unwrap();
         drop(v);
@@ -424,8 +444,9 @@ mod tests {
         assert_eq!(v.unwrap_content_key(9, &wrapped).unwrap_err(), SealError::KeyDestroyed);
         drop(v);
         let v = Vault::open(d.path(), master(M)).unwrap();
-        assert!(v.is_destroyed(&k1));
-        assert!(v.key(&k2).is_ok());
+        assert!(v.is_destroyed(&k1) && v.is_destroyed(&k3));
+        assert_eq!(v.key(&k2).unwrap().as_bytes(), &raw2);
+        assert_eq!(v.key(&k4).unwrap().as_bytes(), &raw4);
         assert_eq!(v.key(&DataKeyId([9; 16])).unwrap_err(), SealError::KeyUnknown);
         let file = std::fs::read(Vault::file_path(d.path())).unwrap();
         assert!(!file.windows(32).any(|w| w == raw1));

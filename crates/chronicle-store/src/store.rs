@@ -52,6 +52,17 @@ pub(crate) struct Prechecked {
     pub(crate) commands: Vec<PrecheckedCommand>,
 }
 
+/// An append handed to the writer by [`Store::append_queued`], not yet answered.
+#[must_use = "an append's answer says whether it was appended"]
+pub struct Queued(oneshot::Receiver<Result<AppendReceipt, AppendError>>);
+
+impl Queued {
+    /// Waits for the answer. Must not be called from inside an async runtime.
+    pub fn wait(self) -> Result<AppendReceipt, AppendError> {
+        self.0.blocking_recv().unwrap_or_else(|_| Err(AppendError::Unavailable("the writer has stopped".into())))
+    }
+}
+
 /// State shared by every handle and the writer thread.
 pub(crate) struct Shared {
     pub(crate) db: sled::Db,
@@ -248,6 +259,15 @@ impl Store {
     pub fn append(&self, req: AppendRequest) -> Result<AppendReceipt, AppendError> {
         let rx = self.submit(self.precheck(req)?)?;
         rx.blocking_recv().unwrap_or_else(|_| Err(AppendError::Unavailable("the writer has stopped".into())))
+    }
+
+    /// Hands an append to the writer and returns at once, without waiting for it to be decided.
+    /// Appends queued from one thread are decided, and land in the log, in the order they were
+    /// queued: a bulk loader keeps many in flight, so that group commit shares the `fdatasync`s
+    /// among them, and still gets the order of its input. Each answer is as from
+    /// [`Store::append`]; an `Ok` is durable.
+    pub fn append_queued(&self, req: AppendRequest) -> Result<Queued, AppendError> {
+        Ok(Queued(self.submit(self.precheck(req)?)?))
     }
 
     /// [`Store::append`] for async callers. The signature checks run on the calling task; callers
