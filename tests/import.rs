@@ -134,6 +134,14 @@ fn all_or_nothing_applies_nothing_when_a_line_is_bad() {
         "{err}"
     );
     assert_eq!(head(&d), before, "nothing was appended");
+    // A line that is not even JSON is enough to apply nothing, whatever the others are.
+    let unparsable: String =
+        MIXED.lines().enumerate().filter(|(i, _)| [0, 1, 2].contains(i)).map(|(_, l)| format!("{l}\n")).collect();
+    std::fs::write(&file, unparsable).unwrap();
+    let (code, out, err) = import(&d, &key, &file, true);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.starts_with("nothing applied (--all-or-nothing)"), "{out}");
+    assert_eq!(head(&d), before, "nothing was appended");
     // With the bad lines removed, the same import applies everything.
     let good: String =
         MIXED.lines().enumerate().filter(|(i, _)| [0, 1, 4].contains(i)).map(|(_, l)| format!("{l}\n")).collect();

@@ -82,7 +82,7 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
         .into_iter()
         .map(|(n, _, reason)| (n, reason))
         .collect();
-    if a.all_or_nothing && !refused.is_empty() {
+    if a.all_or_nothing && (!refused.is_empty() || !out.rejected.is_empty()) {
         for (n, raw, _) in &planned {
             if let Some(reason) = refused.get(n) {
                 out.rejected.push((*n, raw.to_string(), reason.clone()));
