@@ -763,30 +763,37 @@ impl Records {
         let mut last = None;
         for _ in 0..8 {
             self.catch_up()?;
-            let version = {
+            // Decided under the projection's read lock, which is let go before anything waits on
+            // the store.
+            let decided: Result<ExpectedVersion, ServiceError> = {
                 let p = self.projection();
                 let current = p.state.versions.get(&stream).copied();
                 if !expected.admits(current) {
-                    if let Some(r) = retried(&cmds)? {
-                        return Ok(r);
-                    }
-                    return Err(AppendError::WrongExpectedVersion { stream, expected, actual: current }.into());
-                }
-                let valid = if cmds.len() == 1 {
-                    validate(&p.state, &registry, &first.statement().author, stream, &events[0], Timestamp::now())
+                    Err(AppendError::WrongExpectedVersion { stream, expected, actual: current }.into())
                 } else {
-                    validate_in_order(&p.state, &registry, &cmds, &events)
-                };
-                if let Err(e) = valid {
+                    let valid = if cmds.len() == 1 {
+                        validate(&p.state, &registry, &first.statement().author, stream, &events[0], Timestamp::now())
+                    } else {
+                        validate_in_order(&p.state, &registry, &cmds, &events)
+                    };
+                    valid
+                        .map(|()| current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact))
+                        .map_err(Into::into)
+                }
+            };
+            let version = match decided {
+                Ok(v) => v,
+                Err(e) => {
                     // A command that is not what its author signed is refused as such, whatever
                     // else is wrong with it (the store checks every signature again on append).
-                    check_signatures(&registry, &cmds)?;
+                    if !matches!(e, ServiceError::Append(_)) {
+                        check_signatures(&registry, &cmds)?;
+                    }
                     if let Some(r) = retried(&cmds)? {
                         return Ok(r);
                     }
-                    return Err(e.into());
+                    return Err(e);
                 }
-                current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
             };
             let req = AppendRequest { stream, expected: version, commands: cmds.clone() };
             match self.store.append(req) {
