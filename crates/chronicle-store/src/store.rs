@@ -257,8 +257,7 @@ impl Store {
     /// Appends a request atomically and durably; blocks until the group holding it is on disk.
     /// Must not be called from inside an async runtime (use [`Store::append_async`]).
     pub fn append(&self, req: AppendRequest) -> Result<AppendReceipt, AppendError> {
-        let rx = self.submit(self.precheck(req)?)?;
-        rx.blocking_recv().unwrap_or_else(|_| Err(AppendError::Unavailable("the writer has stopped".into())))
+        self.append_queued(req)?.wait()
     }
 
     /// Hands an append to the writer and returns at once, without waiting for it to be decided.
