@@ -126,11 +126,14 @@ impl From<std::io::Error> for VaultError {
     }
 }
 
-struct Slot {
-    key: Option<SymmetricKey>,
-    /// A live key's record exactly as in the file (wrapped under the master key), so that
-    /// rewriting the file after a destruction copies it instead of wrapping every key again.
-    record: Vec<u8>,
+enum Slot {
+    /// A live key, with its record exactly as in the file (wrapped under the master key), so
+    /// that rewriting the file after a destruction copies it instead of wrapping the key again.
+    Live {
+        key: SymmetricKey,
+        record: Vec<u8>,
+    },
+    Destroyed,
 }
 
 /// The open vault. Not thread-safe by itself; the store guards it.
@@ -215,9 +218,9 @@ impl Vault {
                     .map_err(|_| VaultError::Corrupt { offset: at, what: "wrapped key does not authenticate" })?;
                 let mut k = [0u8; 32];
                 k.copy_from_slice(&plain);
-                Slot { key: Some(SymmetricKey::from_bytes(k)), record: bytes[at..at + body + 8].to_vec() }
+                Slot::Live { key: SymmetricKey::from_bytes(k), record: bytes[at..at + body + 8].to_vec() }
             } else {
-                Slot { key: None, record: Vec::new() }
+                Slot::Destroyed
             };
             slots.insert(id, slot);
             at += body + 8;
@@ -247,7 +250,7 @@ impl Vault {
             self.file.write_all(&out)?;
             self.file.sync_data()?;
             for (id, key, record) in fresh {
-                self.slots.insert(id, Slot { key: Some(key), record });
+                self.slots.insert(id, Slot::Live { key, record });
                 self.spare.push(id);
             }
         }
@@ -270,15 +273,15 @@ impl Vault {
     /// A data key by id.
     pub fn key(&self, id: &DataKeyId) -> Result<&SymmetricKey, SealError> {
         match self.slots.get(id) {
-            Some(Slot { key: Some(k), .. }) => Ok(k),
-            Some(Slot { key: None, .. }) => Err(SealError::KeyDestroyed),
+            Some(Slot::Live { key, .. }) => Ok(key),
+            Some(Slot::Destroyed) => Err(SealError::KeyDestroyed),
             None => Err(SealError::KeyUnknown),
         }
     }
 
     /// Whether a key id was destroyed.
     pub fn is_destroyed(&self, id: &DataKeyId) -> bool {
-        matches!(self.slots.get(id), Some(Slot { key: None, .. }))
+        matches!(self.slots.get(id), Some(Slot::Destroyed))
     }
 
     /// Destroys data keys: rewrites the vault file without them (keeping tombstones), durably.
@@ -287,10 +290,9 @@ impl Vault {
         let mut n = 0;
         for id in ids {
             if let Some(slot) = self.slots.get_mut(id)
-                && slot.key.is_some()
+                && matches!(slot, Slot::Live { .. })
             {
-                slot.key = None;
-                slot.record = Vec::new();
+                *slot = Slot::Destroyed;
                 n += 1;
             }
         }
@@ -308,12 +310,10 @@ impl Vault {
         let mut ids: Vec<&DataKeyId> = self.slots.keys().collect();
         ids.sort();
         for id in ids {
-            let slot = &self.slots[id];
-            match &slot.key {
+            match &self.slots[id] {
                 // A live key's record is copied as it is: wrapping it again would add nothing.
-                Some(k) if slot.record.is_empty() => out.extend_from_slice(&self.record(id, Some(k))),
-                Some(_) => out.extend_from_slice(&slot.record),
-                None => out.extend_from_slice(&self.record(id, None)),
+                Slot::Live { record, .. } => out.extend_from_slice(record),
+                Slot::Destroyed => out.extend_from_slice(&self.record(id, None)),
             }
         }
         write_atomically(&self.path, &out)?;
@@ -390,7 +390,7 @@ impl Vault {
 
     /// How many keys are live and how many destroyed.
     pub fn counts(&self) -> (usize, usize) {
-        let live = self.slots.values().filter(|s| s.key.is_some()).count();
+        let live = self.slots.values().filter(|s| matches!(s, Slot::Live { .. })).count();
         (live, self.slots.len() - live)
     }
 }
