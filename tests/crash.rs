@@ -59,6 +59,9 @@ fn sigkill_at_random_moments_loses_no_acknowledged_append() {
                 acked_file.to_str().unwrap(),
                 "--threads",
                 "4",
+                // The store reopens sled about every 40 entries, so some kills land in a reopen.
+                "--settle-every",
+                "40000",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

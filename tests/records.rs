@@ -440,7 +440,12 @@ fn the_projection_persists_sealed_and_a_restart_or_rebuild_gives_the_same_state(
     let c = b.arrest(s, "OTN-PLANTED", "2024-03-01", &[(1, "13-1802", "PLANTED-LITERAL", Level::Felony)]);
     b.rec(&b.court, c, RecordEvent::CourtCaseFiled { court_ori: "ZZ".into(), docket: "PLANTED-DOCKET".into() })
         .unwrap();
+    // Persisting reopens sled when enough was written since it was last opened (here: anything),
+    // and what was persisted is read back through the reopened handle below.
+    b.ledger.store.set_settle_every(Some(1));
+    let reopens = b.ledger.store.settled().0;
     b.records.persist().unwrap();
+    assert!(b.ledger.store.settled().0 > reopens, "persisting the projection reopened sled");
     let before = b.records.projection().state.clone();
     // Nothing readable of the record is anywhere in the data directory: entries and persisted
     // projections are both sealed.

@@ -25,11 +25,16 @@ pub struct AppendLoopArgs {
     /// Concurrent appenders.
     #[arg(long, default_value_t = 4)]
     threads: usize,
+    /// Reopen sled in place about every N bytes written (default: the store's own policy), so
+    /// that kills also land during reopens.
+    #[arg(long)]
+    settle_every: Option<u64>,
 }
 
 pub fn run(a: AppendLoopArgs) -> Result<ExitCode> {
     let dir = DataDir::new(&a.data_dir, None);
     let store = dir.open()?;
+    store.set_settle_every(a.settle_every);
     let admin = Arc::new(dir.admin()?);
     let acked = Arc::new(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(&a.acked)?));
     let run_id = hex::encode(chronicle_core::random_array::<8>());

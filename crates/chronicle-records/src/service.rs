@@ -541,6 +541,9 @@ impl Records {
         let dirty = std::mem::take(&mut p.dirty);
         crate::persist::save(&self.store, &p.state, &dirty, p.next).map_err(ServiceError::Persist)?;
         p.persisted = p.next;
+        drop(p);
+        // After letting go of the projection, so that reads do not wait for a reopen of sled.
+        self.store.settle_if_due()?;
         Ok(())
     }
 

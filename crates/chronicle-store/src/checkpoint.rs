@@ -94,7 +94,7 @@ impl Store {
     /// Every stored checkpoint, by size, ascending.
     pub fn checkpoints(&self) -> Result<Vec<(u64, Vec<u8>)>, CheckpointError> {
         let mut out = Vec::new();
-        for kv in self.db().scan_prefix([CHECKPOINT]) {
+        for kv in self.db()?.scan_prefix([CHECKPOINT]) {
             let (k, v) = kv?;
             let size = u64::from_be_bytes(
                 k[1..9].try_into().map_err(|_| CheckpointError::Storage("bad checkpoint key".into()))?,
@@ -106,12 +106,12 @@ impl Store {
 
     /// The stored checkpoint at `size`.
     pub fn checkpoint_at(&self, size: u64) -> Result<Option<Vec<u8>>, CheckpointError> {
-        Ok(self.db().get(checkpoint_key(size))?.map(|v| v.to_vec()))
+        Ok(self.db()?.get(checkpoint_key(size))?.map(|v| v.to_vec()))
     }
 
     /// The latest stored checkpoint.
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, CheckpointError> {
-        match self.db().scan_prefix([CHECKPOINT]).next_back() {
+        match self.db()?.scan_prefix([CHECKPOINT]).next_back() {
             None => Ok(None),
             Some(kv) => {
                 let (k, v) = kv?;
@@ -131,8 +131,8 @@ impl Store {
             return Ok(existing);
         }
         let root = self.tree_root(size)?;
-        let before = self.db().range(checkpoint_key(0)..checkpoint_key(size)).next_back().transpose()?;
-        let after = self.db().range(checkpoint_key(size)..=checkpoint_key(u64::MAX)).next().transpose()?;
+        let before = self.db()?.range(checkpoint_key(0)..checkpoint_key(size)).next_back().transpose()?;
+        let after = self.db()?.range(checkpoint_key(size)..=checkpoint_key(u64::MAX)).next().transpose()?;
         for (k, note) in before.into_iter().chain(after) {
             let other = u64::from_be_bytes(
                 k[1..9].try_into().map_err(|_| CheckpointError::Storage("bad checkpoint key".into()))?,
@@ -155,7 +155,7 @@ impl Store {
         }
         let note = chronicle_tlog::sign_checkpoint(signer, origin, size, root)
             .map_err(|e| CheckpointError::Signing(e.to_string()))?;
-        self.db().insert(checkpoint_key(size), note.as_slice())?;
+        self.db()?.insert(checkpoint_key(size), note.as_slice())?;
         self.make_durable()?;
         self.note_checkpoint_signed();
         Ok(note)
@@ -196,7 +196,7 @@ impl Store {
             verify_cosignature(line, witness, key, &text).map_err(|e| CheckpointError::Cosignature(e.to_string()))?;
         let mut line = line.trim_end_matches('\n').to_string();
         line.push('\n');
-        self.db().insert(cosignature_key(size, witness), line.as_bytes())?;
+        self.db()?.insert(cosignature_key(size, witness), line.as_bytes())?;
         self.make_durable()?;
         Ok(ts)
     }
@@ -206,14 +206,14 @@ impl Store {
         let mut note = self.checkpoint_at(size)?.ok_or(CheckpointError::NotFound(size))?;
         let mut prefix = vec![COSIGNATURE];
         prefix.extend_from_slice(&size.to_be_bytes());
-        for kv in self.db().scan_prefix(prefix) {
+        for kv in self.db()?.scan_prefix(prefix) {
             note.extend_from_slice(&kv?.1);
         }
         Ok(note)
     }
 
     fn make_durable(&self) -> Result<(), CheckpointError> {
-        self.db().flush()?;
+        self.db()?.flush()?;
         File::open(self.log_dir().join("db"))
             .and_then(|f| f.sync_data())
             .map_err(|e| CheckpointError::Storage(e.to_string()))

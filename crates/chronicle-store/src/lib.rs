@@ -12,6 +12,7 @@
 //!   with the same idempotency keys returns the first answer and appends nothing.
 
 pub mod checkpoint;
+mod db;
 mod durability;
 pub mod error;
 pub mod evidence;

@@ -26,13 +26,13 @@ fn storage(e: impl std::fmt::Display) -> ReadError {
 
 impl Store {
     fn sync_db(&self) -> Result<(), ReadError> {
-        self.shared.db.flush()?;
+        self.shared.db()?.flush()?;
         File::open(self.log_dir().join("db")).and_then(|f| f.sync_data()).map_err(storage)
     }
 
     /// The data key a stream's new entries are sealed under, if it has one.
     pub fn current_stream_key(&self, stream: &StreamId) -> Result<Option<DataKeyId>, ReadError> {
-        match self.shared.db.get(layout::stream_data_key(stream))? {
+        match self.shared.db()?.get(layout::stream_data_key(stream))? {
             None => Ok(None),
             Some(v) => {
                 let id: [u8; 16] = v.as_ref().try_into().map_err(|_| storage("malformed stream key binding"))?;
@@ -48,7 +48,7 @@ impl Store {
             let mut vault = self.shared.vault.write().map_err(|_| storage("vault lock poisoned"))?;
             vault.new_key().map_err(storage)?
         };
-        self.shared.db.insert(layout::stream_data_key(stream), &id.0[..])?;
+        self.shared.db()?.insert(layout::stream_data_key(stream), &id.0[..])?;
         self.sync_db()?;
         self.shared.key_epoch.fetch_add(1, Ordering::AcqRel);
         Ok(id)
@@ -59,14 +59,14 @@ impl Store {
     pub fn entry_keys(&self, stream: &StreamId) -> Result<Vec<(u64, Option<DataKeyId>)>, ReadError> {
         let len = self.head().len;
         let mut out = Vec::new();
-        for kv in self.shared.db.scan_prefix(layout::stream_prefix(stream)) {
+        let db = self.shared.db()?;
+        for kv in db.scan_prefix(layout::stream_prefix(stream)) {
             let (_, v) = kv?;
             let (position, _) = layout::position_and_hash(&v).ok_or_else(|| storage("bad index value"))?;
             if position >= len {
                 continue;
             }
-            let stored =
-                self.shared.db.get(layout::entry_key(position))?.ok_or_else(|| storage("indexed entry missing"))?;
+            let stored = db.get(layout::entry_key(position))?.ok_or_else(|| storage("indexed entry missing"))?;
             let ev = layout::decode_entry_value(&stored).ok_or_else(|| storage("bad entry value"))?;
             out.push((position, ev.wrapped_key.and_then(Vault::wrapped_key_id)));
         }
@@ -76,11 +76,13 @@ impl Store {
     /// Re-wraps these entries' content keys under data key `to`, in one durable batch. Entries
     /// already under `to` are left alone. Returns how many were re-wrapped.
     pub fn rewrap(&self, positions: &[u64], to: DataKeyId) -> Result<usize, ReadError> {
+        // sled's handle before the vault's lock (see `db`).
+        let db = self.shared.db()?;
         let vault = self.shared.vault.read().map_err(|_| storage("vault lock poisoned"))?;
         let mut batch = sled::Batch::default();
         let mut n = 0;
         for &position in positions {
-            let stored = self.shared.db.get(layout::entry_key(position))?.ok_or_else(|| storage("entry missing"))?;
+            let stored = db.get(layout::entry_key(position))?.ok_or_else(|| storage("entry missing"))?;
             let ev = layout::decode_entry_value(&stored).ok_or_else(|| storage("bad entry value"))?;
             let Some(wrapped) = ev.wrapped_key else { continue };
             if Vault::wrapped_key_id(wrapped) == Some(to) {
@@ -100,7 +102,8 @@ impl Store {
         }
         drop(vault);
         if n > 0 {
-            self.shared.db.apply_batch(batch)?;
+            db.apply_batch(batch)?;
+            drop(db);
             self.sync_db()?;
         }
         Ok(n)

@@ -14,6 +14,7 @@ use chronicle_tlog::{TreeError, TreeHash};
 use tokio::sync::{oneshot, watch};
 use zeroize::Zeroizing;
 
+use crate::db::{DbCell, DbRef};
 use crate::durability::Durability;
 use crate::error::{AppendError, OpenError, ReadError};
 use crate::layout::{self, Head, STORE_FORMAT};
@@ -65,7 +66,7 @@ impl Queued {
 
 /// State shared by every handle and the writer thread.
 pub(crate) struct Shared {
-    pub(crate) db: sled::Db,
+    pub(crate) db: DbCell,
     log_dir: PathBuf,
     checkpoint_lock: Mutex<()>,
     last_checkpoint: Mutex<Option<std::time::Instant>>,
@@ -78,6 +79,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// sled, for one operation (see `db` for the rules).
+    pub(crate) fn db(&self) -> Result<DbRef<'_>, sled::Error> {
+        self.db.get()
+    }
     pub(crate) fn failure(&self) -> Option<String> {
         self.failed.lock().map(|f| f.clone()).unwrap_or_else(|_| Some("lock poisoned".into()))
     }
@@ -172,9 +177,9 @@ impl Store {
         }
         let durability = Durability::new(&paths.log).map_err(|e| OpenError::Io(e.to_string()))?;
         let (committed, _) = watch::channel(head);
-        let db_for_tree = db.clone();
+        let tree = TreeTail::load(&db, head.len).map_err(OpenError::Damaged)?;
         let shared = Arc::new(Shared {
-            db,
+            db: DbCell::new(db, &paths.log),
             log_dir: paths.log.clone(),
             checkpoint_lock: Mutex::new(()),
             last_checkpoint: Mutex::new(None),
@@ -187,7 +192,6 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let (write_tx, write_rx) = mpsc::channel();
         let (sync_tx, sync_rx) = mpsc::channel();
-        let tree = TreeTail::load(&db_for_tree, head.len).map_err(OpenError::Damaged)?;
         let state = State::new(head, registry, tree);
         let s = shared.clone();
         let writer = std::thread::Builder::new()
@@ -281,7 +285,8 @@ impl Store {
     /// result without re-validating it against a state that already includes it.
     pub fn find_retry(&self, cmd: &Command) -> Result<Option<AppendReceipt>, ReadError> {
         let st = cmd.statement();
-        let Some(v) = self.shared.db.get(layout::idempotency_key(&st.author, &st.refs.idempotency_key))? else {
+        let db = self.shared.db()?;
+        let Some(v) = db.get(layout::idempotency_key(&st.author, &st.refs.idempotency_key))? else {
             return Ok(None);
         };
         let rec =
@@ -289,15 +294,15 @@ impl Store {
         if rec.digest != cmd.digest() || rec.appended.position >= self.head().len {
             return Ok(None);
         }
-        let recorded_time = writer::recorded_time_of(&self.shared.db, rec.appended.position)
-            .map_err(|e| ReadError::Storage(e.to_string()))?;
+        let recorded_time =
+            writer::recorded_time_of(&db, rec.appended.position).map_err(|e| ReadError::Storage(e.to_string()))?;
         Ok(Some(AppendReceipt { stream: st.stream, entries: vec![rec.appended], recorded_time, duplicate: true }))
     }
 
     /// Seals derived data (a projection of one stream) under the stream's current data key, so
     /// that it becomes unreadable together with the stream's entries when the key is destroyed.
     pub fn seal_for_stream(&self, stream: &StreamId, plaintext: &[u8]) -> Result<Vec<u8>, ReadError> {
-        let id = self.stream_data_key(stream)?;
+        let id = stream_data_key(&*self.shared.db()?, stream)?;
         let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
         let key = vault.key(&id).map_err(|source| ReadError::Payload { position: u64::MAX, source })?;
         let mut out = id.0.to_vec();
@@ -315,36 +320,24 @@ impl Store {
         chronicle_core::payload::aead_open(key, &[PROJECTION_AAD, &stream.0], &sealed[16..]).map_err(bad)
     }
 
-    fn stream_data_key(&self, stream: &StreamId) -> Result<chronicle_core::DataKeyId, ReadError> {
-        let v = self
-            .shared
-            .db
-            .get(layout::stream_data_key(stream))?
-            .ok_or(ReadError::Payload { position: u64::MAX, source: chronicle_core::SealError::KeyUnknown })?;
-        let id: [u8; 16] =
-            v.as_ref().try_into().map_err(|_| ReadError::Storage("malformed stream key binding".into()))?;
-        Ok(chronicle_core::DataKeyId(id))
-    }
-
     /// Every data key any entry of these streams is sealed under, plus each stream's current key.
     fn stream_key_ids(&self, streams: &[StreamId]) -> Result<Vec<chronicle_core::DataKeyId>, ReadError> {
         let mut ids = std::collections::BTreeSet::new();
         let len = self.head().len;
+        let db = self.shared.db()?;
         for s in streams {
-            if let Ok(id) = self.stream_data_key(s) {
+            if let Ok(id) = stream_data_key(&db, s) {
                 ids.insert(id);
             }
-            for kv in self.shared.db.scan_prefix(layout::stream_prefix(s)) {
+            for kv in db.scan_prefix(layout::stream_prefix(s)) {
                 let (_, v) = kv?;
                 let (position, _) =
                     layout::position_and_hash(&v).ok_or_else(|| ReadError::Storage("bad index value".into()))?;
                 if position >= len {
                     continue;
                 }
-                if let Some(id) = read_entry_and_key(&self.shared.db, position)?
-                    .1
-                    .as_deref()
-                    .and_then(chronicle_core::Vault::wrapped_key_id)
+                if let Some(id) =
+                    read_entry_and_key(&db, position)?.1.as_deref().and_then(chronicle_core::Vault::wrapped_key_id)
                 {
                     ids.insert(id);
                 }
@@ -364,7 +357,7 @@ impl Store {
     /// The raw bytes of a stream's current data key. For tests that prove a destroyed key is
     /// gone from every file; never for production use.
     pub fn danger_data_key_bytes(&self, stream: &StreamId) -> Option<[u8; 32]> {
-        let id = self.stream_data_key(stream).ok()?;
+        let id = stream_data_key(&*self.shared.db().ok()?, stream).ok()?;
         let vault = self.shared.vault.read().ok()?;
         vault.key(&id).ok().map(|k| *k.as_bytes())
     }
@@ -385,40 +378,80 @@ impl Store {
         next_position: u64,
     ) -> Result<(), ReadError> {
         let mut batch = sled::Batch::default();
+        let mut bytes = 0;
         for (s, b) in blobs {
+            bytes += 17 + b.len() as u64;
             batch.insert(&projection_key(&s)[..], b);
         }
         for s in removed {
             batch.remove(&projection_key(&s)[..]);
         }
         batch.insert(PROJECTION_MARKER, &next_position.to_be_bytes()[..]);
-        self.shared.db.apply_batch(batch)?;
+        self.shared.db()?.apply_batch(batch)?;
+        // Counts towards the next reopen of sled; see [`Store::settle_if_due`].
+        self.shared.db.wrote(bytes);
         Ok(())
     }
 
     /// The persisted projection: the position it reaches and every blob.
     pub fn read_projection(&self) -> Result<Option<PersistedProjection>, ReadError> {
-        let Some(m) = self.shared.db.get(PROJECTION_MARKER)? else { return Ok(None) };
+        let Some(next) = self.projection_marker()? else { return Ok(None) };
+        let mut blobs = Vec::new();
+        loop {
+            let page = self.read_projection_page(blobs.last().map(|(s, _)| s), 4096)?;
+            if page.is_empty() {
+                return Ok(Some((next, blobs)));
+            }
+            blobs.extend(page);
+        }
+    }
+
+    /// The log position the persisted projection reaches, if one is persisted.
+    pub fn projection_marker(&self) -> Result<Option<u64>, ReadError> {
+        let Some(m) = self.shared.db()?.get(PROJECTION_MARKER)? else { return Ok(None) };
         let next = u64::from_be_bytes(
             m.as_ref().try_into().map_err(|_| ReadError::Storage("malformed projection marker".into()))?,
         );
-        let mut blobs = Vec::new();
-        for kv in self.shared.db.scan_prefix([PROJECTION]) {
+        Ok(Some(next))
+    }
+
+    /// Up to `limit` persisted projection blobs, in stream id order, of the streams after `after`
+    /// (from the first if `None`).
+    pub fn read_projection_page(
+        &self,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, Vec<u8>)>, ReadError> {
+        let db = self.shared.db()?;
+        let range = match after {
+            None => db.range(projection_key(&StreamId([0; 16]))..),
+            Some(s) => {
+                let mut from = projection_key(s).to_vec();
+                from.push(0);
+                db.range(from..)
+            }
+        };
+        let mut out = Vec::new();
+        for kv in range {
             let (k, v) = kv?;
+            if k.first() != Some(&PROJECTION) || out.len() >= limit {
+                break;
+            }
             let id: [u8; 16] = k[1..].try_into().map_err(|_| ReadError::Storage("malformed projection key".into()))?;
-            blobs.push((StreamId(id), v.to_vec()));
+            out.push((StreamId(id), v.to_vec()));
         }
-        Ok(Some((next, blobs)))
+        Ok(out)
     }
 
     /// Drops the persisted projection (the next open replays the whole log).
     pub fn clear_projection(&self) -> Result<(), ReadError> {
+        let db = self.shared.db()?;
         let mut batch = sled::Batch::default();
-        for kv in self.shared.db.scan_prefix([PROJECTION]) {
+        for kv in db.scan_prefix([PROJECTION]) {
             batch.remove(kv?.0);
         }
         batch.remove(PROJECTION_MARKER);
-        self.shared.db.apply_batch(batch)?;
+        db.apply_batch(batch)?;
         Ok(())
     }
 
@@ -436,6 +469,31 @@ impl Store {
         self.shared.registry_snapshot()
     }
 
+    /// Sets about how many bytes are written to sled between two reopens of it (`None`: the
+    /// default, at least 128 MiB and growing with the data; see docs/FORMAT.md, "Restart after a
+    /// crash"). Each reopen writes sled's snapshot, which bounds what a start after a crash
+    /// replays; appends and reads of sled wait while it runs.
+    pub fn set_settle_every(&self, bytes: Option<u64>) {
+        self.shared.db.set_every(bytes);
+    }
+
+    /// Reopens sled now if enough was written since it was last opened (see
+    /// [`Store::set_settle_every`]). The writer does this between groups of appends; whoever
+    /// writes much else (the persisted projection) calls this afterwards, holding no lock that
+    /// readers need, since sled's readers wait while it runs. An error means sled could not be
+    /// opened again, and the store has failed.
+    pub fn settle_if_due(&self) -> Result<(), ReadError> {
+        self.shared.db.settle_if_due().map_err(|reason| {
+            self.shared.fail(reason.clone());
+            ReadError::Storage(reason)
+        })
+    }
+
+    /// How many times sled was reopened while this store ran, and the time that took in all.
+    pub fn settled(&self) -> (u64, std::time::Duration) {
+        self.shared.db.settled()
+    }
+
     /// Why the store stopped accepting appends, if it did.
     pub fn failure(&self) -> Option<String> {
         self.shared.failure()
@@ -446,14 +504,15 @@ impl Store {
         if position >= self.head().len {
             return Ok(None);
         }
-        read_entry(&self.shared.db, position).map(Some)
+        read_entry(&*self.shared.db()?, position).map(Some)
     }
 
     /// Committed entries from `from`, at most `limit`.
     pub fn read_log(&self, from: u64, limit: usize) -> Result<Vec<Entry>, ReadError> {
         check_page(limit)?;
         let end = self.head().len.min(from.saturating_add(limit as u64));
-        (from..end).map(|p| read_entry(&self.shared.db, p)).collect()
+        let db = self.shared.db()?;
+        (from..end).map(|p| read_entry(&db, p)).collect()
     }
 
     /// Committed entries of a stream from `from_version`, at most `limit`.
@@ -461,8 +520,8 @@ impl Store {
         check_page(limit)?;
         let len = self.head().len;
         let mut out = Vec::new();
-        for kv in self.shared.db.range(layout::stream_key(stream, from_version)..=layout::stream_key(stream, u64::MAX))
-        {
+        let db = self.shared.db()?;
+        for kv in db.range(layout::stream_key(stream, from_version)..=layout::stream_key(stream, u64::MAX)) {
             if out.len() >= limit {
                 break;
             }
@@ -474,7 +533,7 @@ impl Store {
             if position >= len {
                 break;
             }
-            let e = read_entry(&self.shared.db, position)?;
+            let e = read_entry(&db, position)?;
             if e.statement.stream != *stream || e.header.stream_version != version || e.hash() != hash {
                 return Err(ReadError::Damaged { position, reason: "stream index does not match the entry".into() });
             }
@@ -486,7 +545,8 @@ impl Store {
     /// The last committed version of a stream, or `None` if it has no entries.
     pub fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>, ReadError> {
         let len = self.head().len;
-        for kv in self.shared.db.scan_prefix(layout::stream_prefix(stream)).rev() {
+        let db = self.shared.db()?;
+        for kv in db.scan_prefix(layout::stream_prefix(stream)).rev() {
             let (k, v) = kv?;
             let (position, _) =
                 layout::position_and_hash(&v).ok_or_else(|| ReadError::Storage("bad index value".into()))?;
@@ -499,8 +559,9 @@ impl Store {
         Ok(None)
     }
 
-    pub(crate) fn db(&self) -> &sled::Db {
-        &self.shared.db
+    /// sled, for one operation (see `db` for the rules).
+    pub(crate) fn db(&self) -> Result<DbRef<'_>, sled::Error> {
+        self.shared.db()
     }
 
     pub(crate) fn log_dir(&self) -> &Path {
@@ -524,19 +585,19 @@ impl Store {
     /// The Merkle tree root of the first `size` entries (`size` at most the committed head).
     pub fn tree_root(&self, size: u64) -> Result<TreeHash, TreeError> {
         self.check_size(size)?;
-        chronicle_tlog::tree::root(size, &SledTree(&self.shared.db))
+        chronicle_tlog::tree::root(size, &SledTree(&*self.db().map_err(storage_tree)?))
     }
 
     /// The audit path of entry `index` in the tree of `size` entries.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<TreeHash>, TreeError> {
         self.check_size(size)?;
-        chronicle_tlog::tree::inclusion_proof(index, size, &SledTree(&self.shared.db))
+        chronicle_tlog::tree::inclusion_proof(index, size, &SledTree(&*self.db().map_err(storage_tree)?))
     }
 
     /// The consistency proof from the tree of `first` entries to the tree of `second`.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<TreeHash>, TreeError> {
         self.check_size(second)?;
-        chronicle_tlog::tree::consistency_proof(first, second, &SledTree(&self.shared.db))
+        chronicle_tlog::tree::consistency_proof(first, second, &SledTree(&*self.db().map_err(storage_tree)?))
     }
 
     fn check_size(&self, size: u64) -> Result<(), TreeError> {
@@ -562,7 +623,7 @@ impl Store {
             PayloadKind::Sealed => {
                 let v = self
                     .shared
-                    .db
+                    .db()?
                     .get(layout::entry_key(position))?
                     .ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
                 let wrapped = layout::decode_entry_value(&v)
@@ -595,7 +656,7 @@ impl Store {
     pub fn open_payload(&self, entry: &Entry) -> Result<Zeroizing<Vec<u8>>, ReadError> {
         let wrapped = match entry.statement.payload_kind {
             PayloadKind::Public => None,
-            PayloadKind::Sealed => read_entry_and_key(&self.shared.db, entry.position())?.1,
+            PayloadKind::Sealed => read_entry_and_key(&*self.shared.db()?, entry.position())?.1,
         };
         self.open_with_key(entry, wrapped.as_deref())
     }
@@ -606,7 +667,7 @@ impl Store {
         if position >= self.head().len {
             return Ok(None);
         }
-        let (entry, wrapped) = read_entry_and_key(&self.shared.db, position)?;
+        let (entry, wrapped) = read_entry_and_key(&*self.shared.db()?, position)?;
         let payload = self.open_with_key(&entry, wrapped.as_deref());
         Ok(Some((entry, payload)))
     }
@@ -620,8 +681,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut raw = Vec::with_capacity((end - from) as usize);
-        for kv in self.shared.db.range(layout::entry_key(from)..layout::entry_key(end)) {
-            raw.push(kv?);
+        {
+            let db = self.shared.db()?;
+            for kv in db.range(layout::entry_key(from)..layout::entry_key(end)) {
+                raw.push(kv?);
+            }
         }
         if raw.len() as u64 != end - from {
             return Err(ReadError::Damaged { position: from + raw.len() as u64, reason: "missing".into() });
@@ -746,6 +810,15 @@ pub(crate) fn read_entry_and_key(db: &sled::Db, position: u64) -> Result<(Entry,
     decode_stored(position, &v)
 }
 
+/// The data key a stream is bound to now.
+fn stream_data_key(db: &sled::Db, stream: &StreamId) -> Result<chronicle_core::DataKeyId, ReadError> {
+    let v = db
+        .get(layout::stream_data_key(stream))?
+        .ok_or(ReadError::Payload { position: u64::MAX, source: chronicle_core::SealError::KeyUnknown })?;
+    let id: [u8; 16] = v.as_ref().try_into().map_err(|_| ReadError::Storage("malformed stream key binding".into()))?;
+    Ok(chronicle_core::DataKeyId(id))
+}
+
 /// Checks a stored `e` value right after reading it and decodes the entry in it.
 fn decode_stored(position: u64, v: &[u8]) -> Result<(Entry, Option<Vec<u8>>), ReadError> {
     let ev = layout::decode_entry_value(v)
@@ -779,4 +852,8 @@ fn load_registry(db: &sled::Db, len: u64) -> Result<Registry, OpenError> {
             .map_err(|e| OpenError::Damaged(format!("registry entry {position}: {e}")))?;
     }
     Ok(reg)
+}
+
+fn storage_tree(e: sled::Error) -> TreeError {
+    TreeError::Storage(e.to_string())
 }

@@ -103,6 +103,8 @@ pub(crate) struct State {
     /// Idempotency records of the group being built, with their recorded time.
     pending_idem: HashMap<[u8; 33], (IdemRecord, Timestamp)>,
     tree: TreeTail,
+    /// About how many bytes the group being built writes to sled.
+    batch_bytes: u64,
 }
 
 enum Decision {
@@ -120,6 +122,7 @@ impl State {
             key_epoch: 0,
             pending_idem: HashMap::new(),
             tree,
+            batch_bytes: 0,
         }
     }
 
@@ -148,6 +151,7 @@ impl State {
     fn stream_key(
         &mut self,
         shared: &Shared,
+        db: &sled::Db,
         stream: &StreamId,
         batch: &mut sled::Batch,
     ) -> Result<DataKeyId, AppendError> {
@@ -160,7 +164,7 @@ impl State {
         if let Some(k) = self.stream_keys.get(stream) {
             return Ok(*k);
         }
-        let bound = shared.db.get(layout::stream_data_key(stream)).map_err(|e| AppendError::Storage(e.to_string()))?;
+        let bound = db.get(layout::stream_data_key(stream)).map_err(|e| AppendError::Storage(e.to_string()))?;
         let id = match bound {
             Some(v) if v.len() == 16 => {
                 let mut id = [0u8; 16];
@@ -269,11 +273,12 @@ impl State {
     fn build(
         &mut self,
         shared: &Shared,
+        db: &sled::Db,
         req: &Prechecked,
         recorded: Timestamp,
         batch: &mut sled::Batch,
     ) -> Result<AppendReceipt, AppendError> {
-        let mut head = self.stream_head(&shared.db, &req.stream)?;
+        let mut head = self.stream_head(db, &req.stream)?;
         let mut appended = Vec::with_capacity(req.commands.len());
         for c in &req.commands {
             let cmd = &c.command;
@@ -290,7 +295,7 @@ impl State {
             let envelope = match st.payload_kind {
                 PayloadKind::Public => public_envelope(cmd.salt(), cmd.payload()),
                 PayloadKind::Sealed => {
-                    let kid = self.stream_key(shared, &req.stream, batch)?;
+                    let kid = self.stream_key(shared, db, &req.stream, batch)?;
                     let cek = SymmetricKey::random();
                     let vault = shared.vault.read().map_err(|_| AppendError::Storage("vault lock poisoned".into()))?;
                     let wrapped = vault.wrap_content_key(&kid, position, &cek).map_err(AppendError::Seal)?;
@@ -301,11 +306,11 @@ impl State {
             let entry = Entry::assemble(&header, cmd.statement_bytes(), &envelope, cmd.signature())
                 .map_err(|e| AppendError::Storage(format!("entry does not assemble: {e}")))?;
             let hash = entry.hash();
-            self.tree.append(&shared.db, position, leaf_hash(entry.bytes())).map_err(AppendError::Storage)?;
-            batch.insert(
-                &layout::entry_key(position)[..],
-                layout::encode_entry_value(entry.bytes(), &hash, wrapped_key.as_deref()),
-            );
+            self.tree.append(db, position, leaf_hash(entry.bytes())).map_err(AppendError::Storage)?;
+            let value = layout::encode_entry_value(entry.bytes(), &hash, wrapped_key.as_deref());
+            // The entry, its stream index and idempotency records, and its share of the tree.
+            self.batch_bytes += value.len() as u64 + 256;
+            batch.insert(&layout::entry_key(position)[..], value);
             batch.insert(
                 &layout::stream_key(&req.stream, header.stream_version)[..],
                 &layout::encode_position_and_hash(position, &hash)[..],
@@ -369,6 +374,10 @@ pub(crate) fn run(shared: Arc<Shared>, mut state: State, rx: Receiver<Job>, sync
         let group = apply_group(&shared, &mut state, jobs);
         if syncer.send(group).is_err() {
             shared.fail("the syncer has stopped".into());
+        }
+        // Between groups, sled is reopened now and then (see `db`); the next group waits for it.
+        if let Err(reason) = shared.db.settle_if_due() {
+            shared.fail(reason);
         }
     }
 }
@@ -463,14 +472,22 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
     let mut registry_changed = false;
     let mut answers = Vec::with_capacity(jobs.len());
     let mut wrote = false;
+    let db = match shared.db() {
+        Ok(db) => db,
+        Err(e) => {
+            shared.fail(e.to_string());
+            let answers = jobs.into_iter().map(|j| (j.reply, Err(AppendError::Storage(e.to_string())))).collect();
+            return Group { wrote: false, head: state.head, registry: None, answers };
+        }
+    };
     for job in jobs {
-        let result = match state.decide(&shared.db, &job.request) {
+        let result = match state.decide(&db, &job.request) {
             Err(e) => Err(e),
             Ok(Decision::Duplicate(r)) => Ok(r),
             Ok(Decision::Fresh) => {
                 wrote = true;
                 registry_changed |= job.request.stream == StreamId::REGISTRY;
-                state.build(shared, &job.request, recorded, &mut batch)
+                state.build(shared, &db, &job.request, recorded, &mut batch)
             }
         };
         answers.push((job.reply, result));
@@ -478,7 +495,8 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
     if wrote {
         state.tree.write_into(&mut batch);
         batch.insert(layout::HEAD_KEY, &state.head.encode()[..]);
-        if let Err(e) = shared.db.apply_batch(batch) {
+        shared.db.wrote(std::mem::take(&mut state.batch_bytes));
+        if let Err(e) = db.apply_batch(batch) {
             shared.fail(e.to_string());
         }
     }
@@ -499,8 +517,8 @@ pub(crate) fn sync_loop(shared: Arc<Shared>, mut durability: Durability, rx: Rec
         };
         if outcome.is_ok() && groups.iter().any(|g| g.wrote) {
             outcome = shared
-                .db
-                .flush()
+                .db()
+                .and_then(|db| db.flush())
                 .map(|_| ())
                 .map_err(|e| e.to_string())
                 .and_then(|_| durability.sync().map_err(|e| e.to_string()));
