@@ -30,6 +30,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::error::SealError;
@@ -180,7 +181,8 @@ impl Vault {
         if bytes[17..HEADER_LEN] != master.check() {
             return Err(VaultError::WrongMasterKey);
         }
-        let mut slots = HashMap::new();
+        // Each record's offset and length, checked against its checksum.
+        let mut records = Vec::new();
         let mut at = HEADER_LEN;
         let mut good_len = at;
         while at < bytes.len() {
@@ -210,21 +212,33 @@ impl Vault {
                 torn_or_bad("record checksum")?;
                 break;
             }
-            let mut id = [0u8; 16];
-            id.copy_from_slice(&rec[1..17]);
-            let id = DataKeyId(id);
-            let slot = if tag == TAG_KEY {
+            records.push((at, body));
+            at += body + 8;
+            good_len = at;
+        }
+        // Unwrapping is most of the work (one AEAD per key); it runs on all cores, and the slots
+        // are then filled in file order, so that a later record of a key (its destruction) wins.
+        let opened: Vec<Result<(DataKeyId, Slot), VaultError>> = records
+            .par_iter()
+            .map(|&(at, body)| {
+                let rec = &bytes[at..at + body];
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&rec[1..17]);
+                let id = DataKeyId(id);
+                if rec[0] != TAG_KEY {
+                    return Ok((id, Slot::Destroyed));
+                }
                 let plain = aead_open(&master.0, &[DOMAIN_DATA_KEY_AAD, &id.0], &rec[17..])
                     .map_err(|_| VaultError::Corrupt { offset: at, what: "wrapped key does not authenticate" })?;
                 let mut k = [0u8; 32];
                 k.copy_from_slice(&plain);
-                Slot::Live { key: SymmetricKey::from_bytes(k), record: bytes[at..at + body + 8].to_vec() }
-            } else {
-                Slot::Destroyed
-            };
+                Ok((id, Slot::Live { key: SymmetricKey::from_bytes(k), record: bytes[at..at + body + 8].to_vec() }))
+            })
+            .collect();
+        let mut slots = HashMap::with_capacity(opened.len());
+        for o in opened {
+            let (id, slot) = o?;
             slots.insert(id, slot);
-            at += body + 8;
-            good_len = at;
         }
         let file = OpenOptions::new().append(true).open(&path)?;
         if good_len < bytes.len() {

@@ -75,47 +75,79 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64)
 
 /// Loads the persisted projection, if there is one and every part opens.
 pub fn load(store: &Store) -> Option<(State, u64)> {
-    let (next, blobs) = store.read_projection().ok()??;
+    let next = store.projection_marker().ok()??;
     if next > store.head().len {
         return None;
     }
-    let parts: Option<Vec<(StreamId, Part)>> = blobs
-        .par_iter()
-        .map(|(s, blob)| {
-            let plain = store.open_for_stream(s, blob).ok()?;
-            serde_json::from_slice::<Part>(&plain).ok().map(|p| (*s, p))
-        })
-        .collect();
-    let mut subjects = BTreeMap::new();
-    let mut cycles = BTreeMap::new();
-    let mut access = BTreeMap::new();
+    // One thread reads pages of blobs from sled while the pages already read are opened and
+    // decoded on all cores.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<(StreamId, Vec<u8>)>>>(4);
+    let parts: Option<Vec<(StreamId, Part)>> = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut after = None;
+            loop {
+                let page = match store.read_projection_page(after.as_ref(), 8192) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                };
+                if page.is_empty() {
+                    return;
+                }
+                after = page.last().map(|(s, _)| *s);
+                if tx.send(Some(page)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut parts = Vec::new();
+        for page in rx {
+            let decoded: Option<Vec<(StreamId, Part)>> = page?
+                .par_iter()
+                .map(|(s, blob)| {
+                    let plain = store.open_for_stream(s, blob).ok()?;
+                    serde_json::from_slice::<Part>(&plain).ok().map(|p| (*s, p))
+                })
+                .collect();
+            parts.extend(decoded?);
+        }
+        Some(parts)
+    });
+    // The blobs come in stream id order, so each map is built from sorted input in one pass
+    // rather than by inserting one key at a time.
+    let (mut subjects, mut cycles, mut access, mut versions) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut policy = None;
     let mut expunged = BTreeMap::new();
-    let mut versions = BTreeMap::new();
     for (s, part) in parts? {
         match part {
             Part::Subject { version, subject } => {
-                versions.insert(s, version);
-                subjects.insert(s, subject);
+                versions.push((s, version));
+                subjects.push((s, subject));
             }
             Part::Cycle { version, cycle } => {
-                versions.insert(s, version);
-                cycles.insert(s, cycle);
+                versions.push((s, version));
+                cycles.push((s, cycle));
             }
             Part::Access { version, subject, records } => {
-                versions.insert(s, version);
-                access.insert(subject, records);
+                versions.push((s, version));
+                access.push((subject, records));
             }
             Part::Policy { version, position, policy: p } => {
-                versions.insert(s, version);
+                versions.push((s, version));
                 policy = Some((position, p));
             }
             Part::Destruction { version, expunged: e } => {
-                versions.insert(s, version);
+                versions.push((s, version));
                 expunged = e;
             }
         }
     }
+    let ((subjects, cycles), (access, versions)) = rayon::join(
+        || rayon::join(|| subjects.into_iter().collect(), || cycles.into_iter().collect()),
+        || (access.into_iter().collect(), versions.into_iter().collect()),
+    );
     let mut state = State::from_parts(subjects, cycles, access, policy, versions, next.checked_sub(1));
     state.expunged = expunged;
     Some((state, next))

@@ -319,22 +319,41 @@ impl State {
         versions: BTreeMap<StreamId, u64>,
         last_position: Option<u64>,
     ) -> State {
-        let mut st = State { subjects, cycles, access, adopted_policy, versions, last_position, ..State::default() };
-        for (id, sub) in &st.subjects {
-            st.by_sid.insert(normalize(&sub.sid), *id);
-            if let Some(f) = &sub.fbi {
-                st.by_fbi.insert(normalize(f), *id);
-            }
-            for n in std::iter::once(&sub.name).chain(sub.aliases.iter()) {
-                st.by_name_dob.entry((name_key(n), sub.dob)).or_default().insert(*id);
-            }
+        // The subjects' indexes and the cycles' are independent: built side by side.
+        let ((by_sid, by_fbi, by_name_dob), by_docket) = rayon::join(
+            || {
+                let (mut by_sid, mut by_fbi, mut by_name_dob) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+                for (id, sub) in &subjects {
+                    by_sid.insert(normalize(&sub.sid), *id);
+                    if let Some(f) = &sub.fbi {
+                        by_fbi.insert(normalize(f), *id);
+                    }
+                    for n in std::iter::once(&sub.name).chain(sub.aliases.iter()) {
+                        by_name_dob.entry((name_key(n), sub.dob)).or_insert_with(BTreeSet::new).insert(*id);
+                    }
+                }
+                (by_sid, by_fbi, by_name_dob)
+            },
+            || {
+                cycles
+                    .iter()
+                    .filter_map(|(id, c)| c.court.as_ref().map(|(_, d)| (normalize(d), *id)))
+                    .collect::<BTreeMap<_, _>>()
+            },
+        );
+        State {
+            subjects,
+            cycles,
+            access,
+            adopted_policy,
+            versions,
+            last_position,
+            by_sid,
+            by_fbi,
+            by_name_dob,
+            by_docket,
+            ..State::default()
         }
-        for (id, c) in &st.cycles {
-            if let Some((_, d)) = &c.court {
-                st.by_docket.insert(normalize(d), *id);
-            }
-        }
-        st
     }
 
     /// The streams an event changes the projection of: its own, and the subjects whose set of
