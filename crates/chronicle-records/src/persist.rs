@@ -59,14 +59,19 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64)
             } else {
                 None
             };
-            (*s, part.map(|p| serde_json::to_vec(&p).expect("projection parts serialize")))
+            // Serialized and sealed on all cores.
+            let sealed = part.map(|p| {
+                let json = serde_json::to_vec(&p).map_err(|e| format!("projection of {s}: {e}"))?;
+                store.seal_for_stream(s, &json).map_err(|e| e.to_string())
+            });
+            Ok((*s, sealed.transpose()?))
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     let mut blobs = Vec::new();
     let mut removed = Vec::new();
-    for (s, json) in parts {
-        match json {
-            Some(j) => blobs.push((s, store.seal_for_stream(&s, &j).map_err(|e| e.to_string())?)),
+    for (s, sealed) in parts {
+        match sealed {
+            Some(b) => blobs.push((s, b)),
             None => removed.push(s),
         }
     }
