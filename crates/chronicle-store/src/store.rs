@@ -151,9 +151,14 @@ impl Store {
         if !paths.log.join("db").exists() {
             return Err(OpenError::NotInitialized(paths.log.display().to_string()));
         }
-        let vault = Vault::open(&paths.vault, master)?;
-        let db = open_sled(&paths.log)?;
-        Store::start(paths, db, vault)
+        // The two are independent, and each takes a while on a large ledger: side by side.
+        let (vault, db) = std::thread::scope(|s| {
+            let vault = s.spawn(|| Vault::open(&paths.vault, master));
+            let db = open_sled(&paths.log);
+            (vault.join(), db)
+        });
+        let vault = vault.map_err(|_| OpenError::Io("opening the vault panicked".into()))??;
+        Store::start(paths, db?, vault)
     }
 
     fn start(paths: &StorePaths, db: sled::Db, vault: Vault) -> Result<Store, OpenError> {
