@@ -264,3 +264,36 @@ fn a_damaged_data_directory_is_refused_at_open_and_the_cli_names_the_fault() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(3));
 }
+
+/// The vault and sled are opened side by side; a problem with either is still reported as itself,
+/// and nothing is changed by the failed open.
+#[test]
+fn a_wrong_master_key_or_a_damaged_vault_record_is_named_on_open() {
+    use chronicle_core::{MasterKey, VaultError};
+    use chronicle_store::{OpenError, Store};
+    let l = Ledger::new();
+    let clerk = l.principal("clerk", Role::RecordsClerk);
+    l.append(stream("s"), ExpectedVersion::Any, vec![record(&clerk, stream("s"), "k1", "{}")]).unwrap();
+    let (_t, dir) = l.close();
+    let paths = dir.store_paths();
+    let wrong = MasterKey::generate();
+    assert!(matches!(Store::open(&paths, wrong), Err(OpenError::Vault(VaultError::WrongMasterKey))));
+    // Flip one byte inside the first wrapped key (after the 33-byte header, the tag and the id),
+    // and fix up the record's checksum so that only the authentication can catch it.
+    let file = chronicle_core::Vault::file_path(&paths.vault);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let (at, body) = (33, 1 + 16 + 72);
+    bytes[at + 20] ^= 1;
+    let sum = Hash::of(b"", &[&bytes[at..at + body]]);
+    bytes[at + body..at + body + 8].copy_from_slice(&sum.0[..8]);
+    std::fs::write(&file, &bytes).unwrap();
+    let master = MasterKey::load(&dir.master_key_file()).unwrap();
+    match Store::open(&paths, master) {
+        Err(OpenError::Vault(VaultError::Corrupt { offset, what })) => {
+            assert_eq!((offset, what), (at, "wrapped key does not authenticate"));
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("a vault with a damaged key opened"),
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), bytes, "the failed open changed the vault");
+}
