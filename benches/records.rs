@@ -1,10 +1,13 @@
 //! The records projection at scale: rebuild throughput, rap-sheet read latency and
-//! restart-to-ready time on a generated log of realistic shape (subjects with several cycles,
+//! restart-to-ready time (after a clean stop, after a crash, and after the worst crash: just
+//! before sled's next reopen) on a generated log of realistic shape (subjects with several cycles,
 //! several charges each, dispositions, sentences, about 10% of cycles sealed).
 //!
 //! The log is written through the real append path (signed, sealed, durable); the records
 //! validation is skipped while generating because the generator only makes valid events.
-//! Run with `cargo bench --bench records -- [--subjects N] [--rounds R]`.
+//! Run with `cargo bench --bench records -- [--subjects N] [--rounds R] [--keep DIR]
+//! [--restart-only]` (`--keep`: generate into DIR once and reuse it; `--restart-only`: on a kept
+//! DIR, measure only restarts after a clean stop, each in this process).
 
 mod common;
 
@@ -141,25 +144,78 @@ fn main() {
             .flat_map_iter(|i| subject_requests(&clerk, i))
             .collect();
         sample_subjects.push(reqs[0].0);
-        // 32 concurrent appenders, so that group commit amortizes the fsyncs.
-        let queue = std::sync::Mutex::new(reqs.into_iter());
-        std::thread::scope(|sc| {
-            for _ in 0..32 {
-                sc.spawn(|| {
-                    loop {
-                        let next = queue.lock().unwrap().next();
-                        let Some((s, cmds)) = next else { break };
-                        store
-                            .append(AppendRequest { stream: s, expected: ExpectedVersion::NoStream, commands: cmds })
-                            .unwrap();
-                    }
-                });
-            }
-        });
+        append_all(&store, reqs);
     }
     let len = store.head().len;
     println!("generated {len} entries ({subjects} subjects) in {:.0}s", t.elapsed().as_secs_f64());
     measure(dir, rounds, Some(store));
+}
+
+/// Appends requests from 32 threads, so that group commit amortizes the fsyncs.
+fn append_all(store: &Store, reqs: Vec<(StreamId, Vec<Command>)>) {
+    let queue = std::sync::Mutex::new(reqs.into_iter());
+    std::thread::scope(|sc| {
+        for _ in 0..32 {
+            sc.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap().next();
+                    let Some((s, cmds)) = next else { break };
+                    store
+                        .append(AppendRequest { stream: s, expected: ExpectedVersion::NoStream, commands: cmds })
+                        .unwrap();
+                }
+            });
+        }
+    });
+}
+
+/// The worst restart after a crash: sled just short of its next reopen (so the start replays
+/// nearly a whole interval of sled's log), and the persisted projection as far behind as the
+/// records service lets it get (it persists every 20,000 entries). Writes new subjects through
+/// the store, letting the records service catch up (and persist when due) after each chunk, as a
+/// server does; then drops everything without the clean stop's reopen, and times the start.
+/// Returns (seconds to ready, seconds to open the store, MiB of sled log since its last open,
+/// entries the persisted projection is behind).
+fn worst_crash_restart(dir: &chronicle::datadir::DataDir) -> (f64, f64, u64, u64) {
+    let store = dir.open().unwrap();
+    let records = Records::open(store.clone()).unwrap();
+    let writer = Signer::generate(chronicle_core::PrincipalId::new("bench.crash").unwrap());
+    let reg = Command::sign(
+        &dir.admin().unwrap(),
+        chronicle_core::RegistryEvent::register(
+            writer.principal().clone(),
+            Role::RecordsClerk,
+            &writer.verifying_key(),
+        )
+        .draft(),
+    )
+    .unwrap();
+    store
+        .append(AppendRequest { stream: StreamId::REGISTRY, expected: ExpectedVersion::Any, commands: vec![reg] })
+        .unwrap();
+    let mut next = 50_000_000u64;
+    loop {
+        let (written, interval) = store.settle_progress();
+        // A chunk of 100 subjects writes about 2 MiB.
+        if written + (4 << 20) >= interval {
+            break;
+        }
+        let reqs = (next..next + 100).into_par_iter().flat_map_iter(|i| subject_requests(&writer, i)).collect();
+        next += 100;
+        append_all(&store, reqs);
+        records.catch_up().unwrap();
+    }
+    let (written, _) = store.settle_progress();
+    let behind = store.head().len - store.projection_marker().unwrap().unwrap_or(0);
+    drop(records);
+    drop(store);
+    let t = Instant::now();
+    let store = dir.open().unwrap();
+    let store_ready = t.elapsed().as_secs_f64();
+    let r = Records::open(store).unwrap();
+    let ready = t.elapsed().as_secs_f64();
+    drop(r);
+    (ready, store_ready, written >> 20, behind)
 }
 
 fn measure(dir: chronicle::datadir::DataDir, rounds: usize, store: Option<Store>) {
@@ -274,4 +330,8 @@ fn measure(dir: chronicle::datadir::DataDir, rounds: usize, store: Option<Store>
     println!("{:<40} {:>14.2}", "  of which opening the store (s)", common::median(store_ready));
     println!("{:<40} {:>14.2}", "  reading the persisted projection (s)", common::median(read_parts));
     println!("{:<40} {:>14.2}", "  reading and loading it (s)", common::median(load_parts));
+    let (worst, worst_store, mib, behind) = worst_crash_restart(&dir);
+    println!("{:<40} {:>14.2}", "restart to ready after the worst crash (s)", worst);
+    println!("{:<40} {:>14.2}", "  of which opening the store (s)", worst_store);
+    println!("  (sled had {mib} MiB of log since its last open; the projection was {behind} entries behind)");
 }

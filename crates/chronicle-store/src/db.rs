@@ -86,12 +86,18 @@ impl DbCell {
         self.every.store(bytes.unwrap_or(0), Ordering::Relaxed);
     }
 
-    fn due(&self) -> bool {
+    /// Bytes written since the last open, and the interval.
+    pub(crate) fn progress(&self) -> (u64, u64) {
         let every = match self.every.load(Ordering::Relaxed) {
             0 => self.interval.load(Ordering::Relaxed),
             n => n,
         };
-        self.written.load(Ordering::Relaxed) >= every
+        (self.written.load(Ordering::Relaxed), every)
+    }
+
+    fn due(&self) -> bool {
+        let (written, every) = self.progress();
+        written >= every
     }
 
     /// How many reopens there were while running, and the time they took in all.

@@ -494,6 +494,12 @@ impl Store {
         })
     }
 
+    /// About how many bytes were written to sled since it was last opened, and how many will
+    /// make the next reopen due. A start after a crash replays the first.
+    pub fn settle_progress(&self) -> (u64, u64) {
+        self.shared.db.progress()
+    }
+
     /// How many times sled was reopened while this store ran, and the time that took in all.
     pub fn settled(&self) -> (u64, std::time::Duration) {
         self.shared.db.settled()
