@@ -209,13 +209,19 @@ fn worst_crash_restart(dir: &chronicle::datadir::DataDir) -> (f64, f64, u64, u64
     let behind = store.head().len - store.projection_marker().unwrap().unwrap_or(0);
     drop(records);
     drop(store);
+    let (_, _, store_ready, ready) = start(dir);
+    (ready, store_ready, written >> 20, behind)
+}
+
+/// Starts as a server does: opens the store, then the records service (persisted projection and
+/// the log's tail). Returns both, and the seconds until the store was open and until the service
+/// was ready. (Dropping a state of this size takes most of a second; it is not part of starting.)
+fn start(dir: &chronicle::datadir::DataDir) -> (Store, Records, f64, f64) {
     let t = Instant::now();
     let store = dir.open().unwrap();
     let store_ready = t.elapsed().as_secs_f64();
-    let r = Records::open(store).unwrap();
-    let ready = t.elapsed().as_secs_f64();
-    drop(r);
-    (ready, store_ready, written >> 20, behind)
+    let r = Records::open(store.clone()).unwrap();
+    (store, r, store_ready, t.elapsed().as_secs_f64())
 }
 
 fn measure(dir: chronicle::datadir::DataDir, rounds: usize, store: Option<Store>) {
@@ -229,11 +235,8 @@ fn measure(dir: chronicle::datadir::DataDir, rounds: usize, store: Option<Store>
         // Only restart to ready, on a kept directory (for working on it).
         drop(store);
         for _ in 0..rounds {
-            let t = Instant::now();
-            let store: Store = dir.open().unwrap();
-            let s = t.elapsed().as_secs_f64();
-            let r = Records::open(store).unwrap();
-            println!("restart to ready {:.2}s (store {s:.2}s)", t.elapsed().as_secs_f64());
+            let (_, r, s, ready) = start(&dir);
+            println!("restart to ready {ready:.2}s (store {s:.2}s)");
             drop(r);
         }
         return;
@@ -285,13 +288,7 @@ fn measure(dir: chronicle::datadir::DataDir, rounds: usize, store: Option<Store>
     // Restart to ready: open the store and the records service (persisted projection + tail).
     // The first open after the long write replays sled's log since its last open (a restart
     // after a crash); `DataDir::settle` is what a clean stop does so that the next start does not.
-    let t = Instant::now();
-    let first_store = dir.open().unwrap();
-    let crash_store_ready = t.elapsed().as_secs_f64();
-    let r = Records::open(first_store).unwrap();
-    // Ready when open returns; dropping a state of this size takes most of a second, and is not
-    // part of starting (the clean restarts below are measured the same way).
-    let crash_ready = t.elapsed().as_secs_f64();
+    let (_, r, crash_store_ready, crash_ready) = start(&dir);
     drop(r);
     if !generated {
         println!("(a kept data directory: the first open below is not after a crash)");
@@ -300,11 +297,9 @@ fn measure(dir: chronicle::datadir::DataDir, rounds: usize, store: Option<Store>
     let mut store_ready = Vec::new();
     let (mut read_parts, mut load_parts) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let t = Instant::now();
-        let store: Store = dir.open().unwrap();
-        store_ready.push(t.elapsed().as_secs_f64());
-        let r = Records::open(store.clone()).unwrap();
-        ready.push(t.elapsed().as_secs_f64());
+        let (store, r, s, t) = start(&dir);
+        store_ready.push(s);
+        ready.push(t);
         assert_eq!(r.projection().state.subjects.len(), n_subjects);
         drop(r);
         // The parts of that: reading the persisted projection, then opening and decoding it.
