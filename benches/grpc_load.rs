@@ -110,13 +110,7 @@ fn main() {
         origin: dir.info().unwrap().origin,
         tls: true,
     });
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("server-rt")
-        .thread_keep_alive(Duration::from_secs(3600))
-        .enable_all()
-        .build()
-        .unwrap();
+    let server_rt = runtime("server-rt");
     let transport = chronicle_server::Transport::MutualTls(dir.tls_files().unwrap());
     let loopback = "127.0.0.1:0".parse().unwrap();
     let limits = chronicle_server::Limits::default();
@@ -125,13 +119,7 @@ fn main() {
 
     let police_creds = Credentials::load(&dir.credentials_dir("pd")).unwrap();
     let clerk_creds = Credentials::load(&dir.credentials_dir("clerk")).unwrap();
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("client-rt")
-        .thread_keep_alive(Duration::from_secs(3600))
-        .enable_all()
-        .build()
-        .unwrap();
+    let client_rt = runtime("client-rt");
     let mut cpu_before = Default::default();
     let done = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
@@ -256,4 +244,15 @@ fn main() {
             println!("  {name:<34} {:>12.2}", t / elapsed);
         }
     }
+}
+
+/// A two-thread runtime whose threads carry `name`, so that their CPU time can be told apart.
+fn runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .thread_keep_alive(Duration::from_secs(3600))
+        .enable_all()
+        .build()
+        .unwrap()
 }

@@ -718,6 +718,17 @@ mod tests {
         }
     }
 
+    /// An expungement order destroying exactly `target`'s stream.
+    fn expungement(order_id: &str, target: StreamId, kind: &str) -> RecordEvent {
+        RecordEvent::ExpungementOrdered {
+            order_id: order_id.into(),
+            statute: "18 Pa.C.S. 9122".into(),
+            target: target.to_hex(),
+            target_kind: kind.into(),
+            streams: vec![target.to_hex()],
+        }
+    }
+
     #[test]
     fn an_expunged_cycle_that_was_moved_is_listed_by_no_subject_it_ever_belonged_to() {
         let mut log = Log { state: State::default(), position: 0 };
@@ -740,28 +751,14 @@ mod tests {
         log.apply(cycle, moved);
         assert!(log.state.subjects[&wrong].cycles_ever.contains(&cycle));
         assert!(log.state.subjects[&right].cycles.contains(&cycle));
-        let order = RecordEvent::ExpungementOrdered {
-            order_id: "EXP-1".into(),
-            statute: "18 Pa.C.S. 9122".into(),
-            target: cycle.to_hex(),
-            target_kind: "cycle".into(),
-            streams: vec![cycle.to_hex()],
-        };
-        log.apply(crate::model::destruction_stream(), order);
+        log.apply(crate::model::destruction_stream(), expungement("EXP-1", cycle, "cycle"));
         assert!(!log.state.cycles.contains_key(&cycle));
         for s in [wrong, right, bystander] {
             let sub = &log.state.subjects[&s];
             assert!(!sub.cycles.contains(&cycle) && !sub.cycles_ever.contains(&cycle));
         }
         // Forgetting a subject drops it from the name index, and the emptied key with it.
-        let order = RecordEvent::ExpungementOrdered {
-            order_id: "EXP-2".into(),
-            statute: "18 Pa.C.S. 9122".into(),
-            target: bystander.to_hex(),
-            target_kind: "subject".into(),
-            streams: vec![bystander.to_hex()],
-        };
-        log.apply(crate::model::destruction_stream(), order);
+        log.apply(crate::model::destruction_stream(), expungement("EXP-2", bystander, "subject"));
         let name = Name { last: "Doe".into(), first: "S-3".into(), middle: None };
         assert!(log.state.subjects_by_name_dob(&name, Date::parse("1990-01-01").unwrap()).is_empty());
         assert!(!log.state.by_name_dob.keys().any(|(n, _)| n.contains("s-3") || n.contains("S-3")));
