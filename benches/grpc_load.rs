@@ -6,7 +6,12 @@
 //! subjects' records as a records clerk (inside the bureau, so no dissemination is written per
 //! read). Each client has its own connection. Server and clients share this machine's cores.
 //! Run with `cargo bench --bench grpc_load -- [--seconds N] [--submitters S] [--readers R]
-//! [--subjects N]`.
+//! [--subjects N] [--floor]`.
+//!
+//! `--floor` measures the transport's own cost instead: as many clients as submitters and readers
+//! together call the standard health service's `Check` (a handler that does no work) over the
+//! same mutual-TLS connections. Its rate and CPU per call are what any gRPC service costs on this
+//! machine before it does anything, the floor under the figures of the real mix.
 
 mod common;
 
@@ -27,6 +32,7 @@ fn main() {
     let submitters = common::arg("--submitters", 64) as usize;
     let readers = common::arg("--readers", 64) as usize;
     let subjects = common::arg("--subjects", 1000) as usize;
+    let floor_only = std::env::args().any(|a| a == "--floor");
     // Name every thread by side, so that the server's CPU and the clients' can be told apart.
     rayon::ThreadPoolBuilder::new().thread_name(|i| format!("server-rayon-{i}")).build_global().unwrap();
 
@@ -65,7 +71,7 @@ fn main() {
         .collect();
 
     // Pre-sign the submissions on all cores, timing it: the client's signing cost.
-    let per = (15_000 * seconds as usize).div_ceil(submitters.max(1));
+    let per = if floor_only { 0 } else { (15_000 * seconds as usize).div_ceil(submitters.max(1)) };
     let sign_started = Instant::now();
     let work: Vec<Vec<(StreamId, Command)>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..submitters)
@@ -120,6 +126,11 @@ fn main() {
     let police_creds = Credentials::load(&dir.credentials_dir("pd")).unwrap();
     let clerk_creds = Credentials::load(&dir.credentials_dir("clerk")).unwrap();
     let client_rt = runtime("client-rt");
+    if floor_only {
+        floor(&client_rt, &addr, &police_creds, submitters + readers, seconds);
+        server_rt.block_on(server.stop()).unwrap();
+        return;
+    }
     let mut cpu_before = Default::default();
     let done = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
@@ -239,11 +250,83 @@ fn main() {
         println!("{:<36} {:>12.0}", "server CPU per read (µs)", server / reads * 1e6);
         println!("{:<36} {:>12.0}", "client CPU per read (µs)", client / reads * 1e6);
     }
+    print_threads(&cpu, elapsed);
+}
+
+/// With `CHRONICLE_BENCH_THREADS` set, each thread's share of the cores while the clock ran.
+fn print_threads(cpu: &std::collections::BTreeMap<String, f64>, elapsed: f64) {
     if std::env::var_os("CHRONICLE_BENCH_THREADS").is_some() {
-        for (name, t) in &cpu {
+        for (name, t) in cpu {
             println!("  {name:<34} {:>12.2}", t / elapsed);
         }
     }
+}
+
+/// The transport's floor: `clients` clients, each on its own mutual-TLS connection, call the
+/// health service's `Check` in a loop for `seconds`.
+fn floor(rt: &tokio::runtime::Runtime, addr: &str, creds: &Credentials, clients: usize, seconds: u64) {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let done = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let (mut lat, elapsed, cpu) = rt.block_on(async {
+        let mut channels = Vec::new();
+        for _ in 0..clients {
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&creds.ca_pem))
+                .identity(Identity::from_pem(&creds.cert_pem, &creds.key_pem))
+                .domain_name("127.0.0.1");
+            let endpoint = Endpoint::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap();
+            channels.push(endpoint.connect().await.unwrap());
+        }
+        let started = Instant::now();
+        let before = common::cpu_by_thread();
+        let tasks: Vec<_> = channels
+            .into_iter()
+            .map(|ch| {
+                let (done, errors) = (done.clone(), errors.clone());
+                tokio::spawn(async move {
+                    let mut health = HealthClient::new(ch);
+                    let mut lat = Vec::new();
+                    while !done.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        let req = HealthCheckRequest { service: "chronicle.v1.Ledger".into() };
+                        match health.check(req).await {
+                            Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
+                            Err(e) => {
+                                if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                                    eprintln!("health check error: {e}");
+                                }
+                            }
+                        }
+                    }
+                    lat
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        done.store(true, Ordering::Relaxed);
+        let cpu = common::cpu_between(&before, &common::cpu_by_thread());
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.unwrap());
+        }
+        (lat, started.elapsed().as_secs_f64(), cpu)
+    });
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let calls = lat.len() as f64;
+    let server: f64 = cpu.iter().filter(|(n, _)| !n.starts_with("client-rt")).map(|(_, t)| t).sum();
+    let client: f64 = cpu.iter().filter(|(n, _)| n.starts_with("client-rt")).map(|(_, t)| t).sum();
+    println!("transport floor over mutual TLS on loopback: {clients} clients calling health Check, {seconds}s");
+    println!("{:<36} {:>12.0}", "calls/s", calls / elapsed);
+    println!("{:<36} {:>12.2}", "call p50 (ms)", common::percentile(&lat, 0.5));
+    println!("{:<36} {:>12.2}", "call p99 (ms)", common::percentile(&lat, 0.99));
+    println!("{:<36} {:>12}", "errors", errors.load(Ordering::Relaxed));
+    println!("{:<36} {:>12.2}", "CPU used, cores (of 2)", (server + client) / elapsed);
+    println!("{:<36} {:>12.0}", "server CPU per call (µs)", server / calls * 1e6);
+    println!("{:<36} {:>12.0}", "client CPU per call (µs)", client / calls * 1e6);
+    print_threads(&cpu, elapsed);
 }
 
 /// A two-thread runtime whose threads carry `name`, so that their CPU time can be told apart.
