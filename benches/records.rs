@@ -124,16 +124,7 @@ fn main() {
         return measure(chronicle::datadir::DataDir::new(root.join("data"), None), rounds, None);
     }
     let (dir, store, _) = common::ledger(&root);
-    let clerk = Signer::generate(chronicle_core::PrincipalId::new("bench.clerk").unwrap());
-    let reg = Command::sign(
-        &dir.admin().unwrap(),
-        chronicle_core::RegistryEvent::register(clerk.principal().clone(), Role::RecordsClerk, &clerk.verifying_key())
-            .draft(),
-    )
-    .unwrap();
-    store
-        .append(AppendRequest { stream: StreamId::REGISTRY, expected: ExpectedVersion::Any, commands: vec![reg] })
-        .unwrap();
+    let clerk = register_clerk(&dir, &store, "bench.clerk");
 
     let t = Instant::now();
     let chunk = 2_000u64;
@@ -179,20 +170,7 @@ fn append_all(store: &Store, reqs: Vec<(StreamId, Vec<Command>)>) {
 fn worst_crash_restart(dir: &chronicle::datadir::DataDir) -> (f64, f64, u64, u64) {
     let store = dir.open().unwrap();
     let records = Records::open(store.clone()).unwrap();
-    let writer = Signer::generate(chronicle_core::PrincipalId::new("bench.crash").unwrap());
-    let reg = Command::sign(
-        &dir.admin().unwrap(),
-        chronicle_core::RegistryEvent::register(
-            writer.principal().clone(),
-            Role::RecordsClerk,
-            &writer.verifying_key(),
-        )
-        .draft(),
-    )
-    .unwrap();
-    store
-        .append(AppendRequest { stream: StreamId::REGISTRY, expected: ExpectedVersion::Any, commands: vec![reg] })
-        .unwrap();
+    let writer = register_clerk(dir, &store, "bench.crash");
     let mut next = 50_000_000u64;
     loop {
         let (written, interval) = store.settle_progress();
@@ -211,6 +189,45 @@ fn worst_crash_restart(dir: &chronicle::datadir::DataDir) -> (f64, f64, u64, u64
     drop(store);
     let (_, _, store_ready, ready) = start(dir);
     (ready, store_ready, written >> 20, behind)
+}
+
+/// A new records clerk, registered by the admin.
+fn register_clerk(dir: &chronicle::datadir::DataDir, store: &Store, id: &str) -> Signer {
+    // Unique in the log, so that a kept directory can be measured again.
+    let id = format!("{id}.{}", store.head().len);
+    let clerk = Signer::generate(chronicle_core::PrincipalId::new(&id).unwrap());
+    let reg = Command::sign(
+        &dir.admin().unwrap(),
+        chronicle_core::RegistryEvent::register(clerk.principal().clone(), Role::RecordsClerk, &clerk.verifying_key())
+            .draft(),
+    )
+    .unwrap();
+    store
+        .append(AppendRequest { stream: StreamId::REGISTRY, expected: ExpectedVersion::Any, commands: vec![reg] })
+        .unwrap();
+    clerk
+}
+
+/// Latency (ms, sorted) of submitting whole cycles as one request each (an arrest, its court
+/// case, dispositions, sentences: several commands validated in order) to a records service
+/// holding the whole generated state.
+fn batch_latency(dir: &chronicle::datadir::DataDir, records: &Records) -> Vec<f64> {
+    let clerk = register_clerk(dir, records.store(), "bench.court");
+    let mut lat = Vec::new();
+    // New subjects' numbers, unique in the log (see `register_clerk`).
+    let first = 1_000_000_000 + records.store().head().len;
+    for i in first..first + 100 {
+        for (stream, cmds) in subject_requests(&clerk, i) {
+            let several = cmds.len() > 1;
+            let t = Instant::now();
+            records.submit_batch(stream, ExpectedVersion::Any, cmds).unwrap();
+            if several {
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    lat
 }
 
 /// Starts as a server does: opens the store, then the records service (persisted projection and
@@ -262,6 +279,7 @@ fn measure(dir: chronicle::datadir::DataDir, rounds: usize, store: Option<Store>
         records = Some(r);
     }
     let records = records.unwrap();
+    let batches = batch_latency(&dir, &records);
     let (n_subjects, n_cycles, sealed) = {
         let p = records.projection();
         let sealed = p.state.cycles.values().filter(|c| !c.orders.is_empty()).count();
@@ -319,6 +337,8 @@ fn measure(dir: chronicle::datadir::DataDir, rounds: usize, store: Option<Store>
     println!("{:<40} {:>14.0}", "  open with no persisted projection (entries/s)", common::median(replay_rates));
     println!("{:<40} {:>14.1}", "rap-sheet read p50 (µs)", common::percentile(&lat, 0.5));
     println!("{:<40} {:>14.1}", "rap-sheet read p99 (µs)", common::percentile(&lat, 0.99));
+    println!("{:<40} {:>14.2}", "whole-cycle request p50 (ms)", common::percentile(&batches, 0.5));
+    println!("{:<40} {:>14.2}", "whole-cycle request p99 (ms)", common::percentile(&batches, 0.99));
     println!("{:<40} {:>14.2}", "restart to ready after a crash (s)", crash_ready);
     println!("{:<40} {:>14.2}", "  of which opening the store (s)", crash_store_ready);
     println!("{:<40} {:>14.2}", "restart to ready after a clean stop (s)", common::median(ready));

@@ -478,3 +478,22 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_persist_that_fails_keeps_its_changes_for_the_next_one() {
+    let b = Bureau::new();
+    let s = b.enroll("SID-77", "DOE", "JANE", "1980-01-01");
+    let c = b.arrest(s, "OTN-77", "2024-03-01", &[(1, "13-1802", "THEFT", Level::Misdemeanor)]);
+    b.records.persist().unwrap();
+    let marker = b.ledger.store.projection_marker().unwrap();
+    // A change to the cycle, then its key destroyed behind the records service's back: the
+    // cycle's part can no longer be sealed, so persisting fails.
+    b.rec(&b.court, c, RecordEvent::CourtCaseFiled { court_ori: "ZZ".into(), docket: "CR-77".into() }).unwrap();
+    assert_eq!(b.ledger.store.destroy_stream_keys(&[c]).unwrap(), 1);
+    assert!(matches!(b.records.persist(), Err(ServiceError::Persist(_))), "persisting a part without its key fails");
+    assert_eq!(b.ledger.store.projection_marker().unwrap(), marker, "a failed persist moves nothing");
+    // The cycle is still waiting to be persisted: a second try fails the same way rather than
+    // writing a newer marker over the cycle's stale part.
+    assert!(matches!(b.records.persist(), Err(ServiceError::Persist(_))), "the change was kept for the next persist");
+    assert_eq!(b.ledger.store.projection_marker().unwrap(), marker);
+}

@@ -49,7 +49,10 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64)
             } else if let Some(subject) = access_of.get(s) {
                 Some(Part::Access { version, subject: *subject, records: state.access[subject].clone() })
             } else if *s == crate::model::destruction_stream() {
-                Some(Part::Destruction { version, expunged: state.expunged.clone() })
+                Some(Part::Destruction {
+                    version,
+                    expunged: state.expunged.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                })
             } else if *s == policy_stream {
                 state.adopted_policy.as_ref().map(|(position, policy)| Part::Policy {
                     version,
@@ -154,6 +157,6 @@ pub fn load(store: &Store) -> Option<(State, u64)> {
         || (access.into_iter().collect(), versions.into_iter().collect()),
     );
     let mut state = State::from_parts(subjects, cycles, access, policy, versions, next.checked_sub(1));
-    state.expunged = expunged;
+    state.expunged = expunged.into_iter().collect();
     Some((state, next))
 }

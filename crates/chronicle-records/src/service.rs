@@ -150,8 +150,9 @@ fn check_signatures(registry: &chronicle_core::Registry, cmds: &[Command]) -> Re
 }
 
 /// Validates a batch of commands for one stream in order, each against the state the earlier
-/// ones leave behind (on a copy of the state: batches are rare, and their commands depend on each
-/// other, e.g. an arrest and its charges).
+/// ones leave behind (their commands depend on each other, e.g. an arrest and its court case).
+/// That state is a clone of the projection's, which is O(1): applying the batch to it copies
+/// only the map nodes the batch changes (see `state::Map`).
 fn validate_in_order(
     state: &State,
     registry: &chronicle_core::Registry,
@@ -233,6 +234,7 @@ pub struct Records {
     projection: RwLock<Projection>,
     unique: Mutex<()>,
     catching_up: Mutex<()>,
+    persisting: Mutex<()>,
 }
 
 /// The answer to a background check.
@@ -348,6 +350,7 @@ impl Records {
             projection: RwLock::new(projection),
             unique: Mutex::new(()),
             catching_up: Mutex::new(()),
+            persisting: Mutex::new(()),
             ledger: std::sync::OnceLock::new(),
         }
     }
@@ -536,13 +539,25 @@ impl Records {
     }
 
     /// Persists the parts of the projection that changed since the last time.
+    ///
+    /// The projection is locked only to take a snapshot of it (a clone of the state is O(1), see
+    /// `state::Map`); the snapshot is serialized, sealed and written while reads and catch-ups go
+    /// on. One persist at a time, so that what is written, and the position it reaches, only
+    /// move forward. If writing fails, the changed streams are kept for the next persist: losing
+    /// them would leave their persisted parts behind a newer marker.
     pub fn persist(&self) -> Result<(), ServiceError> {
-        let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let dirty = std::mem::take(&mut p.dirty);
-        crate::persist::save(&self.store, &p.state, &dirty, p.next).map_err(ServiceError::Persist)?;
-        p.persisted = p.next;
-        drop(p);
-        // After letting go of the projection, so that reads do not wait for a reopen of sled.
+        let _one = self.persisting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (state, dirty, next) = {
+            let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (p.state.clone(), std::mem::take(&mut p.dirty), p.next)
+        };
+        if let Err(e) = crate::persist::save(&self.store, &state, &dirty, next) {
+            self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner).dirty.extend(dirty);
+            return Err(ServiceError::Persist(e));
+        }
+        self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner).persisted = next;
+        drop(state);
+        // Holding no lock that reads need, since sled's readers wait while it reopens.
         self.store.settle_if_due()?;
         Ok(())
     }

@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rayon::prelude::*;
+
 use chronicle_core::{PrincipalId, Role, StreamId, Timestamp};
 
 use crate::date::Date;
@@ -246,27 +248,33 @@ pub struct Tombstone {
     pub streams: Vec<StreamId>,
 }
 
+/// The state's maps: persistent (structurally shared) ordered maps, so that cloning a state is
+/// O(1) and a clone that is changed copies only the paths it changes. Validating a batch of
+/// commands works on such a clone (see `service`), and would otherwise copy the whole projection
+/// for every batch.
+pub type Map<K, V> = imbl::OrdMap<K, V>;
+
 /// The projection of the whole records domain.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct State {
     /// Subjects by id.
-    pub subjects: BTreeMap<StreamId, Subject>,
+    pub subjects: Map<StreamId, Subject>,
     /// Cycles by id.
-    pub cycles: BTreeMap<StreamId, Cycle>,
+    pub cycles: Map<StreamId, Cycle>,
     /// Dissemination and access log by subject.
-    pub access: BTreeMap<StreamId, Vec<AccessRecord>>,
+    pub access: Map<StreamId, Vec<AccessRecord>>,
     /// The adopted policy and the position it was adopted at.
     pub adopted_policy: Option<(u64, Policy)>,
     /// Last version of every records stream.
-    pub versions: BTreeMap<StreamId, u64>,
+    pub versions: Map<StreamId, u64>,
     /// Position of the last records entry applied.
     pub last_position: Option<u64>,
     /// Expunged cycles and subjects: the order only.
-    pub expunged: BTreeMap<StreamId, Tombstone>,
-    by_sid: BTreeMap<String, StreamId>,
-    by_fbi: BTreeMap<String, StreamId>,
-    by_name_dob: BTreeMap<(String, Date), BTreeSet<StreamId>>,
-    by_docket: BTreeMap<String, StreamId>,
+    pub expunged: Map<StreamId, Tombstone>,
+    by_sid: Map<String, StreamId>,
+    by_fbi: Map<String, StreamId>,
+    by_name_dob: Map<(String, Date), BTreeSet<StreamId>>,
+    by_docket: Map<String, StreamId>,
 }
 
 /// Normalizes identifiers for lookup: upper case, no spaces or dashes.
@@ -312,33 +320,58 @@ impl State {
 
     /// Builds a state from persisted parts (see `persist`), rebuilding the lookup indexes.
     pub fn from_parts(
-        subjects: BTreeMap<StreamId, Subject>,
-        cycles: BTreeMap<StreamId, Cycle>,
-        access: BTreeMap<StreamId, Vec<AccessRecord>>,
+        subjects: Map<StreamId, Subject>,
+        cycles: Map<StreamId, Cycle>,
+        access: Map<StreamId, Vec<AccessRecord>>,
         adopted_policy: Option<(u64, Policy)>,
-        versions: BTreeMap<StreamId, u64>,
+        versions: Map<StreamId, u64>,
         last_position: Option<u64>,
     ) -> State {
-        // The subjects' indexes and the cycles' are independent: built side by side.
-        let ((by_sid, by_fbi, by_name_dob), by_docket) = rayon::join(
+        // Each index is built on its own, side by side, from sorted input: inserting in key order
+        // into a persistent map touches one path at a time.
+        let subject_ids = || subjects.iter().map(|(id, sub)| (*id, sub));
+        let ((by_sid, by_fbi), (by_name_dob, by_docket)) = rayon::join(
             || {
-                let (mut by_sid, mut by_fbi, mut by_name_dob) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
-                for (id, sub) in &subjects {
-                    by_sid.insert(normalize(&sub.sid), *id);
-                    if let Some(f) = &sub.fbi {
-                        by_fbi.insert(normalize(f), *id);
-                    }
-                    for n in std::iter::once(&sub.name).chain(sub.aliases.iter()) {
-                        by_name_dob.entry((name_key(n), sub.dob)).or_insert_with(BTreeSet::new).insert(*id);
-                    }
-                }
-                (by_sid, by_fbi, by_name_dob)
+                rayon::join(
+                    || sorted_map(subject_ids().map(|(id, sub)| (normalize(&sub.sid), id)).collect()),
+                    || {
+                        sorted_map(
+                            subject_ids().filter_map(|(id, sub)| Some((normalize(sub.fbi.as_ref()?), id))).collect(),
+                        )
+                    },
+                )
             },
             || {
-                cycles
-                    .iter()
-                    .filter_map(|(id, c)| c.court.as_ref().map(|(_, d)| (normalize(d), *id)))
-                    .collect::<BTreeMap<_, _>>()
+                rayon::join(
+                    || {
+                        let mut names: Vec<((String, Date), StreamId)> = subject_ids()
+                            .flat_map(|(id, sub)| {
+                                std::iter::once(&sub.name)
+                                    .chain(sub.aliases.iter())
+                                    .map(move |n| ((name_key(n), sub.dob), id))
+                            })
+                            .collect();
+                        names.par_sort_by(|a, b| a.0.cmp(&b.0));
+                        let mut grouped: Vec<((String, Date), BTreeSet<StreamId>)> = Vec::new();
+                        for (key, id) in names {
+                            match grouped.last_mut() {
+                                Some((k, set)) if *k == key => {
+                                    set.insert(id);
+                                }
+                                _ => grouped.push((key, BTreeSet::from([id]))),
+                            }
+                        }
+                        grouped.into_iter().collect::<Map<_, _>>()
+                    },
+                    || {
+                        sorted_map(
+                            cycles
+                                .iter()
+                                .filter_map(|(id, c)| c.court.as_ref().map(|(_, d)| (normalize(d), *id)))
+                                .collect(),
+                        )
+                    },
+                )
             },
         );
         State {
@@ -670,7 +703,14 @@ impl State {
 
 /// Removes a subject from the name and date-of-birth index, dropping the key once no subject is
 /// left under it.
-fn unindex_name(index: &mut BTreeMap<(String, Date), BTreeSet<StreamId>>, key: (String, Date), s: &StreamId) {
+/// A map from pairs sorted by key; of pairs with equal keys the last one wins, as if inserted in
+/// the order given.
+fn sorted_map<K: Ord + Clone + Send, V: Clone + Send>(mut pairs: Vec<(K, V)>) -> Map<K, V> {
+    pairs.par_sort_by(|a, b| a.0.cmp(&b.0));
+    pairs.into_iter().collect()
+}
+
+fn unindex_name(index: &mut Map<(String, Date), BTreeSet<StreamId>>, key: (String, Date), s: &StreamId) {
     if let Some(set) = index.get_mut(&key) {
         set.remove(s);
         if set.is_empty() {
