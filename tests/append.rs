@@ -342,3 +342,27 @@ async fn subscription_body(l: Ledger, clerk: std::sync::Arc<Signer>) {
     let none = tokio::time::timeout(std::time::Duration::from_millis(50), sub.next()).await;
     assert!(none.is_err(), "nothing past the head");
 }
+
+#[test]
+fn a_projection_larger_than_one_batch_is_written_in_chunks_read_back_whole_and_cleared() {
+    use chronicle_store::PROJECTION_BATCH;
+    let l = Ledger::new();
+    let n = 2 * PROJECTION_BATCH + 17;
+    let blobs: Vec<(StreamId, Vec<u8>)> =
+        (0..n as u32).map(|i| (StreamId::random(), i.to_be_bytes().repeat(8))).collect();
+    l.store.write_projection(blobs.clone(), vec![], 42).unwrap();
+    let (next, read) = l.store.read_projection().unwrap().expect("a projection is persisted");
+    assert_eq!(next, 42);
+    let mut want = blobs.clone();
+    want.sort();
+    assert_eq!(read, want, "every chunk is read back");
+    // A second persist removes some streams and rewrites others, more than one batch of each.
+    let (gone, kept) = want.split_at(PROJECTION_BATCH + 3);
+    let removed: Vec<StreamId> = gone.iter().map(|(s, _)| *s).collect();
+    let rewritten: Vec<(StreamId, Vec<u8>)> = kept.iter().map(|(s, _)| (*s, b"new".to_vec())).collect();
+    l.store.write_projection(rewritten.clone(), removed, 99).unwrap();
+    assert_eq!(l.store.read_projection().unwrap(), Some((99, rewritten)));
+    l.store.clear_projection().unwrap();
+    assert_eq!(l.store.read_projection().unwrap(), None, "no marker: nothing is persisted");
+    assert!(l.store.read_projection_page(None, 10).unwrap().is_empty(), "and no blob is left");
+}

@@ -375,24 +375,45 @@ impl Store {
     }
 
     /// Replaces persisted projection blobs (sealed with [`Store::seal_for_stream`]) and the
-    /// position they reach, atomically. Derived data: not synced, a crash just means replaying more.
+    /// position they reach. Derived data: not synced, a crash just means replaying more.
+    ///
+    /// Up to [`PROJECTION_BATCH`] changes are written atomically in one sled batch. More (a
+    /// rebuild, or a start that replayed much of the log, writes every stream) go in several:
+    /// sled applies a batch one key at a time under its write lock, and one batch of hundreds of
+    /// thousands of blobs costs far more per blob than batches of a few thousand. The marker is
+    /// removed first and written last, so until every chunk is in no projection is persisted at
+    /// all, and an open in between replays the log.
     pub fn write_projection(
         &self,
         blobs: Vec<(StreamId, Vec<u8>)>,
         removed: Vec<StreamId>,
         next_position: u64,
     ) -> Result<(), ReadError> {
-        let mut batch = sled::Batch::default();
-        let mut bytes = 0;
-        for (s, b) in blobs {
-            bytes += 17 + b.len() as u64;
-            batch.insert(&projection_key(&s)[..], b);
+        let bytes: u64 = blobs.iter().map(|(_, b)| 17 + b.len() as u64).sum();
+        let db = self.shared.db()?;
+        let chunked = blobs.len() + removed.len() > PROJECTION_BATCH;
+        if chunked {
+            db.remove(PROJECTION_MARKER)?;
         }
-        for s in removed {
-            batch.remove(&projection_key(&s)[..]);
+        let mut changes = blobs
+            .into_iter()
+            .map(|(s, b)| (projection_key(&s), Some(b)))
+            .chain(removed.into_iter().map(|s| (projection_key(&s), None)))
+            .peekable();
+        let mut batch = sled::Batch::default();
+        while changes.peek().is_some() {
+            for (key, blob) in changes.by_ref().take(PROJECTION_BATCH) {
+                match blob {
+                    Some(b) => batch.insert(&key[..], b),
+                    None => batch.remove(&key[..]),
+                }
+            }
+            if chunked {
+                db.apply_batch(std::mem::take(&mut batch))?;
+            }
         }
         batch.insert(PROJECTION_MARKER, &next_position.to_be_bytes()[..]);
-        self.shared.db()?.apply_batch(batch)?;
+        db.apply_batch(batch)?;
         // Counts towards the next reopen of sled; see [`Store::settle_if_due`].
         self.shared.db.wrote(bytes);
         Ok(())
@@ -448,16 +469,23 @@ impl Store {
         Ok(out)
     }
 
-    /// Drops the persisted projection (the next open replays the whole log).
+    /// Drops the persisted projection (the next open replays the whole log): the marker first,
+    /// then the blobs, [`PROJECTION_BATCH`] at a time (see [`Store::write_projection`]).
     pub fn clear_projection(&self) -> Result<(), ReadError> {
         let db = self.shared.db()?;
-        let mut batch = sled::Batch::default();
-        for kv in db.scan_prefix([PROJECTION]) {
-            batch.remove(kv?.0);
+        db.remove(PROJECTION_MARKER)?;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for k in db.scan_prefix([PROJECTION]).keys().take(PROJECTION_BATCH) {
+                batch.remove(k?);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            db.apply_batch(batch)?;
         }
-        batch.remove(PROJECTION_MARKER);
-        db.apply_batch(batch)?;
-        Ok(())
     }
 
     /// The committed head: every entry below `len` is durable.
@@ -741,6 +769,8 @@ pub type OpenedEntry = (Entry, Result<Zeroizing<Vec<u8>>, ReadError>);
 pub type PersistedProjection = (u64, Vec<(StreamId, Vec<u8>)>);
 
 const PROJECTION: u8 = b'r';
+/// Most projection blobs written or removed in one sled batch.
+pub const PROJECTION_BATCH: usize = 8192;
 const PROJECTION_MARKER: &[u8] = b"mprojection";
 /// Associated data of a sealed projection blob: this, then the stream id.
 const PROJECTION_AAD: &[u8] = b"chronicle.projection.v1\n";
