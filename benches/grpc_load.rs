@@ -156,15 +156,7 @@ fn main() {
                         if done.load(Ordering::Relaxed) {
                             break;
                         }
-                        let t = Instant::now();
-                        match c.submit(stream, None, std::slice::from_ref(&cmd)).await {
-                            Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
-                            Err(e) => {
-                                if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                                    eprintln!("submit error: {e}");
-                                }
-                            }
-                        }
+                        timed("submit", &mut lat, &errors, c.submit(stream, None, std::slice::from_ref(&cmd))).await;
                     }
                     lat
                 })
@@ -186,15 +178,7 @@ fn main() {
                             purpose: pb::Purpose::A as i32,
                             ..Default::default()
                         };
-                        let t = Instant::now();
-                        match c.record(req).await {
-                            Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
-                            Err(e) => {
-                                if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                                    eprintln!("read error: {e}");
-                                }
-                            }
-                        }
+                        timed("read", &mut lat, &errors, c.record(req)).await;
                     }
                     lat
                 })
@@ -228,16 +212,8 @@ fn main() {
     println!("{:<36} {:>12.2}", "read p99 (ms)", common::percentile(&read_lat, 0.99));
     println!("{:<36} {:>12}", "errors", errors.load(Ordering::Relaxed));
     println!("{:<36} {:>12.0}", "client signing, signatures/s (all cores)", signed / sign_secs);
-    // Where the CPU went while the clock ran: the server (its runtime, the store's threads, sled's
-    // and the thread pool) and the clients (their runtime, TLS and HTTP/2 included).
-    let (mut server, mut client) = (0.0, 0.0);
-    for (name, t) in &cpu {
-        if name.starts_with("client-rt") {
-            client += t;
-        } else {
-            server += t;
-        }
-    }
+    // Where the CPU went while the clock ran.
+    let (server, client) = by_side(&cpu);
     let (subs, reads) = (submit_lat.len() as f64, read_lat.len() as f64);
     println!("{:<36} {:>12.2}", "CPU used, cores (of 2)", (server + client) / elapsed);
     println!("{:<36} {:>12.2}", "  server, cores", server / elapsed);
@@ -251,6 +227,31 @@ fn main() {
         println!("{:<36} {:>12.0}", "client CPU per read (µs)", client / reads * 1e6);
     }
     print_threads(&cpu, elapsed);
+}
+
+/// Times one call: its latency (ms) goes to `lat`; a failure is counted, and the first few printed.
+async fn timed<T, E: std::fmt::Display>(
+    what: &str,
+    lat: &mut Vec<f64>,
+    errors: &AtomicU64,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) {
+    let t = Instant::now();
+    match call.await {
+        Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
+        Err(e) => {
+            if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                eprintln!("{what} error: {e}");
+            }
+        }
+    }
+}
+
+/// CPU seconds by side: (the server: its runtime, the store's threads, sled's and the thread
+/// pool; the clients: their runtime, TLS and HTTP/2 included).
+fn by_side(cpu: &std::collections::BTreeMap<String, f64>) -> (f64, f64) {
+    let client: f64 = cpu.iter().filter(|(n, _)| n.starts_with("client-rt")).map(|(_, t)| t).sum();
+    (cpu.values().sum::<f64>() - client, client)
 }
 
 /// With `CHRONICLE_BENCH_THREADS` set, each thread's share of the cores while the clock ran.
@@ -290,16 +291,8 @@ fn floor(rt: &tokio::runtime::Runtime, addr: &str, creds: &Credentials, clients:
                     let mut health = HealthClient::new(ch);
                     let mut lat = Vec::new();
                     while !done.load(Ordering::Relaxed) {
-                        let t = Instant::now();
                         let req = HealthCheckRequest { service: "chronicle.v1.Ledger".into() };
-                        match health.check(req).await {
-                            Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
-                            Err(e) => {
-                                if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                                    eprintln!("health check error: {e}");
-                                }
-                            }
-                        }
+                        timed("health check", &mut lat, &errors, health.check(req)).await;
                     }
                     lat
                 })
@@ -316,8 +309,7 @@ fn floor(rt: &tokio::runtime::Runtime, addr: &str, creds: &Credentials, clients:
     });
     lat.sort_by(|a, b| a.total_cmp(b));
     let calls = lat.len() as f64;
-    let server: f64 = cpu.iter().filter(|(n, _)| !n.starts_with("client-rt")).map(|(_, t)| t).sum();
-    let client: f64 = cpu.iter().filter(|(n, _)| n.starts_with("client-rt")).map(|(_, t)| t).sum();
+    let (server, client) = by_side(&cpu);
     println!("transport floor over mutual TLS on loopback: {clients} clients calling health Check, {seconds}s");
     println!("{:<36} {:>12.0}", "calls/s", calls / elapsed);
     println!("{:<36} {:>12.2}", "call p50 (ms)", common::percentile(&lat, 0.5));
