@@ -329,40 +329,20 @@ impl State {
     ) -> State {
         // Each index is built on its own, side by side, from sorted input: inserting in key order
         // into a persistent map touches one path at a time.
-        let subject_ids = || subjects.iter().map(|(id, sub)| (*id, sub));
         let ((by_sid, by_fbi), (by_name_dob, by_docket)) = rayon::join(
             || {
                 rayon::join(
-                    || sorted_map(subject_ids().map(|(id, sub)| (normalize(&sub.sid), id)).collect()),
+                    || sorted_map(subjects.iter().map(|(id, sub)| (normalize(&sub.sid), *id)).collect()),
                     || {
                         sorted_map(
-                            subject_ids().filter_map(|(id, sub)| Some((normalize(sub.fbi.as_ref()?), id))).collect(),
+                            subjects.iter().filter_map(|(id, sub)| Some((normalize(sub.fbi.as_ref()?), *id))).collect(),
                         )
                     },
                 )
             },
             || {
                 rayon::join(
-                    || {
-                        let mut names: Vec<((String, Date), StreamId)> = subject_ids()
-                            .flat_map(|(id, sub)| {
-                                std::iter::once(&sub.name)
-                                    .chain(sub.aliases.iter())
-                                    .map(move |n| ((name_key(n), sub.dob), id))
-                            })
-                            .collect();
-                        names.par_sort_by(|a, b| a.0.cmp(&b.0));
-                        let mut grouped: Vec<((String, Date), BTreeSet<StreamId>)> = Vec::new();
-                        for (key, id) in names {
-                            match grouped.last_mut() {
-                                Some((k, set)) if *k == key => {
-                                    set.insert(id);
-                                }
-                                _ => grouped.push((key, BTreeSet::from([id]))),
-                            }
-                        }
-                        grouped.into_iter().collect::<Map<_, _>>()
-                    },
+                    || name_index(&subjects),
                     || {
                         sorted_map(
                             cycles
@@ -701,8 +681,6 @@ impl State {
     }
 }
 
-/// Removes a subject from the name and date-of-birth index, dropping the key once no subject is
-/// left under it.
 /// A map from pairs sorted by key; of pairs with equal keys the last one wins, as if inserted in
 /// the order given.
 fn sorted_map<K: Ord + Clone + Send, V: Clone + Send>(mut pairs: Vec<(K, V)>) -> Map<K, V> {
@@ -710,6 +688,29 @@ fn sorted_map<K: Ord + Clone + Send, V: Clone + Send>(mut pairs: Vec<(K, V)>) ->
     pairs.into_iter().collect()
 }
 
+/// The name and date-of-birth index of these subjects: every name of record and alias.
+fn name_index(subjects: &Map<StreamId, Subject>) -> Map<(String, Date), BTreeSet<StreamId>> {
+    let mut names: Vec<((String, Date), StreamId)> = subjects
+        .iter()
+        .flat_map(|(id, sub)| {
+            std::iter::once(&sub.name).chain(sub.aliases.iter()).map(move |n| ((name_key(n), sub.dob), *id))
+        })
+        .collect();
+    names.par_sort_by(|a, b| a.0.cmp(&b.0));
+    let mut grouped: Vec<((String, Date), BTreeSet<StreamId>)> = Vec::new();
+    for (key, id) in names {
+        match grouped.last_mut() {
+            Some((k, set)) if *k == key => {
+                set.insert(id);
+            }
+            _ => grouped.push((key, BTreeSet::from([id]))),
+        }
+    }
+    grouped.into_iter().collect()
+}
+
+/// Removes a subject from the name and date-of-birth index, dropping the key once no subject is
+/// left under it.
 fn unindex_name(index: &mut Map<(String, Date), BTreeSet<StreamId>>, key: (String, Date), s: &StreamId) {
     if let Some(set) = index.get_mut(&key) {
         set.remove(s);
