@@ -12,8 +12,7 @@
 //! destroys the content, and re-keying the survivors of a partial expungement re-wraps 32-byte
 //! content keys instead of rewriting entries.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
 use crate::error::SealError;
@@ -43,8 +42,25 @@ impl SymmetricKey {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*self.0))
+    /// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03) under this key and `nonce`: HChaCha20
+    /// derives a subkey from the key and the nonce's first 16 bytes, and ChaCha20-Poly1305
+    /// (RFC 8439) runs under the subkey with the nonce `0^4 || nonce[16..24]`.
+    ///
+    /// ChaCha20-Poly1305 is ring's (already linked for TLS): for the short messages sealed here
+    /// (32-byte keys, payloads of a few hundred bytes) it is 4-8 times faster than a generic
+    /// implementation, whose fixed cost per message dominated replaying the log.
+    fn xchacha(&self, nonce: &[u8; NONCE_LEN]) -> (LessSafeKey, Nonce) {
+        let mut prefix = [0u8; 16];
+        prefix.copy_from_slice(&nonce[..16]);
+        let subkey =
+            Zeroizing::new(<[u8; 32]>::from(chacha20::hchacha::<chacha20::R20>(&(*self.0).into(), &prefix.into())));
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &subkey[..])
+            .map(LessSafeKey::new)
+            // Fails only for a key of another length; the subkey is 32 bytes by its type.
+            .expect("a 32-byte ChaCha20-Poly1305 key");
+        let mut n = [0u8; 12];
+        n[4..].copy_from_slice(&nonce[16..]);
+        (key, Nonce::assume_unique_for_key(n))
     }
 }
 
@@ -73,14 +89,15 @@ pub fn danger_aead_seal_with_nonce(
     plaintext: &[u8],
 ) -> Vec<u8> {
     let aad = aad.concat();
-    let ct = key
-        .cipher()
-        .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: &aad })
-        // XChaCha20-Poly1305 fails only for messages over 256 GiB; entries are capped far below.
-        .expect("plaintext within the AEAD's length limit");
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    let (cipher, n) = key.xchacha(&nonce);
+    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
+    out.extend_from_slice(plaintext);
+    let tag = cipher
+        .seal_in_place_separate_tag(n, Aad::from(&aad[..]), &mut out[NONCE_LEN..])
+        // Fails only for messages over 256 GiB; entries are capped far below.
+        .expect("plaintext within the AEAD's length limit");
+    out.extend_from_slice(tag.as_ref());
     out
 }
 
@@ -93,10 +110,11 @@ pub fn aead_open(key: &SymmetricKey, aad: &[&[u8]], sealed: &[u8]) -> Result<Zer
     let mut n = [0u8; NONCE_LEN];
     n.copy_from_slice(nonce);
     let aad = aad.concat();
-    key.cipher()
-        .decrypt(&XNonce::from(n), Payload { msg: ct, aad: &aad })
-        .map(Zeroizing::new)
-        .map_err(|_| SealError::Unauthentic)
+    let (cipher, n) = key.xchacha(&n);
+    let mut buf = Zeroizing::new(ct.to_vec());
+    let len = cipher.open_in_place(n, Aad::from(&aad[..]), &mut buf).map_err(|_| SealError::Unauthentic)?.len();
+    buf.truncate(len);
+    Ok(buf)
 }
 
 /// Builds a public envelope: `salt || payload`.
@@ -164,6 +182,58 @@ mod tests {
         assert_eq!(open_sealed(&SymmetricKey::random(), &c, &env), Err(SealError::Unauthentic));
         assert_eq!(open_sealed(&k, &Hash::ZERO, &env), Err(SealError::Unauthentic));
         assert!(matches!(open_sealed(&k, &c, &env[..10]), Err(SealError::Short { .. })));
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        hex::decode(s).unwrap()
+    }
+
+    /// draft-irtf-cfrg-xchacha-03, appendix A.3.1.
+    #[test]
+    fn xchacha20poly1305_known_answer() {
+        let plaintext = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the \
+                          future, sunscreen would be it.";
+        let aad = unhex("50515253c0c1c2c3c4c5c6c7");
+        let key = SymmetricKey::from_bytes(
+            unhex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f").try_into().unwrap(),
+        );
+        let nonce: [u8; NONCE_LEN] = unhex("404142434445464748494a4b4c4d4e4f5051525354555657").try_into().unwrap();
+        let want = unhex(concat!(
+            "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa6440bf3a82f4eda7e39",
+            "ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9",
+            "21f9664c97637da9768812f615c68b13b52e",
+            "c0875924c1c7987947deafd8780acf49",
+        ));
+        let sealed = danger_aead_seal_with_nonce(&key, nonce, &[&aad[..5], &aad[5..]], plaintext);
+        assert_eq!(&sealed[..NONCE_LEN], &nonce);
+        assert_eq!(&sealed[NONCE_LEN..], &want[..]);
+        assert_eq!(&aead_open(&key, &[&aad], &sealed).unwrap()[..], &plaintext[..]);
+    }
+
+    proptest::proptest! {
+        /// The same bytes as an independent XChaCha20-Poly1305 (RustCrypto's), both ways, and a
+        /// flipped bit anywhere is refused.
+        #[test]
+        fn agrees_with_an_independent_xchacha20poly1305(
+            key in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            nonce in proptest::array::uniform24(proptest::prelude::any::<u8>()),
+            aad in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            msg in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..700),
+            flip in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+            let other = chacha20poly1305::XChaCha20Poly1305::new(&key.into());
+            let theirs = other.encrypt(&nonce.into(), Payload { msg: &msg, aad: &aad }).unwrap();
+            let k = SymmetricKey::from_bytes(key);
+            let ours = danger_aead_seal_with_nonce(&k, nonce, &[&aad], &msg);
+            proptest::prop_assert_eq!(&ours[NONCE_LEN..], &theirs[..]);
+            let mut sealed = nonce.to_vec();
+            sealed.extend_from_slice(&theirs);
+            proptest::prop_assert_eq!(&aead_open(&k, &[&aad], &sealed).unwrap()[..], &msg[..]);
+            let i = flip.index(sealed.len());
+            sealed[i] ^= 1;
+            proptest::prop_assert_eq!(aead_open(&k, &[&aad], &sealed), Err(SealError::Unauthentic));
+        }
     }
 
     #[test]
