@@ -366,3 +366,28 @@ fn a_projection_larger_than_one_batch_is_written_in_chunks_read_back_whole_and_c
     assert_eq!(l.store.read_projection().unwrap(), None, "no marker: nothing is persisted");
     assert!(l.store.read_projection_page(None, 10).unwrap().is_empty(), "and no blob is left");
 }
+
+#[test]
+fn a_whole_projection_write_replaces_every_part_and_has_no_marker_until_it_finishes() {
+    use chronicle_store::PROJECTION_BATCH;
+    let l = Ledger::new();
+    let old: Vec<(StreamId, Vec<u8>)> =
+        (0..PROJECTION_BATCH as u32 + 5).map(|i| (StreamId::random(), i.to_be_bytes().to_vec())).collect();
+    l.store.write_projection(old.clone(), vec![], 7).unwrap();
+    // The new projection keeps half of the old streams (rewritten) and adds streams of its own.
+    let mut new: Vec<(StreamId, Vec<u8>)> = old.iter().step_by(2).map(|(s, _)| (*s, b"again".to_vec())).collect();
+    new.extend((0..100).map(|_| (StreamId::random(), b"fresh".to_vec())));
+    let mut w = l.store.begin_projection_write(true).unwrap();
+    assert_eq!(l.store.projection_marker().unwrap(), None, "no projection while it is being replaced");
+    let (first, rest) = new.split_at(PROJECTION_BATCH / 2);
+    w.write(first.to_vec(), vec![]).unwrap();
+    assert_eq!(l.store.projection_marker().unwrap(), None, "nor between its batches");
+    w.write(rest.to_vec(), vec![]).unwrap();
+    w.finish(11).unwrap();
+    new.sort();
+    assert_eq!(l.store.read_projection().unwrap(), Some((11, new)), "exactly the new parts, none of the old");
+    // A batch larger than the limit is refused, and writes nothing.
+    let mut w = l.store.begin_projection_write(false).unwrap();
+    let too_many: Vec<StreamId> = (0..=PROJECTION_BATCH).map(|_| StreamId::random()).collect();
+    assert!(w.write(vec![], too_many).is_err());
+}

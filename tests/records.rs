@@ -454,9 +454,19 @@ fn the_projection_persists_sealed_and_a_restart_or_rebuild_gives_the_same_state(
     assert!(reopened.projection().restored, "the projection was loaded, not replayed");
     assert!(reopened.projection().state == before, "the persisted projection restores the same state");
     assert_eq!(reopened.projection().state.cycle_by_docket("PLANTED-DOCKET"), Some(c), "indexes are rebuilt");
-    let rebuilt = chronicle_records::Records::rebuild(store).unwrap();
+    // A part that belongs to no stream of the log (left by a damaged or foreign projection)
+    // makes loading fail, so the next open replays; a rebuild replaces the projection whole.
+    let next = store.projection_marker().unwrap().unwrap();
+    store.write_projection(vec![(StreamId::random(), b"not a part".to_vec())], vec![], next).unwrap();
+    let replayed = chronicle_records::Records::open(store.clone()).unwrap();
+    assert!(!replayed.projection().restored, "a part that does not open: the log is replayed");
+    assert!(replayed.projection().state == before, "and gives the same state");
+    let rebuilt = chronicle_records::Records::rebuild(store.clone()).unwrap();
     assert!(rebuilt.projection().state == before, "rebuilding from zero gives the same state");
-    drop((reopened, rebuilt, b.records));
+    let after = chronicle_records::Records::open(store).unwrap();
+    assert!(after.projection().restored, "the rebuilt projection loads: the stale part is gone");
+    assert!(after.projection().state == before);
+    drop((reopened, replayed, rebuilt, after, b.records));
     let (_t, dir) = b.ledger.close();
     for needle in ["PLANTED-SURNAME", "PLANTED-LITERAL", "PLANTED-DOCKET", "OTN-PLANTED"] {
         for f in walk(&dir.root) {

@@ -26,7 +26,7 @@ pub fn run(a: RebuildArgs) -> Result<ExitCode> {
     let store = dir.open()?;
     let len = store.head().len;
     let started = Instant::now();
-    let records = Records::rebuild(store)?;
+    let (records, phases) = Records::rebuild_timed(store)?;
     records.set_ledger(dir.ledger()?)?;
     let secs = started.elapsed().as_secs_f64();
     let p = records.projection();
@@ -35,6 +35,14 @@ pub fn run(a: RebuildArgs) -> Result<ExitCode> {
         len as f64 / secs.max(1e-9),
         p.state.subjects.len(),
         p.state.cycles.len()
+    );
+    println!(
+        "  replay {:.2}s; persisting {} streams {:.2}s (of which writing {:.2}s); reopening sled {:.2}s",
+        phases.replay.as_secs_f64(),
+        phases.streams,
+        phases.persisting.as_secs_f64(),
+        phases.writing.as_secs_f64(),
+        phases.settling.as_secs_f64()
     );
     drop(p);
     drop(records);

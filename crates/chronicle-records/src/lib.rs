@@ -18,7 +18,7 @@ pub mod view;
 pub use date::Date;
 pub use model::{ChargeSpec, DispositionKind, Level, Name, Purpose, RecordEvent, ReliefKind, Scope};
 pub use policy::{Access, Policy};
-pub use service::{CheckResponse, Denial, Records, Release, ServiceError};
+pub use service::{CheckResponse, Denial, RebuildPhases, Records, Release, ServiceError};
 pub use state::State;
 pub use validate::RecordsError;
 pub use view::{RecordView, Request, view};

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chronicle_core::StreamId;
-use chronicle_store::Store;
+use chronicle_store::{PROJECTION_BATCH, Store};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -34,51 +34,120 @@ enum Part {
     Destruction { version: u64, expunged: BTreeMap<StreamId, Tombstone> },
 }
 
+/// [`Part`] by reference, for writing: the same serialized form without copying the state.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum PartRef<'a> {
+    Subject { version: u64, subject: &'a Subject },
+    Cycle { version: u64, cycle: &'a Cycle },
+    Access { version: u64, subject: StreamId, records: &'a Vec<AccessRecord> },
+    Policy { version: u64, position: u64, policy: &'a Policy },
+    Destruction { version: u64, expunged: BTreeMap<StreamId, &'a Tombstone> },
+}
+
+/// What a save did and how long it took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Saved {
+    /// Parts written (streams with a projection).
+    pub written: usize,
+    /// Parts removed (streams with none left).
+    pub removed: usize,
+    /// The whole save.
+    pub took: std::time::Duration,
+    /// Of which writing to the store (while the next batch is being sealed).
+    pub writing: std::time::Duration,
+}
+
 /// Writes the parts of `dirty` streams and the position the state reaches.
-pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64) -> Result<(), String> {
+///
+/// With `whole`, the state was replayed from zero and is persisted whole: every stream it holds
+/// is written (not only `dirty`), and any other part persisted before is removed.
+///
+/// Parts are serialized and sealed on all cores a batch at a time, and each batch is written to
+/// the store while the next is being sealed.
+pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64, whole: bool) -> Result<Saved, String> {
+    let started = std::time::Instant::now();
     let access_of: BTreeMap<StreamId, StreamId> = state.access.keys().map(|s| (access_stream(s), *s)).collect();
     let policy_stream = crate::model::policy_stream();
-    let parts: Vec<(StreamId, Option<Vec<u8>>)> = dirty
-        .par_iter()
-        .map(|s| {
-            let version = state.versions.get(s).copied().unwrap_or(0);
-            let part = if let Some(subject) = state.subjects.get(s) {
-                Some(Part::Subject { version, subject: subject.clone() })
-            } else if let Some(cycle) = state.cycles.get(s) {
-                Some(Part::Cycle { version, cycle: cycle.clone() })
-            } else if let Some(subject) = access_of.get(s) {
-                Some(Part::Access { version, subject: *subject, records: state.access[subject].clone() })
-            } else if *s == crate::model::destruction_stream() {
-                Some(Part::Destruction {
-                    version,
-                    expunged: state.expunged.iter().map(|(k, v)| (*k, v.clone())).collect(),
-                })
-            } else if *s == policy_stream {
-                state.adopted_policy.as_ref().map(|(position, policy)| Part::Policy {
-                    version,
-                    position: *position,
-                    policy: policy.clone(),
-                })
-            } else {
-                None
-            };
-            // Serialized and sealed on all cores.
-            let sealed = part.map(|p| {
-                let json = serde_json::to_vec(&p).map_err(|e| format!("projection of {s}: {e}"))?;
-                store.seal_for_stream(s, &json).map_err(|e| e.to_string())
-            });
-            Ok((*s, sealed.transpose()?))
-        })
-        .collect::<Result<_, String>>()?;
-    let mut blobs = Vec::new();
-    let mut removed = Vec::new();
-    for (s, sealed) in parts {
-        match sealed {
-            Some(b) => blobs.push((s, b)),
-            None => removed.push(s),
+    let destruction_stream = crate::model::destruction_stream();
+    let streams: Vec<StreamId> = if whole {
+        let mut all: BTreeSet<StreamId> = dirty.clone();
+        all.extend(state.versions.keys().copied());
+        all.into_iter().collect()
+    } else {
+        dirty.iter().copied().collect()
+    };
+    let seal = |s: &StreamId| -> Result<(StreamId, Option<Vec<u8>>), String> {
+        let version = state.versions.get(s).copied().unwrap_or(0);
+        let part = if let Some(subject) = state.subjects.get(s) {
+            Some(PartRef::Subject { version, subject })
+        } else if let Some(cycle) = state.cycles.get(s) {
+            Some(PartRef::Cycle { version, cycle })
+        } else if let Some(subject) = access_of.get(s) {
+            Some(PartRef::Access { version, subject: *subject, records: &state.access[subject] })
+        } else if *s == destruction_stream {
+            Some(PartRef::Destruction { version, expunged: state.expunged.iter().map(|(k, v)| (*k, v)).collect() })
+        } else if *s == policy_stream {
+            state.adopted_policy.as_ref().map(|(position, policy)| PartRef::Policy {
+                version,
+                position: *position,
+                policy,
+            })
+        } else {
+            None
+        };
+        let sealed = part.map(|p| {
+            let json = serde_json::to_vec(&p).map_err(|e| format!("projection of {s}: {e}"))?;
+            store.seal_for_stream(s, &json).map_err(|e| e.to_string())
+        });
+        Ok((*s, sealed.transpose()?))
+    };
+    let split = |sealed: Vec<(StreamId, Option<Vec<u8>>)>| {
+        let (mut blobs, mut removed) = (Vec::new(), Vec::new());
+        for (s, b) in sealed {
+            match b {
+                Some(b) => blobs.push((s, b)),
+                None => removed.push(s),
+            }
         }
+        (blobs, removed)
+    };
+    let mut saved = Saved::default();
+    if !whole && streams.len() <= PROJECTION_BATCH {
+        let (blobs, removed) = split(streams.par_iter().map(seal).collect::<Result<_, String>>()?);
+        (saved.written, saved.removed) = (blobs.len(), removed.len());
+        let t = std::time::Instant::now();
+        store.write_projection(blobs, removed, next).map_err(|e| e.to_string())?;
+        saved.writing = t.elapsed();
+    } else {
+        let mut w = store.begin_projection_write(whole).map_err(|e| e.to_string())?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::scope(|scope| -> Result<(), String> {
+            scope.spawn(|| {
+                for chunk in streams.chunks(PROJECTION_BATCH) {
+                    let sealed = chunk.par_iter().map(seal).collect::<Result<Vec<_>, String>>();
+                    if tx.send(sealed).is_err() {
+                        return;
+                    }
+                }
+                drop(tx);
+            });
+            for sealed in rx {
+                let (blobs, removed) = split(sealed?);
+                saved.written += blobs.len();
+                saved.removed += removed.len();
+                let t = std::time::Instant::now();
+                w.write(blobs, removed).map_err(|e| e.to_string())?;
+                saved.writing += t.elapsed();
+            }
+            Ok(())
+        })?;
+        let t = std::time::Instant::now();
+        w.finish(next).map_err(|e| e.to_string())?;
+        saved.writing += t.elapsed();
     }
-    store.write_projection(blobs, removed, next).map_err(|e| e.to_string())
+    saved.took = started.elapsed();
+    Ok(saved)
 }
 
 /// Loads the persisted projection, if there is one and every part opens.

@@ -223,6 +223,26 @@ pub struct Projection {
     persisted: u64,
     /// Whether the projection was restored from what was persisted (rather than replayed).
     pub restored: bool,
+    /// Whether it was replayed from zero and not persisted since: the next persist writes every
+    /// stream and replaces whatever is persisted.
+    whole: bool,
+}
+
+/// How long each phase of a rebuild took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RebuildPhases {
+    /// Entries replayed.
+    pub entries: u64,
+    /// Streams whose projection was persisted.
+    pub streams: usize,
+    /// Reading, opening and applying every entry (and carrying out pending orders).
+    pub replay: std::time::Duration,
+    /// Serializing, sealing and writing every stream's projection.
+    pub persisting: std::time::Duration,
+    /// Of which writing to the store (while the next batch is being sealed).
+    pub writing: std::time::Duration,
+    /// Reopening the store's sled afterwards (see `Store::settle_if_due`), if that was due.
+    pub settling: std::time::Duration,
 }
 
 /// The records service over a store.
@@ -360,7 +380,8 @@ impl Records {
         let loaded = crate::persist::load(&store);
         let restored = loaded.is_some();
         let (state, next) = loaded.unwrap_or_default();
-        let projection = Projection { state, next, dirty: BTreeSet::new(), persisted: next, restored };
+        let projection =
+            Projection { state, next, dirty: BTreeSet::new(), persisted: next, restored, whole: !restored };
         let r = Records::over(store, projection);
         r.catch_up()?;
         // An order recorded just before a crash is carried out now.
@@ -371,14 +392,39 @@ impl Records {
     /// Opens the service replaying the whole log, ignoring (and then replacing) any persisted
     /// projection. What `chronicle rebuild` does.
     pub fn rebuild(store: Store) -> Result<Records, ServiceError> {
-        store.clear_projection()?;
-        let projection =
-            Projection { state: State::new(), next: 0, dirty: BTreeSet::new(), persisted: 0, restored: false };
+        Records::rebuild_timed(store).map(|(r, _)| r)
+    }
+
+    /// [`Records::rebuild`], saying how long each phase took.
+    pub fn rebuild_timed(store: Store) -> Result<(Records, RebuildPhases), ServiceError> {
+        let mut phases = RebuildPhases::default();
+        let mut clock = std::time::Instant::now();
+        let mut lap = || {
+            let now = std::time::Instant::now();
+            std::mem::replace(&mut clock, now).elapsed()
+        };
+        // The projection persisted before stays until the new one replaces it (see
+        // `Store::begin_projection_write`).
+        let projection = Projection {
+            state: State::new(),
+            next: 0,
+            dirty: BTreeSet::new(),
+            persisted: 0,
+            restored: false,
+            whole: true,
+        };
         let r = Records::over(store, projection);
-        r.catch_up()?;
+        // Every stream is persisted once, after the replay and its timing.
+        let one = r.catching_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        phases.entries = r.catch_up_holding(one, false)?;
         r.carry_out()?;
-        r.persist()?;
-        Ok(r)
+        phases.replay = lap();
+        let saved = r.persist_saved()?;
+        phases.streams = saved.written;
+        phases.persisting = saved.took;
+        phases.writing = saved.writing;
+        phases.settling = lap().saturating_sub(saved.took);
+        Ok((r, phases))
     }
 
     /// Records an expungement order for a cycle (`kind` = `cycle`) or a subject's whole record
@@ -546,20 +592,31 @@ impl Records {
     /// move forward. If writing fails, the changed streams are kept for the next persist: losing
     /// them would leave their persisted parts behind a newer marker.
     pub fn persist(&self) -> Result<(), ServiceError> {
+        self.persist_saved().map(|_| ())
+    }
+
+    fn persist_saved(&self) -> Result<crate::persist::Saved, ServiceError> {
         let _one = self.persisting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (state, dirty, next) = {
+        let (state, dirty, next, whole) = {
             let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            (p.state.clone(), std::mem::take(&mut p.dirty), p.next)
+            (p.state.clone(), std::mem::take(&mut p.dirty), p.next, p.whole)
         };
-        if let Err(e) = crate::persist::save(&self.store, &state, &dirty, next) {
-            self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner).dirty.extend(dirty);
-            return Err(ServiceError::Persist(e));
+        let saved = match crate::persist::save(&self.store, &state, &dirty, next, whole) {
+            Ok(saved) => saved,
+            Err(e) => {
+                self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner).dirty.extend(dirty);
+                return Err(ServiceError::Persist(e));
+            }
+        };
+        {
+            let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            p.persisted = next;
+            p.whole = false;
         }
-        self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner).persisted = next;
         drop(state);
         // Holding no lock that reads need, since sled's readers wait while it reopens.
         self.store.settle_if_due()?;
-        Ok(())
+        Ok(saved)
     }
 
     /// The store underneath.
@@ -589,7 +646,7 @@ impl Records {
         if self.projection().next >= len {
             return Ok(0);
         }
-        self.catch_up_holding(one)
+        self.catch_up_holding(one, true)
     }
 
     /// Brings the projection forward for a read, without waiting behind a catch-up already
@@ -603,13 +660,19 @@ impl Records {
             return Ok(());
         }
         match self.catching_up.try_lock() {
-            Ok(one) => self.catch_up_holding(one).map(|_| ()),
-            Err(std::sync::TryLockError::Poisoned(p)) => self.catch_up_holding(p.into_inner()).map(|_| ()),
+            Ok(one) => self.catch_up_holding(one, true).map(|_| ()),
+            Err(std::sync::TryLockError::Poisoned(p)) => self.catch_up_holding(p.into_inner(), true).map(|_| ()),
             Err(std::sync::TryLockError::WouldBlock) => Ok(()),
         }
     }
 
-    fn catch_up_holding(&self, _one: std::sync::MutexGuard<'_, ()>) -> Result<u64, ServiceError> {
+    /// Replays what the projection lacks; then, if `persist_when_due` and enough changed since
+    /// the last time, persists it.
+    fn catch_up_holding(
+        &self,
+        _one: std::sync::MutexGuard<'_, ()>,
+        persist_when_due: bool,
+    ) -> Result<u64, ServiceError> {
         let head = self.store.head().len;
         let decode_page = |from: u64| -> Result<Vec<Decoded>, ServiceError> {
             // One sequential read of the page; checking, opening and parsing on all cores.
@@ -643,7 +706,7 @@ impl Records {
         }
         // Persist once the log is caught up, not page by page: replaying a long backlog would
         // otherwise spend its time re-sealing the same streams.
-        if persist {
+        if persist && persist_when_due {
             self.persist()?;
         }
         Ok(read)

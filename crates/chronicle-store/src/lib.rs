@@ -27,7 +27,7 @@ mod writer;
 pub use checkpoint::{CheckpointError, CheckpointPolicy};
 pub use error::{AppendError, OpenError, ReadError};
 pub use layout::Head;
-pub use store::{OpenedEntry, PROJECTION_BATCH, PersistedProjection, Queued, Store, StorePaths};
+pub use store::{OpenedEntry, PROJECTION_BATCH, PersistedProjection, ProjectionWrite, Queued, Store, StorePaths};
 pub use subscribe::Subscription;
 pub use verify::{Fault, Finding, Report, verify_log};
 

@@ -377,46 +377,47 @@ impl Store {
     /// Replaces persisted projection blobs (sealed with [`Store::seal_for_stream`]) and the
     /// position they reach. Derived data: not synced, a crash just means replaying more.
     ///
-    /// Up to [`PROJECTION_BATCH`] changes are written atomically in one sled batch. More (a
-    /// rebuild, or a start that replayed much of the log, writes every stream) go in several:
-    /// sled applies a batch one key at a time under its write lock, and one batch of hundreds of
-    /// thousands of blobs costs far more per blob than batches of a few thousand. The marker is
-    /// removed first and written last, so until every chunk is in no projection is persisted at
-    /// all, and an open in between replays the log.
+    /// Up to [`PROJECTION_BATCH`] changes are written atomically with the marker in one sled
+    /// batch. More go through [`Store::begin_projection_write`].
     pub fn write_projection(
         &self,
         blobs: Vec<(StreamId, Vec<u8>)>,
         removed: Vec<StreamId>,
         next_position: u64,
     ) -> Result<(), ReadError> {
-        let bytes: u64 = blobs.iter().map(|(_, b)| 17 + b.len() as u64).sum();
-        let db = self.shared.db()?;
-        let chunked = blobs.len() + removed.len() > PROJECTION_BATCH;
-        if chunked {
-            db.remove(PROJECTION_MARKER)?;
+        if blobs.len() + removed.len() <= PROJECTION_BATCH {
+            let bytes: u64 = blobs.iter().map(|(_, b)| 17 + b.len() as u64).sum();
+            let mut batch = projection_batch(blobs, removed);
+            batch.insert(PROJECTION_MARKER, &next_position.to_be_bytes()[..]);
+            self.shared.db()?.apply_batch(batch)?;
+            // Counts towards the next reopen of sled; see [`Store::settle_if_due`].
+            self.shared.db.wrote(bytes);
+            return Ok(());
         }
-        let mut changes = blobs
-            .into_iter()
-            .map(|(s, b)| (projection_key(&s), Some(b)))
-            .chain(removed.into_iter().map(|s| (projection_key(&s), None)))
-            .peekable();
-        let mut batch = sled::Batch::default();
-        while changes.peek().is_some() {
-            for (key, blob) in changes.by_ref().take(PROJECTION_BATCH) {
-                match blob {
-                    Some(b) => batch.insert(&key[..], b),
-                    None => batch.remove(&key[..]),
-                }
-            }
-            if chunked {
-                db.apply_batch(std::mem::take(&mut batch))?;
-            }
+        let mut w = self.begin_projection_write(false)?;
+        let mut blobs = blobs.into_iter().peekable();
+        let mut removed = removed.into_iter().peekable();
+        while blobs.peek().is_some() || removed.peek().is_some() {
+            let b: Vec<_> = blobs.by_ref().take(PROJECTION_BATCH).collect();
+            let r: Vec<_> = removed.by_ref().take(PROJECTION_BATCH - b.len()).collect();
+            w.write(b, r)?;
         }
-        batch.insert(PROJECTION_MARKER, &next_position.to_be_bytes()[..]);
-        db.apply_batch(batch)?;
-        // Counts towards the next reopen of sled; see [`Store::settle_if_due`].
-        self.shared.db.wrote(bytes);
-        Ok(())
+        w.finish(next_position)
+    }
+
+    /// Starts a persist of more than one batch of projection parts: removes the marker, so that
+    /// until [`ProjectionWrite::finish`] writes it again no projection is persisted at all and an
+    /// open in between replays the log, never loads a mix of two positions.
+    ///
+    /// sled applies a batch one key at a time under its write lock, and one batch of hundreds of
+    /// thousands of blobs costs far more per blob than batches of a few thousand: the parts go in
+    /// batches of at most [`PROJECTION_BATCH`], written as the caller seals them.
+    ///
+    /// With `whole`, the parts written are the whole projection: `finish` removes every other
+    /// part persisted (a rebuild overwrites the old projection rather than dropping it first).
+    pub fn begin_projection_write(&self, whole: bool) -> Result<ProjectionWrite<'_>, ReadError> {
+        self.shared.db()?.remove(PROJECTION_MARKER)?;
+        Ok(ProjectionWrite { store: self, whole, kept: std::collections::HashSet::new() })
     }
 
     /// The persisted projection: the position it reaches and every blob.
@@ -470,7 +471,7 @@ impl Store {
     }
 
     /// Drops the persisted projection (the next open replays the whole log): the marker first,
-    /// then the blobs, [`PROJECTION_BATCH`] at a time (see [`Store::write_projection`]).
+    /// then the blobs, [`PROJECTION_BATCH`] at a time (see [`Store::begin_projection_write`]).
     pub fn clear_projection(&self) -> Result<(), ReadError> {
         let db = self.shared.db()?;
         db.remove(PROJECTION_MARKER)?;
@@ -760,6 +761,71 @@ impl Store {
             }
         }
     }
+}
+
+/// A persist of projection parts in several batches, from [`Store::begin_projection_write`].
+pub struct ProjectionWrite<'s> {
+    store: &'s Store,
+    whole: bool,
+    /// With `whole`: the streams written so far, which `finish` keeps.
+    kept: std::collections::HashSet<StreamId>,
+}
+
+impl ProjectionWrite<'_> {
+    /// Writes one batch (at most [`PROJECTION_BATCH`] changes, or the call is refused): the
+    /// sealed parts of `blobs`, and the removal of the parts of `removed`.
+    pub fn write(&mut self, blobs: Vec<(StreamId, Vec<u8>)>, removed: Vec<StreamId>) -> Result<(), ReadError> {
+        if blobs.len() + removed.len() > PROJECTION_BATCH {
+            return Err(ReadError::Storage(format!(
+                "{} projection changes in one batch, more than {PROJECTION_BATCH}",
+                blobs.len() + removed.len()
+            )));
+        }
+        let bytes: u64 = blobs.iter().map(|(_, b)| 17 + b.len() as u64).sum();
+        if self.whole {
+            self.kept.extend(blobs.iter().map(|(s, _)| *s));
+        }
+        self.store.shared.db()?.apply_batch(projection_batch(blobs, removed))?;
+        self.store.shared.db.wrote(bytes);
+        Ok(())
+    }
+
+    /// Writes the marker: the position the parts reach. With `whole`, first removes every part
+    /// persisted that this write did not write.
+    pub fn finish(self, next_position: u64) -> Result<(), ReadError> {
+        let db = self.store.shared.db()?;
+        if self.whole {
+            let mut stale = Vec::new();
+            for k in db.scan_prefix([PROJECTION]).keys() {
+                let k = k?;
+                let id: [u8; 16] =
+                    k[1..].try_into().map_err(|_| ReadError::Storage("malformed projection key".into()))?;
+                if !self.kept.contains(&StreamId(id)) {
+                    stale.push(k);
+                }
+            }
+            for chunk in stale.chunks(PROJECTION_BATCH) {
+                let mut batch = sled::Batch::default();
+                for k in chunk {
+                    batch.remove(k.clone());
+                }
+                db.apply_batch(batch)?;
+            }
+        }
+        db.insert(PROJECTION_MARKER, &next_position.to_be_bytes()[..])?;
+        Ok(())
+    }
+}
+
+fn projection_batch(blobs: Vec<(StreamId, Vec<u8>)>, removed: Vec<StreamId>) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (s, b) in blobs {
+        batch.insert(&projection_key(&s)[..], b);
+    }
+    for s in removed {
+        batch.remove(&projection_key(&s)[..]);
+    }
+    batch
 }
 
 /// An entry with its payload opened, or the reason it could not be.
