@@ -391,3 +391,30 @@ fn a_whole_projection_write_replaces_every_part_and_has_no_marker_until_it_finis
     let too_many: Vec<StreamId> = (0..=PROJECTION_BATCH).map(|_| StreamId::random()).collect();
     assert!(w.write(vec![], too_many).is_err());
 }
+
+#[test]
+fn projection_parts_are_sealed_many_at_once_under_each_streams_own_key() {
+    let l = Ledger::new();
+    let clerk = l.principal("clerk@example", Role::RecordsClerk);
+    let mut streams: Vec<StreamId> = (0..40).map(|i| stream(&format!("sealed-{i}"))).collect();
+    for (i, s) in streams.iter().enumerate() {
+        l.append(*s, ExpectedVersion::Any, vec![record(&clerk, *s, &format!("k{i}"), "{}")]).unwrap();
+    }
+    streams.sort();
+    let parts: Vec<(StreamId, Vec<u8>)> = streams.iter().map(|s| (*s, format!("part of {s}").into_bytes())).collect();
+    let sealed = l.store.seal_for_streams(parts.clone()).unwrap();
+    assert_eq!(sealed.len(), parts.len());
+    for ((s, plain), (t, blob)) in parts.iter().zip(&sealed) {
+        assert_eq!(s, t);
+        assert_eq!(&l.store.open_for_stream(s, blob).unwrap()[..], &plain[..], "opens under its own stream");
+        let other = if *s == streams[0] { streams[1] } else { streams[0] };
+        assert!(l.store.open_for_stream(&other, blob).is_err(), "and under no other");
+    }
+    // Out of order, or a stream with no data key: refused.
+    let mut shuffled = parts.clone();
+    shuffled.swap(0, 1);
+    assert!(l.store.seal_for_streams(shuffled).is_err());
+    let mut unknown = parts;
+    unknown.push((StreamId([0xff; 16]), b"x".to_vec()));
+    assert!(l.store.seal_for_streams(unknown).is_err());
+}

@@ -1,7 +1,7 @@
 //! Persisted projections, so that a restart does not replay the whole log.
 //!
 //! Each records stream's share of the projection (a subject, a cycle, a subject's access log, the
-//! policy) is serialized and sealed under that stream's own data key (`Store::seal_for_stream`),
+//! policy) is serialized and sealed under that stream's own data key (`Store::seal_for_streams`),
 //! and kept in the store with the log position the whole set reaches. Because every part is
 //! sealed under the key of the stream it describes, destroying a stream's key (expungement) makes
 //! its persisted projection as unreadable as its entries: nothing readable of a record survives its
@@ -45,6 +45,9 @@ enum PartRef<'a> {
     Destruction { version: u64, expunged: BTreeMap<StreamId, &'a Tombstone> },
 }
 
+/// Sealed parts, and the streams whose part is removed.
+type SealedBatch = (Vec<(StreamId, Vec<u8>)>, Vec<StreamId>);
+
 /// What a save did and how long it took.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Saved {
@@ -71,13 +74,18 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
     let policy_stream = crate::model::policy_stream();
     let destruction_stream = crate::model::destruction_stream();
     let streams: Vec<StreamId> = if whole {
+        // Every stream the state holds anything of, whether or not it was tracked as changed
+        // (the destruction and policy streams are in `versions` once they have an entry).
         let mut all: BTreeSet<StreamId> = dirty.clone();
         all.extend(state.versions.keys().copied());
+        all.extend(state.subjects.keys().copied());
+        all.extend(state.cycles.keys().copied());
+        all.extend(access_of.keys().copied());
         all.into_iter().collect()
     } else {
         dirty.iter().copied().collect()
     };
-    let seal = |s: &StreamId| -> Result<(StreamId, Option<Vec<u8>>), String> {
+    let serialize = |s: &StreamId| -> Result<(StreamId, Option<Vec<u8>>), String> {
         let version = state.versions.get(s).copied().unwrap_or(0);
         let part = if let Some(subject) = state.subjects.get(s) {
             Some(PartRef::Subject { version, subject })
@@ -96,25 +104,25 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
         } else {
             None
         };
-        let sealed = part.map(|p| {
-            let json = serde_json::to_vec(&p).map_err(|e| format!("projection of {s}: {e}"))?;
-            store.seal_for_stream(s, &json).map_err(|e| e.to_string())
-        });
-        Ok((*s, sealed.transpose()?))
+        let json = part.map(|p| serde_json::to_vec(&p).map_err(|e| format!("projection of {s}: {e}")));
+        Ok((*s, json.transpose()?))
     };
-    let split = |sealed: Vec<(StreamId, Option<Vec<u8>>)>| {
-        let (mut blobs, mut removed) = (Vec::new(), Vec::new());
-        for (s, b) in sealed {
-            match b {
-                Some(b) => blobs.push((s, b)),
+    // Serializes a batch of streams on all cores, then seals the parts (streams with nothing to
+    // persist have their part removed).
+    let seal_batch = |streams: &[StreamId]| -> Result<SealedBatch, String> {
+        let serialized = streams.par_iter().map(serialize).collect::<Result<Vec<_>, String>>()?;
+        let (mut plain, mut removed) = (Vec::new(), Vec::new());
+        for (s, json) in serialized {
+            match json {
+                Some(j) => plain.push((s, j)),
                 None => removed.push(s),
             }
         }
-        (blobs, removed)
+        Ok((store.seal_for_streams(plain).map_err(|e| e.to_string())?, removed))
     };
     let mut saved = Saved::default();
     if !whole && streams.len() <= PROJECTION_BATCH {
-        let (blobs, removed) = split(streams.par_iter().map(seal).collect::<Result<_, String>>()?);
+        let (blobs, removed) = seal_batch(&streams)?;
         (saved.written, saved.removed) = (blobs.len(), removed.len());
         let t = std::time::Instant::now();
         store.write_projection(blobs, removed, next).map_err(|e| e.to_string())?;
@@ -125,15 +133,14 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
         std::thread::scope(|scope| -> Result<(), String> {
             scope.spawn(|| {
                 for chunk in streams.chunks(PROJECTION_BATCH) {
-                    let sealed = chunk.par_iter().map(seal).collect::<Result<Vec<_>, String>>();
-                    if tx.send(sealed).is_err() {
+                    if tx.send(seal_batch(chunk)).is_err() {
                         return;
                     }
                 }
                 drop(tx);
             });
             for sealed in rx {
-                let (blobs, removed) = split(sealed?);
+                let (blobs, removed) = sealed?;
                 saved.written += blobs.len();
                 saved.removed += removed.len();
                 let t = std::time::Instant::now();

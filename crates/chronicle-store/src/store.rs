@@ -315,6 +315,52 @@ impl Store {
         Ok(out)
     }
 
+    /// [`Store::seal_for_stream`] for many streams, given in stream id order: their data keys
+    /// are found by one sequential scan rather than one lookup each, and the sealing runs on all
+    /// cores.
+    pub fn seal_for_streams(&self, parts: Vec<(StreamId, Vec<u8>)>) -> Result<Vec<(StreamId, Vec<u8>)>, ReadError> {
+        use rayon::prelude::*;
+        let (Some((first, _)), Some((last, _))) = (parts.first(), parts.last()) else { return Ok(Vec::new()) };
+        if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(ReadError::Storage("projection parts out of stream id order".into()));
+        }
+        let bound: Vec<(sled::IVec, sled::IVec)> = self
+            .shared
+            .db()?
+            .range(layout::stream_data_key(first)..=layout::stream_data_key(last))
+            .collect::<Result<_, _>>()?;
+        let mut ids = Vec::with_capacity(parts.len());
+        let mut j = 0;
+        for (s, _) in &parts {
+            let want = layout::stream_data_key(s);
+            while j < bound.len() && bound[j].0.as_ref() < &want[..] {
+                j += 1;
+            }
+            let (_, v) = bound
+                .get(j)
+                .filter(|(k, _)| k.as_ref() == &want[..])
+                .ok_or(ReadError::Payload { position: u64::MAX, source: chronicle_core::SealError::KeyUnknown })?;
+            let id: [u8; 16] =
+                v.as_ref().try_into().map_err(|_| ReadError::Storage("malformed stream key binding".into()))?;
+            ids.push(chronicle_core::DataKeyId(id));
+        }
+        let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
+        parts
+            .into_par_iter()
+            .zip(ids)
+            .map(|((stream, plaintext), id)| {
+                let key = vault.key(&id).map_err(|source| ReadError::Payload { position: u64::MAX, source })?;
+                let mut out = id.0.to_vec();
+                out.extend_from_slice(&chronicle_core::payload::aead_seal(
+                    key,
+                    &[PROJECTION_AAD, &stream.0],
+                    &plaintext,
+                ));
+                Ok((stream, out))
+            })
+            .collect()
+    }
+
     /// Opens what [`Store::seal_for_stream`] sealed.
     pub fn open_for_stream(&self, stream: &StreamId, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, ReadError> {
         let bad = |source| ReadError::Payload { position: u64::MAX, source };
@@ -720,25 +766,34 @@ impl Store {
         if from >= end {
             return Ok(Vec::new());
         }
-        let mut raw = Vec::with_capacity((end - from) as usize);
-        {
-            let db = self.shared.db()?;
-            for kv in db.range(layout::entry_key(from)..layout::entry_key(end)) {
-                raw.push(kv?);
-            }
-        }
-        if raw.len() as u64 != end - from {
-            return Err(ReadError::Damaged { position: from + raw.len() as u64, reason: "missing".into() });
-        }
-        raw.into_par_iter()
-            .enumerate()
-            .map(|(i, (_, v))| {
-                let position = from + i as u64;
-                let (entry, wrapped) = decode_stored(position, &v)?;
-                let payload = self.open_with_key(&entry, wrapped.as_deref());
-                Ok((entry, payload))
+        // Slices of the range are read (each by one sequential scan) and opened as separate
+        // tasks, so that reading sled is spread over the cores too.
+        const SLICE: u64 = 256;
+        let slices: Vec<(u64, u64)> = (from..end).step_by(SLICE as usize).map(|a| (a, (a + SLICE).min(end))).collect();
+        let opened: Vec<Vec<OpenedEntry>> = slices
+            .into_par_iter()
+            .map(|(a, b)| -> Result<Vec<OpenedEntry>, ReadError> {
+                let mut raw = Vec::with_capacity((b - a) as usize);
+                {
+                    let db = self.shared.db()?;
+                    for kv in db.range(layout::entry_key(a)..layout::entry_key(b)) {
+                        raw.push(kv?.1);
+                    }
+                }
+                if raw.len() as u64 != b - a {
+                    return Err(ReadError::Damaged { position: a + raw.len() as u64, reason: "missing".into() });
+                }
+                (a..b)
+                    .zip(raw)
+                    .map(|(position, v)| {
+                        let (entry, wrapped) = decode_stored(position, &v)?;
+                        let payload = self.open_with_key(&entry, wrapped.as_deref());
+                        Ok((entry, payload))
+                    })
+                    .collect()
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(opened.into_iter().flatten().collect())
     }
 
     fn open_with_key(&self, entry: &Entry, wrapped: Option<&[u8]>) -> Result<Zeroizing<Vec<u8>>, ReadError> {
