@@ -687,9 +687,10 @@ impl Records {
             let after = next + current.len() as u64;
             let apply = |current: Vec<Decoded>| {
                 let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let Projection { state, dirty, whole, .. } = &mut *p;
-                // A projection to be persisted whole needs no account of what changed.
-                apply_all(state, current, if *whole { None } else { Some(dirty) });
+                let Projection { state, dirty, .. } = &mut *p;
+                // Tracked even when the next persist is whole: entries applied while that persist
+                // runs are not in its snapshot, and must be in the one after.
+                apply_all(state, current, Some(dirty));
                 p.next = after;
                 p.next - p.persisted >= PERSIST_EVERY
             };
