@@ -159,7 +159,12 @@ fn expunged_content_and_keys_leave_no_trace_and_the_ledger_still_verifies() {
     // Rebuilding from zero gives the same state (the expunged entries simply cannot be read).
     let rebuilt = Records::rebuild(b.ledger.store.clone()).unwrap();
     assert!(rebuilt.projection().state == b.records.projection().state);
-    drop(rebuilt);
+    // And what the rebuild persisted (the tombstones with it) loads to the same state.
+    let reopened = Records::open(b.ledger.store.clone()).unwrap();
+    assert!(reopened.projection().restored, "the persisted projection was loaded");
+    assert!(reopened.projection().state == b.records.projection().state);
+    assert!(!reopened.projection().state.expunged.is_empty());
+    drop((rebuilt, reopened));
     drop(b.records);
 
     let (_t, dir) = b.ledger.close();

@@ -150,6 +150,18 @@ fn a_clerks_day() {
     let (bytes, same) = b.records.reproduce(emp.dissemination.unwrap()).unwrap();
     assert!(same);
     assert_eq!(bytes, emp.bytes);
+
+    // A policy adopted by the bureau, then all of the day (orders, the dissemination log, the
+    // move, the policy) survives a persist and a restart.
+    let mut policy = chronicle_records::Policy::default_policy();
+    policy.version += 1;
+    b.rec(&b.ledger.admin, chronicle_records::model::policy_stream(), RecordEvent::PolicyAdopted { policy }).unwrap();
+    b.records.persist().unwrap();
+    let reopened = chronicle_records::Records::open(b.ledger.store.clone()).unwrap();
+    assert!(reopened.projection().restored, "the persisted projection was loaded");
+    assert!(reopened.projection().state == b.records.projection().state, "and is the same state");
+    assert!(reopened.projection().state.adopted_policy.is_some());
+    assert!(!reopened.projection().state.access.is_empty());
 }
 
 #[test]

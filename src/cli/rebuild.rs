@@ -37,9 +37,10 @@ pub fn run(a: RebuildArgs) -> Result<ExitCode> {
         p.state.cycles.len()
     );
     println!(
-        "  replay {:.2}s; persisting {} streams {:.2}s (of which writing {:.2}s); reopening sled {:.2}s",
+        "  replay {:.2}s; persisting {} streams ({:.1} MB) {:.2}s (of which writing {:.2}s); reopening sled {:.2}s",
         phases.replay.as_secs_f64(),
         phases.streams,
+        phases.bytes as f64 / 1e6,
         phases.persisting.as_secs_f64(),
         phases.writing.as_secs_f64(),
         phases.settling.as_secs_f64()

@@ -59,6 +59,8 @@ pub struct Saved {
     pub took: std::time::Duration,
     /// Of which writing to the store (while the next batch is being sealed).
     pub writing: std::time::Duration,
+    /// Bytes of the sealed parts written.
+    pub bytes: u64,
 }
 
 /// Writes the parts of `dirty` streams and the position the state reaches.
@@ -124,6 +126,7 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
     if !whole && streams.len() <= PROJECTION_BATCH {
         let (blobs, removed) = seal_batch(&streams)?;
         (saved.written, saved.removed) = (blobs.len(), removed.len());
+        saved.bytes = blobs.iter().map(|(_, b)| b.len() as u64).sum();
         let t = std::time::Instant::now();
         store.write_projection(blobs, removed, next).map_err(|e| e.to_string())?;
         saved.writing = t.elapsed();
@@ -142,6 +145,7 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
             for sealed in rx {
                 let (blobs, removed) = sealed?;
                 saved.written += blobs.len();
+                saved.bytes += blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
                 saved.removed += removed.len();
                 let t = std::time::Instant::now();
                 w.write(blobs, removed).map_err(|e| e.to_string())?;

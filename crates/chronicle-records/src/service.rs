@@ -235,6 +235,8 @@ pub struct RebuildPhases {
     pub entries: u64,
     /// Streams whose projection was persisted.
     pub streams: usize,
+    /// Bytes of their sealed projection.
+    pub bytes: u64,
     /// Reading, opening and applying every entry (and carrying out pending orders).
     pub replay: std::time::Duration,
     /// Serializing, sealing and writing every stream's projection.
@@ -421,6 +423,7 @@ impl Records {
         phases.replay = lap();
         let saved = r.persist_saved()?;
         phases.streams = saved.written;
+        phases.bytes = saved.bytes;
         phases.persisting = saved.took;
         phases.writing = saved.writing;
         phases.settling = lap().saturating_sub(saved.took);
