@@ -377,17 +377,25 @@ fn a_whole_projection_write_replaces_every_part_and_has_no_marker_until_it_finis
     // The new projection keeps half of the old streams (rewritten) and adds streams of its own.
     let mut new: Vec<(StreamId, Vec<u8>)> = old.iter().step_by(2).map(|(s, _)| (*s, b"again".to_vec())).collect();
     new.extend((0..100).map(|_| (StreamId::random(), b"fresh".to_vec())));
-    let mut w = l.store.begin_projection_write(true).unwrap();
-    assert_eq!(l.store.projection_marker().unwrap(), None, "no projection while it is being replaced");
+    // A key in the projection's space that is no part at all (damage) goes too.
+    let (_tmp, dir) = l.close();
+    {
+        let raw = common::raw_db(&dir.log_dir());
+        raw.insert(b"rdamaged", &b"?"[..]).unwrap();
+        raw.flush().unwrap();
+    }
+    let store = dir.open().unwrap();
+    let mut w = store.begin_projection_write(true).unwrap();
+    assert_eq!(store.projection_marker().unwrap(), None, "no projection while it is being replaced");
     let (first, rest) = new.split_at(PROJECTION_BATCH / 2);
     w.write(first.to_vec(), vec![]).unwrap();
-    assert_eq!(l.store.projection_marker().unwrap(), None, "nor between its batches");
+    assert_eq!(store.projection_marker().unwrap(), None, "nor between its batches");
     w.write(rest.to_vec(), vec![]).unwrap();
     w.finish(11).unwrap();
     new.sort();
-    assert_eq!(l.store.read_projection().unwrap(), Some((11, new)), "exactly the new parts, none of the old");
+    assert_eq!(store.read_projection().unwrap(), Some((11, new)), "exactly the new parts, none of the old");
     // A batch larger than the limit is refused, and writes nothing.
-    let mut w = l.store.begin_projection_write(false).unwrap();
+    let mut w = store.begin_projection_write(false).unwrap();
     let too_many: Vec<StreamId> = (0..=PROJECTION_BATCH).map(|_| StreamId::random()).collect();
     assert!(w.write(vec![], too_many).is_err());
 }

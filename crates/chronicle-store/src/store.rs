@@ -853,9 +853,9 @@ impl ProjectionWrite<'_> {
             let mut stale = Vec::new();
             for k in db.scan_prefix([PROJECTION]).keys() {
                 let k = k?;
-                let id: [u8; 16] =
-                    k[1..].try_into().map_err(|_| ReadError::Storage("malformed projection key".into()))?;
-                if !self.kept.contains(&StreamId(id)) {
+                // A key of another shape (damage) is no part of this projection either.
+                let kept = <[u8; 16]>::try_from(&k[1..]).is_ok_and(|id| self.kept.contains(&StreamId(id)));
+                if !kept {
                     stale.push(k);
                 }
             }
