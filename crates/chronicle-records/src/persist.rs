@@ -53,8 +53,6 @@ type SealedBatch = (Vec<(StreamId, Vec<u8>)>, Vec<StreamId>);
 pub struct Saved {
     /// Parts written (streams with a projection).
     pub written: usize,
-    /// Parts removed (streams with none left).
-    pub removed: usize,
     /// The whole save.
     pub took: std::time::Duration,
     /// Of which writing to the store (while the next batch is being sealed).
@@ -125,7 +123,7 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
     let mut saved = Saved::default();
     if !whole && streams.len() <= PROJECTION_BATCH {
         let (blobs, removed) = seal_batch(&streams)?;
-        (saved.written, saved.removed) = (blobs.len(), removed.len());
+        saved.written = blobs.len();
         saved.bytes = blobs.iter().map(|(_, b)| b.len() as u64).sum();
         let t = std::time::Instant::now();
         store.write_projection(blobs, removed, next).map_err(|e| e.to_string())?;
@@ -146,7 +144,6 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
                 let (blobs, removed) = sealed?;
                 saved.written += blobs.len();
                 saved.bytes += blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
-                saved.removed += removed.len();
                 let t = std::time::Instant::now();
                 w.write(blobs, removed).map_err(|e| e.to_string())?;
                 saved.writing += t.elapsed();

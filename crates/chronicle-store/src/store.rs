@@ -304,20 +304,10 @@ impl Store {
         Ok(Some(AppendReceipt { stream: st.stream, entries: vec![rec.appended], recorded_time, duplicate: true }))
     }
 
-    /// Seals derived data (a projection of one stream) under the stream's current data key, so
-    /// that it becomes unreadable together with the stream's entries when the key is destroyed.
-    pub fn seal_for_stream(&self, stream: &StreamId, plaintext: &[u8]) -> Result<Vec<u8>, ReadError> {
-        let id = stream_data_key(&*self.shared.db()?, stream)?;
-        let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
-        let key = vault.key(&id).map_err(|source| ReadError::Payload { position: u64::MAX, source })?;
-        let mut out = id.0.to_vec();
-        out.extend_from_slice(&chronicle_core::payload::aead_seal(key, &[PROJECTION_AAD, &stream.0], plaintext));
-        Ok(out)
-    }
-
-    /// [`Store::seal_for_stream`] for many streams, given in stream id order: their data keys
-    /// are found by one sequential scan rather than one lookup each, and the sealing runs on all
-    /// cores.
+    /// Seals derived data (each part the projection of one stream) under each stream's current
+    /// data key, so that it becomes unreadable together with the stream's entries when the key is
+    /// destroyed. The parts come in stream id order: their keys are found by one sequential scan
+    /// rather than one lookup each, and the sealing runs on all cores.
     pub fn seal_for_streams(&self, parts: Vec<(StreamId, Vec<u8>)>) -> Result<Vec<(StreamId, Vec<u8>)>, ReadError> {
         use rayon::prelude::*;
         let (Some((first, _)), Some((last, _))) = (parts.first(), parts.last()) else { return Ok(Vec::new()) };
@@ -361,7 +351,7 @@ impl Store {
             .collect()
     }
 
-    /// Opens what [`Store::seal_for_stream`] sealed.
+    /// Opens a part [`Store::seal_for_streams`] sealed.
     pub fn open_for_stream(&self, stream: &StreamId, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, ReadError> {
         let bad = |source| ReadError::Payload { position: u64::MAX, source };
         let id = chronicle_core::Vault::wrapped_key_id(sealed)
@@ -420,7 +410,7 @@ impl Store {
         Ok(ids.iter().all(|id| vault.is_destroyed(id)))
     }
 
-    /// Replaces persisted projection blobs (sealed with [`Store::seal_for_stream`]) and the
+    /// Replaces persisted projection blobs (sealed with [`Store::seal_for_streams`]) and the
     /// position they reach. Derived data: not synced, a crash just means replaying more.
     ///
     /// Up to [`PROJECTION_BATCH`] changes are written atomically with the marker in one sled
