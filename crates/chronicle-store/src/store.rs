@@ -944,9 +944,39 @@ pub(crate) fn open_sled(dir: &Path) -> Result<sled::Db, OpenError> {
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
+            Err(sled::Error::Corruption { .. }) if remove_unfinished_snapshots(dir)? > 0 => {}
             Err(e) => return Err(OpenError::Sled { path: dir.display().to_string(), reason: e.to_string() }),
         }
     }
+}
+
+/// Removes the snapshot files sled was still writing when its process died, and says how many.
+///
+/// sled 0.34 writes its snapshot (at every open) to `snap.<lsn>.generating`, syncs it, then
+/// renames it to `snap.<lsn>`, and only after that removes the older snapshot. But when it looks
+/// for a snapshot to start from it takes the greatest file name starting with `snap.`, and an
+/// unfinished `.generating` file (which sorts after the finished one it was to replace) makes the
+/// open fail as corrupt (upstream issue spacejam/sled#1527). A `.generating` file is by
+/// construction not yet part of the database; the finished snapshot before it, with the log
+/// after it, is what sled recovers from. Called only after sled, holding the directory's lock,
+/// reported corruption.
+fn remove_unfinished_snapshots(dir: &Path) -> Result<usize, OpenError> {
+    let io =
+        |e: std::io::Error| OpenError::Io(format!("removing an unfinished sled snapshot in {}: {e}", dir.display()));
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(io)?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(removed)
 }
 
 /// Reads one entry, checking its bytes against the hash stored beside them right after reading.
