@@ -343,6 +343,23 @@ async fn subscription_body(l: Ledger, clerk: std::sync::Arc<Signer>) {
     assert!(none.is_err(), "nothing past the head");
 }
 
+/// Sealed parts, by stream.
+type Parts = Vec<(StreamId, Vec<u8>)>;
+
+/// The persisted projection as (position, parts), or `None`.
+fn persisted(store: &chronicle_store::Store) -> Option<(u64, Parts)> {
+    store.read_projection().unwrap().map(|p| (p.next, p.parts))
+}
+
+/// The snapshot files in a data directory's projection directory.
+fn snapshot_files(dir: &chronicle::datadir::DataDir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.store_paths().projection)
+        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 #[test]
 fn a_projection_larger_than_one_batch_is_written_in_chunks_read_back_whole_and_cleared() {
     use chronicle_store::PROJECTION_BATCH;
@@ -351,7 +368,7 @@ fn a_projection_larger_than_one_batch_is_written_in_chunks_read_back_whole_and_c
     let blobs: Vec<(StreamId, Vec<u8>)> =
         (0..n as u32).map(|i| (StreamId::random(), i.to_be_bytes().repeat(8))).collect();
     l.store.write_projection(blobs.clone(), vec![], 42).unwrap();
-    let (next, read) = l.store.read_projection().unwrap().expect("a projection is persisted");
+    let (next, read) = persisted(&l.store).expect("a projection is persisted");
     assert_eq!(next, 42);
     let mut want = blobs.clone();
     want.sort();
@@ -361,23 +378,25 @@ fn a_projection_larger_than_one_batch_is_written_in_chunks_read_back_whole_and_c
     let removed: Vec<StreamId> = gone.iter().map(|(s, _)| *s).collect();
     let rewritten: Vec<(StreamId, Vec<u8>)> = kept.iter().map(|(s, _)| (*s, b"new".to_vec())).collect();
     l.store.write_projection(rewritten.clone(), removed, 99).unwrap();
-    assert_eq!(l.store.read_projection().unwrap(), Some((99, rewritten)));
+    assert_eq!(persisted(&l.store), Some((99, rewritten)));
     l.store.clear_projection().unwrap();
-    assert_eq!(l.store.read_projection().unwrap(), None, "no marker: nothing is persisted");
-    assert!(l.store.read_projection_page(None, 10).unwrap().is_empty(), "and no blob is left");
+    assert_eq!(persisted(&l.store), None, "no marker: nothing is persisted");
+    assert_eq!(l.store.sweep_projection(usize::MAX).unwrap(), 0, "and no part is left");
 }
 
 #[test]
-fn a_whole_projection_write_replaces_every_part_and_has_no_marker_until_it_finishes() {
-    use chronicle_store::PROJECTION_BATCH;
+fn a_whole_projection_is_a_new_snapshot_and_the_old_one_holds_until_it_is_finished() {
+    use chronicle_store::{PROJECTION_BATCH, ProjectionShape};
     let l = Ledger::new();
     let old: Vec<(StreamId, Vec<u8>)> =
         (0..PROJECTION_BATCH as u32 + 5).map(|i| (StreamId::random(), i.to_be_bytes().to_vec())).collect();
     l.store.write_projection(old.clone(), vec![], 7).unwrap();
+    let old_persisted = persisted(&l.store).unwrap();
     // The new projection keeps half of the old streams (rewritten) and adds streams of its own.
     let mut new: Vec<(StreamId, Vec<u8>)> = old.iter().step_by(2).map(|(s, _)| (*s, b"again".to_vec())).collect();
     new.extend((0..100).map(|_| (StreamId::random(), b"fresh".to_vec())));
-    // A key in the projection's space that is no part at all (damage) goes too.
+    new.sort();
+    // A key in the projection's space that is no part at all (damage) is swept too.
     let (_tmp, dir) = l.close();
     {
         let raw = common::raw_db(&dir.log_dir());
@@ -386,18 +405,113 @@ fn a_whole_projection_write_replaces_every_part_and_has_no_marker_until_it_finis
     }
     let store = dir.open().unwrap();
     let mut w = store.begin_projection_write(true).unwrap();
-    assert_eq!(store.projection_marker().unwrap(), None, "no projection while it is being replaced");
+    assert_eq!(persisted(&store), Some(old_persisted.clone()), "the old projection holds while the new is written");
     let (first, rest) = new.split_at(PROJECTION_BATCH / 2);
     w.write(first.to_vec(), vec![]).unwrap();
-    assert_eq!(store.projection_marker().unwrap(), None, "nor between its batches");
+    assert_eq!(persisted(&store), Some(old_persisted.clone()), "and between its batches");
+    // Parts of a snapshot come in stream id order, and a snapshot removes nothing.
+    assert!(w.write(vec![first[0].clone()], vec![]).is_err(), "out of order is refused");
+    assert!(w.write(vec![], vec![StreamId::random()]).is_err(), "so is a removal");
     w.write(rest.to_vec(), vec![]).unwrap();
     w.finish(11).unwrap();
-    new.sort();
-    assert_eq!(store.read_projection().unwrap(), Some((11, new)), "exactly the new parts, none of the old");
+    assert_eq!(persisted(&store), Some((11, new.clone())), "exactly the new parts, none of the old");
+    assert_eq!(snapshot_files(&dir), vec!["0000000000000001.snap".to_string()]);
+    assert_eq!(store.projection_shape().unwrap(), ProjectionShape { snapshot_parts: new.len() as u64, overlay: 0 });
+    // The old overlay is never read again, and is swept: every old key and the damaged one.
+    assert_eq!(store.sweep_projection(10).unwrap(), 10, "a sweep stops at its limit");
+    assert_eq!(store.sweep_projection(usize::MAX).unwrap(), old.len() + 1 - 10);
+    assert_eq!(store.sweep_projection(usize::MAX).unwrap(), 0);
+    assert_eq!(persisted(&store), Some((11, new.clone())), "the sweep touched nothing live");
+
+    // Persists over the snapshot: one stream rewritten, one removed, one added.
+    let added = (StreamId::random(), b"added".to_vec());
+    let rewritten = (new[3].0, b"rewritten".to_vec());
+    store.write_projection(vec![rewritten.clone(), added.clone()], vec![new[5].0], 12).unwrap();
+    let mut want = new.clone();
+    want[3] = rewritten;
+    want.remove(5);
+    want.push(added);
+    want.sort();
+    assert_eq!(persisted(&store), Some((12, want.clone())), "the overlay wins over the snapshot");
+    assert_eq!(store.projection_shape().unwrap().overlay, 3, "the removal is kept as a key too");
+
     // A batch larger than the limit is refused, and writes nothing.
     let mut w = store.begin_projection_write(false).unwrap();
     let too_many: Vec<StreamId> = (0..=PROJECTION_BATCH).map(|_| StreamId::random()).collect();
     assert!(w.write(vec![], too_many).is_err());
+    w.finish(12).unwrap();
+    assert_eq!(persisted(&store), Some((12, want)));
+}
+
+#[test]
+fn a_snapshot_write_abandoned_midway_leaves_the_projection_before_it() {
+    let l = Ledger::new();
+    let first: Vec<(StreamId, Vec<u8>)> = {
+        let mut v: Vec<_> = (0..50u32).map(|i| (StreamId::random(), i.to_be_bytes().to_vec())).collect();
+        v.sort();
+        v
+    };
+    let mut w = l.store.begin_projection_write(true).unwrap();
+    w.write(first.clone(), vec![]).unwrap();
+    w.finish(3).unwrap();
+    // A second snapshot is begun and never finished (a crash, or an error while writing it).
+    let mut w = l.store.begin_projection_write(true).unwrap();
+    w.write(vec![(StreamId::random(), b"never".to_vec())], vec![]).unwrap();
+    drop(w);
+    let (_tmp, dir) = l.close();
+    assert_eq!(snapshot_files(&dir).len(), 2, "the unfinished file is there");
+    let store = dir.open().unwrap();
+    assert_eq!(persisted(&store), Some((3, first.clone())), "the first snapshot is still the projection");
+    // The next snapshot takes the abandoned one's place, and the files of both earlier go.
+    let mut w = store.begin_projection_write(true).unwrap();
+    w.write(first[..10].to_vec(), vec![]).unwrap();
+    w.finish(4).unwrap();
+    assert_eq!(persisted(&store), Some((4, first[..10].to_vec())));
+    assert_eq!(snapshot_files(&dir), vec!["0000000000000002.snap".to_string()]);
+}
+
+#[test]
+fn a_damaged_or_missing_snapshot_is_refused_never_read_in_part() {
+    let l = Ledger::new();
+    let parts: Vec<(StreamId, Vec<u8>)> = {
+        let mut v: Vec<_> = (0..200u32).map(|i| (StreamId::random(), i.to_be_bytes().repeat(4))).collect();
+        v.sort();
+        v
+    };
+    let mut w = l.store.begin_projection_write(true).unwrap();
+    w.write(parts.clone(), vec![]).unwrap();
+    w.finish(9).unwrap();
+    let (_tmp, dir) = l.close();
+    let file = dir.store_paths().projection.join("0000000000000001.snap");
+    let good = std::fs::read(&file).unwrap();
+    let damages: Vec<(&str, Vec<u8>)> = vec![
+        ("a flipped bit in a part", {
+            let mut b = good.clone();
+            let at = b.len() - 3;
+            b[at] ^= 1;
+            b
+        }),
+        ("cut short", good[..good.len() - 1].to_vec()),
+        ("a byte too many", [good.clone(), vec![0]].concat()),
+        ("the header of another generation", {
+            let mut b = good.clone();
+            let at = b"chronicle.projection-snapshot.v1\n".len() + 7;
+            b[at] ^= 3;
+            b
+        }),
+    ];
+    for (what, bytes) in damages {
+        std::fs::write(&file, &bytes).unwrap();
+        let store = dir.open().unwrap();
+        let err = store.read_projection().expect_err(what);
+        assert!(err.to_string().contains("persisted projection"), "{what}: {err}");
+        assert_eq!(store.projection_marker().unwrap(), Some(9), "{what}: nothing was changed");
+    }
+    std::fs::remove_file(&file).unwrap();
+    let store = dir.open().unwrap();
+    assert!(store.read_projection().is_err(), "a missing snapshot is an error, not an empty projection");
+    std::fs::write(&file, &good).unwrap();
+    assert_eq!(persisted(&store), Some((9, parts)), "the file as written reads again");
 }
 
 #[test]

@@ -94,6 +94,21 @@ fn expunged_content_and_keys_leave_no_trace_and_the_ledger_still_verifies() {
     assert_eq!(destroyed, 1);
     let (_, destroyed) = b.records.expunge(&b.court, bsub, "subject", "EXP-2", "CPL 160.50", Timestamp::now()).unwrap();
     assert_eq!(destroyed, 3, "identity, access log and the one case");
+    // What the service persisted while carrying the orders out loads as it stands: the
+    // expunged streams' parts (in the snapshot persisted before the orders) were removed, not
+    // left behind for a restart to fail on and replay the whole log.
+    {
+        let loaded = Records::open(b.ledger.store.clone()).unwrap();
+        assert!(loaded.projection().restored, "the persisted projection was loaded, not replayed");
+        assert!(loaded.projection().state == b.records.projection().state);
+        let (_, parts) = {
+            let p = b.ledger.store.read_projection().unwrap().unwrap();
+            (p.next, p.parts)
+        };
+        for s in [gone, bsub, access_stream(&bsub), bcase] {
+            assert!(parts.iter().all(|(t, _)| *t != s), "no part of {s} is persisted");
+        }
+    }
 
     // No role sees a trace; lookups and history say only that an order was carried out.
     for (role, purpose) in

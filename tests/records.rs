@@ -475,10 +475,26 @@ fn the_projection_persists_sealed_and_a_restart_or_rebuild_gives_the_same_state(
     assert!(replayed.projection().state == before, "and gives the same state");
     let rebuilt = chronicle_records::Records::rebuild(store.clone()).unwrap();
     assert!(rebuilt.projection().state == before, "rebuilding from zero gives the same state");
-    let after = chronicle_records::Records::open(store).unwrap();
+    let after = chronicle_records::Records::open(store.clone()).unwrap();
     assert!(after.projection().restored, "the rebuilt projection loads: the stale part is gone");
     assert!(after.projection().state == before);
-    drop((reopened, replayed, rebuilt, after, b.records));
+    // The rebuilt projection is one snapshot file. Damaged, it is refused whole: the next open
+    // replays, and its first persist writes a new snapshot, which loads.
+    let snapshots: Vec<std::path::PathBuf> =
+        std::fs::read_dir(b.ledger.dir.store_paths().projection).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let mut bytes = std::fs::read(&snapshots[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&snapshots[0], &bytes).unwrap();
+    let replayed_again = chronicle_records::Records::open(store.clone()).unwrap();
+    assert!(!replayed_again.projection().restored, "a damaged snapshot: the log is replayed");
+    assert!(replayed_again.projection().state == before);
+    replayed_again.persist().unwrap();
+    let loads = chronicle_records::Records::open(store).unwrap();
+    assert!(loads.projection().restored, "the snapshot written after the replay loads");
+    assert!(loads.projection().state == before);
+    drop((reopened, replayed, rebuilt, after, replayed_again, loads, b.records));
     let (_t, dir) = b.ledger.close();
     for needle in ["PLANTED-SURNAME", "PLANTED-LITERAL", "PLANTED-DOCKET", "OTN-PLANTED"] {
         for f in walk(&dir.root) {

@@ -8,7 +8,7 @@ use anyhow::Result;
 use chronicle::datadir::DataDir;
 use chronicle_records::Records;
 
-/// Drop the persisted projections and rebuild them by replaying the whole log.
+/// Rebuild the records projections by replaying the whole log, and persist them anew.
 ///
 /// Projections are a pure function of the log, so this is always safe; it is what to do after
 /// restoring a backup or when a projection is suspected to be wrong.
@@ -37,15 +37,21 @@ pub fn run(a: RebuildArgs) -> Result<ExitCode> {
         p.state.cycles.len()
     );
     println!(
-        "  replay {:.2}s; persisting {} streams ({:.1} MB) {:.2}s (of which writing {:.2}s); reopening sled {:.2}s",
+        "  replay {:.2}s; persisting {} streams ({:.1} MB) {:.2}s (serializing {:.2}s, sealing {:.2}s, writing {:.2}s beside them); reopening sled {:.2}s",
         phases.replay.as_secs_f64(),
         phases.streams,
         phases.bytes as f64 / 1e6,
         phases.persisting.as_secs_f64(),
+        phases.serializing.as_secs_f64(),
+        phases.sealing.as_secs_f64(),
         phases.writing.as_secs_f64(),
         phases.settling.as_secs_f64()
     );
     drop(p);
+    // The new projection is in force; what the one before it left is removed now rather than
+    // by later persists.
+    let swept = records.sweep_persisted()?;
+    println!("  then removed {} keys of the projection persisted before, {:.2}s", swept.keys, swept.took.as_secs_f64());
     drop(records);
     dir.settle()?;
     Ok(ExitCode::SUCCESS)

@@ -2,7 +2,9 @@
 //!
 //! Each records stream's share of the projection (a subject, a cycle, a subject's access log, the
 //! policy) is serialized and sealed under that stream's own data key (`Store::seal_for_streams`),
-//! and kept in the store with the log position the whole set reaches. Because every part is
+//! and kept in the store with the log position the whole set reaches (a snapshot file written whole
+//! after a replay from zero, and the parts changed since over it in sled: see
+//! `chronicle_store::projection`). Because every part is
 //! sealed under the key of the stream it describes, destroying a stream's key (expungement) makes
 //! its persisted projection as unreadable as its entries: nothing readable of a record survives its
 //! key in what is persisted. The lookup indexes (SID, FBI number, name and date of birth, docket)
@@ -12,9 +14,10 @@
 //! stream, a damaged blob), the service replays the log from zero instead, which is always right.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use chronicle_core::StreamId;
-use chronicle_store::{PROJECTION_BATCH, Store};
+use chronicle_store::{PROJECTION_BATCH, ProjectionShape, Store};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -45,8 +48,8 @@ enum PartRef<'a> {
     Destruction { version: u64, expunged: BTreeMap<StreamId, &'a Tombstone> },
 }
 
-/// Sealed parts, and the streams whose part is removed.
-type SealedBatch = (Vec<(StreamId, Vec<u8>)>, Vec<StreamId>);
+/// Sealed parts, the streams whose part is removed, and the time spent serializing and sealing.
+type SealedBatch = (Vec<(StreamId, Vec<u8>)>, Vec<StreamId>, (Duration, Duration));
 
 /// What a save did and how long it took.
 #[derive(Debug, Clone, Copy, Default)]
@@ -54,11 +57,21 @@ pub struct Saved {
     /// Parts written (streams with a projection).
     pub written: usize,
     /// The whole save.
-    pub took: std::time::Duration,
-    /// Of which writing to the store (while the next batch is being sealed).
-    pub writing: std::time::Duration,
+    pub took: Duration,
+    /// Of which serializing the parts (on all cores).
+    pub serializing: Duration,
+    /// Of which sealing them (on all cores).
+    pub sealing: Duration,
+    /// Of which writing to the store (while the next batch is being serialized and sealed).
+    pub writing: Duration,
     /// Bytes of the sealed parts written.
     pub bytes: u64,
+    /// Parts removed (streams with nothing left to persist; none in a whole save).
+    pub removed: usize,
+    /// Whether this was a whole save (a new snapshot).
+    pub whole: bool,
+    /// Leftovers of earlier snapshots removed after the save.
+    pub swept: usize,
 }
 
 /// Writes the parts of `dirty` streams and the position the state reaches.
@@ -69,7 +82,7 @@ pub struct Saved {
 /// Parts are serialized and sealed on all cores a batch at a time, and each batch is written to
 /// the store while the next is being sealed.
 pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64, whole: bool) -> Result<Saved, String> {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let access_of: BTreeMap<StreamId, StreamId> = state.access.keys().map(|s| (access_stream(s), *s)).collect();
     let policy_stream = crate::model::policy_stream();
     let destruction_stream = crate::model::destruction_stream();
@@ -110,7 +123,9 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
     // Serializes a batch of streams on all cores, then seals the parts (streams with nothing to
     // persist have their part removed).
     let seal_batch = |streams: &[StreamId]| -> Result<SealedBatch, String> {
+        let t = Instant::now();
         let serialized = streams.par_iter().map(serialize).collect::<Result<Vec<_>, String>>()?;
+        let serializing = t.elapsed();
         let (mut plain, mut removed) = (Vec::new(), Vec::new());
         for (s, json) in serialized {
             match json {
@@ -118,14 +133,18 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
                 None => removed.push(s),
             }
         }
-        Ok((store.seal_for_streams(plain).map_err(|e| e.to_string())?, removed))
+        let t = Instant::now();
+        let sealed = store.seal_for_streams(plain).map_err(|e| e.to_string())?;
+        Ok((sealed, removed, (serializing, t.elapsed())))
     };
-    let mut saved = Saved::default();
+    let mut saved = Saved { whole, ..Saved::default() };
     if !whole && streams.len() <= PROJECTION_BATCH {
-        let (blobs, removed) = seal_batch(&streams)?;
+        let (blobs, removed, (serializing, sealing)) = seal_batch(&streams)?;
+        (saved.serializing, saved.sealing) = (serializing, sealing);
         saved.written = blobs.len();
+        saved.removed = removed.len();
         saved.bytes = blobs.iter().map(|(_, b)| b.len() as u64).sum();
-        let t = std::time::Instant::now();
+        let t = Instant::now();
         store.write_projection(blobs, removed, next).map_err(|e| e.to_string())?;
         saved.writing = t.elapsed();
     } else {
@@ -141,71 +160,57 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
                 drop(tx);
             });
             for sealed in rx {
-                let (blobs, removed) = sealed?;
+                let (blobs, mut removed, (serializing, sealing)) = sealed?;
+                saved.serializing += serializing;
+                saved.sealing += sealing;
+                if whole {
+                    // A snapshot leaves out what has no part.
+                    removed.clear();
+                }
                 saved.written += blobs.len();
+                saved.removed += removed.len();
                 saved.bytes += blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
-                let t = std::time::Instant::now();
+                let t = Instant::now();
                 w.write(blobs, removed).map_err(|e| e.to_string())?;
                 saved.writing += t.elapsed();
             }
             Ok(())
         })?;
-        let t = std::time::Instant::now();
+        let t = Instant::now();
         w.finish(next).map_err(|e| e.to_string())?;
         saved.writing += t.elapsed();
+    }
+    if !whole {
+        // A batch of what earlier snapshots left behind goes with each persist over the overlay
+        // (a rebuild's caller sweeps the rest at once).
+        saved.swept = store.sweep_projection(PROJECTION_BATCH).map_err(|e| e.to_string())?;
     }
     saved.took = started.elapsed();
     Ok(saved)
 }
 
-/// Loads the persisted projection, if there is one and every part opens.
-pub fn load(store: &Store) -> Option<(State, u64)> {
+/// Loads the persisted projection, if there is one and every part opens. Returns the state, the
+/// position it reaches, and what the persisted projection was made of.
+pub fn load(store: &Store) -> Option<(State, u64, ProjectionShape)> {
     let next = store.projection_marker().ok()??;
     if next > store.head().len {
         return None;
     }
-    // One thread reads pages of blobs from sled while the pages already read are opened and
-    // decoded on all cores.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<(StreamId, Vec<u8>)>>>(4);
-    let parts: Option<Vec<(StreamId, Part)>> = std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let mut after = None;
-            loop {
-                let page = match store.read_projection_page(after.as_ref(), 8192) {
-                    Ok(p) => p,
-                    Err(_) => {
-                        let _ = tx.send(None);
-                        return;
-                    }
-                };
-                if page.is_empty() {
-                    return;
-                }
-                after = page.last().map(|(s, _)| *s);
-                if tx.send(Some(page)).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut parts = Vec::new();
-        for page in rx {
-            let decoded: Option<Vec<(StreamId, Part)>> = page?
-                .par_iter()
-                .map(|(s, blob)| {
-                    let plain = store.open_for_stream(s, blob).ok()?;
-                    serde_json::from_slice::<Part>(&plain).ok().map(|p| (*s, p))
-                })
-                .collect();
-            parts.extend(decoded?);
-        }
-        Some(parts)
-    });
+    let persisted = store.read_projection().ok()??;
+    let parts: Vec<(StreamId, Part)> = persisted
+        .parts
+        .par_iter()
+        .map(|(s, blob)| {
+            let plain = store.open_for_stream(s, blob).ok()?;
+            serde_json::from_slice::<Part>(&plain).ok().map(|p| (*s, p))
+        })
+        .collect::<Option<_>>()?;
     // The blobs come in stream id order, so each map is built from sorted input in one pass
     // rather than by inserting one key at a time.
     let (mut subjects, mut cycles, mut access, mut versions) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut policy = None;
     let mut expunged = BTreeMap::new();
-    for (s, part) in parts? {
+    for (s, part) in parts {
         match part {
             Part::Subject { version, subject } => {
                 versions.push((s, version));
@@ -235,5 +240,5 @@ pub fn load(store: &Store) -> Option<(State, u64)> {
     );
     let mut state = State::from_parts(subjects, cycles, access, policy, versions, next.checked_sub(1));
     state.expunged = expunged.into_iter().collect();
-    Some((state, next))
+    Some((state, next, persisted.shape))
 }

@@ -223,10 +223,25 @@ pub struct Projection {
     persisted: u64,
     /// Whether the projection was restored from what was persisted (rather than replayed).
     pub restored: bool,
-    /// Whether it was replayed from zero and not persisted since: the next persist writes every
-    /// stream and replaces whatever is persisted.
+    /// Whether the next persist writes every stream as a new snapshot, replacing whatever is
+    /// persisted: the state was replayed from zero and not persisted since, or the overlay over
+    /// the snapshot grew past half of it (see [`needs_snapshot`]).
     whole: bool,
+    /// What the persisted projection is made of: the parts in its snapshot, and the parts written
+    /// over it since (counted each time they are written).
+    shape: chronicle_store::ProjectionShape,
 }
+
+/// Whether a persisted projection of this shape is better written anew as one snapshot: once the
+/// overlay holds more than half as many parts as the snapshot (and a few thousand at least), a
+/// load reads more from sled than from the file. Writing the snapshot costs about as much as
+/// writing each stream once, so the overlay's writes pay for it at least twice over.
+fn needs_snapshot(shape: &chronicle_store::ProjectionShape) -> bool {
+    shape.overlay > (shape.snapshot_parts / 2).max(SNAPSHOT_AFTER_MIN)
+}
+
+/// Fewest overlay parts that make a persist write a new snapshot (see [`needs_snapshot`]).
+const SNAPSHOT_AFTER_MIN: u64 = 4096;
 
 /// How long each phase of a rebuild took.
 #[derive(Debug, Clone, Copy, Default)]
@@ -241,10 +256,24 @@ pub struct RebuildPhases {
     pub replay: std::time::Duration,
     /// Serializing, sealing and writing every stream's projection.
     pub persisting: std::time::Duration,
-    /// Of which writing to the store (while the next batch is being sealed).
+    /// Of which serializing the parts.
+    pub serializing: std::time::Duration,
+    /// Of which sealing them.
+    pub sealing: std::time::Duration,
+    /// Of which writing to the store (while the next batch is being serialized and sealed).
     pub writing: std::time::Duration,
     /// Reopening the store's sled afterwards (see `Store::settle_if_due`), if that was due.
     pub settling: std::time::Duration,
+}
+
+/// After a rebuild: removing what earlier persisted projections left (see
+/// [`Records::sweep_persisted`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Swept {
+    /// Keys removed.
+    pub keys: usize,
+    /// How long it took.
+    pub took: std::time::Duration,
 }
 
 /// The records service over a store.
@@ -381,9 +410,16 @@ impl Records {
     pub fn open(store: Store) -> Result<Records, ServiceError> {
         let loaded = crate::persist::load(&store);
         let restored = loaded.is_some();
-        let (state, next) = loaded.unwrap_or_default();
-        let projection =
-            Projection { state, next, dirty: BTreeSet::new(), persisted: next, restored, whole: !restored };
+        let (state, next, shape) = loaded.unwrap_or_default();
+        let projection = Projection {
+            state,
+            next,
+            dirty: BTreeSet::new(),
+            persisted: next,
+            restored,
+            whole: !restored || needs_snapshot(&shape),
+            shape,
+        };
         let r = Records::over(store, projection);
         r.catch_up()?;
         // An order recorded just before a crash is carried out now.
@@ -414,6 +450,7 @@ impl Records {
             persisted: 0,
             restored: false,
             whole: true,
+            shape: Default::default(),
         };
         let r = Records::over(store, projection);
         // Every stream is persisted once, after the replay and its timing.
@@ -426,8 +463,29 @@ impl Records {
         phases.bytes = saved.bytes;
         phases.persisting = saved.took;
         phases.writing = saved.writing;
+        phases.serializing = saved.serializing;
+        phases.sealing = saved.sealing;
         phases.settling = lap().saturating_sub(saved.took);
         Ok((r, phases))
+    }
+
+    /// Removes everything that earlier persisted projections left behind (a rebuild writes a new
+    /// snapshot and leaves the old overlay to be removed later: persists over the overlay remove
+    /// it a batch at a time, and `chronicle rebuild` calls this once the rebuilt projection is
+    /// in force).
+    pub fn sweep_persisted(&self) -> Result<Swept, ServiceError> {
+        let _one = self.persisting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let started = std::time::Instant::now();
+        let mut keys = 0;
+        loop {
+            let n = self.store.sweep_projection(chronicle_store::PROJECTION_BATCH)?;
+            keys += n;
+            if n < chronicle_store::PROJECTION_BATCH {
+                break;
+            }
+        }
+        self.store.settle_if_due()?;
+        Ok(Swept { keys, took: started.elapsed() })
     }
 
     /// Records an expungement order for a cycle (`kind` = `cycle`) or a subject's whole record
@@ -614,7 +672,12 @@ impl Records {
         {
             let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             p.persisted = next;
-            p.whole = false;
+            if saved.whole {
+                p.shape = chronicle_store::ProjectionShape { snapshot_parts: saved.written as u64, overlay: 0 };
+            } else {
+                p.shape.overlay += (saved.written + saved.removed) as u64;
+            }
+            p.whole = needs_snapshot(&p.shape);
         }
         drop(state);
         // Holding no lock that reads need, since sled's readers wait while it reopens.
@@ -673,7 +736,7 @@ impl Records {
     /// the last time, persists it.
     fn catch_up_holding(
         &self,
-        _one: std::sync::MutexGuard<'_, ()>,
+        one: std::sync::MutexGuard<'_, ()>,
         persist_when_due: bool,
     ) -> Result<u64, ServiceError> {
         let head = self.store.head().len;
@@ -712,6 +775,9 @@ impl Records {
         // Persist once the log is caught up, not page by page: replaying a long backlog would
         // otherwise spend its time re-sealing the same streams.
         if persist && persist_when_due {
+            // Catch-ups go on while it is written (a new snapshot takes seconds on a large
+            // ledger): what they apply is tracked as changed for the persist after.
+            drop(one);
             self.persist()?;
         }
         Ok(read)
@@ -1205,5 +1271,22 @@ impl Records {
                 }
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chronicle_store::ProjectionShape;
+
+    #[test]
+    fn a_new_snapshot_is_due_once_the_overlay_outgrows_half_of_the_snapshot() {
+        let shape = |snapshot_parts, overlay| ProjectionShape { snapshot_parts, overlay };
+        // Small projections: not before a few thousand parts are written over the snapshot.
+        assert!(!needs_snapshot(&shape(0, SNAPSHOT_AFTER_MIN)));
+        assert!(needs_snapshot(&shape(0, SNAPSHOT_AFTER_MIN + 1)));
+        // Large ones: once the overlay holds more than half as many parts as the snapshot.
+        assert!(!needs_snapshot(&shape(300_000, 150_000)));
+        assert!(needs_snapshot(&shape(300_000, 150_001)));
     }
 }

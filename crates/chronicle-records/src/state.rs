@@ -386,6 +386,20 @@ impl State {
             | RecordEvent::AccessDenied { subject: Some(subject), .. } => {
                 out.extend(parse_id(subject).map(|s| crate::model::access_stream(&s)))
             }
+            // Everything `forget` changes: the streams expunged (their parts go), a subject's
+            // access log, and the subjects that list an expunged cycle.
+            RecordEvent::ExpungementOrdered { streams, .. } => {
+                for s in streams.iter().filter_map(|s| parse_id(s)) {
+                    out.push(s);
+                    if self.subjects.contains_key(&s) {
+                        out.push(crate::model::access_stream(&s));
+                    }
+                    if let Some(c) = self.cycles.get(&s) {
+                        out.push(c.subject);
+                        out.extend(c.reassignments.iter().flat_map(|r| [r.from, r.to]));
+                    }
+                }
+            }
             _ => {}
         }
         out

@@ -14,8 +14,9 @@
 //! | `t` | chunk (u64 BE) | 64 Merkle stored hashes (see `tree`) |
 //! | `p` | tree size (u64 BE) | a signed checkpoint note |
 //! | `w` | tree size (u64 BE), witness name | a cosignature line |
-//! | `r` | stream id (16) | the stream's sealed part of the records projection |
-//! | `m` | `projection` | the log position the persisted projection reaches |
+//! | `r` | generation (u64 BE), stream id (16) | the stream's sealed part of the records projection, over that generation's snapshot file (see `projection`) |
+//! | `m` | `projection` | the log position the persisted projection reaches, and its generation |
+//! | `m` | `projection-snapshot` | the generation, length, part count and BLAKE3 of the snapshot file |
 //! | `m` | `head` | next position (u64 BE), last entry hash (32), last recorded time (i64 BE) |
 //! | `m` | `format` | the store format version (u8) |
 

@@ -17,6 +17,7 @@ mod durability;
 pub mod error;
 pub mod evidence;
 pub mod layout;
+pub mod projection;
 mod rekey;
 mod store;
 mod subscribe;
@@ -27,7 +28,8 @@ mod writer;
 pub use checkpoint::{CheckpointError, CheckpointPolicy};
 pub use error::{AppendError, OpenError, ReadError};
 pub use layout::Head;
-pub use store::{OpenedEntry, PROJECTION_BATCH, PersistedProjection, ProjectionWrite, Queued, Store, StorePaths};
+pub use projection::{PROJECTION_BATCH, PersistedProjection, ProjectionShape, ProjectionWrite};
+pub use store::{OpenedEntry, Queued, Store, StorePaths};
 pub use subscribe::Subscription;
 pub use verify::{Fault, Finding, Report, verify_log};
 

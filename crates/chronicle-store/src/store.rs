@@ -30,12 +30,14 @@ pub struct StorePaths {
     pub log: PathBuf,
     /// The key vault's directory.
     pub vault: PathBuf,
+    /// Where the persisted projection's snapshot files are.
+    pub projection: PathBuf,
 }
 
 impl StorePaths {
-    /// The standard layout: `D/log` and `D/vault`.
+    /// The standard layout: `D/log`, `D/vault` and `D/projection`.
     pub fn in_data_dir(data_dir: &Path) -> StorePaths {
-        StorePaths { log: data_dir.join("log"), vault: data_dir.join("vault") }
+        StorePaths { log: data_dir.join("log"), vault: data_dir.join("vault"), projection: data_dir.join("projection") }
     }
 }
 
@@ -68,6 +70,7 @@ impl Queued {
 pub(crate) struct Shared {
     pub(crate) db: DbCell,
     log_dir: PathBuf,
+    pub(crate) projection_dir: PathBuf,
     checkpoint_lock: Mutex<()>,
     last_checkpoint: Mutex<Option<std::time::Instant>>,
     pub(crate) vault: RwLock<Vault>,
@@ -186,6 +189,7 @@ impl Store {
         let shared = Arc::new(Shared {
             db: DbCell::new(db, &paths.log),
             log_dir: paths.log.clone(),
+            projection_dir: paths.projection.clone(),
             checkpoint_lock: Mutex::new(()),
             last_checkpoint: Mutex::new(None),
             vault: RwLock::new(vault),
@@ -408,121 +412,6 @@ impl Store {
         let ids = self.stream_key_ids(streams)?;
         let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
         Ok(ids.iter().all(|id| vault.is_destroyed(id)))
-    }
-
-    /// Replaces persisted projection blobs (sealed with [`Store::seal_for_streams`]) and the
-    /// position they reach. Derived data: not synced, a crash just means replaying more.
-    ///
-    /// Up to [`PROJECTION_BATCH`] changes are written atomically with the marker in one sled
-    /// batch. More go through [`Store::begin_projection_write`].
-    pub fn write_projection(
-        &self,
-        blobs: Vec<(StreamId, Vec<u8>)>,
-        removed: Vec<StreamId>,
-        next_position: u64,
-    ) -> Result<(), ReadError> {
-        if blobs.len() + removed.len() <= PROJECTION_BATCH {
-            let bytes: u64 = blobs.iter().map(|(_, b)| 17 + b.len() as u64).sum();
-            let mut batch = projection_batch(blobs, removed);
-            batch.insert(PROJECTION_MARKER, &next_position.to_be_bytes()[..]);
-            self.shared.db()?.apply_batch(batch)?;
-            // Counts towards the next reopen of sled; see [`Store::settle_if_due`].
-            self.shared.db.wrote(bytes);
-            return Ok(());
-        }
-        let mut w = self.begin_projection_write(false)?;
-        let mut blobs = blobs.into_iter().peekable();
-        let mut removed = removed.into_iter().peekable();
-        while blobs.peek().is_some() || removed.peek().is_some() {
-            let b: Vec<_> = blobs.by_ref().take(PROJECTION_BATCH).collect();
-            let r: Vec<_> = removed.by_ref().take(PROJECTION_BATCH - b.len()).collect();
-            w.write(b, r)?;
-        }
-        w.finish(next_position)
-    }
-
-    /// Starts a persist of more than one batch of projection parts: removes the marker, so that
-    /// until [`ProjectionWrite::finish`] writes it again no projection is persisted at all and an
-    /// open in between replays the log, never loads a mix of two positions.
-    ///
-    /// sled applies a batch one key at a time under its write lock, and one batch of hundreds of
-    /// thousands of blobs costs far more per blob than batches of a few thousand: the parts go in
-    /// batches of at most [`PROJECTION_BATCH`], written as the caller seals them.
-    ///
-    /// With `whole`, the parts written are the whole projection: `finish` removes every other
-    /// part persisted (a rebuild overwrites the old projection rather than dropping it first).
-    pub fn begin_projection_write(&self, whole: bool) -> Result<ProjectionWrite<'_>, ReadError> {
-        self.shared.db()?.remove(PROJECTION_MARKER)?;
-        Ok(ProjectionWrite { store: self, whole, kept: std::collections::HashSet::new() })
-    }
-
-    /// The persisted projection: the position it reaches and every blob.
-    pub fn read_projection(&self) -> Result<Option<PersistedProjection>, ReadError> {
-        let Some(next) = self.projection_marker()? else { return Ok(None) };
-        let mut blobs = Vec::new();
-        loop {
-            let page = self.read_projection_page(blobs.last().map(|(s, _)| s), 4096)?;
-            if page.is_empty() {
-                return Ok(Some((next, blobs)));
-            }
-            blobs.extend(page);
-        }
-    }
-
-    /// The log position the persisted projection reaches, if one is persisted.
-    pub fn projection_marker(&self) -> Result<Option<u64>, ReadError> {
-        let Some(m) = self.shared.db()?.get(PROJECTION_MARKER)? else { return Ok(None) };
-        let next = u64::from_be_bytes(
-            m.as_ref().try_into().map_err(|_| ReadError::Storage("malformed projection marker".into()))?,
-        );
-        Ok(Some(next))
-    }
-
-    /// Up to `limit` persisted projection blobs, in stream id order, of the streams after `after`
-    /// (from the first if `None`).
-    pub fn read_projection_page(
-        &self,
-        after: Option<&StreamId>,
-        limit: usize,
-    ) -> Result<Vec<(StreamId, Vec<u8>)>, ReadError> {
-        let db = self.shared.db()?;
-        let range = match after {
-            None => db.range(projection_key(&StreamId([0; 16]))..),
-            Some(s) => {
-                let mut from = projection_key(s).to_vec();
-                from.push(0);
-                db.range(from..)
-            }
-        };
-        let mut out = Vec::new();
-        for kv in range {
-            let (k, v) = kv?;
-            if k.first() != Some(&PROJECTION) || out.len() >= limit {
-                break;
-            }
-            let id: [u8; 16] = k[1..].try_into().map_err(|_| ReadError::Storage("malformed projection key".into()))?;
-            out.push((StreamId(id), v.to_vec()));
-        }
-        Ok(out)
-    }
-
-    /// Drops the persisted projection (the next open replays the whole log): the marker first,
-    /// then the blobs, [`PROJECTION_BATCH`] at a time (see [`Store::begin_projection_write`]).
-    pub fn clear_projection(&self) -> Result<(), ReadError> {
-        let db = self.shared.db()?;
-        db.remove(PROJECTION_MARKER)?;
-        loop {
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for k in db.scan_prefix([PROJECTION]).keys().take(PROJECTION_BATCH) {
-                batch.remove(k?);
-                n += 1;
-            }
-            if n == 0 {
-                return Ok(());
-            }
-            db.apply_batch(batch)?;
-        }
     }
 
     /// The committed head: every entry below `len` is durable.
@@ -808,89 +697,11 @@ impl Store {
     }
 }
 
-/// A persist of projection parts in several batches, from [`Store::begin_projection_write`].
-pub struct ProjectionWrite<'s> {
-    store: &'s Store,
-    whole: bool,
-    /// With `whole`: the streams written so far, which `finish` keeps.
-    kept: std::collections::HashSet<StreamId>,
-}
-
-impl ProjectionWrite<'_> {
-    /// Writes one batch (at most [`PROJECTION_BATCH`] changes, or the call is refused): the
-    /// sealed parts of `blobs`, and the removal of the parts of `removed`.
-    pub fn write(&mut self, blobs: Vec<(StreamId, Vec<u8>)>, removed: Vec<StreamId>) -> Result<(), ReadError> {
-        if blobs.len() + removed.len() > PROJECTION_BATCH {
-            return Err(ReadError::Storage(format!(
-                "{} projection changes in one batch, more than {PROJECTION_BATCH}",
-                blobs.len() + removed.len()
-            )));
-        }
-        let bytes: u64 = blobs.iter().map(|(_, b)| 17 + b.len() as u64).sum();
-        if self.whole {
-            self.kept.extend(blobs.iter().map(|(s, _)| *s));
-        }
-        self.store.shared.db()?.apply_batch(projection_batch(blobs, removed))?;
-        self.store.shared.db.wrote(bytes);
-        Ok(())
-    }
-
-    /// Writes the marker: the position the parts reach. With `whole`, first removes every part
-    /// persisted that this write did not write.
-    pub fn finish(self, next_position: u64) -> Result<(), ReadError> {
-        let db = self.store.shared.db()?;
-        if self.whole {
-            let mut stale = Vec::new();
-            for k in db.scan_prefix([PROJECTION]).keys() {
-                let k = k?;
-                // A key of another shape (damage) is no part of this projection either.
-                let kept = <[u8; 16]>::try_from(&k[1..]).is_ok_and(|id| self.kept.contains(&StreamId(id)));
-                if !kept {
-                    stale.push(k);
-                }
-            }
-            for chunk in stale.chunks(PROJECTION_BATCH) {
-                let mut batch = sled::Batch::default();
-                for k in chunk {
-                    batch.remove(k.clone());
-                }
-                db.apply_batch(batch)?;
-            }
-        }
-        db.insert(PROJECTION_MARKER, &next_position.to_be_bytes()[..])?;
-        Ok(())
-    }
-}
-
-fn projection_batch(blobs: Vec<(StreamId, Vec<u8>)>, removed: Vec<StreamId>) -> sled::Batch {
-    let mut batch = sled::Batch::default();
-    for (s, b) in blobs {
-        batch.insert(&projection_key(&s)[..], b);
-    }
-    for s in removed {
-        batch.remove(&projection_key(&s)[..]);
-    }
-    batch
-}
-
 /// An entry with its payload opened, or the reason it could not be.
 pub type OpenedEntry = (Entry, Result<Zeroizing<Vec<u8>>, ReadError>);
 
-/// A persisted projection: the log position it reaches, and one sealed blob per stream.
-pub type PersistedProjection = (u64, Vec<(StreamId, Vec<u8>)>);
-
-const PROJECTION: u8 = b'r';
-/// Most projection blobs written or removed in one sled batch.
-pub const PROJECTION_BATCH: usize = 8192;
-const PROJECTION_MARKER: &[u8] = b"mprojection";
-/// Associated data of a sealed projection blob: this, then the stream id.
+/// Associated data of a sealed projection part: this, then the stream id.
 const PROJECTION_AAD: &[u8] = b"chronicle.projection.v1\n";
-
-fn projection_key(s: &StreamId) -> [u8; 17] {
-    let mut k = [PROJECTION; 17];
-    k[1..].copy_from_slice(&s.0);
-    k
-}
 
 fn check_page(limit: usize) -> Result<(), ReadError> {
     if limit > READ_PAGE_ENTRIES_MAX {
