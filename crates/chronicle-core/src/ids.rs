@@ -65,7 +65,10 @@ impl fmt::Display for StreamId {
 
 impl serde::Serialize for StreamId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        // On the stack: projections and events hold many ids, each serialized often.
+        let mut hex = [0u8; 32];
+        hex::encode_to_slice(self.0, &mut hex).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?)
     }
 }
 

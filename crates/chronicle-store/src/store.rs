@@ -311,11 +311,18 @@ impl Store {
     /// Seals derived data (each part the projection of one stream) under each stream's current
     /// data key, so that it becomes unreadable together with the stream's entries when the key is
     /// destroyed. The parts come in stream id order: their keys are found by one sequential scan
-    /// rather than one lookup each, and the sealing runs on all cores.
+    /// rather than one lookup each ([`Store::stream_keys`]), and the sealing runs on all cores.
     pub fn seal_for_streams(&self, parts: Vec<(StreamId, Vec<u8>)>) -> Result<Vec<(StreamId, Vec<u8>)>, ReadError> {
-        use rayon::prelude::*;
-        let (Some((first, _)), Some((last, _))) = (parts.first(), parts.last()) else { return Ok(Vec::new()) };
-        if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+        let streams: Vec<StreamId> = parts.iter().map(|(s, _)| *s).collect();
+        let keys = self.stream_keys(&streams)?;
+        self.seal_under(parts.into_iter().zip(keys).map(|((s, p), k)| (s, k, p)).collect())
+    }
+
+    /// The current data key of each of `streams` (in strictly increasing order), by one
+    /// sequential scan; `None` for a stream bound to no key.
+    pub fn stream_keys(&self, streams: &[StreamId]) -> Result<Vec<Option<chronicle_core::DataKeyId>>, ReadError> {
+        let (Some(first), Some(last)) = (streams.first(), streams.last()) else { return Ok(Vec::new()) };
+        if streams.windows(2).any(|w| w[0] >= w[1]) {
             return Err(ReadError::Storage("projection parts out of stream id order".into()));
         }
         let bound: Vec<(sled::IVec, sled::IVec)> = self
@@ -323,33 +330,42 @@ impl Store {
             .db()?
             .range(layout::stream_data_key(first)..=layout::stream_data_key(last))
             .collect::<Result<_, _>>()?;
-        let mut ids = Vec::with_capacity(parts.len());
+        let mut ids = Vec::with_capacity(streams.len());
         let mut j = 0;
-        for (s, _) in &parts {
+        for s in streams {
             let want = layout::stream_data_key(s);
             while j < bound.len() && bound[j].0.as_ref() < &want[..] {
                 j += 1;
             }
-            let (_, v) = bound
-                .get(j)
-                .filter(|(k, _)| k.as_ref() == &want[..])
-                .ok_or(ReadError::Payload { position: u64::MAX, source: chronicle_core::SealError::KeyUnknown })?;
-            let id: [u8; 16] =
-                v.as_ref().try_into().map_err(|_| ReadError::Storage("malformed stream key binding".into()))?;
-            ids.push(chronicle_core::DataKeyId(id));
+            let id = match bound.get(j).filter(|(k, _)| k.as_ref() == &want[..]) {
+                Some((_, v)) => Some(chronicle_core::DataKeyId(
+                    v.as_ref().try_into().map_err(|_| ReadError::Storage("malformed stream key binding".into()))?,
+                )),
+                None => None,
+            };
+            ids.push(id);
         }
+        Ok(ids)
+    }
+
+    /// [`Store::seal_for_streams`] with each part's key already found ([`Store::stream_keys`]):
+    /// a part with no key is refused.
+    pub fn seal_under(
+        &self,
+        parts: Vec<(StreamId, Option<chronicle_core::DataKeyId>, Vec<u8>)>,
+    ) -> Result<Vec<(StreamId, Vec<u8>)>, ReadError> {
+        use rayon::prelude::*;
         let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
         parts
             .into_par_iter()
-            .zip(ids)
-            .map(|((stream, plaintext), id)| {
+            .map(|(stream, id, plaintext)| {
+                let id =
+                    id.ok_or(ReadError::Payload { position: u64::MAX, source: chronicle_core::SealError::KeyUnknown })?;
                 let key = vault.key(&id).map_err(|source| ReadError::Payload { position: u64::MAX, source })?;
-                let mut out = id.0.to_vec();
-                out.extend_from_slice(&chronicle_core::payload::aead_seal(
-                    key,
-                    &[PROJECTION_AAD, &stream.0],
-                    &plaintext,
-                ));
+                let sealed = chronicle_core::payload::aead_seal(key, &[PROJECTION_AAD, &stream.0], &plaintext);
+                let mut out = Vec::with_capacity(16 + sealed.len());
+                out.extend_from_slice(&id.0);
+                out.extend_from_slice(&sealed);
                 Ok((stream, out))
             })
             .collect()
