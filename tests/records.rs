@@ -535,3 +535,37 @@ fn a_persist_that_fails_keeps_its_changes_for_the_next_one() {
     assert!(matches!(b.records.persist(), Err(ServiceError::Persist(_))), "the change was kept for the next persist");
     assert_eq!(b.ledger.store.projection_marker().unwrap(), marker);
 }
+
+#[test]
+fn parts_persisted_over_the_snapshot_are_folded_into_a_new_one_once_they_outgrow_it() {
+    let b = Bureau::new();
+    let store = b.ledger.store.clone();
+    b.records.set_snapshot_after(6);
+    // The service's first persist writes a snapshot (its projection was replayed from zero).
+    b.enroll("SID-1", "FIRST", "ANNA", "1970-01-01");
+    b.records.persist().unwrap();
+    let first = store.projection_shape().unwrap();
+    assert!(first.snapshot_parts > 0 && first.overlay == 0, "{first:?}");
+    // Later persists go over it, until more than six parts were written there.
+    let mut shapes = Vec::new();
+    for i in 0..9 {
+        b.enroll(&format!("SID-N{i}"), "NEXT", "BORIS", "1971-01-01");
+        b.records.persist().unwrap();
+        shapes.push(store.projection_shape().unwrap());
+    }
+    let overlays: Vec<u64> = shapes.iter().map(|s| s.overlay).collect();
+    assert!(overlays[0] > 0, "persists over the snapshot: {shapes:?}");
+    let folded =
+        shapes.iter().position(|s| s.overlay == 0).unwrap_or_else(|| panic!("no new snapshot: {first:?} {shapes:?}"));
+    assert!(overlays[..folded].windows(2).all(|w| w[0] < w[1]), "the overlay grew until then: {shapes:?}");
+    assert!(shapes[folded].snapshot_parts > first.snapshot_parts, "{shapes:?}");
+    // One snapshot file, the earlier overlay swept by the persists after it, and it loads.
+    let files = std::fs::read_dir(b.ledger.dir.store_paths().projection).unwrap().count();
+    assert_eq!(files, 1);
+    b.enroll("SID-LAST", "LAST", "CARL", "1972-01-01");
+    b.records.persist().unwrap();
+    assert_eq!(store.sweep_projection(usize::MAX).unwrap(), 0, "nothing of an earlier generation is left");
+    let reopened = chronicle_records::Records::open(store).unwrap();
+    assert!(reopened.projection().restored);
+    assert!(reopened.projection().state == b.records.projection().state);
+}

@@ -236,12 +236,13 @@ pub struct Projection {
 /// overlay holds more than half as many parts as the snapshot (and a few thousand at least), a
 /// load reads more from sled than from the file. Writing the snapshot costs about as much as
 /// writing each stream once, so the overlay's writes pay for it at least twice over.
-fn needs_snapshot(shape: &chronicle_store::ProjectionShape) -> bool {
-    shape.overlay > (shape.snapshot_parts / 2).max(SNAPSHOT_AFTER_MIN)
+fn needs_snapshot(shape: &chronicle_store::ProjectionShape, min: u64) -> bool {
+    shape.overlay > (shape.snapshot_parts / 2).max(min)
 }
 
-/// Fewest overlay parts that make a persist write a new snapshot (see [`needs_snapshot`]).
-const SNAPSHOT_AFTER_MIN: u64 = 4096;
+/// Fewest overlay parts that make a persist write a new snapshot, unless set otherwise (see
+/// [`needs_snapshot`] and [`Records::set_snapshot_after`]).
+pub const SNAPSHOT_AFTER_MIN: u64 = 4096;
 
 /// How long each phase of a rebuild took.
 #[derive(Debug, Clone, Copy, Default)]
@@ -286,6 +287,8 @@ pub struct Records {
     unique: Mutex<()>,
     catching_up: Mutex<()>,
     persisting: Mutex<()>,
+    /// Fewest parts written over the persisted snapshot that make the next persist write a new one.
+    snapshot_after: std::sync::atomic::AtomicU64,
 }
 
 /// The answer to a background check.
@@ -403,6 +406,7 @@ impl Records {
             catching_up: Mutex::new(()),
             persisting: Mutex::new(()),
             ledger: std::sync::OnceLock::new(),
+            snapshot_after: std::sync::atomic::AtomicU64::new(SNAPSHOT_AFTER_MIN),
         }
     }
 
@@ -417,7 +421,7 @@ impl Records {
             dirty: BTreeSet::new(),
             persisted: next,
             restored,
-            whole: !restored || needs_snapshot(&shape),
+            whole: !restored || needs_snapshot(&shape, SNAPSHOT_AFTER_MIN),
             shape,
         };
         let r = Records::over(store, projection);
@@ -467,6 +471,15 @@ impl Records {
         phases.sealing = saved.sealing;
         phases.settling = lap().saturating_sub(saved.took);
         Ok((r, phases))
+    }
+
+    /// Sets how many parts written over the persisted snapshot (at least) make the next persist
+    /// write a new snapshot; by default [`SNAPSHOT_AFTER_MIN`]. A new snapshot is also due once
+    /// they are more than half as many as the snapshot's parts.
+    pub fn set_snapshot_after(&self, min: u64) {
+        self.snapshot_after.store(min, std::sync::atomic::Ordering::Relaxed);
+        let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        p.whole = p.whole || needs_snapshot(&p.shape, min);
     }
 
     /// Removes everything that earlier persisted projections left behind (a rebuild writes a new
@@ -677,7 +690,7 @@ impl Records {
             } else {
                 p.shape.overlay += (saved.written + saved.removed) as u64;
             }
-            p.whole = needs_snapshot(&p.shape);
+            p.whole = needs_snapshot(&p.shape, self.snapshot_after.load(std::sync::atomic::Ordering::Relaxed));
         }
         drop(state);
         // Holding no lock that reads need, since sled's readers wait while it reopens.
@@ -1283,10 +1296,10 @@ mod tests {
     fn a_new_snapshot_is_due_once_the_overlay_outgrows_half_of_the_snapshot() {
         let shape = |snapshot_parts, overlay| ProjectionShape { snapshot_parts, overlay };
         // Small projections: not before a few thousand parts are written over the snapshot.
-        assert!(!needs_snapshot(&shape(0, SNAPSHOT_AFTER_MIN)));
-        assert!(needs_snapshot(&shape(0, SNAPSHOT_AFTER_MIN + 1)));
+        assert!(!needs_snapshot(&shape(0, SNAPSHOT_AFTER_MIN), SNAPSHOT_AFTER_MIN));
+        assert!(needs_snapshot(&shape(0, SNAPSHOT_AFTER_MIN + 1), SNAPSHOT_AFTER_MIN));
         // Large ones: once the overlay holds more than half as many parts as the snapshot.
-        assert!(!needs_snapshot(&shape(300_000, 150_000)));
-        assert!(needs_snapshot(&shape(300_000, 150_001)));
+        assert!(!needs_snapshot(&shape(300_000, 150_000), SNAPSHOT_AFTER_MIN));
+        assert!(needs_snapshot(&shape(300_000, 150_001), SNAPSHOT_AFTER_MIN));
     }
 }
