@@ -540,3 +540,34 @@ fn projection_parts_are_sealed_many_at_once_under_each_streams_own_key() {
     unknown.push((StreamId([0xff; 16]), b"x".to_vec()));
     assert!(l.store.seal_for_streams(unknown).is_err());
 }
+
+#[test]
+fn a_damaged_snapshot_record_is_refused_and_the_next_snapshot_starts_over() {
+    let l = Ledger::new();
+    let parts: Parts = {
+        let mut v: Vec<_> = (0..20u32).map(|i| (StreamId::random(), i.to_be_bytes().to_vec())).collect();
+        v.sort();
+        v
+    };
+    let mut w = l.store.begin_projection_write(true).unwrap();
+    w.write(parts.clone(), vec![]).unwrap();
+    w.finish(5).unwrap();
+    l.store.write_projection(vec![(parts[0].0, b"over".to_vec())], vec![], 6).unwrap();
+    let (_tmp, dir) = l.close();
+    {
+        let raw = common::raw_db(&dir.log_dir());
+        raw.insert(b"mprojection-snapshot", &b"short"[..]).unwrap();
+        raw.flush().unwrap();
+    }
+    let store = dir.open().unwrap();
+    assert!(store.read_projection().is_err(), "a malformed snapshot record is an error");
+    assert!(store.write_projection(vec![], vec![], 7).is_err(), "and so is a persist over it");
+    // A new snapshot drops everything persisted (it cannot tell which generations exist) and
+    // starts again from the first.
+    let mut w = store.begin_projection_write(true).unwrap();
+    w.write(parts[..3].to_vec(), vec![]).unwrap();
+    w.finish(8).unwrap();
+    assert_eq!(persisted(&store), Some((8, parts[..3].to_vec())));
+    assert_eq!(snapshot_files(&dir), vec!["0000000000000001.snap".to_string()]);
+    assert_eq!(store.sweep_projection(usize::MAX).unwrap(), 0, "no overlay key was left behind");
+}

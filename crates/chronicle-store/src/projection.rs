@@ -8,7 +8,7 @@
 //! - A **snapshot** is every part of a projection replayed from zero, written once, in stream id
 //!   order, to one file `projection/<generation>.snap` beside the log. Writing 250 MB to a file
 //!   sequentially takes a fraction of a second; the same parts as sled keys took seconds.
-//! - The **overlay** holds what persists after it write: sled keys `r ‖ generation ‖ stream id`,
+//! - The **overlay** holds what the persists after it write: sled keys `r ‖ generation ‖ stream id`,
 //!   each the stream's newer part, or empty when the stream has no part any more (an expunged
 //!   subject or case: its part in the snapshot is then never opened).
 //! - The **marker** `mprojection` = `next position ‖ generation` says which generation is the
@@ -197,12 +197,23 @@ impl Store {
     /// new snapshot file, and the projection persisted before stays whole and in force until
     /// `finish` switches the marker over to the new one.
     pub fn begin_projection_write(&self, whole: bool) -> Result<ProjectionWrite<'_>, ReadError> {
-        let generation = self.snapshot()?.generation;
         if !whole {
+            let generation = self.snapshot()?.generation;
             self.shared.db()?.remove(MARKER)?;
             return Ok(ProjectionWrite { store: self, generation, file: None });
         }
-        let generation = generation + 1;
+        let generation = match self.snapshot() {
+            Ok(s) => s.generation,
+            // A damaged record cannot say which generations exist: everything persisted is
+            // dropped, and the new snapshot starts them again.
+            Err(_) => {
+                self.clear_projection()?;
+                0
+            }
+        };
+        let generation = generation
+            .checked_add(1)
+            .ok_or_else(|| damaged("no generation is left after the snapshot record's".into()))?;
         let dir = self.projection_dir();
         std::fs::create_dir_all(dir).map_err(storage("creating the projection directory"))?;
         let path = dir.join(format!("{generation:016x}.snap.partial"));
@@ -319,7 +330,9 @@ impl Store {
 
     /// Removes up to `limit` leftovers of earlier generations (overlay keys, and keys in the
     /// overlay's space of no valid shape), and snapshot files other than the current one.
-    /// Returns how many keys were removed; fewer than `limit` means none are left.
+    /// Returns how many keys were removed; fewer than `limit` means none are left. Not to be
+    /// called while a whole write is under way (it would remove its unfinished file): the
+    /// records service runs both under one lock.
     pub fn sweep_projection(&self, limit: usize) -> Result<usize, ReadError> {
         let generation = self.snapshot()?.generation;
         let live = overlay_prefix(generation);
@@ -346,16 +359,18 @@ impl Store {
             db.apply_batch(batch)?;
         }
         drop(db);
-        self.remove_other_snapshots(generation)?;
+        self.remove_other_snapshots(Some(generation))?;
         Ok(removed)
     }
 
-    fn remove_other_snapshots(&self, generation: u64) -> Result<(), ReadError> {
+    /// Removes every file of the projection directory but `keep`'s snapshot (all with `None`):
+    /// earlier snapshots, and unfinished ones.
+    fn remove_other_snapshots(&self, keep: Option<u64>) -> Result<(), ReadError> {
         let Ok(entries) = std::fs::read_dir(self.projection_dir()) else { return Ok(()) };
-        let keep = format!("{generation:016x}.snap");
+        let keep = keep.map(|g| format!("{g:016x}.snap"));
         for e in entries {
             let e = e.map_err(storage("listing the projection directory"))?;
-            if e.file_name().to_str() != Some(keep.as_str()) {
+            if e.file_name().to_str() != keep.as_deref() {
                 std::fs::remove_file(e.path()).map_err(storage("removing an old projection snapshot"))?;
             }
         }
@@ -369,7 +384,7 @@ impl Store {
         db.remove(MARKER)?;
         db.remove(SNAPSHOT)?;
         drop(db);
-        self.remove_other_snapshots(u64::MAX)?;
+        self.remove_other_snapshots(None)?;
         let db = self.shared.db()?;
         loop {
             let mut batch = sled::Batch::default();
@@ -482,7 +497,7 @@ impl ProjectionWrite<'_> {
         // The marker must be durable before the earlier snapshot goes: until then, a crash
         // comes back to the earlier marker, which names that file.
         self.store.shared.db()?.flush()?;
-        self.store.remove_other_snapshots(self.generation)
+        self.store.remove_other_snapshots(Some(self.generation))
     }
 }
 
