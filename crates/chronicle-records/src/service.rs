@@ -230,6 +230,9 @@ pub struct Projection {
     /// What the persisted projection is made of: the parts in its snapshot, and the parts written
     /// over it since (counted each time they are written).
     shape: chronicle_store::ProjectionShape,
+    /// Whether a persist is writing a snapshot of the state taken earlier: what is applied
+    /// meanwhile is not in it, and must be tracked as changed even if the next persist is whole.
+    saving: bool,
 }
 
 /// Whether a persisted projection of this shape is better written anew as one snapshot: once the
@@ -423,6 +426,7 @@ impl Records {
             restored,
             whole: !restored || needs_snapshot(&shape, SNAPSHOT_AFTER_MIN),
             shape,
+            saving: false,
         };
         let r = Records::over(store, projection);
         r.catch_up()?;
@@ -455,6 +459,7 @@ impl Records {
             restored: false,
             whole: true,
             shape: Default::default(),
+            saving: false,
         };
         let r = Records::over(store, projection);
         // Every stream is persisted once, after the replay and its timing.
@@ -673,17 +678,21 @@ impl Records {
         let _one = self.persisting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (state, dirty, next, whole) = {
             let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            p.saving = true;
             (p.state.clone(), std::mem::take(&mut p.dirty), p.next, p.whole)
         };
         let saved = match crate::persist::save(&self.store, &state, &dirty, next, whole) {
             Ok(saved) => saved,
             Err(e) => {
-                self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner).dirty.extend(dirty);
+                let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                p.dirty.extend(dirty);
+                p.saving = false;
                 return Err(ServiceError::Persist(e));
             }
         };
         {
             let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            p.saving = false;
             p.persisted = next;
             if saved.whole {
                 p.shape = chronicle_store::ProjectionShape { snapshot_parts: saved.written as u64, overlay: 0 };
@@ -766,10 +775,12 @@ impl Records {
             let after = next + current.len() as u64;
             let apply = |current: Vec<Decoded>| {
                 let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let Projection { state, dirty, .. } = &mut *p;
-                // Tracked even when the next persist is whole: entries applied while that persist
-                // runs are not in its snapshot, and must be in the one after.
-                apply_all(state, current, Some(dirty));
+                let Projection { state, dirty, whole, saving, .. } = &mut *p;
+                // When the next persist writes every stream, what changed need not be tracked
+                // (a rebuild's replay skips a set insert per entry), unless a persist is under
+                // way: what is applied meanwhile is not in its snapshot, and must be in the next.
+                let track = !*whole || *saving;
+                apply_all(state, current, track.then_some(dirty));
                 p.next = after;
                 p.next - p.persisted >= PERSIST_EVERY
             };
