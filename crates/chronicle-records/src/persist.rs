@@ -10,6 +10,10 @@
 //! key in what is persisted. The lookup indexes (SID, FBI number, name and date of birth, docket)
 //! are never persisted; they are rebuilt in memory from the opened parts.
 //!
+//! Parts are MessagePack with field names (`rmp-serde`): self-describing like JSON, so optional
+//! and defaulted fields keep working, and at 1.15M entries a fifth smaller than JSON, a fifth
+//! faster to write and a tenth faster to load (BENCHMARKS.md).
+//!
 //! Loading is all or nothing: if any part cannot be opened or parsed (a destroyed key, a re-keyed
 //! stream, a damaged blob), the service replays the log from zero instead, which is always right.
 
@@ -120,7 +124,7 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
         let json = part.map(|p| {
             // Most parts are under a kilobyte: one allocation rather than a few doublings.
             let mut out = Vec::with_capacity(1024);
-            serde_json::to_writer(&mut out, &p).map(|()| out).map_err(|e| format!("projection of {s}: {e}"))
+            rmp_serde::encode::write_named(&mut out, &p).map(|()| out).map_err(|e| format!("projection of {s}: {e}"))
         });
         Ok((*s, json.transpose()?))
     };
@@ -212,7 +216,7 @@ pub fn load(store: &Store) -> Option<(State, u64, ProjectionShape)> {
         .par_iter()
         .map(|(s, blob)| {
             let plain = store.open_for_stream(s, blob).ok()?;
-            serde_json::from_slice::<Part>(&plain).ok().map(|p| (*s, p))
+            rmp_serde::from_slice::<Part>(&plain).ok().map(|p| (*s, p))
         })
         .collect::<Option<_>>()?;
     // The blobs come in stream id order, so each map is built from sorted input in one pass

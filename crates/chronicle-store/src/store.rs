@@ -717,7 +717,7 @@ impl Store {
 pub type OpenedEntry = (Entry, Result<Zeroizing<Vec<u8>>, ReadError>);
 
 /// Associated data of a sealed projection part: this, then the stream id.
-const PROJECTION_AAD: &[u8] = b"chronicle.projection.v1\n";
+const PROJECTION_AAD: &[u8] = b"chronicle.projection.v2\n";
 
 fn check_page(limit: usize) -> Result<(), ReadError> {
     if limit > READ_PAGE_ENTRIES_MAX {
