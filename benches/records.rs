@@ -333,7 +333,9 @@ fn measure(dir: chronicle::datadir::DataDir, rounds: usize, store: Option<Store>
         100.0 * sealed as f64 / n_cycles as f64
     );
     println!("{:<40} {:>14}", "measure", "value");
-    println!("{:<40} {:>14.0}", "rebuild from zero (entries/s)", common::median(rates));
+    let each = |r: &[f64]| r.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ");
+    println!("  rebuild rounds (entries/s): {}; open with no projection: {}", each(&rates), each(&replay_rates));
+    println!("{:<40} {:>14.0}", "rebuild from zero (entries/s)", common::median(rates.clone()));
     println!("{:<40} {:>14.0}", "  open with no persisted projection (entries/s)", common::median(replay_rates));
     println!("{:<40} {:>14.1}", "rap-sheet read p50 (µs)", common::percentile(&lat, 0.5));
     println!("{:<40} {:>14.1}", "rap-sheet read p99 (µs)", common::percentile(&lat, 0.99));
