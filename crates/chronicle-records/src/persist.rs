@@ -74,8 +74,6 @@ pub struct Saved {
     pub removed: usize,
     /// Whether this was a whole save (a new snapshot).
     pub whole: bool,
-    /// Leftovers of earlier snapshots removed after the save.
-    pub swept: usize,
 }
 
 /// Writes the parts of `dirty` streams and the position the state reaches.
@@ -121,12 +119,12 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
         } else {
             None
         };
-        let json = part.map(|p| {
+        let encoded = part.map(|p| {
             // Most parts are under a kilobyte: one allocation rather than a few doublings.
             let mut out = Vec::with_capacity(1024);
             rmp_serde::encode::write_named(&mut out, &p).map(|()| out).map_err(|e| format!("projection of {s}: {e}"))
         });
-        Ok((*s, json.transpose()?))
+        Ok((*s, encoded.transpose()?))
     };
     // Serializes a batch of streams on all cores, then seals the parts (streams with nothing to
     // persist have their part removed).
@@ -141,8 +139,8 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
         let (keys, serialized) = (keys.map_err(|e| e.to_string())?, serialized?);
         let serializing = t.elapsed();
         let (mut plain, mut removed) = (Vec::new(), Vec::new());
-        for ((s, json), key) in serialized.into_iter().zip(keys) {
-            match json {
+        for ((s, encoded), key) in serialized.into_iter().zip(keys) {
+            match encoded {
                 Some(j) => plain.push((s, key, j)),
                 None => removed.push(s),
             }
@@ -197,7 +195,7 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
     if !whole {
         // A batch of what earlier snapshots left behind goes with each persist over the overlay
         // (a rebuild's caller sweeps the rest at once).
-        saved.swept = store.sweep_projection(PROJECTION_BATCH).map_err(|e| e.to_string())?;
+        store.sweep_projection(PROJECTION_BATCH).map_err(|e| e.to_string())?;
     }
     saved.took = started.elapsed();
     Ok(saved)
