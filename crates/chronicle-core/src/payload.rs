@@ -106,15 +106,40 @@ pub fn aead_open(key: &SymmetricKey, aad: &[&[u8]], sealed: &[u8]) -> Result<Zer
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(SealError::Short { len: sealed.len() });
     }
-    let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    let mut n = [0u8; NONCE_LEN];
-    n.copy_from_slice(nonce);
-    let aad = aad.concat();
-    let (cipher, n) = key.xchacha(&n);
-    let mut buf = Zeroizing::new(ct.to_vec());
-    let len = cipher.open_in_place(n, Aad::from(&aad[..]), &mut buf).map_err(|_| SealError::Unauthentic)?.len();
+    let mut buf = Zeroizing::new(sealed[NONCE_LEN..].to_vec());
+    let len = aead_open_in_place(key, aad, sealed[..NONCE_LEN].try_into().expect("split at the nonce"), &mut buf)?;
     buf.truncate(len);
     Ok(buf)
+}
+
+/// Decrypts `ciphertext || tag` (what [`aead_seal`] produced after its nonce) in place; returns
+/// the length of the plaintext now at the start of `buf`.
+pub fn aead_open_in_place(
+    key: &SymmetricKey,
+    aad: &[&[u8]],
+    nonce: &[u8; NONCE_LEN],
+    buf: &mut [u8],
+) -> Result<usize, SealError> {
+    if buf.len() < TAG_LEN {
+        return Err(SealError::Short { len: NONCE_LEN + buf.len() });
+    }
+    let (cipher, n) = key.xchacha(nonce);
+    // The associated data is a few short parts: joined on the stack, not on the heap.
+    let mut joined = [0u8; 128];
+    let len: usize = aad.iter().map(|part| part.len()).sum();
+    let heap;
+    let aad = if len <= joined.len() {
+        let mut at = 0;
+        for part in aad {
+            joined[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        &joined[..len]
+    } else {
+        heap = aad.concat();
+        &heap[..]
+    };
+    cipher.open_in_place(n, Aad::from(aad), buf).map(|plain| plain.len()).map_err(|_| SealError::Unauthentic)
 }
 
 /// Builds a public envelope: `salt || payload`.
@@ -160,9 +185,11 @@ pub fn open_sealed(
     commitment_signed: &Hash,
     envelope: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
-    let plain = aead_open(content_key, &[DOMAIN_PAYLOAD_AAD, &commitment_signed.0], envelope)?;
-    let payload = open_public(commitment_signed, &plain)?;
-    Ok(Zeroizing::new(payload.to_vec()))
+    let mut plain = aead_open(content_key, &[DOMAIN_PAYLOAD_AAD, &commitment_signed.0], envelope)?;
+    open_public(commitment_signed, &plain)?;
+    // The payload follows its salt: moved to the front rather than copied out.
+    plain.drain(..SALT_LEN);
+    Ok(plain)
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use zeroize::Zeroizing;
 
 use crate::error::SealError;
 use crate::hash::{DOMAIN_CONTENT_KEY_AAD, DOMAIN_DATA_KEY_AAD, Hash};
-use crate::payload::{SymmetricKey, aead_open, aead_seal};
+use crate::payload::{NONCE_LEN, SymmetricKey, TAG_LEN, aead_open, aead_open_in_place, aead_seal};
 
 const MAGIC: &[u8; 16] = b"CHRONICLE-VAULT\n";
 const VERSION: u8 = 1;
@@ -362,9 +362,14 @@ impl Vault {
         id.copy_from_slice(&wrapped[..16]);
         let id = DataKeyId(id);
         let kek = self.key(&id)?;
-        let plain = aead_open(kek, &[DOMAIN_CONTENT_KEY_AAD, &position.to_be_bytes(), &id.0], &wrapped[16..])?;
+        // nonce || the key, sealed || tag: opened on the stack (one per entry read).
+        let (nonce, sealed) = wrapped[16..].split_at(NONCE_LEN);
+        let mut buf = Zeroizing::new([0u8; 32 + TAG_LEN]);
+        buf.copy_from_slice(sealed);
+        let nonce = nonce.try_into().expect("split at the nonce");
+        aead_open_in_place(kek, &[DOMAIN_CONTENT_KEY_AAD, &position.to_be_bytes(), &id.0], nonce, &mut buf[..])?;
         let mut k = [0u8; 32];
-        k.copy_from_slice(&plain);
+        k.copy_from_slice(&buf[..32]);
         Ok(SymmetricKey::from_bytes(k))
     }
 

@@ -85,14 +85,41 @@ impl fmt::Display for Date {
 
 impl serde::Serialize for Date {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        // Written on the stack: projections hold many dates, each serialized on every persist.
+        let Ok(year) = u16::try_from(self.year) else { return s.collect_str(self) };
+        if year > 9999 || self.month > 99 || self.day > 99 {
+            return s.collect_str(self);
+        }
+        let mut b = *b"0000-00-00";
+        let digits = |n: u16, out: &mut [u8]| {
+            let mut n = n;
+            for d in out.iter_mut().rev() {
+                *d = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        digits(year, &mut b[0..4]);
+        digits(u16::from(self.month), &mut b[5..7]);
+        digits(u16::from(self.day), &mut b[8..10]);
+        s.serialize_str(std::str::from_utf8(&b).map_err(serde::ser::Error::custom)?)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for Date {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <String as serde::Deserialize>::deserialize(d)?;
-        Date::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a date (YYYY-MM-DD)")))
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Date;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // As a `String` would say: what is not a string is refused as before.
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Date, E> {
+                Date::parse(s).ok_or_else(|| E::custom(format!("{s:?} is not a date (YYYY-MM-DD)")))
+            }
+        }
+        // Parsed from the input where it lies, without a copy.
+        d.deserialize_str(Visitor)
     }
 }
 
@@ -112,6 +139,31 @@ mod tests {
                 assert_eq!(Date::from_micros(t + 86_399_999_999), d);
             }
         }
+    }
+
+    #[test]
+    fn dates_serialize_as_their_display_and_parse_back() {
+        for s in ["1000-01-01", "1999-12-31", "2024-02-29", "9999-12-31", "2020-10-05"] {
+            let d = Date::parse(s).unwrap();
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(json, format!("\"{d}\""));
+            assert_eq!(serde_json::from_str::<Date>(&json).unwrap(), d);
+            let packed = rmp_serde::to_vec(&d).unwrap();
+            assert_eq!(rmp_serde::from_slice::<Date>(&packed).unwrap(), d);
+        }
+        // Years outside the four digits (arithmetic can make them) serialize as Display does.
+        for d in [
+            Date { year: 10000, month: 1, day: 2 },
+            Date { year: 999, month: 3, day: 4 },
+            Date { year: -5, month: 1, day: 1 },
+        ] {
+            assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{d}\""));
+        }
+        let err = |json: &str| serde_json::from_str::<Date>(json).unwrap_err().to_string();
+        assert_eq!(err("\"2021-02-29\""), "\"2021-02-29\" is not a date (YYYY-MM-DD) at line 1 column 12");
+        assert_eq!(err("5"), "invalid type: integer `5`, expected a string at line 1 column 1");
+        // Escapes are decoded before the date is read.
+        assert_eq!(serde_json::from_str::<Date>("\"2020-01-0\\u0031\"").unwrap(), Date::parse("2020-01-01").unwrap());
     }
 
     #[test]

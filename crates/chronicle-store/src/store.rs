@@ -682,7 +682,7 @@ impl Store {
                     .zip(raw)
                     .map(|(position, v)| {
                         let (entry, wrapped) = decode_stored(position, &v)?;
-                        let payload = self.open_with_key(&entry, wrapped.as_deref());
+                        let payload = self.open_with_key(&entry, wrapped);
                         Ok((entry, payload))
                     })
                     .collect()
@@ -816,7 +816,7 @@ pub(crate) fn read_entry_and_key(db: &sled::Db, position: u64) -> Result<(Entry,
     let v = db
         .get(layout::entry_key(position))?
         .ok_or_else(|| ReadError::Damaged { position, reason: "missing".into() })?;
-    decode_stored(position, &v)
+    decode_stored(position, &v).map(|(e, wrapped)| (e, wrapped.map(<[u8]>::to_vec)))
 }
 
 /// The data key a stream is bound to now.
@@ -829,7 +829,7 @@ fn stream_data_key(db: &sled::Db, stream: &StreamId) -> Result<chronicle_core::D
 }
 
 /// Checks a stored `e` value right after reading it and decodes the entry in it.
-fn decode_stored(position: u64, v: &[u8]) -> Result<(Entry, Option<Vec<u8>>), ReadError> {
+fn decode_stored(position: u64, v: &[u8]) -> Result<(Entry, Option<&[u8]>), ReadError> {
     let ev = layout::decode_entry_value(v)
         .ok_or_else(|| ReadError::Damaged { position, reason: "malformed stored value".into() })?;
     let (bytes, stored) = (ev.bytes, ev.hash);
@@ -840,7 +840,7 @@ fn decode_stored(position: u64, v: &[u8]) -> Result<(Entry, Option<Vec<u8>>), Re
     if e.position() != position {
         return Err(ReadError::Damaged { position, reason: format!("holds position {}", e.position()) });
     }
-    Ok((e, ev.wrapped_key.map(<[u8]>::to_vec)))
+    Ok((e, ev.wrapped_key))
 }
 
 fn load_registry(db: &sled::Db, len: u64) -> Result<Registry, OpenError> {
