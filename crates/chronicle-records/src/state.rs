@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use litemap::LiteMap;
+
 use rayon::prelude::*;
 
 use chronicle_core::{PrincipalId, Role, StreamId, Timestamp};
@@ -183,8 +185,10 @@ pub struct Cycle {
     pub agency_ori: String,
     /// Date of arrest.
     pub arrest_date: Date,
-    /// Charges by sequence number.
-    pub charges: BTreeMap<u32, Charge>,
+    /// Charges by sequence number. A sorted vector: a case has a few charges, for which a
+    /// `BTreeMap` allocates a node of eleven (a fifth of the projection's memory at 1M entries).
+    /// Serialized as a map, as a `BTreeMap` is.
+    pub charges: LiteMap<u32, Charge>,
     /// Court ORI and docket.
     pub court: Option<(String, String)>,
     /// Sentences.
@@ -744,6 +748,34 @@ pub fn is_release_to(record: &AccessRecord, role: Role, purpose: Purpose) -> boo
 mod tests {
     use super::*;
     use crate::model::{Name, RecordEvent};
+
+    /// A case's charges serialize exactly as the `BTreeMap` they were before, in JSON (case
+    /// restatements in the log) and in MessagePack (persisted parts), and read back from it.
+    #[test]
+    fn charges_keep_the_form_of_a_map_by_number() {
+        let charge = |seq: u32| Charge {
+            spec: ChargeSpec {
+                seq,
+                statute: format!("s{seq}"),
+                offense_code: "1".into(),
+                literal: "l".into(),
+                level: crate::model::Level::Misdemeanor,
+                counts: 1,
+            },
+            dispositions: vec![],
+        };
+        // Out of order on the way in: a map by number either way.
+        let pairs = [(10, charge(10)), (2, charge(2)), (3, charge(3))];
+        let old: BTreeMap<u32, Charge> = pairs.iter().cloned().collect();
+        let new: LiteMap<u32, Charge> = pairs.iter().cloned().collect();
+        assert_eq!(serde_json::to_string(&new).unwrap(), serde_json::to_string(&old).unwrap());
+        assert!(serde_json::to_string(&new).unwrap().starts_with(r#"{"2":{"spec":{"seq":2,"#));
+        let packed = rmp_serde::encode::to_vec_named(&old).unwrap();
+        assert_eq!(rmp_serde::encode::to_vec_named(&new).unwrap(), packed);
+        assert_eq!(rmp_serde::from_slice::<LiteMap<u32, Charge>>(&packed).unwrap(), new);
+        let json = serde_json::to_vec(&old).unwrap();
+        assert_eq!(serde_json::from_slice::<LiteMap<u32, Charge>>(&json).unwrap(), new);
+    }
 
     struct Log {
         state: State,
