@@ -762,40 +762,41 @@ impl Records {
         persist_when_due: bool,
     ) -> Result<u64, ServiceError> {
         let head = self.store.head().len;
+        // Reads, opens and parses a page: one sequential read per slice of it, each slice opened
+        // and parsed in the task that read it, on all cores.
         let decode_page = |from: u64| -> Result<Vec<Decoded>, ServiceError> {
-            // One sequential read of the page; checking, opening and parsing on all cores.
-            let page = self.store.read_log_opened(from, (head.saturating_sub(from) as usize).min(PAGE))?;
-            Ok(page.into_par_iter().map(|(e, payload)| decode_with(&e, || payload)).collect())
+            let limit = (head.saturating_sub(from) as usize).min(PAGE);
+            Ok(self.store.read_log_map(from, limit, |e, payload| decode_with(&e, || payload))?)
         };
-        let mut next = self.projection().next;
-        let mut read = 0;
+        let apply = |page: Vec<Decoded>, after: u64| {
+            let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Projection { state, dirty, whole, saving, .. } = &mut *p;
+            // When the next persist writes every stream, what changed need not be tracked
+            // (a rebuild's replay skips a set insert per entry), unless a persist is under
+            // way: what is applied meanwhile is not in its snapshot, and must be in the next.
+            let track = !*whole || *saving;
+            apply_all(state, page, track.then_some(dirty));
+            p.next = after;
+            p.next - p.persisted >= PERSIST_EVERY
+        };
+        let start = self.projection().next;
         let mut persist = false;
-        let mut current = decode_page(next)?;
+        let mut from = start;
+        let mut current = decode_page(from)?;
         while !current.is_empty() {
-            let after = next + current.len() as u64;
-            let apply = |current: Vec<Decoded>| {
-                let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let Projection { state, dirty, whole, saving, .. } = &mut *p;
-                // When the next persist writes every stream, what changed need not be tracked
-                // (a rebuild's replay skips a set insert per entry), unless a persist is under
-                // way: what is applied meanwhile is not in its snapshot, and must be in the next.
-                let track = !*whole || *saving;
-                apply_all(state, current, track.then_some(dirty));
-                p.next = after;
-                p.next - p.persisted >= PERSIST_EVERY
-            };
+            let after = from + current.len() as u64;
             let (persist_due, upcoming) = if after >= head {
                 // The usual case while serving: a few entries, nothing after them.
-                (apply(std::mem::take(&mut current)), Ok(Vec::new()))
+                (apply(std::mem::take(&mut current), after), Ok(Vec::new()))
             } else {
-                // Apply this page while the next one is being read and opened.
-                rayon::join(|| apply(std::mem::take(&mut current)), || decode_page(after))
+                // Apply this page while the next one is being read, opened and parsed.
+                rayon::join(|| apply(std::mem::take(&mut current), after), || decode_page(after))
             };
-            read += after - next;
-            next = after;
+            from = after;
             persist |= persist_due;
             current = upcoming?;
         }
+        let read = from - start;
         // Persist once the log is caught up, not page by page: replaying a long backlog would
         // otherwise spend its time re-sealing the same streams.
         if persist && persist_when_due {
