@@ -654,14 +654,9 @@ impl Store {
     }
 
     /// Committed entries from `from` (at most `limit`), each read once by one sequential scan and
-    /// then checked, decoded and opened on all cores. For replaying the log.
-    pub fn read_log_opened(&self, from: u64, limit: usize) -> Result<Vec<OpenedEntry>, ReadError> {
-        self.read_log_map(from, limit, |entry, payload| (entry, payload))
-    }
-
-    /// [`Store::read_log_opened`], with each opened entry handed to `f` in the same task that
-    /// read and opened it (a replay parses it there, rather than in a second pass over the page).
-    /// Returns what `f` made of each, in log order.
+    /// then checked, decoded and opened on all cores, and handed with its opened payload (or why
+    /// it cannot be opened) to `f` in the same task (a replay parses it there, rather than in a
+    /// second pass over the page). Returns what `f` made of each, in log order.
     pub fn read_log_map<T: Send>(
         &self,
         from: u64,
