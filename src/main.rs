@@ -45,6 +45,8 @@ enum Cmd {
     Case(cli::query::CaseArgs),
     History(cli::query::HistoryArgs),
     Check(cli::query::CheckArgs),
+    Recipients(cli::audit::RecipientsArgs),
+    Reproduce(cli::audit::ReproduceArgs),
     #[command(hide = true)]
     AppendLoop(cli::append_loop::AppendLoopArgs),
     #[command(hide = true)]
@@ -80,6 +82,8 @@ fn main() -> ExitCode {
         Cmd::Case(a) => cli::query::case(a),
         Cmd::History(a) => cli::query::history(a),
         Cmd::Check(a) => cli::query::check(a),
+        Cmd::Recipients(a) => cli::audit::recipients(a),
+        Cmd::Reproduce(a) => cli::audit::reproduce(a),
         Cmd::AppendLoop(a) => cli::append_loop::run(a),
         Cmd::ExpungeLoop(a) => cli::expunge_loop::run(a),
     };

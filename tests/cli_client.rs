@@ -220,6 +220,14 @@ fn clerk_court_and_police_work_a_case_through_the_client_commands() {
     args.extend(["--case".into(), case_id.clone()]);
     let gone = chronicle(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(gone.status.code(), Some(4), "{gone:?}");
+    // To the police an expunged case is as if it never was; the bureau sees the order.
+    let said = String::from_utf8_lossy(&gone.stderr);
+    assert!(said.contains(&format!("no record or case {case_id}")) && !said.contains("EXP-1"), "{gone:?}");
+    let mut args = vec!["history".to_string()];
+    args.extend(who("clerk"));
+    args.extend(["--purpose".into(), "A".into(), "--case".into(), case_id.clone()]);
+    let gone = chronicle(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(gone.status.code(), Some(4), "{gone:?}");
     assert!(String::from_utf8_lossy(&gone.stderr).contains("expunged by order EXP-1"), "{gone:?}");
 
     // A principal added while the server runs (the server holds the log): through the server.

@@ -128,7 +128,7 @@ fn expunged_content_and_keys_leave_no_trace_and_the_ledger_still_verifies() {
         assert!(format!("{:?}", p.state).find("PLANTED").is_none(), "nothing of it in the projection");
     }
     for target in [gone, bsub] {
-        match b.records.history(target, None) {
+        match b.history(target) {
             Err(ServiceError::Expunged { order_id, by, .. }) => {
                 assert!(order_id.starts_with("EXP-") && by == "court.district-4")
             }
@@ -279,7 +279,7 @@ fn a_charge_expungement_re_keys_the_case_and_leaves_no_trace_of_the_charge() {
     let audit = b.records.view(a, Role::Auditor, Purpose::A, None).unwrap();
     assert!(audit.notices.iter().any(|n| n.order_id == "EXP-CH"), "{audit:?}");
     // The case's history: the entries that held the charges are unreadable; the rest is there.
-    let h = b.records.history(case, None).unwrap();
+    let h = b.history(case).unwrap();
     assert!(h.iter().any(|i| i.event_type == "records.arrest_recorded" && i.event.is_none()));
     assert!(h.iter().any(|i| i.event_type == "records.court_case_filed" && i.event.is_some()));
     assert!(h.iter().any(|i| i.event_type == "records.cycle_restated" && i.event.is_some()));

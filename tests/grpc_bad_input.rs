@@ -1,6 +1,8 @@
 //! Bad input over the wire: garbage and truncated protobuf, oversize messages, wrong signatures,
 //! unknown principals, revoked keys, missing purposes, certificates from another CA. Each gets
-//! the right code, the server stays healthy, and the log does not change.
+//! the right code, the server stays healthy, and the log does not change but for the refusals it
+//! must log (a forged signature, callers that are no registered principal), each in the one
+//! denials stream.
 
 mod common;
 
@@ -221,5 +223,13 @@ fn bad_input_over_the_wire_gets_the_right_code_and_changes_nothing() {
         let ch = channel(&addr, &clerk_creds, true).await.unwrap();
         assert!(healthy(ch).await);
     });
-    assert_eq!(s.store.head().len, len, "bad input changed the log");
+    let written = s.store.read_log(len, 100).unwrap();
+    let kinds: Vec<(&str, StreamId)> =
+        written.iter().map(|e| (e.statement.event_type.as_str(), e.statement.stream)).collect();
+    let denials = chronicle_records::model::denials_stream();
+    assert_eq!(
+        kinds,
+        vec![("records.access_denied", denials); 3],
+        "bad input changed the log beyond logging the forged signature and the two unidentified callers"
+    );
 }

@@ -285,8 +285,19 @@ fn the_cli_exports_and_checks_evidence_and_prints_keys_checkpoints_and_proofs() 
     assert!(err.contains("leaf index 999"), "{err}");
 
     let out = t.path().join("bundle.json");
-    let (code, _, err) =
-        run(&["export-evidence", "--data-dir", d, "--stream", &s.to_hex(), "--out", out.to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "export-evidence",
+        "--data-dir",
+        d,
+        "--stream",
+        &s.to_hex(),
+        "--recipient",
+        "admin",
+        "--purpose",
+        "A",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(0), "{err}");
     let (code, said, _) = run(&["verify-evidence", out.to_str().unwrap(), "--log-key", &key]);
     assert_eq!(code, Some(0));

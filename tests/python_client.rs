@@ -69,6 +69,9 @@ fn python_grpcio_client_signs_submits_reads_streams_and_is_refused_where_the_pol
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("python client: all checks passed"), "{stdout}");
+    assert!(stdout.contains("ok: as_recorded_micros before the seal: the sealed charge is not shown"), "{stdout}");
+    assert!(stdout.contains("ok: with the leaf hash: an audit path, no entry bytes"), "{stdout}");
+    print!("{stdout}");
     // What Python submitted is in the log, signed by the clerk's key, and the refusal was logged.
     let registry = s.store.registry();
     let entries = s.store.read_log(len, 100).unwrap();

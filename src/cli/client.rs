@@ -90,6 +90,12 @@ pub fn purpose(code: &str) -> Result<pb::Purpose> {
     })
 }
 
+/// Parses a purpose code into the records domain's purpose.
+pub fn records_purpose(code: &str) -> Result<chronicle_records::Purpose> {
+    purpose(code)?;
+    named("purpose", &code.to_ascii_uppercase(), "C J E F H I S V X A")
+}
+
 /// Parses a time: microseconds since the epoch, `YYYY-MM-DD` (the end of that day, UTC), or
 /// `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn time(s: &str) -> Result<i64> {
@@ -118,15 +124,15 @@ pub fn fmt_time(micros: i64) -> String {
     format!("{d} {:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-/// A subject given by SID or by its 32-hex-digit id: its id, looked up for `purpose` by SID.
+/// A subject given by SID or by its 32-hex-digit id: its id. A SID is looked up with `Resolve`,
+/// which returns ids only: a command's own look-up is not a release of the record.
 pub async fn subject(c: &mut Client, reference: &str, purpose: pb::Purpose) -> Result<StreamId> {
     if let Some(id) = StreamId::from_hex(reference) {
         return Ok(id);
     }
     let r =
-        c.record(pb::RecordRequest { sid: reference.into(), purpose: purpose as i32, ..Default::default() }).await?;
-    let v: Value = serde_json::from_slice(&r.view_json)?;
-    v["subject"].as_str().and_then(StreamId::from_hex).context("the server's record names no subject id")
+        c.resolve(pb::ResolveRequest { sid: reference.into(), purpose: purpose as i32, ..Default::default() }).await?;
+    StreamId::from_hex(&hex::encode(&r.subject_id)).context("the server's answer names no subject id")
 }
 
 /// A case given by docket or by its 32-hex-digit cycle id: its cycle id.
@@ -137,13 +143,14 @@ pub async fn case(c: &mut Client, reference: &str, purpose: pb::Purpose) -> Resu
     Ok(case_and_subject(c, reference, purpose).await?.0)
 }
 
-/// A case by docket: its cycle id and the subject it is attributed to now.
+/// A case by docket: its cycle id and the subject it is attributed to now (ids only, see
+/// [`subject`]).
 pub async fn case_and_subject(c: &mut Client, docket: &str, purpose: pb::Purpose) -> Result<(StreamId, StreamId)> {
-    let r = c.case(pb::CaseRequest { docket: docket.into(), purpose: purpose as i32, ..Default::default() }).await?;
-    let v: Value = serde_json::from_slice(&r.view_json)?;
-    let cycle = v["cycles"][0]["cycle"].as_str().and_then(StreamId::from_hex);
-    let subject = v["subject"].as_str().and_then(StreamId::from_hex);
-    cycle.zip(subject).context("the server's case names no cycle or subject id")
+    let r =
+        c.resolve(pb::ResolveRequest { docket: docket.into(), purpose: purpose as i32, ..Default::default() }).await?;
+    let cycle = StreamId::from_hex(&hex::encode(&r.case_id));
+    let subject = StreamId::from_hex(&hex::encode(&r.subject_id));
+    cycle.zip(subject).context("the server's answer names no case or subject id")
 }
 
 /// Parses a snake_case name of a records enum (a level, a disposition, an order kind).
@@ -203,7 +210,7 @@ pub fn render_view(v: &Value) -> String {
     for n in v["notices"].as_array().into_iter().flatten() {
         out += &format!("notice: {n}\n");
     }
-    out += &format!("{} item(s) withheld by the policy; as of log position {}\n", v["suppressed"], v["as_of_position"]);
+    out += &format!("as of log position {}\n", v["as_of_position"]);
     out
 }
 
@@ -219,8 +226,10 @@ pub fn render_item(i: &pb::HistoryItem) -> String {
         i.author,
         Date::from_micros(i.effective_micros)
     );
-    if i.event_json.is_empty() {
-        line += "\n      [content not shown]";
+    if i.destroyed {
+        line += "\n      [content destroyed by an expungement order]";
+    } else if i.event_json.is_empty() {
+        line += "\n      [content not shown to your role]";
     } else if let Ok(ev) = serde_json::from_slice::<Value>(&i.event_json) {
         let detail = summarize(&ev);
         if !detail.is_empty() {

@@ -7,7 +7,9 @@ use anyhow::{Context, Result, bail};
 use chronicle::datadir::DataDir;
 use chronicle_core::{Command, PrincipalId, RegistryEvent, Role, Signer, StreamId, Timestamp};
 use chronicle_records::model::{ChargeSpec, SentenceKind};
-use chronicle_records::{Date, DispositionKind, Level, Name, Purpose, RecordEvent, Records, ReliefKind, Scope};
+use chronicle_records::{
+    Date, DispositionKind, HistoryQuery, Level, Name, Purpose, RecordEvent, Records, ReliefKind, Scope, Target,
+};
 use chronicle_store::evidence::{build_bundle, verify_bundle};
 use chronicle_store::{AppendRequest, ExpectedVersion, verify_log};
 
@@ -49,10 +51,9 @@ fn say_view(who: &str, v: &chronicle_records::RecordView) {
         })
         .collect();
     println!(
-        "   {who} sees {} charge(s): {}; {} withheld",
+        "   {who} sees {} charge(s): {}",
         shown.len(),
-        if shown.is_empty() { "none".into() } else { shown.join("; ") },
-        v.suppressed
+        if shown.is_empty() { "none".into() } else { shown.join("; ") }
     );
 }
 
@@ -238,8 +239,18 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         "8. A June arrest was recorded against John by mistake; the clerk moved it to Jane, with the reason and the evidence"
     );
     say_view("after the move, John Roe's record, to a court,", &records.view(john, Role::Court, Purpose::C, None)?);
+    let clerk_caller = records.caller(clerk.principal())?;
+    let history = |stream| HistoryQuery {
+        target: Target::Stream(stream),
+        purpose: Purpose::A,
+        from: 0,
+        limit: 0,
+        up_to: None,
+        as_recorded: None,
+    };
     let moved = records
-        .history(wrong, None)?
+        .history_page(&init.ledger, &clerk_caller, history(wrong))?
+        .items
         .into_iter()
         .find(|h| h.event_type == "records.cycle_reassigned")
         .context("the move is in the history")?;
@@ -257,15 +268,20 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     say_view("a court", &records.view(jane, Role::Court, Purpose::C, None)?);
     let t = records.tombstone(&wrong).context("the order is on record")?;
     println!("   what remains of it: order {} under {}, entered by {}", t.order_id, t.statute, t.author);
-    match records.history(wrong, None) {
+    match records.history_page(&init.ledger, &clerk_caller, history(wrong)) {
         Err(e) => println!("   history of the expunged case: {e}"),
         Ok(_) => bail!("the history of an expunged case was shown"),
     }
 
-    let (bytes, same) = records.reproduce(emp.dissemination.context("the employer's check was logged")?)?;
+    let again = records.reproduce_for(
+        &init.ledger,
+        &clerk_caller,
+        emp.dissemination.context("the employer's check was logged")?,
+    )?;
+    let same = again.matches();
     println!(
         "10. Replaying the log to the employer's check reproduces its {} bytes: {}",
-        bytes.len(),
+        again.bytes.len(),
         if same { "same hash" } else { "DIFFERENT" }
     );
     if !same {

@@ -5,15 +5,21 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use chronicle::datadir::DataDir;
-use chronicle_core::StreamId;
+use chronicle_core::{PrincipalId, StreamId};
+use chronicle_records::ServiceError;
 use chronicle_store::evidence::{Bundle, build_bundle, verify_bundle};
 
-/// Write a self-contained evidence bundle for one stream: its entries from the first, an
-/// inclusion proof for each against one signed checkpoint, the checkpoint, the log's verifier key,
-/// the registry entries needed to check every author signature, and (unless --no-content) the
-/// opened payloads so a checker can match content to what each author signed.
+/// Write a self-contained evidence bundle for one stream, for a recipient: its entries from the
+/// first, an inclusion proof for each against one signed checkpoint, the checkpoint, the log's
+/// verifier key, the registry entries needed to check every author signature, and (unless
+/// --no-content) the opened payloads so a checker can match content to what each author signed.
 ///
-/// Example: chronicle export-evidence --data-dir D --case CR-2024-001 --out case.json
+/// The bundle is released to the recipient, a registered principal: with content, only if the
+/// policy lets the recipient's role receive every entry of the record with its content for the
+/// purpose, and the release is logged with the hash of the bundle; without content, only if the
+/// role may read log entries, logged as an audit entry.
+///
+/// Example: chronicle export-evidence --data-dir D --case CR-2024-001 --recipient court.cp23 --purpose C --out case.json
 #[derive(clap::Args)]
 pub struct ExportArgs {
     /// The data directory.
@@ -31,14 +37,37 @@ pub struct ExportArgs {
     /// Leave the opened payloads out (prove existence, order and authorship only).
     #[arg(long)]
     no_content: bool,
+    /// Who receives the bundle: a registered principal (its role decides what it may receive).
+    #[arg(long)]
+    recipient: String,
+    /// The purpose of the release: C J E F H I S V X A.
+    #[arg(long, default_value = "C")]
+    purpose: String,
+    /// The legal authority for the release (a subpoena, a court order).
+    #[arg(long)]
+    authority: Option<String>,
 }
 
 pub fn export(a: ExportArgs) -> Result<ExitCode> {
+    let purpose = match super::client::records_purpose(&a.purpose) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: --purpose: {e}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
+    let recipient = match PrincipalId::new(a.recipient.as_str()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: --recipient: {e}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
     let dir = DataDir::new(&a.data_dir, None);
     let store = dir.open()?;
+    let records = chronicle_records::Records::open(store.clone())?;
     let stream = match (&a.case, &a.stream) {
         (Some(docket), _) => {
-            let records = chronicle_records::Records::open(store.clone())?;
             let found = records.projection().state.cycle_by_docket(docket);
             match found {
                 Some(s) => s,
@@ -48,12 +77,43 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
         (None, Some(hex)) => StreamId::from_hex(hex).context("--stream must be 32 hex digits")?,
         (None, None) => bail!("give --case or --stream"),
     };
+    let recipient = match records.caller(&recipient) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: --recipient: {e}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
     let info = dir.info()?;
-    let size = store.head().len;
-    let note = store.sign_checkpoint(&dir.note_signer()?, &info.origin, size)?;
-    let bundle = build_bundle(&store, &stream, &note, size, &dir.log_key()?, !a.no_content)?;
-    std::fs::write(&a.out, serde_json::to_vec_pretty(&bundle)?)
-        .with_context(|| format!("writing {}", a.out.display()))?;
+    let ledger = dir.ledger()?;
+    let build = || {
+        let size = store.head().len;
+        let note = store
+            .sign_checkpoint(&dir.note_signer().map_err(|e| ServiceError::Persist(e.to_string()))?, &info.origin, size)
+            .map_err(|e| ServiceError::Persist(e.to_string()))?;
+        let log_key = dir.log_key().map_err(|e| ServiceError::Persist(e.to_string()))?;
+        let bundle = build_bundle(&store, &stream, &note, size, &log_key, !a.no_content)
+            .map_err(|e| ServiceError::Persist(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&bundle).map_err(|e| ServiceError::Persist(e.to_string()))?;
+        Ok(((bundle, size), bytes))
+    };
+    let export = chronicle_records::disclose::EvidenceExport {
+        recipient,
+        purpose,
+        authority: a.authority.clone(),
+        stream,
+        with_content: !a.no_content,
+    };
+    let released = records.export_evidence(&ledger, &export, build);
+    let ((bundle, size), bytes) = match released {
+        Ok(b) => b,
+        Err(e @ (ServiceError::Refused(_) | ServiceError::NotFound(_))) => {
+            eprintln!("refused: {e}");
+            return Ok(ExitCode::from(super::client::EXIT_REFUSED));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    std::fs::write(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
     println!(
         "wrote {} entries of stream {} with proofs against tree size {size} to {}",
         bundle.entries.len(),

@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod append_loop;
+pub mod audit;
 pub mod checkpoint;
 pub mod clerk;
 pub mod client;
@@ -19,6 +20,8 @@ pub mod serve;
 pub mod verify;
 pub mod witness;
 
+/// Exit code: bad usage or bad input.
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code: the ledger failed verification.
 pub const EXIT_FAULT: u8 = 1;
 /// Exit code: the data directory or another resource could not be used.

@@ -123,6 +123,31 @@ impl Bureau {
         self.records.record(who, stream, &ev, Timestamp::now(), None)
     }
 
+    /// A whole history as the clerk sees it (for administration), page by page.
+    pub fn history(
+        &self,
+        target: StreamId,
+    ) -> Result<Vec<chronicle_records::history::HistoryItem>, chronicle_records::ServiceError> {
+        let clerk = self.records.caller(self.clerk.principal())?;
+        let mut q = chronicle_records::HistoryQuery {
+            target: chronicle_records::Target::Stream(target),
+            purpose: chronicle_records::Purpose::A,
+            from: 0,
+            limit: 0,
+            up_to: None,
+            as_recorded: None,
+        };
+        let mut out = Vec::new();
+        loop {
+            let page = self.records.history_page(&self.ledger.ledger, &clerk, q.clone())?;
+            out.extend(page.items);
+            match page.next {
+                Some(n) => q.from = n,
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Enrolls a subject; returns its id.
     pub fn enroll(&self, sid: &str, last: &str, first: &str, dob: &str) -> StreamId {
         let id = StreamId::random();

@@ -249,14 +249,38 @@ impl Client {
         Ok(self.records.get_case(self.req(req)).await?.into_inner())
     }
 
-    /// A history, streamed and collected.
-    pub async fn history(&mut self, req: pb::HistoryRequest) -> Result<Vec<pb::HistoryItem>, ClientError> {
-        let mut stream = self.records.history(self.req(req)).await?.into_inner();
+    /// One page of a history.
+    pub async fn history_page(&mut self, req: pb::HistoryRequest) -> Result<pb::HistoryPage, ClientError> {
+        Ok(self.records.history(self.req(req)).await?.into_inner())
+    }
+
+    /// A whole history, page after page (each page is a call of its own, and a release of its
+    /// own for a caller outside the bureau).
+    pub async fn history(&mut self, mut req: pb::HistoryRequest) -> Result<Vec<pb::HistoryItem>, ClientError> {
         let mut out = Vec::new();
-        while let Some(item) = stream.message().await? {
-            out.push(item);
+        loop {
+            let page = self.history_page(req.clone()).await?;
+            out.extend(page.items);
+            if !page.more_items {
+                return Ok(out);
+            }
+            req.from_position = page.next_position;
         }
-        Ok(out)
+    }
+
+    /// The ids of a subject (by SID) or a case (by docket), for a command this principal writes.
+    pub async fn resolve(&mut self, req: pb::ResolveRequest) -> Result<pb::ResolveResponse, ClientError> {
+        Ok(self.records.resolve(self.req(req)).await?.into_inner())
+    }
+
+    /// Who received a record outside the bureau, one page.
+    pub async fn recipients(&mut self, req: pb::RecipientsRequest) -> Result<pb::RecipientsResponse, ClientError> {
+        Ok(self.records.recipients(self.req(req)).await?.into_inner())
+    }
+
+    /// A past release rebuilt and checked against its logged hash.
+    pub async fn reproduce(&mut self, position: u64) -> Result<pb::ReproduceResponse, ClientError> {
+        Ok(self.records.reproduce(self.req(pb::ReproduceRequest { position })).await?.into_inner())
     }
 
     /// Follows the log from a position.
@@ -271,13 +295,25 @@ impl Client {
         Ok(self.proofs.get_checkpoint(self.req(req)).await?.into_inner().note)
     }
 
-    /// The inclusion proof of one entry.
+    /// The inclusion proof of one entry, with its bytes (for roles that may read the log).
     pub async fn inclusion_proof(
         &mut self,
         position: u64,
         tree_size: u64,
     ) -> Result<pb::InclusionProofResponse, ClientError> {
-        let req = pb::InclusionProofRequest { position, tree_size };
+        let req = pb::InclusionProofRequest { position, tree_size, leaf_hash: Vec::new() };
+        Ok(self.proofs.get_inclusion_proof(self.req(req)).await?.into_inner())
+    }
+
+    /// The inclusion proof of an entry the caller holds, by its RFC 6962 leaf hash: the audit
+    /// path, no entry bytes.
+    pub async fn inclusion_check(
+        &mut self,
+        position: u64,
+        tree_size: u64,
+        leaf_hash: [u8; 32],
+    ) -> Result<pb::InclusionProofResponse, ClientError> {
+        let req = pb::InclusionProofRequest { position, tree_size, leaf_hash: leaf_hash.to_vec() };
         Ok(self.proofs.get_inclusion_proof(self.req(req)).await?.into_inner())
     }
 

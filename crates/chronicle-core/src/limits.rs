@@ -24,6 +24,19 @@ pub const COURT_ORDER_LEN_MAX: usize = 256;
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 64;
 /// Most entries returned by one read call.
 pub const READ_PAGE_ENTRIES_MAX: usize = 10_000;
+/// Most items one history, recipients or other listing call returns in one page.
+pub const LIST_PAGE_ITEMS_MAX: u32 = 1_000;
+/// Items in a listing page when the caller does not say.
+pub const LIST_PAGE_ITEMS_DEFAULT: u32 = 100;
+/// Latest time a request may name ("as effective at", "as recorded at", "since"), in
+/// microseconds since the Unix epoch: the last microsecond of 9999-12-31, the last day a record's
+/// dates can hold.
+pub const TIME_MICROS_MAX: i64 = 253_402_300_799_999_999;
+/// Refusals of one principal logged one by one, at most, in a burst; beyond it, refusals are
+/// counted and logged together (see the records crate's refusal log).
+pub const REFUSALS_LOGGED_BURST: u32 = 60;
+/// Refusals of one principal logged one by one per minute, at most, after a burst.
+pub const REFUSALS_LOGGED_PER_MINUTE: u32 = 60;
 /// Most keys one principal may hold over its lifetime (rotations included).
 pub const PRINCIPAL_KEYS_MAX: usize = 64;
 
@@ -59,4 +72,6 @@ const _: () = assert!(
 // common path to one fdatasync.
 const _: () = assert!(ENTRY_BYTES_MAX * 3 < 128 * 1024);
 const _: () = assert!(PAYLOAD_BYTES_MAX <= BATCH_BYTES_MAX);
+const _: () = assert!(LIST_PAGE_ITEMS_DEFAULT <= LIST_PAGE_ITEMS_MAX);
+const _: () = assert!(LIST_PAGE_ITEMS_MAX as usize <= READ_PAGE_ENTRIES_MAX);
 const _: () = assert!(STATEMENT_BYTES_MAX <= u16::MAX as usize);

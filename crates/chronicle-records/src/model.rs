@@ -335,7 +335,8 @@ record_events! {
         ChallengeFiled = "challenge_filed" { challenge_id: String, statement: String },
         /// A challenge decided.
         ChallengeResolved = "challenge_resolved" { challenge_id: String, outcome: ChallengeOutcome, note: String },
-        /// Something about the subject was released to a requester.
+        /// Something about the subject was released to a requester outside the bureau. Written by
+        /// the ledger alone; the requester never sees it.
         RecordDisseminated = "record_disseminated" {
             request_id: String,
             requester: String,
@@ -344,15 +345,15 @@ record_events! {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             authority: Option<String>,
             subject: String,
-            /// The log position the response was computed at (replaying to it reproduces the response).
+            /// The log position the request was answered at (replaying to it reproduces the response).
             as_of_position: u64,
             /// blake3 of exactly the bytes returned, hex.
             content_hash: String,
-            /// Ids of the items returned (`cycle:charge`).
+            /// Ids of the items returned (`cycle:charge`, with the charge's own number).
             items: Vec<String>,
             /// How many items the policy withheld.
             suppressed: u32,
-            /// The date the check was run on.
+            /// The date the request was answered on.
             checked_on: Date,
             /// "As effective at", if the request asked for it (microseconds).
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -361,11 +362,21 @@ record_events! {
             /// The one case (cycle id) the release was limited to, if it was.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             case: Option<String>,
+            /// "As recorded at", if the request asked for it (microseconds).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            as_recorded: Option<i64>,
+            /// For a history: the stream replayed and the page sent (first position, most
+            /// entries, last position asked for).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            page: Option<HistoryPage>,
         },
-        /// A request refused by the policy.
+        /// A request refused, or answered as if nothing existed (a record the policy withholds
+        /// whole). Written by the ledger alone.
         AccessDenied = "access_denied" {
             requester: String,
-            role: Role,
+            /// The requester's role, when it is a registered principal.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            role: Option<Role>,
             /// The purpose stated, where the request stated one.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             purpose: Option<Purpose>,
@@ -375,6 +386,25 @@ record_events! {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             action: Option<String>,
             reason: String,
+            /// Further refusals of the same requester folded into this entry (beyond the rate at
+            /// which each is logged on its own).
+            #[serde(default, skip_serializing_if = "is_zero")]
+            repeated: u32,
+        },
+        /// Something done with the log or the access log that releases no record: a log-level read
+        /// (a subscription, an inclusion proof, an evidence export without content), a release
+        /// reproduced, the recipients of a record listed. Written by the ledger alone.
+        AuditRecorded = "audit_recorded" {
+            requester: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            role: Option<Role>,
+            /// What was done (`subscribe`, `inclusion_proof`, `reproduce`, ...).
+            action: String,
+            /// The subject concerned, if one is (the entry then goes to their access log).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            subject: Option<String>,
+            /// What it was done to (positions, the release reproduced and whether it matched).
+            detail: String,
         },
         /// The access policy in force from this entry on.
         PolicyAdopted = "policy_adopted" { policy: Policy },
@@ -392,6 +422,22 @@ record_events! {
             streams: Vec<String>,
         },
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A page of a history, as a release records it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryPage {
+    /// The first log position asked for.
+    pub from: u64,
+    /// The most entries asked for.
+    pub limit: u32,
+    /// The last log position asked for.
+    pub up_to: u64,
 }
 
 /// Prefix of every records event type.
@@ -429,7 +475,9 @@ impl RecordEvent {
             Self::SubjectEnrolled { .. } | Self::AliasAdded { .. } | Self::IdentityCorrected { .. } => {
                 StreamKind::Subject
             }
-            Self::RecordDisseminated { .. } | Self::AccessDenied { .. } => StreamKind::Access,
+            Self::RecordDisseminated { .. } | Self::AccessDenied { .. } | Self::AuditRecorded { .. } => {
+                StreamKind::Access
+            }
             Self::PolicyAdopted { .. } => StreamKind::Policy,
             Self::ExpungementOrdered { .. } => StreamKind::Destruction,
             _ => StreamKind::Cycle,
@@ -469,6 +517,11 @@ pub const EXPUNGEMENT_ORDERED_TYPE: &str = "records.expungement_ordered";
 /// caller's role).
 pub fn denials_stream() -> StreamId {
     StreamId::derive("chronicle.records", "access-denied")
+}
+
+/// The stream holding audit entries that concern no subject (log-level reads).
+pub fn audit_stream() -> StreamId {
+    StreamId::derive("chronicle.records", "audit-log")
 }
 
 /// The stream holding a subject's dissemination log: derived from the subject's (random) id.
@@ -572,14 +625,24 @@ mod tests {
                 as_effective: full.then_some(-5),
                 method: "grpc".into(),
                 case: some("c"),
+                as_recorded: full.then_some(9),
+                page: full.then_some(HistoryPage { from: 1, limit: 2, up_to: 3 }),
             },
             RecordEvent::AccessDenied {
                 requester: "r".into(),
-                role: Role::Employer,
+                role: full.then_some(Role::Employer),
                 purpose: full.then_some(Purpose::J),
                 subject: some("s"),
                 action: some("history"),
                 reason: "r".into(),
+                repeated: if full { 3 } else { 0 },
+            },
+            RecordEvent::AuditRecorded {
+                requester: "r".into(),
+                role: full.then_some(Role::Auditor),
+                action: "subscribe".into(),
+                subject: some("s"),
+                detail: "from 0".into(),
             },
             RecordEvent::PolicyAdopted { policy: crate::policy::Policy::default_policy() },
             RecordEvent::ExpungementOrdered {

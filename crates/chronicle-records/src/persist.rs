@@ -34,11 +34,33 @@ use crate::state::{AccessRecord, Cycle, State, Subject, Tombstone};
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Part {
-    Subject { version: u64, subject: Subject },
-    Cycle { version: u64, cycle: Cycle },
-    Access { version: u64, subject: StreamId, records: Vec<AccessRecord> },
-    Policy { version: u64, position: u64, policy: Policy },
-    Destruction { version: u64, expunged: BTreeMap<StreamId, Tombstone> },
+    Subject {
+        version: u64,
+        subject: Subject,
+    },
+    Cycle {
+        version: u64,
+        cycle: Cycle,
+    },
+    Access {
+        version: u64,
+        subject: StreamId,
+        records: Vec<AccessRecord>,
+    },
+    Policy {
+        version: u64,
+        position: u64,
+        policy: Policy,
+    },
+    Destruction {
+        version: u64,
+        expunged: BTreeMap<StreamId, Tombstone>,
+    },
+    /// A stream the projection keeps nothing of but its version (the denials and audit logs):
+    /// without it, the next append to the stream after a restart would expect a new stream.
+    Stream {
+        version: u64,
+    },
 }
 
 /// [`Part`] by reference, for writing: the same serialized form without copying the state.
@@ -50,6 +72,7 @@ enum PartRef<'a> {
     Access { version: u64, subject: StreamId, records: &'a Vec<AccessRecord> },
     Policy { version: u64, position: u64, policy: &'a Policy },
     Destruction { version: u64, expunged: BTreeMap<StreamId, &'a Tombstone> },
+    Stream { version: u64 },
 }
 
 /// Sealed parts, the streams whose part is removed, and the time spent serializing and sealing.
@@ -117,7 +140,7 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
                 policy,
             })
         } else {
-            None
+            state.versions.get(s).map(|&version| PartRef::Stream { version })
         };
         let encoded = part.map(|p| {
             // Most parts are under a kilobyte: one allocation rather than a few doublings.
@@ -244,6 +267,7 @@ pub fn load(store: &Store) -> Option<(State, u64, ProjectionShape)> {
                 versions.push((s, version));
                 expunged = e;
             }
+            Part::Stream { version } => versions.push((s, version)),
         }
     }
     let ((subjects, cycles), (access, versions)) = rayon::join(

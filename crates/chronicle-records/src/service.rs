@@ -13,20 +13,16 @@
 use std::collections::BTreeSet;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-use chronicle_core::{Command, Draft, Entry, PayloadKind, PrincipalId, References, Role, Signer, StreamId, Timestamp};
+use chronicle_core::{Command, Draft, Entry, PayloadKind, PrincipalId, References, Signer, StreamId, Timestamp};
 use chronicle_store::{AppendError, AppendReceipt, AppendRequest, ExpectedVersion, ReadError, Store};
-use rayon::prelude::*;
-use serde::Serialize;
 
-use crate::date::Date;
-use crate::model::{
-    EVENT_PREFIX, Purpose, RecordEvent, Scope, access_stream, denials_stream, destruction_stream, policy_stream,
-};
+use crate::model::{EVENT_PREFIX, RecordEvent, Scope, destruction_stream};
 use crate::state::{Meta, State};
 use crate::validate::{RecordsError, validate};
-use crate::view::{RecordView, Request, ViewError, view};
+use crate::view::ViewError;
 
-const PAGE: usize = 2048;
+/// Entries read from the store at a time.
+pub(crate) const PAGE: usize = 2048;
 
 /// A records operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +56,35 @@ pub enum ServiceError {
     /// The projection could not be persisted.
     #[error("persisting the projection: {0}")]
     Persist(String),
+    /// The policy refuses the call (the refusal is logged).
+    #[error("{0}")]
+    Refused(String),
+    /// The call was refused, and logging the refusal failed.
+    #[error("{refusal} (and logging the refusal failed: {error})")]
+    RefusalNotLogged {
+        /// The refusal.
+        refusal: String,
+        /// Why it could not be logged.
+        error: String,
+    },
+    /// A field of the request is out of range.
+    #[error("{field}: {reason}")]
+    BadField {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A page larger than allowed was asked for.
+    #[error("{field}: {asked} exceeds the limit of {max}")]
+    PageTooLarge {
+        /// The field.
+        field: &'static str,
+        /// What was asked for.
+        asked: u32,
+        /// The most allowed.
+        max: u32,
+    },
 }
 
 /// One records entry, decoded.
@@ -179,7 +204,7 @@ fn validate_in_order(
 }
 
 /// Applies decoded entries to a state, in order, noting the streams whose projection changed.
-fn apply_all(state: &mut State, decoded: Vec<Decoded>, mut dirty: Option<&mut BTreeSet<StreamId>>) {
+pub(crate) fn apply_all(state: &mut State, decoded: Vec<Decoded>, mut dirty: Option<&mut BTreeSet<StreamId>>) {
     for d in decoded {
         if let Decoded::Event(m, ev) = d {
             if let Some(dirty) = dirty.as_deref_mut() {
@@ -292,112 +317,8 @@ pub struct Records {
     persisting: Mutex<()>,
     /// Fewest parts written over the persisted snapshot that make the next persist write a new one.
     snapshot_after: std::sync::atomic::AtomicU64,
-}
-
-/// The answer to a background check.
-#[derive(Debug, Clone)]
-pub struct CheckResponse {
-    /// Exactly the bytes returned to the requester.
-    pub bytes: Vec<u8>,
-    /// blake3 of the bytes, hex.
-    pub content_hash: String,
-    /// The view.
-    pub view: RecordView,
-    /// Where the release was logged (for requesters outside the bureau).
-    pub dissemination: Option<u64>,
-}
-
-/// One release of a record to a requester.
-#[derive(Debug, Clone)]
-pub struct Release<'a> {
-    /// Who asks.
-    pub requester: &'a PrincipalId,
-    /// For what purpose.
-    pub purpose: Purpose,
-    /// Whose record.
-    pub subject: StreamId,
-    /// Only this case (cycle) of it, if set.
-    pub case: Option<StreamId>,
-    /// The legal authority or consent reference stated.
-    pub authority: Option<String>,
-    /// "As effective at".
-    pub as_effective: Option<Timestamp>,
-    /// "As recorded at": the record as the ledger showed it at that time.
-    pub as_recorded: Option<Timestamp>,
-    /// How it was asked for (`background_check`, `get_record`, `get_case`).
-    pub method: &'static str,
-}
-
-/// A history sent outside the bureau.
-#[derive(Debug, Clone)]
-pub struct HistoryRelease<'a> {
-    /// Who received it.
-    pub requester: &'a PrincipalId,
-    /// Their role.
-    pub role: Role,
-    /// The purpose stated.
-    pub purpose: Purpose,
-    /// Whose record.
-    pub subject: StreamId,
-    /// The stream replayed (the subject, or one of its cases).
-    pub stream: StreamId,
-    /// The last position sent.
-    pub as_of_position: u64,
-    /// blake3 over the items exactly as sent, hex.
-    pub content_hash: String,
-    /// How many items were sent.
-    pub items: usize,
-}
-
-/// A refused request, as the access log records it.
-#[derive(Debug, Clone, Copy)]
-pub struct Denial<'a> {
-    /// Who asked.
-    pub requester: &'a PrincipalId,
-    /// In what role.
-    pub role: Role,
-    /// For what purpose, if one was stated.
-    pub purpose: Option<Purpose>,
-    /// Whose record, if one is known.
-    pub subject: Option<StreamId>,
-    /// What was asked for.
-    pub action: &'a str,
-    /// Why it was refused.
-    pub reason: &'a str,
-}
-
-/// Keeps only one case (cycle) in a view; the count of withheld items stays the record's.
-fn limit_to_case(v: &mut RecordView, case: &StreamId) {
-    let id = case.to_hex();
-    v.cycles.retain(|c| c.cycle == id);
-}
-
-/// One entry of a history, in words a person can follow.
-#[derive(Debug, Clone, Serialize)]
-pub struct HistoryItem {
-    /// Position in the log.
-    pub position: u64,
-    /// When the ledger recorded it (µs).
-    pub recorded: i64,
-    /// When it took effect (µs).
-    pub effective: i64,
-    /// The stream.
-    pub stream: String,
-    /// The event type.
-    pub event_type: String,
-    /// Who submitted it.
-    pub author: String,
-    /// The author's role.
-    pub role: Option<Role>,
-    /// The authority named.
-    pub court_order: Option<String>,
-    /// The event, or `None` where its content was destroyed.
-    pub event: Option<serde_json::Value>,
-}
-
-/// Roles inside the bureau: their reads are not disseminations.
-fn inside_bureau(role: Role) -> bool {
-    matches!(role, Role::RecordsClerk | Role::Admin | Role::Ledger | Role::Auditor)
+    /// Refusals logged per requester (see `refusals`).
+    pub(crate) refusals: Mutex<crate::refusals::Limiter>,
 }
 
 impl Records {
@@ -410,6 +331,7 @@ impl Records {
             persisting: Mutex::new(()),
             ledger: std::sync::OnceLock::new(),
             snapshot_after: std::sync::atomic::AtomicU64::new(SNAPSHOT_AFTER_MIN),
+            refusals: Mutex::new(crate::refusals::Limiter::default()),
         }
     }
 
@@ -655,12 +577,7 @@ impl Records {
 
     /// The expungement that covers a cycle or subject, if any: the order only, never content.
     pub fn tombstone(&self, target: &StreamId) -> Option<crate::state::Tombstone> {
-        let p = self.projection();
-        p.state
-            .expunged
-            .get(target)
-            .cloned()
-            .or_else(|| p.state.expunged.values().find(|t| t.streams.contains(target)).cloned())
+        crate::history::tombstone(&self.projection().state, target)
     }
 
     /// Persists the parts of the projection that changed since the last time.
@@ -999,303 +916,6 @@ impl Records {
         let cmd = Command::sign(signer, draft(stream, event, effective, court_order, key))
             .map_err(|e| RecordsError::Malformed(e.to_string()))?;
         self.submit(cmd)
-    }
-
-    /// A requester's view of a subject now (or as effective at a time), without logging it.
-    pub fn view(
-        &self,
-        subject: StreamId,
-        role: Role,
-        purpose: Purpose,
-        as_effective: Option<Timestamp>,
-    ) -> Result<RecordView, ServiceError> {
-        self.refresh()?;
-        let p = self.projection();
-        let req = Request { role, purpose, as_effective, checked_on: Date::from_micros(Timestamp::now().0) };
-        Ok(view(&p.state, &p.state.policy(), subject, req, p.next.saturating_sub(1))?)
-    }
-
-    /// A background check: the requester's view, logged as a dissemination (with a hash of exactly
-    /// the bytes returned) when the requester is outside the bureau, or logged as denied.
-    pub fn background_check(
-        &self,
-        ledger: &Signer,
-        requester: &PrincipalId,
-        purpose: Purpose,
-        subject: StreamId,
-        authority: Option<String>,
-        as_effective: Option<Timestamp>,
-    ) -> Result<CheckResponse, ServiceError> {
-        self.release(
-            ledger,
-            Release {
-                requester,
-                purpose,
-                subject,
-                case: None,
-                authority,
-                as_effective,
-                as_recorded: None,
-                method: "background_check",
-            },
-        )
-    }
-
-    /// Releases a subject's record (or one case of it) to a requester for a purpose: the view the
-    /// policy allows, logged as a dissemination when the requester is outside the bureau; a
-    /// request the policy does not allow is logged as denied and refused.
-    pub fn release(&self, ledger: &Signer, r: Release<'_>) -> Result<CheckResponse, ServiceError> {
-        self.refresh()?;
-        let Release { requester, purpose, subject, case, authority, as_effective, as_recorded, method } = r;
-        let role = self
-            .store
-            .registry()
-            .principal(requester)
-            .map(|p| p.role)
-            .ok_or_else(|| RecordsError::UnknownPrincipal(requester.clone()))?;
-        let checked_on = Date::from_micros(as_recorded.unwrap_or_else(Timestamp::now).0);
-        let req = Request { role, purpose, as_effective, checked_on };
-        let computed = match as_recorded {
-            None => {
-                let p = self.projection();
-                view(&p.state, &p.state.policy(), subject, req, p.next.saturating_sub(1))
-            }
-            Some(t) => {
-                let position = self
-                    .position_at(t)?
-                    .ok_or_else(|| ServiceError::NotFound("nothing was recorded by then".into()))?;
-                let state = self.state_as_recorded(subject, position)?;
-                view(&state, &state.policy(), subject, req, position)
-            }
-        };
-        let mut v = match computed {
-            Ok(v) => v,
-            Err(ViewError::Denied { .. }) => {
-                let reason = "no policy row for this role and purpose";
-                self.deny(
-                    ledger,
-                    Denial { requester, role, purpose: Some(purpose), subject: Some(subject), action: method, reason },
-                )?;
-                return Err(ViewError::Denied { role, purpose }.into());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(case) = case {
-            limit_to_case(&mut v, &case);
-        }
-        let bytes = v.to_bytes();
-        let content_hash = blake3::hash(&bytes).to_hex().to_string();
-        let mut dissemination = None;
-        if !inside_bureau(role) {
-            let ev = RecordEvent::RecordDisseminated {
-                request_id: hex::encode(chronicle_core::random_array::<8>()),
-                requester: requester.to_string(),
-                role,
-                purpose,
-                authority: authority.clone(),
-                subject: subject.to_hex(),
-                as_of_position: v.as_of_position,
-                content_hash: content_hash.clone(),
-                items: v.items(),
-                suppressed: v.suppressed,
-                checked_on,
-                as_effective: as_effective.map(|t| t.0),
-                method: method.into(),
-                case: case.map(|c| c.to_hex()),
-            };
-            let r = self.record(ledger, access_stream(&subject), &ev, Timestamp::now(), authority)?;
-            dissemination = Some(r.entries[0].position);
-        }
-        Ok(CheckResponse { bytes, content_hash, view: v, dissemination })
-    }
-
-    /// Logs the release of a history outside the bureau, with a hash of exactly what was sent.
-    pub fn log_history_release(&self, ledger: &Signer, r: HistoryRelease<'_>) -> Result<u64, ServiceError> {
-        let ev = RecordEvent::RecordDisseminated {
-            request_id: hex::encode(chronicle_core::random_array::<8>()),
-            requester: r.requester.to_string(),
-            role: r.role,
-            purpose: r.purpose,
-            authority: None,
-            subject: r.subject.to_hex(),
-            as_of_position: r.as_of_position,
-            content_hash: r.content_hash,
-            items: vec![format!("{} entries of {}", r.items, r.stream.to_hex())],
-            suppressed: 0,
-            checked_on: Date::from_micros(Timestamp::now().0),
-            as_effective: None,
-            method: "history".into(),
-            case: (r.stream != r.subject).then(|| r.stream.to_hex()),
-        };
-        Ok(self.record(ledger, access_stream(&r.subject), &ev, Timestamp::now(), None)?.entries[0].position)
-    }
-
-    /// Records that a request was refused (in the subject's access log, or the ledger's own when
-    /// no subject is known), signed by the ledger.
-    pub fn deny(&self, ledger: &Signer, d: Denial<'_>) -> Result<u64, ServiceError> {
-        let Denial { requester, role, purpose, subject, action, reason } = d;
-        let subject = subject.filter(|s| self.tombstone(s).is_none());
-        let denied = RecordEvent::AccessDenied {
-            requester: requester.to_string(),
-            role,
-            purpose,
-            subject: subject.map(|s| s.to_hex()),
-            action: Some(action.to_string()),
-            reason: reason.into(),
-        };
-        let stream = subject.map_or_else(denials_stream, |s| access_stream(&s));
-        Ok(self.record(ledger, stream, &denied, Timestamp::now(), None)?.entries[0].position)
-    }
-
-    /// Recomputes a logged dissemination by replaying the log to the position it was computed at.
-    /// Returns the bytes and whether their hash matches the one logged.
-    pub fn reproduce(&self, dissemination_position: u64) -> Result<(Vec<u8>, bool), ServiceError> {
-        let e = self
-            .store
-            .entry(dissemination_position)?
-            .ok_or_else(|| ServiceError::NotFound(format!("position {dissemination_position}")))?;
-        let Decoded::Event(
-            _,
-            RecordEvent::RecordDisseminated {
-                role,
-                purpose,
-                subject,
-                as_of_position,
-                content_hash,
-                checked_on,
-                as_effective,
-                case,
-                method,
-                ..
-            },
-        ) = decode(&self.store, &e)
-        else {
-            return Err(ServiceError::NotFound(format!("no dissemination at position {dissemination_position}")));
-        };
-        if method == "history" {
-            return Err(ServiceError::NotFound(format!(
-                "position {dissemination_position} logs a history release: replay the history up to its as_of_position"
-            )));
-        }
-        let subject = StreamId::from_hex(&subject).ok_or_else(|| ServiceError::NotFound("subject".into()))?;
-        let state = self.state_as_recorded(subject, as_of_position)?;
-        let req = Request { role, purpose, as_effective: as_effective.map(Timestamp), checked_on };
-        let mut v = view(&state, &state.policy(), subject, req, as_of_position)?;
-        if let Some(case) = case.as_deref().and_then(StreamId::from_hex) {
-            limit_to_case(&mut v, &case);
-        }
-        let bytes = v.to_bytes();
-        let same = blake3::hash(&bytes).to_hex().as_str() == content_hash;
-        Ok((bytes, same))
-    }
-
-    /// The streams that make up a subject's record at any time: identity, every cycle ever
-    /// attributed to it, its access log and the policy.
-    fn subject_streams(&self, subject: StreamId) -> Vec<StreamId> {
-        let p = self.projection();
-        let mut streams = vec![subject, access_stream(&subject), policy_stream()];
-        if let Some(s) = p.state.subjects.get(&subject) {
-            streams.extend(s.cycles_ever.iter().copied());
-        }
-        streams
-    }
-
-    fn entries_of(&self, streams: &[StreamId], up_to: u64) -> Result<Vec<Entry>, ServiceError> {
-        let mut all = Vec::new();
-        for s in streams {
-            let mut from = 0;
-            loop {
-                let page = self.store.read_stream(s, from, PAGE)?;
-                let n = page.len();
-                all.extend(page.into_iter().filter(|e| e.position() <= up_to));
-                if n < PAGE {
-                    break;
-                }
-                from += n as u64;
-            }
-        }
-        all.sort_by_key(Entry::position);
-        all.dedup_by_key(|e| e.position());
-        Ok(all)
-    }
-
-    /// The state of a subject's record exactly as the ledger showed it after `position`.
-    pub fn state_as_recorded(&self, subject: StreamId, position: u64) -> Result<State, ServiceError> {
-        self.refresh()?;
-        let entries = self.entries_of(&self.subject_streams(subject), position)?;
-        let decoded: Vec<Decoded> = entries.par_iter().map(|e| decode(&self.store, e)).collect();
-        let mut state = State::new();
-        apply_all(&mut state, decoded, None);
-        Ok(state)
-    }
-
-    /// The last position whose recorded time is at or before `t` (`None` if the log starts later).
-    pub fn position_at(&self, t: Timestamp) -> Result<Option<u64>, ServiceError> {
-        let len = self.store.head().len;
-        let (mut lo, mut hi) = (0u64, len);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let e = self.store.entry(mid)?.ok_or_else(|| ServiceError::NotFound(format!("position {mid}")))?;
-            if e.header.recorded_time <= t { lo = mid + 1 } else { hi = mid }
-        }
-        Ok(lo.checked_sub(1))
-    }
-
-    /// A requester's view as the ledger would have shown it at recorded time `t`.
-    pub fn view_as_recorded(
-        &self,
-        subject: StreamId,
-        role: Role,
-        purpose: Purpose,
-        t: Timestamp,
-    ) -> Result<RecordView, ServiceError> {
-        let position =
-            self.position_at(t)?.ok_or_else(|| ServiceError::NotFound("nothing was recorded by then".into()))?;
-        let state = self.state_as_recorded(subject, position)?;
-        let req = Request { role, purpose, as_effective: None, checked_on: Date::from_micros(t.0) };
-        Ok(view(&state, &state.policy(), subject, req, position)?)
-    }
-
-    /// Every entry of a subject's record (identity, cycles ever attributed, access log) or of one
-    /// cycle, in log order, with who, when and under what authority.
-    pub fn history(&self, stream: StreamId, up_to: Option<u64>) -> Result<Vec<HistoryItem>, ServiceError> {
-        self.refresh()?;
-        if let Some(t) = self.tombstone(&stream) {
-            return Err(ServiceError::Expunged {
-                order_id: t.order_id,
-                effective: t.effective.0,
-                by: t.author.to_string(),
-            });
-        }
-        let streams = if self.projection().state.subjects.contains_key(&stream) {
-            self.subject_streams(stream)
-        } else {
-            vec![stream]
-        };
-        let streams: Vec<StreamId> = streams.into_iter().filter(|s| *s != policy_stream()).collect();
-        let entries = self.entries_of(&streams, up_to.unwrap_or(u64::MAX))?;
-        let registry = self.store.registry();
-        Ok(entries
-            .iter()
-            .map(|e| {
-                let st = &e.statement;
-                let event = match decode(&self.store, e) {
-                    Decoded::Event(_, ev) => serde_json::to_value(&ev).ok(),
-                    _ => None,
-                };
-                HistoryItem {
-                    position: e.position(),
-                    recorded: e.header.recorded_time.0,
-                    effective: st.effective_time.0,
-                    stream: st.stream.to_hex(),
-                    event_type: st.event_type.as_str().to_string(),
-                    author: st.author.to_string(),
-                    role: registry.principal(&st.author).map(|p| p.role),
-                    court_order: st.refs.court_order.clone(),
-                    event,
-                }
-            })
-            .collect())
     }
 }
 

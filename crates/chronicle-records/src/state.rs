@@ -387,7 +387,8 @@ impl State {
                 out.extend(parse_id(to_subject));
             }
             RecordEvent::RecordDisseminated { subject, .. }
-            | RecordEvent::AccessDenied { subject: Some(subject), .. } => {
+            | RecordEvent::AccessDenied { subject: Some(subject), .. }
+            | RecordEvent::AuditRecorded { subject: Some(subject), .. } => {
                 out.extend(parse_id(subject).map(|s| crate::model::access_stream(&s)))
             }
             // Everything `forget` changes: the streams expunged (their parts go), a subject's
@@ -670,7 +671,8 @@ impl State {
                 }
             }
             RecordEvent::RecordDisseminated { subject, .. }
-            | RecordEvent::AccessDenied { subject: Some(subject), .. } => {
+            | RecordEvent::AccessDenied { subject: Some(subject), .. }
+            | RecordEvent::AuditRecorded { subject: Some(subject), .. } => {
                 if let Some(id) = parse_id(subject) {
                     self.access.entry(id).or_default().push(AccessRecord {
                         position: meta.position,
@@ -679,7 +681,7 @@ impl State {
                     });
                 }
             }
-            RecordEvent::AccessDenied { subject: None, .. } => {}
+            RecordEvent::AccessDenied { subject: None, .. } | RecordEvent::AuditRecorded { subject: None, .. } => {}
             RecordEvent::PolicyAdopted { policy } => self.adopted_policy = Some((meta.position, policy.clone())),
             RecordEvent::ExpungementOrdered { order_id, statute, target, target_kind, streams } => {
                 let Some(target) = parse_id(target) else { return };

@@ -4,10 +4,12 @@
 //! Who may write what (by the author's registered role) is decided here too: an arrest by
 //! records staff or law enforcement, a disposition by a court or records staff, and so on.
 
-use chronicle_core::{PrincipalId, Registry, Role, StreamId, Timestamp};
+use chronicle_core::{PrincipalId, Registry, StreamId, Timestamp};
 
 use crate::date::Date;
-use crate::model::{RecordEvent, Scope, StreamKind, access_stream, denials_stream, destruction_stream, policy_stream};
+use crate::model::{
+    RecordEvent, Scope, StreamKind, access_stream, audit_stream, denials_stream, destruction_stream, policy_stream,
+};
 use crate::state::State;
 
 /// A command was refused.
@@ -117,30 +119,6 @@ pub enum RecordsError {
     Challenge(String, &'static str),
 }
 
-fn roles_for(event: &RecordEvent) -> &'static [Role] {
-    use Role::*;
-    match event {
-        RecordEvent::SubjectEnrolled { .. }
-        | RecordEvent::AliasAdded { .. }
-        | RecordEvent::IdentityCorrected { .. } => &[RecordsClerk, LawEnforcement],
-        RecordEvent::ArrestRecorded { .. } => &[RecordsClerk, LawEnforcement],
-        RecordEvent::ChargeFiled { .. } | RecordEvent::ChargeAmended { .. } => &[RecordsClerk, Prosecutor, Court],
-        RecordEvent::CourtCaseFiled { .. }
-        | RecordEvent::DispositionRecorded { .. }
-        | RecordEvent::DispositionCorrected { .. }
-        | RecordEvent::SentenceImposed { .. }
-        | RecordEvent::SupervisionDischarged { .. } => &[RecordsClerk, Court],
-        RecordEvent::CycleReassigned { .. } => &[RecordsClerk],
-        RecordEvent::ReliefOrdered { .. } | RecordEvent::RestrictionVacated { .. } => &[RecordsClerk, Court],
-        RecordEvent::CycleRestated { .. } => &[Ledger],
-        RecordEvent::ChallengeFiled { .. } => &[Subject, DefenseAttorney, RecordsClerk],
-        RecordEvent::ChallengeResolved { .. } => &[RecordsClerk],
-        RecordEvent::RecordDisseminated { .. } | RecordEvent::AccessDenied { .. } => &[Ledger, RecordsClerk],
-        RecordEvent::PolicyAdopted { .. } => &[Admin],
-        RecordEvent::ExpungementOrdered { .. } => &[RecordsClerk, Court],
-    }
-}
-
 fn not_after(what: &'static str, date: Date, earlier_what: &'static str, earlier: Date) -> Result<(), RecordsError> {
     if date < earlier { Err(RecordsError::DateOrder { what, later: date, earlier_what, earlier }) } else { Ok(()) }
 }
@@ -180,7 +158,7 @@ pub fn validate(
     now: Timestamp,
 ) -> Result<(), RecordsError> {
     let role = registry.principal(author).ok_or_else(|| RecordsError::UnknownPrincipal(author.clone()))?.role;
-    if !roles_for(event).contains(&role) {
+    if !crate::access::may_author(role, event) {
         return Err(RecordsError::RoleNotAllowed { role: role.as_str(), event: event.tag() });
     }
     let today = Date::from_micros(now.0);
@@ -219,15 +197,25 @@ pub fn validate(
         StreamKind::Access => {
             let subject = match event {
                 RecordEvent::RecordDisseminated { subject, .. } => Some(subject),
-                RecordEvent::AccessDenied { subject, .. } => subject.as_ref(),
+                RecordEvent::AccessDenied { subject, .. } | RecordEvent::AuditRecorded { subject, .. } => {
+                    subject.as_ref()
+                }
                 _ => None,
             };
             let expected = match (event, subject) {
                 (RecordEvent::AccessDenied { .. }, None) => Some(denials_stream()),
+                (RecordEvent::AuditRecorded { .. }, None) => Some(audit_stream()),
                 (_, subject) => subject.and_then(|s| StreamId::from_hex(s)).map(|s| access_stream(&s)),
             };
             if expected != Some(stream) {
                 return Err(RecordsError::WrongStream { event: tag, reason: "not the subject's access stream" });
+            }
+            // A subject's access log exists only for a subject that does: a request naming no
+            // one is logged in the one denials stream, never in a stream of its own.
+            if let Some(s) = subject
+                && !StreamId::from_hex(s).is_some_and(|s| state.subjects.contains_key(&s))
+            {
+                return Err(RecordsError::UnknownSubject(s.clone()));
             }
         }
         StreamKind::Policy => {
@@ -440,7 +428,12 @@ pub fn validate(
         },
         RecordEvent::RecordDisseminated { .. }
         | RecordEvent::AccessDenied { .. }
-        | RecordEvent::PolicyAdopted { .. } => {}
+        | RecordEvent::AuditRecorded { .. } => {}
+        RecordEvent::PolicyAdopted { policy } => {
+            if let Some(problem) = policy.problem() {
+                return Err(RecordsError::Malformed(format!("policy: {problem}")));
+            }
+        }
         RecordEvent::ExpungementOrdered { order_id, statute, target, target_kind, streams } => {
             non_empty("order_id", order_id)?;
             non_empty("statute", statute)?;

@@ -1,16 +1,24 @@
-//! What a requester may see of a subject's record, by the policy in force.
+//! What a requester may see of a subject's record, as [`crate::access`] decides.
 //!
 //! A view is computed from the state, the requester's role and purpose, an optional effective
-//! time ("as effective at T") and the check date. Its JSON bytes are canonical (fixed field order,
-//! items ordered by cycle id and charge number), so computing the same view from the same log
-//! prefix gives the same bytes, and their blake3 hash identifies exactly what was released.
+//! time ("as effective at T") and the check date, and is capped by the restrictions and policy in
+//! force when the request is answered ([`Now`]): an as-of view selects which state of the record
+//! is shown, never more than is shown now. Its JSON bytes are canonical (fixed field order, cases
+//! by arrest date, charges by number), so computing the same view from the same log prefix gives
+//! the same bytes, and their blake3 hash identifies exactly what was released.
+//!
+//! A requester from whom the policy may withhold items sees charges numbered 1, 2, ... as shown
+//! (item ids `case:n` by that number), and no count of what was withheld: the view is the one
+//! they would get had the withheld items never existed. The real item ids and the count go to
+//! the dissemination entry ([`Computed`]).
 
 use chronicle_core::{Role, StreamId, Timestamp};
 use serde::Serialize;
 
+use crate::access::{self, Clock, Shown};
 use crate::date::Date;
 use crate::model::{DispositionKind, Level, Name, Purpose, ReliefKind, SentenceKind};
-use crate::policy::{Access, Policy};
+use crate::policy::Policy;
 use crate::state::State;
 
 /// The subject's identity as shown.
@@ -129,8 +137,6 @@ pub struct RecordView {
     /// Expungements carried out, for roles that may know of them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<NoticeView>,
-    /// Charges the policy withheld from this requester.
-    pub suppressed: u32,
     /// The log position the view was computed at.
     pub as_of_position: u64,
     /// The effective time asked for, if any (microseconds).
@@ -148,10 +154,33 @@ impl RecordView {
         // Plain data: serializing cannot fail.
         serde_json::to_vec(self).expect("views serialize")
     }
-    /// Item ids shown.
+    /// Item ids as shown.
     pub fn items(&self) -> Vec<String> {
         self.cycles.iter().flat_map(|c| c.charges.iter().map(|ch| ch.item.clone())).collect()
     }
+}
+
+/// A view and what its dissemination entry records of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Computed {
+    /// What the requester gets.
+    pub view: RecordView,
+    /// The real ids (`case:charge number`) of the items shown.
+    pub items: Vec<String>,
+    /// How many items the policy withheld.
+    pub withheld: u32,
+}
+
+/// The restrictions and the policy in force when a request is answered: what they withhold is
+/// withheld from a view of any time.
+#[derive(Clone, Copy)]
+pub struct Now<'a> {
+    /// The state now.
+    pub state: &'a State,
+    /// The policy in force now.
+    pub policy: &'a Policy,
+    /// The day the request is answered on.
+    pub checked_on: Date,
 }
 
 /// Why a view was refused.
@@ -169,6 +198,13 @@ pub enum ViewError {
     /// No such subject.
     #[error("no subject {0}")]
     UnknownSubject(StreamId),
+    /// The policy withholds every item of the record (or case) from this requester, who must get
+    /// the answer an unknown one gets.
+    #[error("the policy withholds all {withheld} item(s) from this requester")]
+    NothingShown {
+        /// How many items were withheld.
+        withheld: u32,
+    },
 }
 
 /// What one requester asks for.
@@ -184,48 +220,60 @@ pub struct Request {
     pub checked_on: Date,
 }
 
-/// Computes a requester's view of a subject under `policy`.
+/// Computes a requester's view of a subject (or of one case of it) from `state` under `policy`,
+/// capped by what `now` shows.
 pub fn view(
     state: &State,
     policy: &Policy,
     subject: StreamId,
     req: Request,
     as_of_position: u64,
-) -> Result<RecordView, ViewError> {
-    let rule = policy.rule(req.role, req.purpose).ok_or(ViewError::Denied { role: req.role, purpose: req.purpose })?;
+    case: Option<StreamId>,
+    now: Now<'_>,
+) -> Result<Computed, ViewError> {
+    let role = req.role;
+    let denied = ViewError::Denied { role, purpose: req.purpose };
+    let rule_now = now.policy.rule(role, req.purpose).ok_or(denied.clone())?;
+    // A row missing from the policy of the time asked for shows nothing of that time.
+    let rule_then = policy.rule(role, req.purpose);
     let sub = state.subjects.get(&subject).ok_or(ViewError::UnknownSubject(subject))?;
     let at = req.as_effective;
     let on = at.map(|t| Date::from_micros(t.0)).unwrap_or(req.checked_on);
-    let recent_from = req.checked_on.plus_years(-policy.non_conviction_reportable_years);
+    let then_clock = Clock { at, checked_on: req.checked_on };
+    let now_clock = Clock { at: None, checked_on: now.checked_on };
+    let renumber = rule_now.may_withhold() || rule_then.is_none_or(|r| r.may_withhold());
+    let mut order: Vec<(Date, StreamId)> = sub
+        .cycles
+        .iter()
+        .filter(|cid| case.is_none_or(|c| c == **cid))
+        .filter_map(|cid| state.cycles.get(cid).map(|c| (c.arrest_date, *cid)))
+        .collect();
+    order.sort();
     let mut cycles = Vec::new();
     let mut notices = Vec::new();
-    let mut suppressed = 0u32;
-    for cid in &sub.cycles {
-        let Some(c) = state.cycles.get(cid) else { continue };
+    let mut items = Vec::new();
+    let mut withheld = 0u32;
+    for (_, cid) in order {
+        let Some(c) = state.cycles.get(&cid) else { continue };
+        // The case as it stands now, if it is still this subject's.
+        let c_now = now.state.cycles.get(&cid).filter(|c| c.subject == subject);
         let mut charges = Vec::new();
         let mut content = false;
-        for (seq, ch) in &c.charges {
-            if c.expunged(*seq, at) {
-                continue;
-            }
-            let restriction = c.restriction(*seq, at);
-            let access = match restriction {
-                Some(o) if !o.audiences.contains(&req.role) => rule.restricted,
-                _ => rule.unrestricted,
-            };
-            let disposition = ch.disposition(Some(on));
-            let shown = match access {
-                Access::Full | Access::Metadata => true,
-                Access::Reportable => {
-                    disposition.is_some_and(|d| d.kind.is_conviction()) || c.arrest_date >= recent_from
+        for (seq, ch) in c.charges.iter() {
+            let then = rule_then.map_or(Shown::Withheld, |r| access::shown(policy, r, role, c, *seq, ch, then_clock));
+            let current =
+                c_now.and_then(|cn| cn.charges.get(seq).map(|chn| (cn, chn))).map_or(Shown::Withheld, |(cn, chn)| {
+                    access::shown(now.policy, rule_now, role, cn, *seq, chn, now_clock)
+                });
+            let shown = then.min(current);
+            if shown == Shown::Withheld {
+                if !c.expunged(*seq, at) {
+                    withheld += 1;
                 }
-                Access::None => false,
-            };
-            if !shown {
-                suppressed += 1;
                 continue;
             }
-            let mut status = restriction
+            let mut status = c
+                .restriction(*seq, at)
                 .map_or("none", |o| match o.kind {
                     ReliefKind::Seal => "sealed",
                     ReliefKind::LimitedAccess => "limited_access",
@@ -239,11 +287,13 @@ pub fn view(
                     _ => {}
                 }
             }
-            let item = format!("{}:{seq}", cid.to_hex());
-            if access == Access::Metadata {
+            items.push(format!("{}:{seq}", cid.to_hex()));
+            let number = if renumber { charges.len() as u32 + 1 } else { *seq };
+            let item = format!("{}:{number}", cid.to_hex());
+            if shown == Shown::Metadata {
                 charges.push(ChargeView {
                     item,
-                    seq: *seq,
+                    seq: number,
                     statute: None,
                     offense_code: None,
                     literal: None,
@@ -257,6 +307,7 @@ pub fn view(
                 continue;
             }
             content = true;
+            let disposition = ch.disposition(Some(on));
             let sentences = c
                 .sentences
                 .iter()
@@ -270,7 +321,7 @@ pub fn view(
                 .collect();
             charges.push(ChargeView {
                 item,
-                seq: *seq,
+                seq: number,
                 statute: Some(ch.spec.statute.clone()),
                 offense_code: Some(ch.spec.offense_code.clone()),
                 literal: Some(ch.spec.literal.clone()),
@@ -282,7 +333,7 @@ pub fn view(
                 sentences,
             });
         }
-        if rule.expunged == Access::Metadata {
+        if access::notices_shown(rule_now) && rule_then.is_some_and(access::notices_shown) {
             for o in c.orders.iter().filter(|o| o.kind == ReliefKind::Expunge && at.is_none_or(|t| o.effective <= t)) {
                 notices.push(NoticeView {
                     order_id: o.order_id.clone(),
@@ -305,22 +356,31 @@ pub fn view(
             charges,
         });
     }
-    let identity = matches!(rule.unrestricted, Access::Full | Access::Reportable).then(|| IdentityView {
-        sid: sub.sid.clone(),
-        fbi: sub.fbi.clone(),
-        name: sub.name.clone(),
-        aliases: sub.aliases.clone(),
-        dob: sub.dob,
-    });
-    Ok(RecordView {
-        subject: subject.to_hex(),
-        identity,
-        cycles,
-        notices,
-        suppressed,
-        as_of_position,
-        as_effective: at.map(|t| t.0),
-        checked_on: req.checked_on,
-        policy_version: policy.version,
+    // Withheld means absent: of a record (or case) the row may withhold from, nothing shown is
+    // the same as nothing there.
+    if renumber && cycles.is_empty() {
+        return Err(ViewError::NothingShown { withheld });
+    }
+    let identity =
+        (access::identity_shown(rule_now) && rule_then.is_some_and(access::identity_shown)).then(|| IdentityView {
+            sid: sub.sid.clone(),
+            fbi: sub.fbi.clone(),
+            name: sub.name.clone(),
+            aliases: sub.aliases.clone(),
+            dob: sub.dob,
+        });
+    Ok(Computed {
+        view: RecordView {
+            subject: subject.to_hex(),
+            identity,
+            cycles,
+            notices,
+            as_of_position,
+            as_effective: at.map(|t| t.0),
+            checked_on: req.checked_on,
+            policy_version: rule_then.map_or(now.policy.version, |_| policy.version),
+        },
+        items,
+        withheld,
     })
 }

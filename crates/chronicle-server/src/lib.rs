@@ -44,6 +44,9 @@ pub enum ServeError {
     Shutdown(String),
 }
 
+/// Seconds between loggings of folded refusals (see the records crate's `refusals`).
+const REFUSALS_FLUSH_EVERY_S: u64 = 5;
+
 /// The server's certificate and key and the CA its clients' certificates must chain to.
 #[derive(Clone)]
 pub struct TlsFiles {
@@ -165,15 +168,19 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| ServeError::Reflection(e.to_string()))?;
 
     // Checkpoints are signed as the log grows (the default policy: every 10,000 entries or
-    // 60 s), so auditors always find a recent one.
+    // 60 s), so auditors always find a recent one; refusals beyond the rate logged one by one are
+    // logged together every few seconds.
     let ticker = {
         let shared = shared.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
-            loop {
+            for tick in 0u64.. {
                 every.tick().await;
                 let s = shared.clone();
                 let _ = tokio::task::spawn_blocking(move || {
+                    if tick % REFUSALS_FLUSH_EVERY_S == 0 {
+                        let _ = s.records.flush_refusals(&s.ledger);
+                    }
                     s.records.store().maybe_checkpoint(&s.note, &s.origin, CheckpointPolicy::default())
                 })
                 .await;
@@ -197,9 +204,12 @@ pub async fn serve(
     reporter.set_not_serving::<LedgerServer<services::LedgerService>>().await;
     served?;
     let s = shared.clone();
-    tokio::task::spawn_blocking(move || s.records.persist())
-        .await
-        .map_err(|e| ServeError::Shutdown(e.to_string()))?
-        .map_err(|e| ServeError::Shutdown(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let _ = s.records.flush_refusals(&s.ledger);
+        s.records.persist()
+    })
+    .await
+    .map_err(|e| ServeError::Shutdown(e.to_string()))?
+    .map_err(|e| ServeError::Shutdown(e.to_string()))?;
     Ok(())
 }

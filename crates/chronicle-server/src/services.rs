@@ -1,31 +1,33 @@
-//! The three gRPC services over one records service.
+//! The three gRPC services over one records service: thin adapters.
 //!
-//! Every call first resolves its caller (the principal named by the client certificate, checked
-//! against the registry), then decides by the caller's role, and by the stated purpose where the
-//! call reads a record. The records service's work is synchronous (sled, decryption, folding), so
-//! it runs on tokio's blocking pool and never stalls the reactor.
+//! Every call resolves its caller first (the principal named by the client certificate, checked
+//! against the registry; a caller that is not one is refused with UNAUTHENTICATED, and the refusal
+//! is logged), turns the request into the records crate's terms (naming the field of any bad
+//! input), and asks the records service, whose `access` module alone decides what the caller is
+//! given and what is logged. The records service's work is synchronous (sled, decryption,
+//! durable appends for what is logged), so it runs on tokio's blocking pool and never stalls the
+//! reactor.
 
 use std::sync::Arc;
 
-use chronicle_core::{Command, Role, StreamId, Timestamp};
+use chronicle_core::{Command, StreamId, Timestamp};
 use chronicle_proto::v1 as pb;
+use chronicle_records::history::HistoryItem;
 use chronicle_records::model::Purpose;
-use chronicle_records::service::HistoryItem;
-use chronicle_records::{Denial, Records, Release};
+use chronicle_records::{Call, Caller, Denial, HistoryQuery, RecipientsQuery, RecordQuery, Records, Target};
 use chronicle_store::ExpectedVersion;
 use chronicle_tlog::NoteSigner;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::auth::Caller;
 use crate::status::{self, invalid};
 
 /// What every service shares.
 pub struct Shared {
     /// The records service (and through it the store).
     pub records: Records,
-    /// The ledger's own signer (signs dissemination and denial entries).
+    /// The ledger's own signer (signs dissemination, refusal and audit entries).
     pub ledger: chronicle_core::Signer,
     /// The checkpoint signer.
     pub note: NoteSigner,
@@ -35,71 +37,26 @@ pub struct Shared {
     pub tls: bool,
 }
 
-/// Runs records work: on the blocking pool if it may wait for the disk, else right here.
-async fn run<T: Send + 'static>(
-    may_block: bool,
-    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
-) -> Result<T, Status> {
-    if may_block { blocking(f).await } else { f() }
-}
-
 /// Runs blocking records work off the reactor.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("worker failed: {e}")))?
 }
 
-impl Shared {
-    /// Records a refusal in the access log, then returns it. A failure to log is reported instead
-    /// (a refusal that cannot be logged must still be a refusal).
-    fn deny(&self, caller: &Caller, d: DenyArgs<'_>, refusal: Status) -> Status {
-        let logged = self.records.deny(
-            &self.ledger,
-            Denial {
-                requester: &caller.principal,
-                role: caller.role,
-                purpose: d.purpose,
-                subject: d.subject,
-                action: d.action,
-                reason: refusal.message(),
-            },
-        );
-        match logged {
-            Ok(_) => refusal,
-            Err(e) => Status::internal(format!("{} (and logging the refusal failed: {e})", refusal.message())),
-        }
-    }
-}
-
-impl Shared {
-    /// A record subject sees only their own record; a defense attorney only their clients'.
-    /// The subject's principal is bound to the record by its id, `subject:` and the SID (lower
-    /// case, letters and digits only); representation by an attorney is not recorded yet, so an
-    /// attorney's request is refused (and logged) rather than answered for anyone.
-    fn check_binding(&self, caller: &Caller, purpose: Purpose, subject: StreamId, action: &str) -> Result<(), Status> {
-        let reason = match caller.role {
-            Role::Subject => {
-                let sid = self.records.projection().state.subjects.get(&subject).map(|s| s.sid.clone());
-                let own = sid.is_some_and(|sid| {
-                    let want: String = chronicle_records::state::normalize(&sid).to_ascii_lowercase();
-                    caller.principal.as_str() == format!("subject:{want}")
-                });
-                if own {
-                    return Ok(());
-                }
-                "a record subject may see only their own record"
-            }
-            Role::DefenseAttorney => "no representation of this subject by the attorney is on record",
-            _ => return Ok(()),
-        };
-        let refusal = Status::permission_denied(reason);
-        Err(self.deny(caller, DenyArgs { purpose: Some(purpose), subject: Some(subject), action }, refusal))
-    }
-}
-
-struct DenyArgs<'a> {
-    purpose: Option<Purpose>,
-    subject: Option<StreamId>,
-    action: &'a str,
+/// The caller of a request, or UNAUTHENTICATED (logged: who claimed to call, and why refused).
+async fn authenticate<T>(shared: &Arc<Shared>, req: &Request<T>, call: &'static str) -> Result<Caller, Status> {
+    let (claimed, refusal) = match crate::auth::caller(shared, req) {
+        Ok(c) => return Ok(c),
+        Err(e) => e,
+    };
+    let s = shared.clone();
+    let logged = blocking(move || {
+        Ok(s.records.refuse_unidentified(&s.ledger, claimed.as_deref(), call, refusal.message()).map(|()| refusal))
+    })
+    .await?;
+    Err(match logged {
+        Ok(refusal) => refusal,
+        Err(e) => Status::internal(format!("unauthenticated (and logging the refusal failed: {e})")),
+    })
 }
 
 /// `chronicle.v1.Ledger`.
@@ -154,16 +111,23 @@ pub fn purpose(p: i32) -> Result<Purpose, Status> {
     })
 }
 
-fn micros(field: &str, t: i64) -> Result<Option<Timestamp>, Status> {
-    match t {
-        0 => Ok(None),
-        t if t < 0 => Err(invalid(field, "must not be negative")),
-        t => Ok(Some(Timestamp(t))),
-    }
+/// A time field: 0 is "not given"; the records service checks the range.
+fn micros(t: i64) -> Option<Timestamp> {
+    (t != 0).then_some(Timestamp(t))
 }
 
 fn authority(a: String) -> Option<String> {
     (!a.trim().is_empty()).then_some(a)
+}
+
+/// A subject named by SID or by id, exactly one.
+fn subject_target(sid: &str, subject_id: &[u8]) -> Result<Target, Status> {
+    match (sid.trim(), subject_id.is_empty()) {
+        ("", true) => Err(invalid("sid", "name the subject by sid or subject_id")),
+        (sid, true) => Ok(Target::Sid(sid.to_string())),
+        ("", false) => Ok(Target::SubjectId(stream_id("subject_id", subject_id)?)),
+        _ => Err(invalid("sid", "give sid or subject_id, not both")),
+    }
 }
 
 fn record_response(r: chronicle_records::CheckResponse) -> pb::RecordResponse {
@@ -174,31 +138,7 @@ fn record_response(r: chronicle_records::CheckResponse) -> pb::RecordResponse {
     }
 }
 
-/// Roles that may follow the raw log: its payloads are sealed, but its metadata (streams, event
-/// types, authors, times) is still the bureau's to give.
-fn may_subscribe(role: Role) -> bool {
-    matches!(role, Role::Ledger | Role::Admin | Role::RecordsClerk | Role::Auditor)
-}
-
-/// Who may replay a history, and how much of it they see.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum HistoryAccess {
-    /// Every entry with its content.
-    Full,
-    /// Who, when, what kind and under what authority; no content.
-    Metadata,
-}
-
-fn history_access(role: Role, purpose: Purpose) -> Option<HistoryAccess> {
-    match role {
-        Role::Ledger | Role::Admin | Role::RecordsClerk | Role::Court => Some(HistoryAccess::Full),
-        Role::LawEnforcement | Role::Prosecutor if purpose == Purpose::C => Some(HistoryAccess::Full),
-        Role::Auditor => Some(HistoryAccess::Metadata),
-        _ => None,
-    }
-}
-
-fn history_item(h: HistoryItem, access: HistoryAccess) -> pb::HistoryItem {
+fn history_item(h: HistoryItem) -> pb::HistoryItem {
     pb::HistoryItem {
         position: h.position,
         recorded_micros: h.recorded,
@@ -207,18 +147,27 @@ fn history_item(h: HistoryItem, access: HistoryAccess) -> pb::HistoryItem {
         author: h.author,
         role: h.role.map(|r| r.as_str().to_string()).unwrap_or_default(),
         court_order: h.court_order.unwrap_or_default(),
-        event_json: match (access, h.event) {
-            (HistoryAccess::Full, Some(ev)) => serde_json::to_vec(&ev).unwrap_or_default(),
-            _ => Vec::new(),
-        },
+        event_json: h.event.map(|ev| serde_json::to_vec(&ev).unwrap_or_default()).unwrap_or_default(),
         stream: h.stream,
+        destroyed: h.destroyed,
+    }
+}
+
+impl Shared {
+    /// Asks the records service, on the blocking pool, and maps its answer.
+    async fn ask<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Records, &chronicle_core::Signer) -> Result<T, chronicle_records::ServiceError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let s = self.clone();
+        blocking(move || f(&s.records, &s.ledger).map_err(|e| status::of_service(&e))).await
     }
 }
 
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerService {
     async fn submit(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
-        let caller = crate::auth::caller(&self.0, &req)?;
+        let caller = authenticate(&self.0, &req, "submit").await?;
         let r = req.into_inner();
         let stream = stream_id("stream", &r.stream)?;
         let expected = expected(r.expected)?;
@@ -236,15 +185,28 @@ impl pb::ledger_server::Ledger for LedgerService {
         let shared = self.0.clone();
         blocking(move || {
             let action = format!("submit {}", cmds[0].statement().event_type.as_str());
+            let refuse = |s: Status| -> Status {
+                let d = Denial {
+                    requester: caller.principal.as_str(),
+                    role: Some(caller.role),
+                    purpose: None,
+                    subject: None,
+                    action: &action,
+                    reason: s.message(),
+                };
+                match shared.records.refuse(&shared.ledger, d) {
+                    Ok(()) => s,
+                    Err(e) => Status::internal(format!("{} (and logging the refusal failed: {e})", s.message())),
+                }
+            };
             // A principal submits its own signed commands: a command signed by someone else is
             // not the caller's to replay.
             if let Some((i, c)) = cmds.iter().enumerate().find(|(_, c)| c.statement().author != caller.principal) {
-                let refusal = Status::permission_denied(format!(
+                return Err(refuse(Status::permission_denied(format!(
                     "commands[{i}]: signed by {}, but the caller is {}",
                     c.statement().author,
                     caller.principal
-                ));
-                return Err(shared.deny(&caller, DenyArgs { purpose: None, subject: None, action: &action }, refusal));
+                ))));
             }
             let submitted = if stream == StreamId::REGISTRY {
                 // Registry changes (an admin registering a principal, anyone rotating or revoking
@@ -270,14 +232,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                 })),
                 Err(e) => {
                     let s = status::of_service(&e);
-                    if status::is_denial(&s) {
-                        return Err(shared.deny(
-                            &caller,
-                            DenyArgs { purpose: None, subject: None, action: &action },
-                            s,
-                        ));
-                    }
-                    Err(s)
+                    if status::is_denial(&s) { Err(refuse(s)) } else { Err(s) }
                 }
             }
         })
@@ -287,16 +242,9 @@ impl pb::ledger_server::Ledger for LedgerService {
     type SubscribeStream = ReceiverStream<Result<pb::LogEntry, Status>>;
 
     async fn subscribe(&self, req: Request<pb::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
-        let caller = crate::auth::caller(&self.0, &req)?;
-        if !may_subscribe(caller.role) {
-            let shared = self.0.clone();
-            return Err(blocking(move || {
-                let refusal = Status::permission_denied(format!("a {} may not follow the log", caller.role.as_str()));
-                Ok(shared.deny(&caller, DenyArgs { purpose: None, subject: None, action: "subscribe" }, refusal))
-            })
-            .await?);
-        }
+        let caller = authenticate(&self.0, &req, Call::Subscribe.name()).await?;
         let from = req.into_inner().from_position;
+        self.0.ask(move |r, l| r.log_read(l, &caller, Call::Subscribe, format!("from position {from}"))).await?;
         let mut sub = self.0.records.store().subscribe(from);
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
@@ -316,210 +264,142 @@ impl pb::ledger_server::Ledger for LedgerService {
 }
 
 impl RecordsService {
-    fn subject_of(&self, sid: &str, subject_id: &[u8]) -> Result<StreamId, Status> {
-        match (sid.trim(), subject_id.is_empty()) {
-            ("", true) => Err(invalid("sid", "name the subject by sid or subject_id")),
-            (sid, true) => {
-                self.0.records.refresh().map_err(|e| status::of_service(&e))?;
-                self.0
-                    .records
-                    .projection()
-                    .state
-                    .subject_by_sid(sid)
-                    .ok_or_else(|| Status::not_found(format!("no subject with SID {sid}")))
-            }
-            ("", false) => stream_id("subject_id", subject_id),
-            _ => Err(invalid("sid", "give sid or subject_id, not both")),
-        }
-    }
-
-    async fn release(
-        &self,
-        req: Request<pb::RecordRequest>,
-        method: &'static str,
-    ) -> Result<pb::RecordResponse, Status> {
-        let caller = crate::auth::caller(&self.0, &req)?;
+    async fn read(&self, req: Request<pb::RecordRequest>, call: Call) -> Result<Response<pb::RecordResponse>, Status> {
+        let caller = authenticate(&self.0, &req, call.name()).await?;
         let r = req.into_inner();
-        let purpose = purpose(r.purpose)?;
-        let as_effective = micros("as_effective_micros", r.as_effective_micros)?;
-        let as_recorded = micros("as_recorded_micros", r.as_recorded_micros)?;
-        let this = RecordsService(self.0.clone());
-        // A read inside the bureau writes nothing (unless refused): it is answered on the
-        // reactor, without a hand-off to the blocking pool. A release outside the bureau is
-        // logged (a durable append), so it waits on the blocking pool.
-        let writes = !crate::auth::inside_bureau(caller.role) || as_recorded.is_some();
-        run(writes, move || {
-            let subject = this.subject_of(&r.sid, &r.subject_id)?;
-            this.0.check_binding(&caller, purpose, subject, method)?;
-            let release = Release {
-                requester: &caller.principal,
-                purpose,
-                subject,
-                case: None,
-                authority: authority(r.authority),
-                as_effective,
-                as_recorded,
-                method,
-            };
-            this.0.records.release(&this.0.ledger, release).map(record_response).map_err(|e| status::of_service(&e))
-        })
-        .await
+        let q = RecordQuery {
+            call,
+            target: subject_target(&r.sid, &r.subject_id)?,
+            purpose: purpose(r.purpose)?,
+            authority: authority(r.authority),
+            as_effective: micros(r.as_effective_micros),
+            as_recorded: micros(r.as_recorded_micros),
+        };
+        let answer = self.0.ask(move |records, ledger| records.read_record(ledger, &caller, q)).await?;
+        Ok(Response::new(record_response(answer)))
     }
 }
 
 #[tonic::async_trait]
 impl pb::records_server::Records for RecordsService {
     async fn get_record(&self, req: Request<pb::RecordRequest>) -> Result<Response<pb::RecordResponse>, Status> {
-        self.release(req, "get_record").await.map(Response::new)
+        self.read(req, Call::GetRecord).await
     }
 
     async fn background_check(&self, req: Request<pb::RecordRequest>) -> Result<Response<pb::RecordResponse>, Status> {
-        self.release(req, "background_check").await.map(Response::new)
+        self.read(req, Call::BackgroundCheck).await
     }
 
     async fn get_case(&self, req: Request<pb::CaseRequest>) -> Result<Response<pb::RecordResponse>, Status> {
-        let caller = crate::auth::caller(&self.0, &req)?;
+        let caller = authenticate(&self.0, &req, Call::GetCase.name()).await?;
         let r = req.into_inner();
         let purpose = purpose(r.purpose)?;
         if r.docket.trim().is_empty() {
             return Err(invalid("docket", "required"));
         }
-        let as_effective = micros("as_effective_micros", r.as_effective_micros)?;
-        let shared = self.0.clone();
-        blocking(move || {
-            shared.records.refresh().map_err(|e| status::of_service(&e))?;
-            let (case, subject) = {
-                let p = shared.records.projection();
-                let case = p
-                    .state
-                    .cycle_by_docket(&r.docket)
-                    .ok_or_else(|| Status::not_found(format!("no case with docket {}", r.docket)))?;
-                let subject = p
-                    .state
-                    .cycles
-                    .get(&case)
-                    .map(|c| c.subject)
-                    .ok_or_else(|| Status::not_found(format!("no case with docket {}", r.docket)))?;
-                (case, subject)
-            };
-            shared.check_binding(&caller, purpose, subject, "get_case")?;
-            let release = Release {
-                requester: &caller.principal,
-                purpose,
-                subject,
-                case: Some(case),
-                authority: authority(r.authority),
-                as_effective,
-                as_recorded: None,
-                method: "get_case",
-            };
-            shared.records.release(&shared.ledger, release).map(record_response).map_err(|e| status::of_service(&e))
-        })
-        .await
-        .map(Response::new)
+        let q = RecordQuery {
+            call: Call::GetCase,
+            target: Target::Docket(r.docket.trim().to_string()),
+            purpose,
+            authority: authority(r.authority),
+            as_effective: micros(r.as_effective_micros),
+            as_recorded: None,
+        };
+        let answer = self.0.ask(move |records, ledger| records.read_record(ledger, &caller, q)).await?;
+        Ok(Response::new(record_response(answer)))
     }
 
-    type HistoryStream = ReceiverStream<Result<pb::HistoryItem, Status>>;
-
-    async fn history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<Self::HistoryStream>, Status> {
-        let caller = crate::auth::caller(&self.0, &req)?;
+    async fn history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryPage>, Status> {
+        let caller = authenticate(&self.0, &req, Call::History.name()).await?;
         let r = req.into_inner();
         let purpose = purpose(r.purpose)?;
-        let as_recorded = micros("as_recorded_micros", r.as_recorded_micros)?;
-        let shared = self.0.clone();
-        let items = blocking(move || {
-            let records = &shared.records;
-            records.refresh().map_err(|e| status::of_service(&e))?;
-            let stream = match (r.stream.is_empty(), r.docket.trim()) {
-                (true, "") => return Err(invalid("stream", "name a subject or case by stream or docket")),
-                (false, "") => stream_id("stream", &r.stream)?,
-                (true, docket) => records
-                    .projection()
-                    .state
-                    .cycle_by_docket(docket)
-                    .ok_or_else(|| Status::not_found(format!("no case with docket {docket}")))?,
-                (false, _) => return Err(invalid("docket", "give stream or docket, not both")),
-            };
-            let subject = {
-                let p = records.projection();
-                if p.state.subjects.contains_key(&stream) {
-                    Some(stream)
-                } else {
-                    p.state.cycles.get(&stream).map(|c| c.subject)
-                }
-            };
-            let Some(access) = history_access(caller.role, purpose) else {
-                let refusal = Status::permission_denied(format!(
-                    "a {} may not replay histories for purpose {purpose:?}",
-                    caller.role.as_str()
-                ));
-                return Err(shared.deny(
-                    &caller,
-                    DenyArgs { purpose: Some(purpose), subject, action: "history" },
-                    refusal,
-                ));
-            };
-            if let Some(t) = records.tombstone(&stream) {
-                // All that may be said of an expunged case or subject: the order.
-                let e = chronicle_records::ServiceError::Expunged {
-                    order_id: t.order_id,
-                    effective: t.effective.0,
-                    by: t.author.to_string(),
-                };
-                return Err(status::of_service(&e));
-            }
-            if subject.is_none() && caller.role != Role::Auditor && !crate::auth::inside_bureau(caller.role) {
-                let refusal = Status::permission_denied("only the bureau and auditors replay system streams");
-                return Err(shared.deny(
-                    &caller,
-                    DenyArgs { purpose: Some(purpose), subject, action: "history" },
-                    refusal,
-                ));
-            }
-            let mut up_to = (r.up_to_position > 0).then_some(r.up_to_position);
-            if let Some(t) = as_recorded {
-                let at = records
-                    .position_at(t)
-                    .map_err(|e| status::of_service(&e))?
-                    .ok_or_else(|| Status::not_found("nothing was recorded by then"))?;
-                up_to = Some(up_to.map_or(at, |u| u.min(at)));
-            }
-            let items: Vec<pb::HistoryItem> = records
-                .history(stream, up_to)
-                .map_err(|e| status::of_service(&e))?
+        let target = match (r.stream.is_empty(), r.docket.trim()) {
+            (true, "") => return Err(invalid("stream", "name a subject or case by stream or docket")),
+            (false, "") => Target::Stream(stream_id("stream", &r.stream)?),
+            (true, docket) => Target::Docket(docket.to_string()),
+            (false, _) => return Err(invalid("docket", "give stream or docket, not both")),
+        };
+        let q = HistoryQuery {
+            target,
+            purpose,
+            from: r.from_position,
+            limit: r.limit,
+            up_to: (r.up_to_position > 0).then_some(r.up_to_position),
+            as_recorded: micros(r.as_recorded_micros),
+        };
+        let page = self.0.ask(move |records, ledger| records.history_page(ledger, &caller, q)).await?;
+        Ok(Response::new(pb::HistoryPage {
+            items: page.items.into_iter().map(history_item).collect(),
+            next_position: page.next.unwrap_or(0),
+            more_items: page.next.is_some(),
+            content_hash: page.content_hash,
+            dissemination_position: page.dissemination.unwrap_or(0),
+        }))
+    }
+
+    async fn resolve(&self, req: Request<pb::ResolveRequest>) -> Result<Response<pb::ResolveResponse>, Status> {
+        let caller = authenticate(&self.0, &req, Call::Resolve.name()).await?;
+        let r = req.into_inner();
+        let purpose = purpose(r.purpose)?;
+        let target = match (r.sid.trim(), r.docket.trim()) {
+            ("", "") => return Err(invalid("sid", "name a subject by sid or a case by docket")),
+            (sid, "") => Target::Sid(sid.to_string()),
+            ("", docket) => Target::Docket(docket.to_string()),
+            _ => return Err(invalid("docket", "give sid or docket, not both")),
+        };
+        let found = self.0.ask(move |records, ledger| records.resolve(ledger, &caller, target, purpose)).await?;
+        Ok(Response::new(pb::ResolveResponse {
+            subject_id: found.subject.0.to_vec(),
+            case_id: found.case.map(|c| c.0.to_vec()).unwrap_or_default(),
+        }))
+    }
+
+    async fn recipients(
+        &self,
+        req: Request<pb::RecipientsRequest>,
+    ) -> Result<Response<pb::RecipientsResponse>, Status> {
+        let caller = authenticate(&self.0, &req, Call::Recipients.name()).await?;
+        let r = req.into_inner();
+        let q = RecipientsQuery {
+            subject: subject_target(&r.sid, &r.subject_id)?,
+            case: (!r.docket.trim().is_empty()).then(|| r.docket.trim().to_string()),
+            since: micros(r.since_micros),
+            from: r.from_position,
+            limit: r.limit,
+        };
+        let (list, next) = self.0.ask(move |records, ledger| records.recipients(ledger, &caller, q)).await?;
+        Ok(Response::new(pb::RecipientsResponse {
+            recipients: list
                 .into_iter()
-                .map(|h| history_item(h, access))
-                .collect();
-            if let (Some(subject), false) = (subject, crate::auth::inside_bureau(caller.role)) {
-                // A release outside the bureau: logged with a hash of exactly what was sent.
-                let mut hasher = blake3::Hasher::new();
-                for it in &items {
-                    hasher.update(&prost::Message::encode_to_vec(it));
-                }
-                let release = chronicle_records::service::HistoryRelease {
-                    requester: &caller.principal,
-                    role: caller.role,
-                    purpose,
-                    subject,
-                    stream,
-                    as_of_position: items.last().map_or(0, |i| i.position),
-                    content_hash: hasher.finalize().to_hex().to_string(),
-                    items: items.len(),
-                };
-                records.log_history_release(&shared.ledger, release).map_err(|e| status::of_service(&e))?;
-            }
-            Ok(items)
-        })
-        .await?;
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            for it in items {
-                if tx.send(Ok(it)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+                .map(|x| pb::Recipient {
+                    position: x.position,
+                    recorded_micros: x.recorded,
+                    requester: x.requester,
+                    role: x.role.as_str().to_string(),
+                    purpose: format!("{:?}", x.purpose),
+                    method: x.method,
+                    authority: x.authority.unwrap_or_default(),
+                    content_hash: x.content_hash,
+                    items: x.items,
+                    case_id: x.case.unwrap_or_default(),
+                })
+                .collect(),
+            next_position: next.unwrap_or(0),
+            more_items: next.is_some(),
+        }))
+    }
+
+    async fn reproduce(&self, req: Request<pb::ReproduceRequest>) -> Result<Response<pb::ReproduceResponse>, Status> {
+        let caller = authenticate(&self.0, &req, Call::Reproduce.name()).await?;
+        let position = req.into_inner().position;
+        let r = self.0.ask(move |records, ledger| records.reproduce_for(ledger, &caller, position)).await?;
+        Ok(Response::new(pb::ReproduceResponse {
+            matches: r.matches(),
+            content: r.bytes,
+            content_hash: r.content_hash,
+            logged_hash: r.logged_hash,
+            method: r.method,
+        }))
     }
 }
 
@@ -529,11 +409,15 @@ impl pb::proofs_server::Proofs for ProofsService {
         &self,
         req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::CheckpointResponse>, Status> {
-        crate::auth::caller(&self.0, &req)?;
+        let caller = authenticate(&self.0, &req, Call::Checkpoint.name()).await?;
         let size = req.into_inner().tree_size;
         let shared = self.0.clone();
         blocking(move || {
-            let store = shared.records.store();
+            let records = &shared.records;
+            let store = records.store();
+            records
+                .log_read(&shared.ledger, &caller, Call::Checkpoint, format!("tree size {size}"))
+                .map_err(|e| status::of_service(&e))?;
             let size = match size {
                 0 => match store.latest_checkpoint().map_err(|e| status::of_checkpoint(&e))? {
                     Some((s, _)) => s,
@@ -557,21 +441,43 @@ impl pb::proofs_server::Proofs for ProofsService {
         &self,
         req: Request<pb::InclusionProofRequest>,
     ) -> Result<Response<pb::InclusionProofResponse>, Status> {
-        crate::auth::caller(&self.0, &req)?;
+        let caller = authenticate(&self.0, &req, Call::InclusionProof.name()).await?;
         let r = req.into_inner();
+        let held: Option<[u8; 32]> = match r.leaf_hash.len() {
+            0 => None,
+            32 => r.leaf_hash.as_slice().try_into().ok(),
+            n => return Err(invalid("leaf_hash", format!("must be 32 bytes, got {n}"))),
+        };
         let shared = self.0.clone();
         blocking(move || {
-            let store = shared.records.store();
+            let records = &shared.records;
+            let store = records.store();
             let size = if r.tree_size == 0 { store.head().len } else { r.tree_size };
+            // Bad input is refused before anything is logged.
             let path = store.inclusion_proof(r.position, size).map_err(|e| status::of_tree(&e))?;
-            let leaf = store
+            let call = if held.is_some() { Call::InclusionCheck } else { Call::InclusionProof };
+            let detail = format!("position {} in tree size {size}", r.position);
+            records.log_read(&shared.ledger, &caller, call, detail).map_err(|e| status::of_service(&e))?;
+            let entry = store
                 .entry(r.position)
                 .map_err(|e| status::of_read(&e))?
                 .ok_or_else(|| Status::not_found(format!("no entry at position {}", r.position)))?;
+            let leaf = match held {
+                Some(h) => {
+                    if chronicle_tlog::tree::leaf_hash(entry.bytes()).0 != h {
+                        return Err(Status::not_found(format!(
+                            "the entry at position {} does not have this leaf hash",
+                            r.position
+                        )));
+                    }
+                    Vec::new()
+                }
+                None => entry.into_bytes(),
+            };
             Ok(Response::new(pb::InclusionProofResponse {
                 leaf_index: r.position,
                 tree_size: size,
-                leaf: leaf.into_bytes(),
+                leaf,
                 audit_path: path.iter().map(|h| h.0.to_vec()).collect(),
             }))
         })
@@ -582,13 +488,18 @@ impl pb::proofs_server::Proofs for ProofsService {
         &self,
         req: Request<pb::ConsistencyProofRequest>,
     ) -> Result<Response<pb::ConsistencyProofResponse>, Status> {
-        crate::auth::caller(&self.0, &req)?;
+        let caller = authenticate(&self.0, &req, Call::ConsistencyProof.name()).await?;
         let r = req.into_inner();
         let shared = self.0.clone();
         blocking(move || {
             let store = shared.records.store();
             let second = if r.second == 0 { store.head().len } else { r.second };
             let proof = store.consistency_proof(r.first, second).map_err(|e| status::of_tree(&e))?;
+            let detail = format!("from {} to {second}", r.first);
+            shared
+                .records
+                .log_read(&shared.ledger, &caller, Call::ConsistencyProof, detail)
+                .map_err(|e| status::of_service(&e))?;
             Ok(Response::new(pb::ConsistencyProofResponse {
                 first: r.first,
                 second,

@@ -5,13 +5,13 @@
 //! | a field of the request is missing or malformed | `INVALID_ARGUMENT`, naming the field |
 //! | a records rule about the state (duplicate SID, disposition exists, ...) | `FAILED_PRECONDITION` |
 //! | the stream is not at the version the caller expected | `ABORTED` |
-//! | no such subject, case, cycle, charge, checkpoint or position; an expunged record | `NOT_FOUND` |
+//! | no such subject, case, cycle, charge, checkpoint or position; an expunged record; a record of which the policy shows the caller nothing (the same answer as for an unknown one) | `NOT_FOUND` |
 //! | the role may not do this, for this purpose; the command's key is revoked or unknown | `PERMISSION_DENIED` |
 //! | no client certificate, a certificate naming no registered principal, a principal with no valid key, a command signature that does not verify | `UNAUTHENTICATED` |
 //! | more commands or bytes than allowed, a page too large | `RESOURCE_EXHAUSTED` |
 //! | the store is shutting down | `UNAVAILABLE` |
 //! | the call's deadline (`grpc-timeout`, or the server's limit) passed | `CANCELLED`, "Timeout expired" (from tonic) |
-//! | the store failed (damage, i/o) | `INTERNAL` |
+//! | the store failed (damage, i/o); a refusal that could not be logged | `INTERNAL` |
 
 use chronicle_core::RegistryError;
 use chronicle_records::ServiceError;
@@ -34,7 +34,11 @@ pub fn of_service(e: &ServiceError) -> Status {
         ServiceError::Read(r) => of_read(r),
         ServiceError::View(ViewError::Denied { .. }) => Status::permission_denied(e.to_string()),
         ServiceError::View(ViewError::UnknownSubject(_)) => Status::not_found(e.to_string()),
+        ServiceError::View(ViewError::NothingShown { .. }) => Status::not_found(e.to_string()),
         ServiceError::NotFound(_) | ServiceError::Expunged { .. } => Status::not_found(e.to_string()),
+        ServiceError::Refused(_) => Status::permission_denied(e.to_string()),
+        ServiceError::BadField { .. } => Status::invalid_argument(e.to_string()),
+        ServiceError::PageTooLarge { .. } => Status::resource_exhausted(e.to_string()),
         _ => Status::internal(e.to_string()),
     }
 }
@@ -113,9 +117,10 @@ pub fn of_checkpoint(e: &CheckpointError) -> Status {
     }
 }
 
-/// Whether a refusal is one the access log records (a policy decision, not a malformed call).
+/// Whether a refusal of a submission is one the access log records: a policy decision or a
+/// signature that does not verify, not a malformed call or a records rule.
 pub fn is_denial(s: &Status) -> bool {
-    s.code() == Code::PermissionDenied
+    matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated)
 }
 
 /// tonic refuses a message over the size limit with `OUT_OF_RANGE`; gRPC's own servers, and our

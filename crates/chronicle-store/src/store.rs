@@ -523,6 +523,24 @@ impl Store {
         Ok(out)
     }
 
+    /// The first version of a stream at or after log position `position` (one past its last
+    /// version if it has none there): where a read of the stream from that position starts. A
+    /// binary search over the stream index, whose positions grow with the version.
+    pub fn stream_version_from(&self, stream: &StreamId, position: u64) -> Result<u64, ReadError> {
+        let Some(last) = self.stream_version(stream)? else { return Ok(0) };
+        let db = self.shared.db()?;
+        let (mut lo, mut hi) = (0u64, last + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let v = db
+                .get(layout::stream_key(stream, mid))?
+                .ok_or_else(|| ReadError::Damaged { position, reason: format!("stream index lacks version {mid}") })?;
+            let (at, _) = layout::position_and_hash(&v).ok_or_else(|| ReadError::Storage("bad index value".into()))?;
+            if at < position { lo = mid + 1 } else { hi = mid }
+        }
+        Ok(lo)
+    }
+
     /// The last committed version of a stream, or `None` if it has no entries.
     pub fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>, ReadError> {
         let len = self.head().len;
