@@ -124,7 +124,7 @@ fn expunged_content_and_keys_leave_no_trace_and_the_ledger_still_verifies() {
         let p = b.records.projection();
         assert_eq!(p.state.subject_by_sid("SID-PLANTED-B"), None);
         assert_eq!(p.state.cycle_by_docket("DKT-PLANTED-1"), None);
-        assert!(!p.state.access.contains_key(&bsub));
+        assert!(!p.state.versions.contains_key(&chronicle_records::model::access_stream(&bsub)));
         assert!(format!("{:?}", p.state).find("PLANTED").is_none(), "nothing of it in the projection");
     }
     for target in [gone, bsub] {

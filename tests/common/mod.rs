@@ -148,6 +148,21 @@ impl Bureau {
         }
     }
 
+    /// A subject's access log (releases, refusals, audit entries), read from the store.
+    pub fn access_log(&self, subject: StreamId) -> Vec<chronicle_records::RecordEvent> {
+        let stream = chronicle_records::model::access_stream(&subject);
+        self.ledger
+            .store
+            .read_stream(&stream, 0, 10_000)
+            .unwrap()
+            .iter()
+            .filter_map(|e| match chronicle_records::service::decode(&self.ledger.store, e) {
+                chronicle_records::service::Decoded::Event(_, ev) => Some(ev),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Enrolls a subject; returns its id.
     pub fn enroll(&self, sid: &str, last: &str, first: &str, dob: &str) -> StreamId {
         let id = StreamId::random();

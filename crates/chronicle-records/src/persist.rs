@@ -1,11 +1,11 @@
 //! Persisted projections, so that a restart does not replay the whole log.
 //!
-//! Each records stream's share of the projection (a subject, a cycle, a subject's access log, the
-//! policy) is serialized and sealed under that stream's own data key (`Store::seal_for_streams`),
-//! and kept in the store with the log position the whole set reaches (a snapshot file written whole
-//! after a replay from zero, and the parts changed since over it in sled: see
-//! `chronicle_store::projection`). Because every part is
-//! sealed under the key of the stream it describes, destroying a stream's key (expungement) makes
+//! Each records stream's share of the projection (a subject, a cycle, the policy, the destruction
+//! log; of other streams, such as a subject's access log, only the version) is serialized and
+//! sealed under that stream's own data key (`Store::seal_for_streams`), and kept in the store with
+//! the log position the whole set reaches (a snapshot file written whole after a replay from zero,
+//! and the parts changed since over it in sled: see `chronicle_store::projection`). Because every
+//! part is sealed under the key of the stream it describes, destroying a stream's key (expungement) makes
 //! its persisted projection as unreadable as its entries: nothing readable of a record survives its
 //! key in what is persisted. The lookup indexes (SID, FBI number, name and date of birth, docket)
 //! are never persisted; they are rebuilt in memory from the opened parts.
@@ -25,9 +25,8 @@ use chronicle_store::{PROJECTION_BATCH, ProjectionShape, Store};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::model::access_stream;
 use crate::policy::Policy;
-use crate::state::{AccessRecord, Cycle, State, Subject, Tombstone};
+use crate::state::{Cycle, State, Subject, Tombstone};
 
 // Externally tagged: an internally tagged enum buffers its content, and maps with integer keys
 // (charges by number) do not survive that buffering.
@@ -42,11 +41,6 @@ enum Part {
         version: u64,
         cycle: Cycle,
     },
-    Access {
-        version: u64,
-        subject: StreamId,
-        records: Vec<AccessRecord>,
-    },
     Policy {
         version: u64,
         position: u64,
@@ -56,8 +50,9 @@ enum Part {
         version: u64,
         expunged: BTreeMap<StreamId, Tombstone>,
     },
-    /// A stream the projection keeps nothing of but its version (the denials and audit logs):
-    /// without it, the next append to the stream after a restart would expect a new stream.
+    /// A stream the projection keeps nothing of but its version (a subject's access log, the
+    /// denials and audit logs): without it, the next append to the stream after a restart would
+    /// expect a new stream.
     Stream {
         version: u64,
     },
@@ -69,7 +64,6 @@ enum Part {
 enum PartRef<'a> {
     Subject { version: u64, subject: &'a Subject },
     Cycle { version: u64, cycle: &'a Cycle },
-    Access { version: u64, subject: StreamId, records: &'a Vec<AccessRecord> },
     Policy { version: u64, position: u64, policy: &'a Policy },
     Destruction { version: u64, expunged: BTreeMap<StreamId, &'a Tombstone> },
     Stream { version: u64 },
@@ -108,7 +102,6 @@ pub struct Saved {
 /// the store while the next is being sealed.
 pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64, whole: bool) -> Result<Saved, String> {
     let started = Instant::now();
-    let access_of: BTreeMap<StreamId, StreamId> = state.access.keys().map(|s| (access_stream(s), *s)).collect();
     let policy_stream = crate::model::policy_stream();
     let destruction_stream = crate::model::destruction_stream();
     let streams: Vec<StreamId> = if whole {
@@ -118,7 +111,6 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
         all.extend(state.versions.keys().copied());
         all.extend(state.subjects.keys().copied());
         all.extend(state.cycles.keys().copied());
-        all.extend(access_of.keys().copied());
         all.into_iter().collect()
     } else {
         dirty.iter().copied().collect()
@@ -129,8 +121,6 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
             Some(PartRef::Subject { version, subject })
         } else if let Some(cycle) = state.cycles.get(s) {
             Some(PartRef::Cycle { version, cycle })
-        } else if let Some(subject) = access_of.get(s) {
-            Some(PartRef::Access { version, subject: *subject, records: &state.access[subject] })
         } else if *s == destruction_stream {
             Some(PartRef::Destruction { version, expunged: state.expunged.iter().map(|(k, v)| (*k, v)).collect() })
         } else if *s == policy_stream {
@@ -242,7 +232,7 @@ pub fn load(store: &Store) -> Option<(State, u64, ProjectionShape)> {
         .collect::<Option<_>>()?;
     // The blobs come in stream id order, so each map is built from sorted input in one pass
     // rather than by inserting one key at a time.
-    let (mut subjects, mut cycles, mut access, mut versions) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut subjects, mut cycles, mut versions) = (Vec::new(), Vec::new(), Vec::new());
     let mut policy = None;
     let mut expunged = BTreeMap::new();
     for (s, part) in parts {
@@ -255,10 +245,6 @@ pub fn load(store: &Store) -> Option<(State, u64, ProjectionShape)> {
                 versions.push((s, version));
                 cycles.push((s, cycle));
             }
-            Part::Access { version, subject, records } => {
-                versions.push((s, version));
-                access.push((subject, records));
-            }
             Part::Policy { version, position, policy: p } => {
                 versions.push((s, version));
                 policy = Some((position, p));
@@ -270,11 +256,11 @@ pub fn load(store: &Store) -> Option<(State, u64, ProjectionShape)> {
             Part::Stream { version } => versions.push((s, version)),
         }
     }
-    let ((subjects, cycles), (access, versions)) = rayon::join(
+    let ((subjects, cycles), versions) = rayon::join(
         || rayon::join(|| subjects.into_iter().collect(), || cycles.into_iter().collect()),
-        || (access.into_iter().collect(), versions.into_iter().collect()),
+        || versions.into_iter().collect(),
     );
-    let mut state = State::from_parts(subjects, cycles, access, policy, versions, next.checked_sub(1));
+    let mut state = State::from_parts(subjects, cycles, policy, versions, next.checked_sub(1));
     state.expunged = expunged.into_iter().collect();
     Some((state, next, persisted.shape))
 }

@@ -15,9 +15,7 @@ use rayon::prelude::*;
 use chronicle_core::{PrincipalId, Role, StreamId, Timestamp};
 
 use crate::date::Date;
-use crate::model::{
-    ChallengeOutcome, ChargeSpec, DispositionKind, Name, Purpose, RecordEvent, ReliefKind, Scope, SentenceKind,
-};
+use crate::model::{ChallengeOutcome, ChargeSpec, DispositionKind, Name, RecordEvent, ReliefKind, Scope, SentenceKind};
 use crate::policy::Policy;
 
 /// Where and when an event was written, and by whom.
@@ -222,17 +220,6 @@ impl Cycle {
     }
 }
 
-/// One release of, or refused request for, a subject's record.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AccessRecord {
-    /// Position of the entry.
-    pub position: u64,
-    /// When.
-    pub recorded: Timestamp,
-    /// The event.
-    pub event: RecordEvent,
-}
-
 /// What remains of an expunged cycle or subject: that an order was carried out, never content.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tombstone {
@@ -265,8 +252,6 @@ pub struct State {
     pub subjects: Map<StreamId, Subject>,
     /// Cycles by id.
     pub cycles: Map<StreamId, Cycle>,
-    /// Dissemination and access log by subject.
-    pub access: Map<StreamId, Vec<AccessRecord>>,
     /// The adopted policy and the position it was adopted at.
     pub adopted_policy: Option<(u64, Policy)>,
     /// Last version of every records stream.
@@ -326,7 +311,6 @@ impl State {
     pub fn from_parts(
         subjects: Map<StreamId, Subject>,
         cycles: Map<StreamId, Cycle>,
-        access: Map<StreamId, Vec<AccessRecord>>,
         adopted_policy: Option<(u64, Policy)>,
         versions: Map<StreamId, u64>,
         last_position: Option<u64>,
@@ -361,7 +345,6 @@ impl State {
         State {
             subjects,
             cycles,
-            access,
             adopted_policy,
             versions,
             last_position,
@@ -423,7 +406,6 @@ impl State {
                 for n in std::iter::once(&sub.name).chain(sub.aliases.iter()) {
                     unindex_name(&mut self.by_name_dob, (name_key(n), sub.dob), s);
                 }
-                self.access.remove(s);
             }
             // A stream that is not a cycle this state knows (a subject's, or one forgotten
             // already) is listed by no subject.
@@ -670,18 +652,11 @@ impl State {
                     ch.outcome = Some(*outcome);
                 }
             }
-            RecordEvent::RecordDisseminated { subject, .. }
-            | RecordEvent::AccessDenied { subject: Some(subject), .. }
-            | RecordEvent::AuditRecorded { subject: Some(subject), .. } => {
-                if let Some(id) = parse_id(subject) {
-                    self.access.entry(id).or_default().push(AccessRecord {
-                        position: meta.position,
-                        recorded: meta.recorded,
-                        event: event.clone(),
-                    });
-                }
-            }
-            RecordEvent::AccessDenied { subject: None, .. } | RecordEvent::AuditRecorded { subject: None, .. } => {}
+            // The access log is read from the store when asked for (a page at a time), never held
+            // here: the projection keeps only its streams' versions.
+            RecordEvent::RecordDisseminated { .. }
+            | RecordEvent::AccessDenied { .. }
+            | RecordEvent::AuditRecorded { .. } => {}
             RecordEvent::PolicyAdopted { policy } => self.adopted_policy = Some((meta.position, policy.clone())),
             RecordEvent::ExpungementOrdered { order_id, statute, target, target_kind, streams } => {
                 let Some(target) = parse_id(target) else { return };
@@ -738,12 +713,6 @@ fn unindex_name(index: &mut Map<(String, Date), BTreeSet<StreamId>>, key: (Strin
             index.remove(&key);
         }
     }
-}
-
-/// Whether an access record is a release to a requester outside the bureau with this purpose
-/// (used by tests and reports).
-pub fn is_release_to(record: &AccessRecord, role: Role, purpose: Purpose) -> bool {
-    matches!(&record.event, RecordEvent::RecordDisseminated { role: r, purpose: p, .. } if *r == role && *p == purpose)
 }
 
 #[cfg(test)]
