@@ -161,6 +161,11 @@ fn clerk_court_and_police_work_a_case_through_the_client_commands() {
         ],
     );
 
+    // The commands above looked up PA-1 and CP-9 for their own use: ids only, so no release of
+    // the record to the police or the court was logged.
+    let out = run("recipients", "clerk", &["--subject", "PA-1"]);
+    assert!(out.ends_with("0 release(s)\n"), "{out}");
+
     // The record in words, for the police (purpose C): every charge, the correction applied.
     let out = run("record", "pd", &["PA-1", "--purpose", "C"]);
     assert!(out.contains("Doe, John (SID PA-1, born 1980-02-03)"), "{out}");
@@ -205,7 +210,21 @@ fn clerk_court_and_police_work_a_case_through_the_client_commands() {
 
     // An employer's background check, logged; and a purpose it may not use, refused (exit 4).
     let v = json(&run("check", "acme", &["--purpose", "E", "--sid", "PA-2", "--authority", "consent 88", "--json"]));
-    assert!(v["dissemination_position"].as_u64().unwrap() > 0);
+    let released = v["dissemination_position"].as_u64().unwrap();
+    assert!(released > 0);
+    assert!(!run("check", "acme", &["--purpose", "E", "--sid", "PA-2"]).contains("withheld"), "no word of withholding");
+    // Who received PA-2's record, and what exactly the employer received.
+    let out = run("recipients", "clerk", &["--subject", "PA-2", "--json"]);
+    let first = json(out.lines().next().unwrap());
+    assert_eq!((first["requester"].as_str(), first["method"].as_str()), (Some("acme"), Some("background_check")));
+    assert_eq!(first["authority"], "consent 88");
+    let out = run("reproduce", "clerk", &["--dissemination", &released.to_string()]);
+    assert!(out.contains(&format!("the release at position {released} (background check) was rebuilt")), "{out}");
+    let mut args = vec!["reproduce".to_string()];
+    args.extend(who("acme"));
+    args.extend(["--dissemination".into(), released.to_string()]);
+    let refused = chronicle(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(refused.status.code(), Some(4), "an employer may not reproduce releases: {refused:?}");
     let mut args = vec!["record".to_string()];
     args.extend(who("acme"));
     args.extend(["PA-2".into(), "--purpose".into(), "C".into()]);
@@ -249,4 +268,95 @@ fn clerk_court_and_police_work_a_case_through_the_client_commands() {
     assert!(server.stop().success());
     let out = ok(&["verify", "--data-dir", d]);
     assert!(out.starts_with("ok: "), "{out}");
+}
+
+/// `export-evidence` releases a record's entries with their content to a named recipient: only
+/// when the policy lets the recipient's role receive all of it, and logged with the bundle's hash.
+#[test]
+fn an_evidence_export_with_content_is_a_logged_release_to_its_recipient() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("demo");
+    let d = data.to_str().unwrap();
+    ok(&["demo", "--data-dir", d]);
+    let out = tmp.path().join("case.json");
+    let o = out.to_str().unwrap();
+    let export = |recipient: &str, purpose: &str| {
+        chronicle(&[
+            "export-evidence",
+            "--data-dir",
+            d,
+            "--case",
+            "CR-2024-001",
+            "--recipient",
+            recipient,
+            "--purpose",
+            purpose,
+            "--authority",
+            "subpoena 12",
+            "--out",
+            o,
+        ])
+    };
+    // An employer may not receive a case's entries (part of it is sealed, and no employer
+    // replays histories): refused, nothing written.
+    let refused = export("acme.hr", "E");
+    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+    assert!(!out.exists());
+    let unknown = export("nobody.here", "C");
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    // The court may.
+    let said = ok(&[
+        "export-evidence",
+        "--data-dir",
+        d,
+        "--case",
+        "CR-2024-001",
+        "--recipient",
+        "court.district-4",
+        "--purpose",
+        "C",
+        "--authority",
+        "subpoena 12",
+        "--out",
+        o,
+    ]);
+    assert!(said.starts_with("wrote "), "{said}");
+    let bundle = std::fs::read(&out).unwrap();
+    let key = ok(&["log-key", "--data-dir", d]);
+    assert!(ok(&["verify-evidence", o, "--log-key", key.trim()]).starts_with("verified: "));
+    // The release is in the subject's access log: to the court, with the hash of the bundle.
+    let dir = chronicle::datadir::DataDir::new(&data, None);
+    let store = dir.open().unwrap();
+    let releases: Vec<chronicle_records::RecordEvent> = store
+        .read_log(0, 10_000)
+        .unwrap()
+        .iter()
+        .filter_map(|e| match chronicle_records::service::decode(&store, e) {
+            chronicle_records::service::Decoded::Event(
+                _,
+                ev @ chronicle_records::RecordEvent::RecordDisseminated { .. },
+            ) => Some(ev),
+            _ => None,
+        })
+        .collect();
+    let exported: Vec<_> = releases
+        .iter()
+        .filter(|ev| matches!(ev, chronicle_records::RecordEvent::RecordDisseminated { method, .. } if method == "evidence_export"))
+        .collect();
+    match exported[..] {
+        [chronicle_records::RecordEvent::RecordDisseminated { requester, content_hash, authority, .. }] => {
+            assert_eq!(requester, "court.district-4");
+            assert_eq!(content_hash, &blake3::hash(&bundle).to_hex().to_string());
+            assert_eq!(authority.as_deref(), Some("subpoena 12"));
+        }
+        _ => panic!("one evidence release expected: {releases:?}"),
+    }
+    // The employer's refusal was logged too.
+    let refusals = store
+        .read_log(0, 10_000)
+        .unwrap()
+        .iter()
+        .filter(|e| e.statement.event_type.as_str() == "records.access_denied")
+        .count();
+    assert!(refusals >= 2, "the demo's refusal and the export's");
 }

@@ -79,9 +79,7 @@ fn a_clerks_day() {
     assert_eq!((sealed.seq, sealed.status.as_str()), (2, "sealed"));
     let log = b.access_log(jane);
     assert_eq!(log.len(), 2);
-    let release_to = |ev: &RecordEvent, to: Role, why: Purpose| {
-        matches!(ev, RecordEvent::RecordDisseminated { role, purpose, .. } if *role == to && *purpose == why)
-    };
+    let release_to = |ev: &RecordEvent, to: Role, why: Purpose| matches!(ev, RecordEvent::RecordDisseminated { role, purpose, .. } if *role == to && *purpose == why);
     assert!(release_to(&log[0], Role::Employer, Purpose::E));
     assert!(release_to(&log[1], Role::LawEnforcement, Purpose::C));
     match &log[0] {

@@ -236,6 +236,7 @@ pub struct Served {
     pub addr: std::net::SocketAddr,
     pub rt: tokio::runtime::Runtime,
     pub store: Store,
+    pub shared: std::sync::Arc<chronicle_server::Shared>,
     running: Option<chronicle_server::Running>,
 }
 
@@ -273,12 +274,22 @@ impl Served {
         )
         .unwrap();
         ledger.append(StreamId::REGISTRY, ExpectedVersion::Any, vec![revoke]).expect("revoke");
-        let Ledger { tmp, dir, store, ledger: ledger_signer, .. } = ledger;
+        let Ledger { tmp, dir, store, .. } = ledger;
+        Served::serve(tmp, dir, store, tls)
+    }
+
+    /// Serves a ledger closed by [`Served::close`] again, as a restarted server would.
+    pub fn reopen(tmp: tempfile::TempDir, dir: DataDir) -> Served {
+        let store = dir.open().expect("open the store again");
+        Served::serve(tmp, dir, store, true)
+    }
+
+    fn serve(tmp: tempfile::TempDir, dir: DataDir, store: Store, tls: bool) -> Served {
         let records = chronicle_records::Records::open(store.clone()).expect("records");
         records.set_ledger(dir.ledger().unwrap()).expect("ledger signer");
         let shared = std::sync::Arc::new(chronicle_server::Shared {
             records,
-            ledger: ledger_signer,
+            ledger: dir.ledger().unwrap(),
             note: dir.note_signer().unwrap(),
             origin: dir.info().unwrap().origin,
             tls,
@@ -291,9 +302,15 @@ impl Served {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let loopback = "127.0.0.1:0".parse().unwrap();
         let limits = chronicle_server::Limits::default();
-        let running = rt.block_on(chronicle_server::start(shared, loopback, transport, limits)).expect("serve");
+        let running = rt.block_on(chronicle_server::start(shared.clone(), loopback, transport, limits)).expect("serve");
         let addr = running.addr;
-        Served { tmp: Some(tmp), dir, addr, rt, store, running: Some(running) }
+        Served { tmp: Some(tmp), dir, addr, rt, store, shared, running: Some(running) }
+    }
+
+    /// Logs the refusals folded since the last flush (as the server's ticker does every few
+    /// seconds); returns how many entries were written.
+    pub fn flush_refusals(&self) -> usize {
+        self.shared.records.flush_refusals(&self.shared.ledger).expect("flush refusals")
     }
 
     pub fn creds(&self, principal: &str) -> chronicle_client::Credentials {
