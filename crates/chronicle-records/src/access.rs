@@ -327,30 +327,50 @@ pub fn history_ceiling(rule: &Rule) -> Shown {
 /// Which roles may write a records event. The access log (releases, refusals, audit entries) is
 /// written by the ledger alone: no one may author a release or a refusal of their own.
 pub fn may_author(role: Role, event: &RecordEvent) -> bool {
+    authors(event.tag()).contains(&role)
+}
+
+/// The roles that may write the records event with this tag (none for an unknown tag).
+pub fn authors(tag: &str) -> &'static [Role] {
     use Role::*;
-    let roles: &[Role] = match event {
-        RecordEvent::SubjectEnrolled { .. }
-        | RecordEvent::AliasAdded { .. }
-        | RecordEvent::IdentityCorrected { .. } => &[RecordsClerk, LawEnforcement],
-        RecordEvent::ArrestRecorded { .. } => &[RecordsClerk, LawEnforcement],
-        RecordEvent::ChargeFiled { .. } | RecordEvent::ChargeAmended { .. } => &[RecordsClerk, Prosecutor, Court],
-        RecordEvent::CourtCaseFiled { .. }
-        | RecordEvent::DispositionRecorded { .. }
-        | RecordEvent::DispositionCorrected { .. }
-        | RecordEvent::SentenceImposed { .. }
-        | RecordEvent::SupervisionDischarged { .. } => &[RecordsClerk, Court],
-        RecordEvent::CycleReassigned { .. } => &[RecordsClerk],
-        RecordEvent::ReliefOrdered { .. } | RecordEvent::RestrictionVacated { .. } => &[RecordsClerk, Court],
-        RecordEvent::CycleRestated { .. } => &[Ledger],
-        RecordEvent::ChallengeFiled { .. } => &[Subject, DefenseAttorney, RecordsClerk],
-        RecordEvent::ChallengeResolved { .. } => &[RecordsClerk],
-        RecordEvent::RecordDisseminated { .. }
-        | RecordEvent::AccessDenied { .. }
-        | RecordEvent::AuditRecorded { .. } => &[Ledger],
-        RecordEvent::PolicyAdopted { .. } => &[Admin],
-        RecordEvent::ExpungementOrdered { .. } => &[RecordsClerk, Court],
-    };
-    roles.contains(&role)
+    match tag {
+        "subject_enrolled" | "alias_added" | "identity_corrected" | "arrest_recorded" => {
+            &[RecordsClerk, LawEnforcement]
+        }
+        "charge_filed" | "charge_amended" => &[RecordsClerk, Prosecutor, Court],
+        "court_case_filed"
+        | "disposition_recorded"
+        | "disposition_corrected"
+        | "sentence_imposed"
+        | "supervision_discharged"
+        | "relief_ordered"
+        | "restriction_vacated"
+        | "expungement_ordered" => &[RecordsClerk, Court],
+        "cycle_reassigned" | "challenge_resolved" => &[RecordsClerk],
+        "challenge_filed" => &[Subject, DefenseAttorney, RecordsClerk],
+        "cycle_restated" | "record_disseminated" | "access_denied" | "audit_recorded" => &[Ledger],
+        "policy_adopted" => &[Admin],
+        _ => &[],
+    }
+}
+
+/// The table of who may write which records event (docs/API.md), from [`authors`].
+pub fn authors_table() -> String {
+    let mut rows: Vec<(String, Vec<&'static str>)> = Vec::new();
+    for tag in crate::model::TAGS {
+        let roles: Vec<&str> = authors(tag).iter().map(|r| r.as_str()).collect();
+        let roles = roles.join(", ");
+        match rows.iter_mut().find(|(r, _)| *r == roles) {
+            Some((_, tags)) => tags.push(tag),
+            None => rows.push((roles, vec![tag])),
+        }
+    }
+    let mut out = String::from("| events (`records.`...) | who may write them |\n|---|---|\n");
+    for (roles, tags) in rows {
+        let tags: Vec<String> = tags.iter().map(|t| format!("`{t}`")).collect();
+        out.push_str(&format!("| {} | {roles} |\n", tags.join(", ")));
+    }
+    out
 }
 
 /// Every role, in the order the API table lists them.
@@ -392,38 +412,48 @@ fn access_words(a: Access) -> &'static str {
 }
 
 /// What one role gets from one call, in words, and how it is logged: one cell pair of the API
-/// table (docs/API.md), computed by [`decide`] itself so that the table cannot drift from it.
+/// table (docs/API.md), computed by [`decide`] and [`bound`] themselves so that the table cannot
+/// drift from them.
 pub fn describe(policy: &Policy, role: Role, call: Call) -> (String, String) {
     let purposes: Vec<Option<Purpose>> =
         if call.has_purpose() { PURPOSES.iter().copied().map(Some).collect() } else { vec![None] };
-    // Group the purposes that get the same answer.
-    let mut groups: Vec<(String, String, Vec<Purpose>)> = Vec::new();
-    for p in purposes {
-        let (returned, logged) = match decide(policy, role, call, p) {
-            Err(_) => ("refused".to_string(), "refusal".to_string()),
-            Ok(g) => (returned_words(policy, role, call, g.rule.as_ref()), logged_words(g.logged).to_string()),
-        };
-        match groups.iter_mut().find(|(r, l, _)| *r == returned && *l == logged) {
-            Some((_, _, ps)) => ps.extend(p),
-            None => groups.push((returned, logged, p.into_iter().collect())),
+    // A role no record is bound to (an attorney without representation) is refused every read.
+    let unbound = call.has_purpose()
+        && role != Role::Subject
+        && bound(&Caller { principal: PrincipalId::new("x").expect("a valid id"), role }, None).is_err();
+    /// A purpose, what it is given, how it is logged.
+    type Answer = (Option<Purpose>, String, String);
+    let answers: Vec<Answer> = purposes
+        .into_iter()
+        .map(|p| match decide(policy, role, call, p) {
+            Ok(_) if unbound => (p, "refused (no representation on record)".to_string(), "refusal".to_string()),
+            Err(_) => (p, "refused".to_string(), "refusal".to_string()),
+            Ok(g) => (p, returned_words(role, call, g.rule.as_ref()), logged_words(g.logged).to_string()),
+        })
+        .collect();
+    // Purposes with the same words share them, labelled where the purposes differ.
+    let grouped = |pick: &dyn Fn(&Answer) -> &String| -> String {
+        let mut groups: Vec<(String, Vec<Purpose>)> = Vec::new();
+        for a in &answers {
+            match groups.iter_mut().find(|(w, _)| w == pick(a)) {
+                Some((_, ps)) => ps.extend(a.0),
+                None => groups.push((pick(a).clone(), a.0.into_iter().collect())),
+            }
         }
-    }
-    let label = |ps: &[Purpose]| -> String {
-        if !call.has_purpose() || groups.len() == 1 {
-            String::new()
-        } else {
-            format!("{}: ", ps.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(" "))
-        }
+        let labelled = groups.len() > 1;
+        groups
+            .into_iter()
+            .map(|(w, ps)| {
+                if labelled {
+                    format!("{}: {w}", ps.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(" "))
+                } else {
+                    w
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     };
-    let returned = groups.iter().map(|(r, _, ps)| format!("{}{r}", label(ps))).collect::<Vec<_>>().join("; ");
-    let mut logged: Vec<String> = Vec::new();
-    for (_, l, ps) in &groups {
-        let l = format!("{}{l}", label(ps));
-        if !logged.contains(&l) {
-            logged.push(l);
-        }
-    }
-    (returned, logged.join("; "))
+    (grouped(&|a| &a.1), grouped(&|a| &a.2))
 }
 
 fn logged_words(l: Logged) -> &'static str {
@@ -434,7 +464,7 @@ fn logged_words(l: Logged) -> &'static str {
     }
 }
 
-fn returned_words(policy: &Policy, role: Role, call: Call, rule: Option<&Rule>) -> String {
+fn returned_words(role: Role, call: Call, rule: Option<&Rule>) -> String {
     let own = if role == Role::Subject { " (own record)" } else { "" };
     match (call, rule) {
         (Call::GetRecord | Call::BackgroundCheck | Call::GetCase, Some(r)) => {
@@ -445,11 +475,6 @@ fn returned_words(policy: &Policy, role: Role, call: Call, rule: Option<&Rule>) 
             }
             if r.may_withhold() {
                 s.push_str("; withheld items absent");
-            }
-            if bound(&Caller { principal: PrincipalId::new("x").expect("valid id"), role }, None).is_err()
-                && role != Role::Subject
-            {
-                return "refused (no representation on record)".into();
             }
             format!("{s}{own}")
         }
@@ -466,10 +491,7 @@ fn returned_words(policy: &Policy, role: Role, call: Call, rule: Option<&Rule>) 
         (Call::InclusionCheck, _) => "the audit path of a leaf hash the caller holds".into(),
         (Call::ConsistencyProof, _) => "the proof".into(),
         (Call::Checkpoint, _) => "the signed checkpoint".into(),
-        (_, None) => {
-            let _ = policy;
-            "refused".into()
-        }
+        (_, None) => "refused".into(),
     }
 }
 
@@ -573,6 +595,14 @@ mod tests {
             assert!(!may_author(role, &ev), "{role:?}");
         }
         assert!(may_author(Role::Ledger, &ev));
+    }
+
+    #[test]
+    fn every_event_has_its_authors() {
+        for tag in crate::model::TAGS {
+            assert!(!authors(tag).is_empty(), "{tag}");
+        }
+        assert!(authors("no_such_event").is_empty());
     }
 
     #[test]
