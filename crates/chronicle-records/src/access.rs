@@ -315,6 +315,39 @@ pub fn notices_shown(rule: &Rule) -> bool {
     rule.expunged == Access::Metadata
 }
 
+/// What a history shows of an entry about the person (identity, aliases, corrections): as the
+/// row shows unrestricted items, with a reportable row's person shown in full (a row that may
+/// withhold gets no history anyway).
+pub fn identity_entry(rule: &Rule) -> Shown {
+    match rule.unrestricted {
+        Access::Full | Access::Reportable => Shown::Content,
+        Access::Metadata => Shown::Metadata,
+        Access::None => Shown::Withheld,
+    }
+}
+
+/// What a history shows of an entry about a whole case that concerns no charge still in it.
+pub fn case_entry(rule: &Rule) -> Shown {
+    match rule.unrestricted {
+        Access::Full => Shown::Content,
+        Access::Metadata => Shown::Metadata,
+        Access::Reportable | Access::None => Shown::Withheld,
+    }
+}
+
+/// What a history shows of an entry whose content was destroyed by an expungement: that it was
+/// there, to the rows that may know an order was carried out; else nothing.
+pub fn destroyed_entry(rule: &Rule) -> Shown {
+    if notices_shown(rule) { Shown::Metadata } else { Shown::Withheld }
+}
+
+/// What a history shows of an entry of the access log (a release, a refusal, an audit entry), of
+/// an entry of a case in the history of someone it was moved away from, and of the ledger's own
+/// streams: the bureau's business, withheld from everyone else.
+pub fn bureau_entry(policy: &Policy, role: Role) -> Shown {
+    if inside_bureau(policy, role) { Shown::Content } else { Shown::Withheld }
+}
+
 /// The most a history shows of any entry under this row.
 pub fn history_ceiling(rule: &Rule) -> Shown {
     match rule.history {

@@ -557,7 +557,7 @@ impl Records {
                 let why = "expunged";
                 return Err(asked.not_found(outside, None, &q.target, why));
             }
-            Scope::System(_) if !access::inside_bureau(&policy, caller.role) => {
+            Scope::System(_) if access::bureau_entry(&policy, caller.role) == access::Shown::Withheld => {
                 let reason = "only the bureau replays the ledger's own streams".to_string();
                 return Err(asked.refused(None, reason));
             }
@@ -651,9 +651,7 @@ impl Records {
         let found = locate(&state, &q.subject);
         let asked = Asked { records: self, ledger, caller, call: Call::Recipients, purpose: None };
         access::decide(&policy, caller.role, Call::Recipients, None).map_err(|r| asked.refused(found.subject, r.0))?;
-        if caller.role == Role::Subject {
-            access::bound(caller, found.sid.as_deref()).map_err(|r| asked.refused(found.subject, r.0))?;
-        }
+        access::bound(caller, found.sid.as_deref()).map_err(|r| asked.refused(found.subject, r.0))?;
         let outside = !access::inside_bureau(&policy, caller.role);
         let Some(subject) = found.subject else {
             return Err(asked.not_found(outside, None, &q.subject, "no such record"));
@@ -904,7 +902,9 @@ impl Records {
             Scope::Unknown | Scope::Expunged(_) => {
                 return Err(ServiceError::NotFound(target.not_found()));
             }
-            Scope::System(_) if with_content && !access::inside_bureau(&policy, recipient.role) => {
+            Scope::System(_)
+                if with_content && access::bureau_entry(&policy, recipient.role) == access::Shown::Withheld =>
+            {
                 let reason = "only the bureau receives the ledger's own streams with content".to_string();
                 return Err(asked.refused(None, reason));
             }

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::access::{self, Shown};
 use crate::model::{RecordEvent, Scope as OrderScope, access_stream, policy_stream};
-use crate::policy::{Access, Policy, Rule};
+use crate::policy::{Policy, Rule};
 use crate::service::{Decoded, Records, ServiceError, decode};
 use crate::state::{Cycle, State, Tombstone};
 
@@ -163,14 +163,6 @@ fn concerned(ev: &RecordEvent, cycle: &Cycle) -> Vec<u32> {
     }
 }
 
-fn unrestricted_item(rule: &Rule) -> Shown {
-    match rule.unrestricted {
-        Access::Full => Shown::Content,
-        Access::Metadata => Shown::Metadata,
-        Access::Reportable | Access::None => Shown::Withheld,
-    }
-}
-
 /// How a page is computed: by whom, under which policy, against which state.
 pub(crate) struct Reader<'a> {
     pub(crate) state: &'a State,
@@ -181,31 +173,16 @@ pub(crate) struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn inside(&self) -> bool {
-        access::inside_bureau(self.policy, self.role)
-    }
-
-    /// What the caller sees of one entry.
+    /// What the caller sees of one entry: every decision is the access module's.
     fn shown(&self, source: &Source, decoded: &Decoded) -> Shown {
         let ceiling = access::history_ceiling(self.rule);
-        if source.bureau_only && !self.inside() {
+        let bureau = access::bureau_entry(self.policy, self.role);
+        if source.bureau_only && bureau == Shown::Withheld {
             return Shown::Withheld;
         }
         let item = match decoded {
-            Decoded::Unreadable(_) => {
-                if access::notices_shown(self.rule) {
-                    Shown::Metadata
-                } else {
-                    Shown::Withheld
-                }
-            }
-            Decoded::Other => {
-                if self.inside() {
-                    Shown::Content
-                } else {
-                    Shown::Withheld
-                }
-            }
+            Decoded::Unreadable(_) => access::destroyed_entry(self.rule),
+            Decoded::Other => bureau,
             Decoded::Event(meta, ev) => {
                 if meta.stream == policy_stream() {
                     Shown::Content
@@ -213,7 +190,7 @@ impl Reader<'_> {
                     let clock = access::Clock { at: None, checked_on: self.checked_on };
                     let seqs: Vec<u32> = concerned(ev, c).into_iter().filter(|s| c.charges.contains_key(s)).collect();
                     if seqs.is_empty() {
-                        unrestricted_item(self.rule)
+                        access::case_entry(self.rule)
                     } else {
                         seqs.iter()
                             .map(|seq| {
@@ -223,19 +200,10 @@ impl Reader<'_> {
                             .unwrap_or(Shown::Withheld)
                     }
                 } else if self.state.subjects.contains_key(&meta.stream) {
-                    unrestricted_item(self.rule)
-                } else if matches!(
-                    ev,
-                    RecordEvent::RecordDisseminated { .. }
-                        | RecordEvent::AccessDenied { .. }
-                        | RecordEvent::AuditRecorded { .. }
-                ) {
-                    // The access log: who received the record, who was refused.
-                    if self.inside() { Shown::Content } else { Shown::Withheld }
-                } else if self.inside() {
-                    Shown::Content
+                    access::identity_entry(self.rule)
                 } else {
-                    Shown::Withheld
+                    // The access log (who received the record, who was refused), the ledger's own.
+                    bureau
                 }
             }
         };
