@@ -313,18 +313,18 @@ impl Records {
             let p = self.projection();
             (p.state.clone(), p.next.saturating_sub(1))
         };
-        let policy = state.policy();
+        let policy = state.policy_in_force();
         let found = locate(&state, &q.target);
         let purpose = Some(q.purpose);
         let asked = Asked { records: self, ledger, caller, call: q.call, purpose };
         let grant =
-            access::decide(&policy, caller.role, q.call, purpose).map_err(|r| asked.refused(found.subject, r.0))?;
+            access::decide(policy, caller.role, q.call, purpose).map_err(|r| asked.refused(found.subject, r.0))?;
         access::bound(caller, found.sid.as_deref()).map_err(|r| asked.refused(found.subject, r.0))?;
         let outside = grant.logged == Logged::Release;
         let not_found = |subject, why: &str| asked.not_found(outside, subject, &q.target, why);
         let Some(subject) = found.subject else { return Err(not_found(None, "no such record")) };
         let checked_on = today();
-        let now = Now { state: &state, policy: &policy, checked_on };
+        let now = Now { state: &state, policy, checked_on };
         let computed = self.compute_view(&state, now, subject, found.case, caller.role, &q, as_of);
         let computed = match computed {
             Ok(c) => c,
@@ -388,7 +388,7 @@ impl Records {
                     return Err(ViewError::UnknownSubject(subject).into());
                 };
                 let then = self.state_as_recorded(state, subject, position)?;
-                Ok(view(&then, &then.policy(), subject, req, position, case, now)?)
+                Ok(view(&then, then.policy_in_force(), subject, req, position, case, now)?)
             }
         }
     }
@@ -440,10 +440,10 @@ impl Records {
             let p = self.projection();
             (p.state.clone(), p.next.saturating_sub(1))
         };
-        let policy = state.policy();
-        let now = Now { state: &state, policy: &policy, checked_on: today() };
+        let policy = state.policy_in_force();
+        let now = Now { state: &state, policy, checked_on: today() };
         let req = Request { role, purpose, as_effective, checked_on: now.checked_on };
-        Ok(view(&state, &policy, subject, req, as_of, None, now)?.view)
+        Ok(view(&state, policy, subject, req, as_of, None, now)?.view)
     }
 
     /// What a role would have been shown of a subject as recorded at `t` (never more than it is
@@ -460,8 +460,8 @@ impl Records {
             let p = self.projection();
             (p.state.clone(), p.next.saturating_sub(1))
         };
-        let policy = state.policy();
-        let now = Now { state: &state, policy: &policy, checked_on: today() };
+        let policy = state.policy_in_force();
+        let now = Now { state: &state, policy, checked_on: today() };
         let q = RecordQuery {
             call: Call::GetRecord,
             target: Target::SubjectId(subject),
@@ -487,20 +487,20 @@ impl Records {
             let p = self.projection();
             (p.state.clone(), p.next.saturating_sub(1))
         };
-        let policy = state.policy();
+        let policy = state.policy_in_force();
         let found = locate(&state, &target);
         let asked = Asked { records: self, ledger, caller, call: Call::Resolve, purpose: Some(purpose) };
-        let grant = access::decide(&policy, caller.role, Call::Resolve, Some(purpose))
+        let grant = access::decide(policy, caller.role, Call::Resolve, Some(purpose))
             .map_err(|r| asked.refused(found.subject, r.0))?;
         access::bound(caller, found.sid.as_deref()).map_err(|r| asked.refused(found.subject, r.0))?;
-        let outside = !access::inside_bureau(&policy, caller.role);
+        let outside = !access::inside_bureau(policy, caller.role);
         let not_found = |subject, why: &str| asked.not_found(outside, subject, &target, why);
         let Some(subject) = found.subject else { return Err(not_found(None, "no such record")) };
         if grant.rule.as_ref().is_some_and(|r| r.may_withhold()) {
-            let now = Now { state: &state, policy: &policy, checked_on: today() };
+            let now = Now { state: &state, policy, checked_on: today() };
             let req = Request { role: caller.role, purpose, as_effective: None, checked_on: now.checked_on };
             if let Err(ViewError::NothingShown { withheld }) =
-                view(&state, &policy, subject, req, as_of, found.case, now)
+                view(&state, policy, subject, req, as_of, found.case, now)
             {
                 let why = format!("nothing the policy shows: {withheld} item(s) withheld");
                 return Err(not_found(Some(subject), &why));
@@ -519,7 +519,7 @@ impl Records {
             let p = self.projection();
             (p.state.clone(), p.next.saturating_sub(1))
         };
-        let policy = state.policy();
+        let policy = state.policy_in_force();
         let purpose = Some(q.purpose);
         let scope = match &q.target {
             Target::Stream(id) | Target::SubjectId(id) => {
@@ -537,7 +537,7 @@ impl Records {
         let subject = scope.subject();
         let asked = Asked { records: self, ledger, caller, call: Call::History, purpose };
         let grant =
-            access::decide(&policy, caller.role, Call::History, purpose).map_err(|r| asked.refused(subject, r.0))?;
+            access::decide(policy, caller.role, Call::History, purpose).map_err(|r| asked.refused(subject, r.0))?;
         let rule = grant.rule.clone().ok_or_else(|| ServiceError::Refused("no policy row".into()))?;
         let sid = subject.and_then(|s| state.subjects.get(&s)).map(|s| s.sid.clone());
         access::bound(caller, sid.as_deref()).map_err(|r| asked.refused(subject, r.0))?;
@@ -557,7 +557,7 @@ impl Records {
                 let why = "expunged";
                 return Err(asked.not_found(outside, None, &q.target, why));
             }
-            Scope::System(_) if access::bureau_entry(&policy, caller.role) == access::Shown::Withheld => {
+            Scope::System(_) if access::bureau_entry(policy, caller.role) == access::Shown::Withheld => {
                 let reason = "only the bureau replays the ledger's own streams".to_string();
                 return Err(asked.refused(None, reason));
             }
@@ -573,7 +573,7 @@ impl Records {
             }
         }
         let checked_on = today();
-        let reader = Reader { state: &state, policy: &policy, rule: &rule, role: caller.role, checked_on };
+        let reader = Reader { state: &state, policy, rule: &rule, role: caller.role, checked_on };
         let (items, next, withheld) = reader.page(self, &scope, q.from, limit, up_to)?;
         let content_hash = items_hash(&items);
         let mut dissemination = None;
@@ -610,13 +610,19 @@ impl Records {
     /// proof, a checkpoint), logging it as the policy says; a refusal is logged and returned.
     pub fn log_read(&self, ledger: &Signer, caller: &Caller, call: Call, detail: String) -> Result<(), ServiceError> {
         self.refresh()?;
-        let policy = self.projection().state.policy();
+        let policy = &self.projection().state.policy();
         let asked = Asked { records: self, ledger, caller, call, purpose: None };
-        let grant = access::decide(&policy, caller.role, call, None).map_err(|r| asked.refused(None, r.0))?;
+        let grant = access::decide(policy, caller.role, call, None).map_err(|r| asked.refused(None, r.0))?;
         if grant.logged == Logged::Audit {
             self.audit(ledger, caller, call, None, detail)?;
         }
         Ok(())
+    }
+
+    /// Whether a role is inside the bureau under the policy in force: its reads write nothing
+    /// unless refused (the server answers them without a hand-off to its blocking pool).
+    pub fn inside_bureau(&self, role: Role) -> bool {
+        access::inside_bureau(self.projection().state.policy_in_force(), role)
     }
 
     /// Logs the refusal of a caller that is not a registered principal with a valid key (no
@@ -647,12 +653,12 @@ impl Records {
         let limit = check_limit("limit", q.limit)?;
         self.refresh()?;
         let state = self.projection().state.clone();
-        let policy = state.policy();
+        let policy = state.policy_in_force();
         let found = locate(&state, &q.subject);
         let asked = Asked { records: self, ledger, caller, call: Call::Recipients, purpose: None };
-        access::decide(&policy, caller.role, Call::Recipients, None).map_err(|r| asked.refused(found.subject, r.0))?;
+        access::decide(policy, caller.role, Call::Recipients, None).map_err(|r| asked.refused(found.subject, r.0))?;
         access::bound(caller, found.sid.as_deref()).map_err(|r| asked.refused(found.subject, r.0))?;
-        let outside = !access::inside_bureau(&policy, caller.role);
+        let outside = !access::inside_bureau(policy, caller.role);
         let Some(subject) = found.subject else {
             return Err(asked.not_found(outside, None, &q.subject, "no such record"));
         };
@@ -735,9 +741,9 @@ impl Records {
     /// that it was reproduced (an audit entry, not a new release).
     pub fn reproduce_for(&self, ledger: &Signer, caller: &Caller, position: u64) -> Result<Reproduced, ServiceError> {
         self.refresh()?;
-        let policy = self.projection().state.policy();
+        let policy = &self.projection().state.policy();
         let asked = Asked { records: self, ledger, caller, call: Call::Reproduce, purpose: None };
-        access::decide(&policy, caller.role, Call::Reproduce, None).map_err(|r| asked.refused(None, r.0))?;
+        access::decide(policy, caller.role, Call::Reproduce, None).map_err(|r| asked.refused(None, r.0))?;
         let (r, subject) = self.reproduce_with_subject(position)?;
         let detail = format!(
             "release at position {position} ({}): {}",
@@ -786,7 +792,7 @@ impl Records {
         let subject = StreamId::from_hex(&subject).ok_or_else(|| ServiceError::NotFound("subject".into()))?;
         let projection = self.projection().state.clone();
         let now_state = self.state_as_recorded(&projection, subject, as_of_position)?;
-        let policy = now_state.policy();
+        let policy = now_state.policy_in_force();
         let bytes = if method == Call::History.name() {
             let page =
                 page.ok_or_else(|| ServiceError::NotFound(format!("the history release at {position} names no page")))?;
@@ -798,7 +804,7 @@ impl Records {
                 Some(cycle) => Scope::Case { cycle, subject },
                 None => Scope::Subject(subject),
             };
-            let reader = Reader { state: &now_state, policy: &policy, rule: &rule, role, checked_on };
+            let reader = Reader { state: &now_state, policy, rule: &rule, role, checked_on };
             let (items, _, _) = reader.page(self, &scope, page.from, page.limit, page.up_to)?;
             serde_json::to_vec(&items).map_err(|e| ServiceError::Persist(e.to_string()))?
         } else {
@@ -807,7 +813,7 @@ impl Records {
                 "get_record" => Call::GetRecord,
                 _ => Call::BackgroundCheck,
             };
-            let now = Now { state: &now_state, policy: &policy, checked_on };
+            let now = Now { state: &now_state, policy, checked_on };
             let q = RecordQuery {
                 call,
                 target: Target::SubjectId(subject),
@@ -888,7 +894,7 @@ impl Records {
             let p = self.projection();
             (p.state.clone(), p.next.saturating_sub(1))
         };
-        let policy = state.policy();
+        let policy = state.policy_in_force();
         let scope = Scope::of(&state, |s| self.store().stream_version(s).ok().flatten().is_some(), stream);
         let subject = scope.subject();
         // A record's entries with their content are a release of the record; anything else (the
@@ -896,14 +902,14 @@ impl Records {
         let call = if with_content && subject.is_some() { Call::EvidenceExport } else { Call::InclusionProof };
         let asked = Asked { records: self, ledger, caller: recipient, call, purpose: Some(purpose) };
         let grant =
-            access::decide(&policy, recipient.role, call, Some(purpose)).map_err(|r| asked.refused(subject, r.0))?;
+            access::decide(policy, recipient.role, call, Some(purpose)).map_err(|r| asked.refused(subject, r.0))?;
         let target = Target::Stream(stream);
         match &scope {
             Scope::Unknown | Scope::Expunged(_) => {
                 return Err(ServiceError::NotFound(target.not_found()));
             }
             Scope::System(_)
-                if with_content && access::bureau_entry(&policy, recipient.role) == access::Shown::Withheld =>
+                if with_content && access::bureau_entry(policy, recipient.role) == access::Shown::Withheld =>
             {
                 let reason = "only the bureau receives the ledger's own streams with content".to_string();
                 return Err(asked.refused(None, reason));
@@ -912,7 +918,7 @@ impl Records {
         }
         if let (true, Some(rule), Scope::Subject(_) | Scope::Case { .. }) = (with_content, &grant.rule, &scope) {
             // Every entry goes out with its content: the recipient must be shown each in full.
-            let reader = Reader { state: &state, policy: &policy, rule, role: recipient.role, checked_on: today() };
+            let reader = Reader { state: &state, policy, rule, role: recipient.role, checked_on: today() };
             let mut from = 0;
             loop {
                 let (items, next, withheld) = reader.page(self, &scope, from, LIST_PAGE_ITEMS_MAX, as_of)?;

@@ -287,7 +287,13 @@ impl State {
 
     /// The policy in force: the adopted one, or the default.
     pub fn policy(&self) -> Policy {
-        self.adopted_policy.as_ref().map(|(_, p)| p.clone()).unwrap_or_else(Policy::default_policy)
+        self.policy_in_force().clone()
+    }
+
+    /// The policy in force, borrowed: the adopted one, or the default.
+    pub fn policy_in_force(&self) -> &Policy {
+        static DEFAULT: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(Policy::default_policy);
+        self.adopted_policy.as_ref().map_or(&*DEFAULT, |(_, p)| p)
     }
 
     /// The subject with this SID.
