@@ -307,7 +307,15 @@ fn look_ups_are_not_releases_and_refusals_are_logged_after_a_restart() {
             .unwrap();
         assert_eq!(r.subject_id, subject.0.to_vec());
     });
-    assert_eq!(s.store.head().len, from, "a look-up for a command releases nothing and logs nothing");
+    // Not releases: audit entries in the subject's access log, saying who looked the ids up.
+    let logged = since(&s, from);
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    assert!(
+        logged.iter().all(|(st, ev)| *st == access_stream(&subject)
+            && matches!(ev, RecordEvent::AuditRecorded { action, .. } if action == "resolve")),
+        "{logged:?}"
+    );
+    let from = s.store.head().len;
     s.rt.block_on(async {
         // The police probing an unknown SID: not found, and logged (the SID is not written).
         let st = status(
@@ -346,33 +354,39 @@ fn look_ups_are_not_releases_and_refusals_are_logged_after_a_restart() {
     });
 }
 
-/// Defect 6: Amplification: refusals naming subjects that do not exist create no stream and no key,
-/// and a requester refused in a loop is logged one by one only up to a rate.
+/// Defect 6: amplification. Refusals naming subjects that do not exist create no stream and no
+/// key, and a requester refused in a loop is logged one by one only up to a rate; over it, every
+/// call it makes is refused before anything is looked up (so nothing it asks while its refusals
+/// are only counted can tell it anything), and the refusals are logged together.
 #[test]
 fn refusals_create_no_streams_and_are_logged_at_a_bounded_rate() {
     let s = Served::start(true);
     sealed_story(&s);
     let mut employer = s.client("acme.hr");
     let from = s.store.head().len;
-    let probes = chronicle_core::limits::REFUSALS_LOGGED_BURST as usize + 40;
+    let burst = chronicle_core::limits::REFUSALS_LOGGED_BURST as usize;
     s.rt.block_on(async {
-        for _ in 0..probes {
+        for k in 0..burst + 40 {
             let id = StreamId::random();
             let req =
                 pb::RecordRequest { subject_id: id.0.to_vec(), purpose: pb::Purpose::E as i32, ..Default::default() };
-            assert_eq!(status(employer.background_check(req).await).code(), Code::NotFound);
+            let want = if k < burst { Code::NotFound } else { Code::ResourceExhausted };
+            assert_eq!(status(employer.background_check(req).await).code(), want, "call {k}");
         }
+        // Over the rate, a record the employer may see is refused alike: nothing is looked up.
+        let st = status(employer.background_check(check("PA-100", pb::Purpose::E)).await);
+        assert_eq!(st.code(), Code::ResourceExhausted, "{st:?}");
     });
     let logged = since(&s, from);
     assert!(logged.iter().all(|(st, _)| *st == denials_stream()), "every refusal went to the one denials stream");
-    assert_eq!(logged.len(), chronicle_core::limits::REFUSALS_LOGGED_BURST as usize, "one by one up to the burst");
+    assert_eq!(logged.len(), burst, "one by one up to the burst");
     // The rest are logged together by the next flush.
     let folded = s.flush_refusals();
     assert_eq!(folded, 1);
     let logged = since(&s, from);
     match &logged.last().unwrap().1 {
         RecordEvent::AccessDenied { repeated, requester, .. } => {
-            assert_eq!((*repeated, requester.as_str()), (40, "acme.hr"))
+            assert_eq!((*repeated, requester.as_str()), (41, "acme.hr"))
         }
         other => panic!("{other:?}"),
     }
@@ -405,6 +419,7 @@ fn no_one_but_the_ledger_writes_a_release_or_a_refusal() {
             case: None,
             as_recorded: None,
             page: None,
+            answered_at: None,
         };
         let st = status(clerk.sign_and_submit(ev_draft(access_stream(&subject), &forged)).await);
         assert_eq!(st.code(), Code::PermissionDenied, "{st:?}");
@@ -419,6 +434,7 @@ fn the_bureau_lists_the_recipients_of_a_record_and_reproduces_a_release_without_
     let mut employer = s.client("acme.hr");
     let mut police = s.client("pd.metro");
     let mut auditor = s.client("auditor");
+    let mut clerk = s.client("clerk");
     s.rt.block_on(async {
         let mut asked = check("PA-100", pb::Purpose::E);
         asked.authority = "consent form 88".into();
@@ -457,13 +473,15 @@ fn the_bureau_lists_the_recipients_of_a_record_and_reproduces_a_release_without_
             .unwrap();
         assert_eq!(cp2.recipients.iter().map(|r| r.requester.as_str()).collect::<Vec<_>>(), vec!["pd.metro"]);
         // Reproducing each release: the same bytes, checked against the hash logged; an audit
-        // entry, not a release.
+        // entry, not a release. The auditor is told whether they match, not shown them.
         for (position, bytes) in [
             (first.dissemination_position, first.view_json.clone()),
             (second.dissemination_position, second.view_json.clone()),
         ] {
+            let checked = auditor.reproduce(position).await.unwrap();
+            assert!(checked.matches && checked.content.is_empty(), "{checked:?}");
             let from = s.store.head().len;
-            let again = auditor.reproduce(position).await.unwrap();
+            let again = clerk.reproduce(position).await.unwrap();
             assert!(again.matches, "{again:?}");
             assert_eq!(again.content, bytes);
             let logged = since(&s, from);
@@ -571,10 +589,226 @@ fn bad_input_to_reads_gets_the_right_code_and_appends_nothing() {
         assert_eq!(st.code(), Code::OutOfRange);
         let st = status(clerk.inclusion_check(0, 0, [0; 32]).await);
         assert_eq!(st.code(), Code::NotFound, "a leaf hash the entry does not have");
+        // An authority longer than allowed is refused before anything is looked up, for a
+        // record that exists as for one that does not.
+        for sid in ["PA-100", "PA-NOBODY"] {
+            let mut req = check(sid, pb::Purpose::E);
+            req.authority = "A".repeat(257);
+            let st = status(employer.background_check(req).await);
+            assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
+            assert!(st.message().starts_with("authority:"), "{st:?}");
+        }
     });
-    let logged = since(&s, from);
-    // The one thing written: the audit entry of the clerk's inclusion check (a call that
-    // was answered, if with "not found").
-    assert!(logged.iter().all(|(_, ev)| matches!(ev, RecordEvent::AuditRecorded { .. })), "{logged:?}");
-    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(since(&s, from), vec![], "bad input appends nothing");
+}
+
+/// A submission says a stream's version only to a caller allowed to write to it: an employer
+/// probing how many entries a subject's access log holds is refused as a role, not told.
+#[test]
+fn a_submission_tells_no_version_of_a_stream_the_caller_may_not_write() {
+    let s = Served::start(true);
+    let (subject, _, _, _) = sealed_story(&s);
+    let mut employer = s.client("acme.hr");
+    s.rt.block_on(async {
+        let ev = RecordEvent::ChallengeFiled { challenge_id: "c1".into(), statement: "x".into() };
+        let cmd =
+            chronicle_core::Command::sign(employer.signer().unwrap(), ev_draft(access_stream(&subject), &ev)).unwrap();
+        let st = status(
+            employer.submit(access_stream(&subject), Some(pb::expected_version::Expected::Exact(999)), &[cmd]).await,
+        );
+        assert_eq!(st.code(), Code::PermissionDenied, "{st:?}");
+        assert!(!st.message().contains("version"), "{st:?}");
+    });
+}
+
+/// A subject files a challenge only on their own record; an attorney without representation on
+/// none. Someone else's case and no case at all are refused alike.
+#[test]
+fn a_subject_challenges_only_their_own_record() {
+    let s = Served::start(true);
+    let (_, cp1, _, _) = sealed_story(&s);
+    let mut subject = s.client("subject:pa100");
+    let mut attorney = s.client("da.smith");
+    let mut police = s.client("pd.metro");
+    s.rt.block_on(async {
+        let challenge = |id: &str| RecordEvent::ChallengeFiled { challenge_id: id.into(), statement: "not me".into() };
+        subject.sign_and_submit(ev_draft(cp1, &challenge("c1"))).await.unwrap();
+        // Someone else's case, and a case id that names nothing.
+        let other = StreamId::random();
+        let arrest = RecordEvent::ArrestRecorded {
+            subject: {
+                let mut clerk = s.client_async("clerk").await;
+                let id = StreamId::random();
+                let e = RecordEvent::SubjectEnrolled {
+                    sid: "PA-300".into(),
+                    fbi: None,
+                    name: Name { last: "Poe".into(), first: "Al".into(), middle: None },
+                    dob: Date::parse("1970-01-01").unwrap(),
+                };
+                clerk.sign_and_submit(ev_draft(id, &e)).await.unwrap();
+                id.to_hex()
+            },
+            tracking_number: "OTN-3".into(),
+            agency_ori: "PA0000001".into(),
+            arrest_date: Date::parse("2024-01-02").unwrap(),
+            charges: vec![charge(1, "s", "X", Level::Misdemeanor)],
+        };
+        police.sign_and_submit(ev_draft(other, &arrest)).await.unwrap();
+        let theirs = status(subject.sign_and_submit(ev_draft(other, &challenge("c2"))).await);
+        let nothing = status(subject.sign_and_submit(ev_draft(StreamId::random(), &challenge("c3"))).await);
+        assert_eq!((theirs.code(), theirs.message()), (nothing.code(), nothing.message()));
+        assert_eq!(theirs.code(), Code::PermissionDenied);
+        let st = status(attorney.sign_and_submit(ev_draft(cp1, &challenge("c4"))).await);
+        assert_eq!(st.code(), Code::PermissionDenied);
+    });
+}
+
+/// Two orders restrict a charge: a role sees it as unrestricted only if every one of them names
+/// it. A vacatur that takes effect next month lifts nothing today.
+#[test]
+fn every_order_in_force_restricts_and_a_vacatur_lifts_nothing_before_it_takes_effect() {
+    let s = Served::start(true);
+    sealed_story(&s);
+    let mut court = s.client("court.district-4");
+    let mut police = s.client("pd.metro");
+    let mut employer = s.client("acme.hr");
+    let cp1 =
+        s.rt.block_on(court.resolve(pb::ResolveRequest {
+            docket: "CP-1".into(),
+            purpose: pb::Purpose::C as i32,
+            ..Default::default()
+        }))
+        .unwrap()
+        .case_id;
+    let cp1 = StreamId(cp1.try_into().unwrap());
+    s.rt.block_on(async {
+        // SEAL-1 (no audiences) holds charge 2; a limited-access order naming the police comes later.
+        let limited = RecordEvent::ReliefOrdered {
+            order_id: "LA-1".into(),
+            kind: ReliefKind::LimitedAccess,
+            scope: Scope::Charges(vec![2]),
+            statute: "18 Pa.C.S. 9122.1".into(),
+            audiences: vec![chronicle_core::Role::LawEnforcement],
+        };
+        court.sign_and_submit(ev_draft(cp1, &limited)).await.unwrap();
+        let r = police.record(check("PA-100", pb::Purpose::E)).await.unwrap();
+        assert!(!String::from_utf8_lossy(&r.view_json).contains("TRESPASS"), "the seal naming no one still holds");
+        // The court vacates SEAL-1 with effect next month: it holds until then.
+        let next_month = Timestamp(Timestamp::now().0 + 30 * 86_400_000_000);
+        let vacate = RecordEvent::RestrictionVacated { order_id: "SEAL-1".into(), reason: "on appeal".into() };
+        let d = draft(cp1, &vacate, next_month, None, chronicle_core::random_array::<16>().to_vec());
+        court.sign_and_submit(d).await.unwrap();
+        let r = employer.background_check(check("PA-100", pb::Purpose::E)).await.unwrap();
+        assert!(!String::from_utf8_lossy(&r.view_json).contains("TRESPASS"), "vacated only from next month");
+        // As effective next month and later, it is vacated (but LA-1 names only the police).
+        let mut later = check("PA-100", pb::Purpose::E);
+        later.as_effective_micros = next_month.0 + 1;
+        let r = employer.background_check(later).await.unwrap();
+        assert!(!String::from_utf8_lossy(&r.view_json).contains("TRESPASS"), "an as-of read never widens today's view");
+    });
+}
+
+/// Histories to callers outside the bureau: pages point only at entries the caller may see,
+/// the access log and the ledger's own streams answer as unknown, and an expungement order on
+/// some charges (and the restatement that carries it out) is absent for rows that may not know
+/// of expungements.
+#[test]
+fn a_history_page_points_only_at_what_the_caller_may_see() {
+    let s = Served::start(true);
+    let (subject, cp1, _, _) = sealed_story(&s);
+    let mut court = s.client("court.district-4");
+    let mut police = s.client("pd.metro");
+    let mut employer = s.client("acme.hr");
+    let mut clerk = s.client("clerk");
+    s.rt.block_on(async {
+        // Releases and refusals fill the subject's access log between the record's entries.
+        for _ in 0..3 {
+            employer.background_check(check("PA-100", pb::Purpose::E)).await.unwrap();
+            let _ = employer.record(check("PA-100", pb::Purpose::C)).await;
+        }
+        let expunge = RecordEvent::ReliefOrdered {
+            order_id: "EXP-7".into(),
+            kind: ReliefKind::Expunge,
+            scope: Scope::Charges(vec![2]),
+            statute: "18 Pa.C.S. 9122".into(),
+            audiences: vec![],
+        };
+        court.sign_and_submit(ev_draft(cp1, &expunge)).await.unwrap();
+        let mut req = pb::HistoryRequest {
+            stream: subject.0.to_vec(),
+            purpose: pb::Purpose::C as i32,
+            limit: 1,
+            ..Default::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = police.history_page(req.clone()).await.unwrap();
+            assert!(!page.items.is_empty() || seen.is_empty(), "a page was promised and came empty");
+            seen.extend(page.items);
+            if !page.more_items {
+                break;
+            }
+            req.from_position = page.next_position;
+        }
+        assert!(seen.iter().all(|i| !i.event_type.contains("disseminated") && !i.event_type.contains("denied")));
+        assert!(!seen.iter().any(|i| i.event_type == "records.cycle_restated" || i.court_order == "EXP-7"));
+        assert!(
+            seen.iter().all(|i| !String::from_utf8_lossy(&i.event_json).contains("EXP-7")),
+            "no word of the expungement"
+        );
+        // The bureau sees the order and the restatement.
+        let all = clerk
+            .history(pb::HistoryRequest {
+                stream: cp1.0.to_vec(),
+                purpose: pb::Purpose::A as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(all.iter().any(|i| i.event_type == "records.cycle_restated"));
+        assert!(all.iter().any(|i| String::from_utf8_lossy(&i.event_json).contains("EXP-7")));
+        // The subject's access log, asked for by its own id, answers the police as an unknown stream.
+        let access = status(
+            police
+                .history_page(pb::HistoryRequest {
+                    stream: access_stream(&subject).0.to_vec(),
+                    purpose: pb::Purpose::C as i32,
+                    ..Default::default()
+                })
+                .await,
+        );
+        let unknown_id = StreamId::random();
+        let unknown = status(
+            police
+                .history_page(pb::HistoryRequest {
+                    stream: unknown_id.0.to_vec(),
+                    purpose: pb::Purpose::C as i32,
+                    ..Default::default()
+                })
+                .await,
+        );
+        assert_eq!(
+            (access.code(), access.message().replace(&access_stream(&subject).to_hex(), "?")),
+            (unknown.code(), unknown.message().replace(&unknown_id.to_hex(), "?"))
+        );
+    });
+}
+
+/// Look-ups are for a writer's command, under a purpose in which the writer sees whole records;
+/// an inclusion check by a leaf hash the entry does not have is a refusal, logged.
+#[test]
+fn look_ups_need_a_purpose_that_shows_whole_records_and_a_wrong_leaf_hash_is_a_logged_refusal() {
+    let s = Served::start(true);
+    sealed_story(&s);
+    let mut police = s.client("pd.metro");
+    let mut employer = s.client("acme.hr");
+    s.rt.block_on(async {
+        let st = status(police.resolve(pb::ResolveRequest { sid: "PA-100".into(), purpose: pb::Purpose::E as i32, ..Default::default() }).await);
+        assert_eq!(st.code(), Code::PermissionDenied, "{st:?}");
+        let from = s.store.head().len;
+        let st = status(employer.inclusion_check(2, 0, [9; 32]).await);
+        assert_eq!(st.code(), Code::NotFound);
+        let logged = since(&s, from);
+        assert!(matches!(&logged[..], [(d, RecordEvent::AccessDenied { action: Some(a), .. })] if *d == denials_stream() && a == "inclusion_check"), "{logged:?}");
+    });
 }

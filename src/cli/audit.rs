@@ -137,11 +137,15 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
                 })
             );
         } else if r.matches {
+            let shown = if r.content.is_empty() {
+                "the bytes are not shown to your role".to_string()
+            } else {
+                format!("{} bytes", r.content.len())
+            };
             println!(
-                "the release at position {} ({}) was rebuilt: {} bytes, blake3 {}, the hash it logged",
+                "the release at position {} ({}) was rebuilt: blake3 {}, the hash it logged; {shown}",
                 a.dissemination,
                 r.method.replace('_', " "),
-                r.content.len(),
                 r.content_hash
             );
         } else {

@@ -317,6 +317,12 @@ impl Served {
         chronicle_client::Credentials::load(&self.dir.credentials_dir(principal)).expect("credentials")
     }
 
+    /// A client connected as `principal`, from inside the test's runtime.
+    pub async fn client_async(&self, principal: &str) -> chronicle_client::Client {
+        let creds = self.creds(principal);
+        chronicle_client::Client::connect(&self.addr.to_string(), &creds).await.expect("connect")
+    }
+
     /// A client connected as `principal`.
     pub fn client(&self, principal: &str) -> chronicle_client::Client {
         let creds = self.creds(principal);

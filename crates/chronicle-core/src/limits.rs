@@ -24,6 +24,8 @@ pub const COURT_ORDER_LEN_MAX: usize = 256;
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 64;
 /// Most entries returned by one read call.
 pub const READ_PAGE_ENTRIES_MAX: usize = 10_000;
+/// Longest legal authority or consent reference a request may state, in bytes (UTF-8).
+pub const AUTHORITY_LEN_MAX: usize = 256;
 /// Most items one history, recipients or other listing call returns in one page.
 pub const LIST_PAGE_ITEMS_MAX: u32 = 1_000;
 /// Items in a listing page when the caller does not say.

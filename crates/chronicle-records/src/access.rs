@@ -184,7 +184,18 @@ pub fn decide(policy: &Policy, role: Role, call: Call, purpose: Option<Purpose>)
         }
         Call::Resolve => {
             among(&policy.resolvers, "look up case or subject ids")?;
-            Grant { rule: Some(rule()?), logged: Logged::No }
+            // Ids for a writer's command, for a purpose under which the writer sees the whole
+            // record: a row that may withhold would make the look-up an oracle of what it hides.
+            let r = rule()?;
+            if r.may_withhold() {
+                return Err(Refusal(format!(
+                    "a {} looks up ids only for a purpose under which it sees whole records, not {}",
+                    role.as_str(),
+                    r.purposes_or(purpose)
+                )));
+            }
+            let logged = if inside_bureau(policy, role) { Logged::No } else { Logged::Audit };
+            Grant { rule: Some(r), logged }
         }
         Call::Recipients => {
             if role != Role::Subject {
@@ -194,7 +205,9 @@ pub fn decide(policy: &Policy, role: Role, call: Call, purpose: Option<Purpose>)
         }
         Call::Reproduce => {
             among(&policy.overseers, "reproduce a release")?;
-            Grant { rule: None, logged: Logged::Audit }
+            // The overseer's own row for administration says whether the bytes rebuilt are
+            // returned, or only checked against the hash logged.
+            Grant { rule: policy.rule(role, Purpose::A).cloned(), logged: Logged::Audit }
         }
         Call::Subscribe => {
             among(&policy.log_readers, "follow the log")?;
@@ -264,14 +277,26 @@ pub enum Shown {
 /// When a view is computed, and what "recent" means for a non-conviction.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
-    /// "As effective at": orders in force at this time (`None`: every order recorded).
+    /// "As effective at": orders in force at this time (`None`: as the request is answered).
     pub at: Option<Timestamp>,
     /// The day the request is answered for (decides what is recent enough to report).
     pub checked_on: Date,
+    /// When the request is answered.
+    pub now: Timestamp,
+}
+
+/// Whether a restricting order holds at the clock's time. As the request is answered (`at` is
+/// `None`), every order recorded holds, even one that takes effect later, until a vacatur that
+/// has taken effect: a restriction is never lifted early.
+fn restricts_at(o: &crate::state::Order, clock: Clock) -> bool {
+    let started = clock.at.is_none_or(|t| o.effective <= t);
+    let until = clock.at.unwrap_or(clock.now);
+    let ended = o.vacated.as_ref().is_some_and(|(v, _, _)| *v <= until);
+    o.kind.restricts() && started && !ended
 }
 
 /// What `rule` shows `role` of charge `seq` of a case: the row's column for an unrestricted item,
-/// or for a restricted one (sealed, limited access, set aside) unless the order restricting it
+/// or for a restricted one (sealed, limited access, set aside) unless every order restricting it
 /// lists the role among its audiences. A reportable item is shown when it is a conviction, or when
 /// its arrest is within the policy's reporting period of `checked_on`. An expunged item is
 /// never shown.
@@ -287,10 +312,8 @@ pub fn shown(
     if cycle.expunged(seq, clock.at) {
         return Shown::Withheld;
     }
-    let access = match cycle.restriction(seq, clock.at) {
-        Some(o) if !o.audiences.contains(&role) => rule.restricted,
-        _ => rule.unrestricted,
-    };
+    let mut restricting = cycle.orders.iter().filter(|o| o.covers(seq) && restricts_at(o, clock));
+    let access = if restricting.all(|o| o.audiences.contains(&role)) { rule.unrestricted } else { rule.restricted };
     match access {
         Access::Full => Shown::Content,
         Access::Metadata => Shown::Metadata,
@@ -302,6 +325,13 @@ pub fn shown(
         }
         Access::None => Shown::Withheld,
     }
+}
+
+/// Whether a reproduction returns the bytes rebuilt, or only says whether they match the hash
+/// logged: the bytes go to an overseer whose row shows everything (the bureau's clerks), not to
+/// one shown ids and status only (auditors: minimum content).
+pub fn reproduction_shows_content(grant: &Grant) -> bool {
+    grant.rule.as_ref().is_some_and(|r| r.unrestricted == Access::Full && r.restricted == Access::Full)
 }
 
 /// Whether the row shows who the person is (name, date of birth, SID).
@@ -324,6 +354,13 @@ pub fn identity_entry(rule: &Rule) -> Shown {
         Access::Metadata => Shown::Metadata,
         Access::None => Shown::Withheld,
     }
+}
+
+/// What a history shows of an expungement order on some charges of a case, and of the ledger's
+/// restatement of what survives it: the order, to the rows that may know an order was carried
+/// out; nothing to the others (an expunged charge is absent for them, and so is its order).
+pub fn expungement_entry(rule: &Rule) -> Shown {
+    if notices_shown(rule) { Shown::Content } else { Shown::Withheld }
 }
 
 /// What a history shows of an entry about a whole case that concerns no charge still in it.
@@ -516,9 +553,16 @@ fn returned_words(role: Role, call: Call, rule: Option<&Rule>) -> String {
             _ => "entries, no content".into(),
         },
         (Call::EvidenceExport, Some(_)) => "the stream's entries with content".into(),
-        (Call::Resolve, Some(_)) => "ids only, of records the purpose shows".into(),
+        (Call::Resolve, Some(_)) => "ids only".into(),
         (Call::Recipients, _) => format!("releases of a record{own}"),
-        (Call::Reproduce, _) => "the release's bytes, checked against its hash".into(),
+        (Call::Reproduce, r) => {
+            let g = Grant { rule: r.cloned(), logged: Logged::Audit };
+            if reproduction_shows_content(&g) {
+                "the release's bytes, checked against its hash".into()
+            } else {
+                "whether the release's bytes, rebuilt, match its hash (not the bytes)".into()
+            }
+        }
         (Call::Subscribe, _) => "every entry's bytes".into(),
         (Call::InclusionProof, _) => "the entry's bytes and audit path".into(),
         (Call::InclusionCheck, _) => "the audit path of a leaf hash the caller holds".into(),

@@ -16,7 +16,7 @@
 //! A refusal of a caller outside the bureau is logged whatever its kind; inside the bureau, a
 //! record not found is a clerk's typing and is not logged.
 
-use chronicle_core::limits::{LIST_PAGE_ITEMS_DEFAULT, LIST_PAGE_ITEMS_MAX, TIME_MICROS_MAX};
+use chronicle_core::limits::{AUTHORITY_LEN_MAX, LIST_PAGE_ITEMS_DEFAULT, LIST_PAGE_ITEMS_MAX, TIME_MICROS_MAX};
 use chronicle_core::{Entry, Role, Signer, StreamId, Timestamp};
 use rayon::prelude::*;
 
@@ -223,6 +223,16 @@ fn check_time(field: &'static str, t: Option<Timestamp>) -> Result<(), ServiceEr
     }
 }
 
+fn check_authority(authority: Option<&str>) -> Result<(), ServiceError> {
+    match authority {
+        Some(a) if a.len() > AUTHORITY_LEN_MAX => Err(ServiceError::BadField {
+            field: "authority",
+            reason: format!("{} bytes exceed the limit of {AUTHORITY_LEN_MAX}", a.len()),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn check_limit(field: &'static str, limit: u32) -> Result<u32, ServiceError> {
     match limit {
         0 => Ok(LIST_PAGE_ITEMS_DEFAULT),
@@ -282,6 +292,13 @@ fn today() -> Date {
     Date::from_micros(Timestamp::now().0)
 }
 
+impl<'a> Now<'a> {
+    /// The state and policy as a request is answered at `time`.
+    fn at(state: &'a State, policy: &'a crate::policy::Policy, time: Timestamp) -> Now<'a> {
+        Now { state, policy, checked_on: Date::from_micros(time.0), time }
+    }
+}
+
 impl Records {
     /// Writes an audit entry (in the subject's access log when it concerns one).
     fn audit(
@@ -292,6 +309,7 @@ impl Records {
         subject: Option<StreamId>,
         detail: String,
     ) -> Result<u64, ServiceError> {
+        self.audit_token(caller, self.inside_bureau(caller.role))?;
         let ev = RecordEvent::AuditRecorded {
             requester: caller.principal.to_string(),
             role: Some(caller.role),
@@ -308,6 +326,7 @@ impl Records {
     pub fn read_record(&self, ledger: &Signer, caller: &Caller, q: RecordQuery) -> Result<CheckResponse, ServiceError> {
         check_time("as_effective_micros", q.as_effective)?;
         check_time("as_recorded_micros", q.as_recorded)?;
+        check_authority(q.authority.as_deref())?;
         self.refresh()?;
         let (state, as_of) = {
             let p = self.projection();
@@ -317,14 +336,16 @@ impl Records {
         let found = locate(&state, &q.target);
         let purpose = Some(q.purpose);
         let asked = Asked { records: self, ledger, caller, call: q.call, purpose };
+        self.throttle(caller, access::inside_bureau(policy, caller.role))?;
         let grant =
             access::decide(policy, caller.role, q.call, purpose).map_err(|r| asked.refused(found.subject, r.0))?;
         access::bound(caller, found.sid.as_deref()).map_err(|r| asked.refused(found.subject, r.0))?;
         let outside = grant.logged == Logged::Release;
         let not_found = |subject, why: &str| asked.not_found(outside, subject, &q.target, why);
         let Some(subject) = found.subject else { return Err(not_found(None, "no such record")) };
-        let checked_on = today();
-        let now = Now { state: &state, policy, checked_on };
+        let time = Timestamp::now();
+        let checked_on = Date::from_micros(time.0);
+        let now = Now { state: &state, policy, checked_on, time };
         let computed = self.compute_view(&state, now, subject, found.case, caller.role, &q, as_of);
         let computed = match computed {
             Ok(c) => c,
@@ -358,8 +379,10 @@ impl Records {
                 case: found.case.filter(|_| q.call == Call::GetCase).map(|c| c.to_hex()),
                 as_recorded: q.as_recorded.map(|t| t.0),
                 page: None,
+                answered_at: Some(time.0),
             };
-            let r = self.record(ledger, access_stream(&subject), &ev, Timestamp::now(), q.authority)?;
+            // The authority stays inside the sealed payload, never in the entry's clear part.
+            let r = self.record(ledger, access_stream(&subject), &ev, Timestamp::now(), None)?;
             dissemination = Some(r.entries[0].position);
         }
         Ok(CheckResponse { bytes, content_hash, view: computed.view, dissemination })
@@ -379,8 +402,9 @@ impl Records {
         as_of: u64,
     ) -> Result<Computed, ServiceError> {
         let case = case.filter(|_| q.call == Call::GetCase);
-        let checked_on = q.as_recorded.map_or(now.checked_on, |t| Date::from_micros(t.0));
-        let req = Request { role, purpose: q.purpose, as_effective: q.as_effective, checked_on };
+        let answered = q.as_recorded.unwrap_or(now.time);
+        let checked_on = Date::from_micros(answered.0);
+        let req = Request { role, purpose: q.purpose, as_effective: q.as_effective, checked_on, answered };
         match q.as_recorded {
             None => Ok(view(state, now.policy, subject, req, as_of, case, now)?),
             Some(t) => {
@@ -441,8 +465,8 @@ impl Records {
             (p.state.clone(), p.next.saturating_sub(1))
         };
         let policy = state.policy_in_force();
-        let now = Now { state: &state, policy, checked_on: today() };
-        let req = Request { role, purpose, as_effective, checked_on: now.checked_on };
+        let now = Now::at(&state, policy, Timestamp::now());
+        let req = Request { role, purpose, as_effective, checked_on: now.checked_on, answered: now.time };
         Ok(view(&state, policy, subject, req, as_of, None, now)?.view)
     }
 
@@ -461,7 +485,7 @@ impl Records {
             (p.state.clone(), p.next.saturating_sub(1))
         };
         let policy = state.policy_in_force();
-        let now = Now { state: &state, policy, checked_on: today() };
+        let now = Now::at(&state, policy, Timestamp::now());
         let q = RecordQuery {
             call: Call::GetRecord,
             target: Target::SubjectId(subject),
@@ -490,21 +514,21 @@ impl Records {
         let policy = state.policy_in_force();
         let found = locate(&state, &target);
         let asked = Asked { records: self, ledger, caller, call: Call::Resolve, purpose: Some(purpose) };
+        self.throttle(caller, access::inside_bureau(policy, caller.role))?;
         let grant = access::decide(policy, caller.role, Call::Resolve, Some(purpose))
             .map_err(|r| asked.refused(found.subject, r.0))?;
         access::bound(caller, found.sid.as_deref()).map_err(|r| asked.refused(found.subject, r.0))?;
         let outside = !access::inside_bureau(policy, caller.role);
         let not_found = |subject, why: &str| asked.not_found(outside, subject, &target, why);
         let Some(subject) = found.subject else { return Err(not_found(None, "no such record")) };
-        if grant.rule.as_ref().is_some_and(|r| r.may_withhold()) {
-            let now = Now { state: &state, policy, checked_on: today() };
-            let req = Request { role: caller.role, purpose, as_effective: None, checked_on: now.checked_on };
-            if let Err(ViewError::NothingShown { withheld }) =
-                view(&state, policy, subject, req, as_of, found.case, now)
-            {
-                let why = format!("nothing the policy shows: {withheld} item(s) withheld");
-                return Err(not_found(Some(subject), &why));
-            }
+        let _ = as_of;
+        if grant.logged == Logged::Audit {
+            // Not a release (ids only), but the subject's access log shows who looked them up.
+            let what = match &target {
+                Target::Docket(_) => "the ids of a case, for a command",
+                _ => "the id of the subject, for a command",
+            };
+            self.audit(ledger, caller, Call::Resolve, Some(subject), what.into())?;
         }
         Ok(Resolved { subject, case: found.case })
     }
@@ -536,6 +560,7 @@ impl Records {
         };
         let subject = scope.subject();
         let asked = Asked { records: self, ledger, caller, call: Call::History, purpose };
+        self.throttle(caller, access::inside_bureau(policy, caller.role))?;
         let grant =
             access::decide(policy, caller.role, Call::History, purpose).map_err(|r| asked.refused(subject, r.0))?;
         let rule = grant.rule.clone().ok_or_else(|| ServiceError::Refused("no policy row".into()))?;
@@ -558,8 +583,10 @@ impl Records {
                 return Err(asked.not_found(outside, None, &q.target, why));
             }
             Scope::System(_) if access::bureau_entry(policy, caller.role) == access::Shown::Withheld => {
-                let reason = "only the bureau replays the ledger's own streams".to_string();
-                return Err(asked.refused(None, reason));
+                // The ledger's own streams (access logs, the denials log, the registry) are the
+                // bureau's: to anyone else they answer as if they did not exist.
+                let why = "a stream of the ledger's own";
+                return Err(asked.not_found(outside, None, &q.target, why));
             }
             _ => {}
         }
@@ -572,8 +599,9 @@ impl Records {
                 }
             }
         }
-        let checked_on = today();
-        let reader = Reader { state: &state, policy, rule: &rule, role: caller.role, checked_on };
+        let time = Timestamp::now();
+        let checked_on = Date::from_micros(time.0);
+        let reader = Reader { state: &state, policy, rule: &rule, role: caller.role, checked_on, now: time };
         let (items, next, withheld) = reader.page(self, &scope, q.from, limit, up_to)?;
         let content_hash = items_hash(&items);
         let mut dissemination = None;
@@ -599,6 +627,7 @@ impl Records {
                 case,
                 as_recorded: q.as_recorded.map(|t| t.0),
                 page: Some(LoggedPage { from: q.from, limit, up_to }),
+                answered_at: Some(time.0),
             };
             dissemination =
                 Some(self.record(ledger, access_stream(&subject), &ev, Timestamp::now(), None)?.entries[0].position);
@@ -612,11 +641,46 @@ impl Records {
         self.refresh()?;
         let policy = &self.projection().state.policy();
         let asked = Asked { records: self, ledger, caller, call, purpose: None };
+        self.throttle(caller, access::inside_bureau(policy, caller.role))?;
         let grant = access::decide(policy, caller.role, call, None).map_err(|r| asked.refused(None, r.0))?;
         if grant.logged == Logged::Audit {
             self.audit(ledger, caller, call, None, detail)?;
         }
         Ok(())
+    }
+
+    /// Authorizes and logs an inclusion proof asked for by the leaf hash of an entry the caller
+    /// holds; `matches` says whether the entry at that position has that leaf hash. A mismatch
+    /// is a refusal ("not found"), logged for callers outside the bureau; a match is logged as an
+    /// audit entry.
+    pub fn inclusion_check(
+        &self,
+        ledger: &Signer,
+        caller: &Caller,
+        position: u64,
+        size: u64,
+        matches: bool,
+    ) -> Result<(), ServiceError> {
+        if matches {
+            return self.log_read(
+                ledger,
+                caller,
+                Call::InclusionCheck,
+                format!("position {position} in tree size {size}"),
+            );
+        }
+        self.refresh()?;
+        let policy = &self.projection().state.policy();
+        let inside = access::inside_bureau(policy, caller.role);
+        self.throttle(caller, inside)?;
+        let answer = format!("the entry at position {position} does not have this leaf hash");
+        if !inside {
+            let asked = Asked { records: self, ledger, caller, call: Call::InclusionCheck, purpose: None };
+            if let ServiceError::RefusalNotLogged { error, .. } = asked.refused(None, answer.clone()) {
+                return Err(ServiceError::RefusalNotLogged { refusal: answer, error });
+            }
+        }
+        Err(ServiceError::NotFound(answer))
     }
 
     /// Whether a role is inside the bureau under the policy in force: its reads write nothing
@@ -656,6 +720,7 @@ impl Records {
         let policy = state.policy_in_force();
         let found = locate(&state, &q.subject);
         let asked = Asked { records: self, ledger, caller, call: Call::Recipients, purpose: None };
+        self.throttle(caller, access::inside_bureau(policy, caller.role))?;
         access::decide(policy, caller.role, Call::Recipients, None).map_err(|r| asked.refused(found.subject, r.0))?;
         access::bound(caller, found.sid.as_deref()).map_err(|r| asked.refused(found.subject, r.0))?;
         let outside = !access::inside_bureau(policy, caller.role);
@@ -738,13 +803,19 @@ impl Records {
     }
 
     /// Rebuilds a past release for an overseer, checks it against the hash logged, and logs
-    /// that it was reproduced (an audit entry, not a new release).
+    /// that it was reproduced (an audit entry, not a new release). The bytes rebuilt are returned
+    /// only to an overseer whose row shows content ([`access::reproduction_shows_content`]); to an
+    /// auditor, only whether they match.
     pub fn reproduce_for(&self, ledger: &Signer, caller: &Caller, position: u64) -> Result<Reproduced, ServiceError> {
         self.refresh()?;
         let policy = &self.projection().state.policy();
         let asked = Asked { records: self, ledger, caller, call: Call::Reproduce, purpose: None };
-        access::decide(policy, caller.role, Call::Reproduce, None).map_err(|r| asked.refused(None, r.0))?;
-        let (r, subject) = self.reproduce_with_subject(position)?;
+        self.throttle(caller, access::inside_bureau(policy, caller.role))?;
+        let grant = access::decide(policy, caller.role, Call::Reproduce, None).map_err(|r| asked.refused(None, r.0))?;
+        let (mut r, subject) = self.reproduce_with_subject(position)?;
+        if !access::reproduction_shows_content(&grant) {
+            r.bytes = Vec::new();
+        }
         let detail = format!(
             "release at position {position} ({}): {}",
             r.method,
@@ -783,6 +854,7 @@ impl Records {
                 case,
                 method,
                 page,
+                answered_at,
                 ..
             },
         ) = decode(self.store(), &e)
@@ -790,6 +862,7 @@ impl Records {
             return Err(ServiceError::NotFound(format!("no release logged at position {position}")));
         };
         let subject = StreamId::from_hex(&subject).ok_or_else(|| ServiceError::NotFound("subject".into()))?;
+        let answered_at = Timestamp(answered_at.unwrap_or(e.header.recorded_time.0));
         let projection = self.projection().state.clone();
         let now_state = self.state_as_recorded(&projection, subject, as_of_position)?;
         let policy = now_state.policy_in_force();
@@ -804,7 +877,7 @@ impl Records {
                 Some(cycle) => Scope::Case { cycle, subject },
                 None => Scope::Subject(subject),
             };
-            let reader = Reader { state: &now_state, policy, rule: &rule, role, checked_on };
+            let reader = Reader { state: &now_state, policy, rule: &rule, role, checked_on, now: answered_at };
             let (items, _, _) = reader.page(self, &scope, page.from, page.limit, page.up_to)?;
             serde_json::to_vec(&items).map_err(|e| ServiceError::Persist(e.to_string()))?
         } else {
@@ -813,7 +886,7 @@ impl Records {
                 "get_record" => Call::GetRecord,
                 _ => Call::BackgroundCheck,
             };
-            let now = Now { state: &now_state, policy, checked_on };
+            let now = Now { state: &now_state, policy, checked_on, time: answered_at };
             let q = RecordQuery {
                 call,
                 target: Target::SubjectId(subject),
@@ -889,6 +962,7 @@ impl Records {
     ) -> Result<(T, Vec<u8>), ServiceError> {
         let EvidenceExport { recipient, purpose, authority, stream, with_content } = export;
         let (recipient, purpose, stream, with_content) = (recipient, *purpose, *stream, *with_content);
+        check_authority(authority.as_deref())?;
         self.refresh()?;
         let (state, as_of) = {
             let p = self.projection();
@@ -918,7 +992,9 @@ impl Records {
         }
         if let (true, Some(rule), Scope::Subject(_) | Scope::Case { .. }) = (with_content, &grant.rule, &scope) {
             // Every entry goes out with its content: the recipient must be shown each in full.
-            let reader = Reader { state: &state, policy, rule, role: recipient.role, checked_on: today() };
+            let time = Timestamp::now();
+            let checked_on = Date::from_micros(time.0);
+            let reader = Reader { state: &state, policy, rule, role: recipient.role, checked_on, now: time };
             let mut from = 0;
             loop {
                 let (items, next, withheld) = reader.page(self, &scope, from, LIST_PAGE_ITEMS_MAX, as_of)?;
@@ -953,8 +1029,9 @@ impl Records {
                     case: matches!(scope, Scope::Case { .. }).then(|| stream.to_hex()),
                     as_recorded: None,
                     page: None,
+                    answered_at: None,
                 };
-                self.record(ledger, access_stream(&subject), &ev, Timestamp::now(), authority.clone())?;
+                self.record(ledger, access_stream(&subject), &ev, Timestamp::now(), None)?;
             }
             _ => {
                 let detail = format!(

@@ -170,6 +170,7 @@ pub(crate) struct Reader<'a> {
     pub(crate) rule: &'a Rule,
     pub(crate) role: Role,
     pub(crate) checked_on: crate::date::Date,
+    pub(crate) now: chronicle_core::Timestamp,
 }
 
 impl Reader<'_> {
@@ -186,8 +187,12 @@ impl Reader<'_> {
             Decoded::Event(meta, ev) => {
                 if meta.stream == policy_stream() {
                     Shown::Content
+                } else if matches!(ev, RecordEvent::ReliefOrdered { kind: crate::model::ReliefKind::Expunge, .. })
+                    || matches!(ev, RecordEvent::CycleRestated { .. })
+                {
+                    access::expungement_entry(self.rule)
                 } else if let Some(c) = self.state.cycles.get(&meta.stream) {
-                    let clock = access::Clock { at: None, checked_on: self.checked_on };
+                    let clock = access::Clock { at: None, checked_on: self.checked_on, now: self.now };
                     let seqs: Vec<u32> = concerned(ev, c).into_iter().filter(|s| c.charges.contains_key(s)).collect();
                     if seqs.is_empty() {
                         access::case_entry(self.rule)
@@ -257,14 +262,18 @@ impl Reader<'_> {
             if e.position() < from {
                 continue;
             }
-            if items.len() >= limit as usize {
-                return Ok((items, Some(e.position()), withheld));
-            }
             let decoded = decode(store, &e);
             let shown = self.shown(&cursors[i].source, &decoded);
             if shown == Shown::Withheld {
-                withheld += 1;
+                // Entries withheld after a full page are not this page's: they are neither counted
+                // nor pointed at (the next page starts at the next entry the caller may see).
+                if items.len() < limit as usize {
+                    withheld += 1;
+                }
                 continue;
+            }
+            if items.len() >= limit as usize {
+                return Ok((items, Some(e.position()), withheld));
             }
             let st = &e.statement;
             let event = match (&decoded, shown) {

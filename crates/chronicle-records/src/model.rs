@@ -369,6 +369,10 @@ record_events! {
             /// entries, last position asked for).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             page: Option<HistoryPage>,
+            /// When the request was answered (microseconds): whether a vacatur had taken effect is
+            /// judged at this time, so a reproduction judges it the same.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            answered_at: Option<i64>,
         },
         /// A request refused, or answered as if nothing existed (a record the policy withholds
         /// whole). Written by the ledger alone.
@@ -627,6 +631,7 @@ mod tests {
                 case: some("c"),
                 as_recorded: full.then_some(9),
                 page: full.then_some(HistoryPage { from: 1, limit: 2, up_to: 3 }),
+                answered_at: full.then_some(11),
             },
             RecordEvent::AccessDenied {
                 requester: "r".into(),

@@ -3,12 +3,15 @@
 //! denials stream. A request naming a subject that does not exist creates no stream and no key.
 //!
 //! Each refusal is a durable append, so a caller refused in a loop could grow the log without
-//! bound. Refusals are therefore logged one by one up to a rate per requester (a token bucket:
-//! [`REFUSALS_LOGGED_BURST`] at once, [`REFUSALS_LOGGED_PER_MINUTE`] a minute after that); beyond
-//! it they are still refused, counted, and logged together as one entry of the denials stream
-//! (`repeated` says how many) by [`Records::flush_refusals`], which the server calls every few
-//! seconds and at shutdown. Registered principals have a bucket each; callers that name no
-//! registered principal share one, so the set of buckets is bounded by the registry.
+//! bound. Refusals (and the audit entries of callers outside the bureau) are therefore logged one
+//! by one up to a rate per requester (a token bucket: [`REFUSALS_LOGGED_BURST`] at once,
+//! [`REFUSALS_LOGGED_PER_MINUTE`] a minute after that). A requester over its rate is refused
+//! every call, before anything is looked up, until its bucket refills: nothing it asks while its
+//! refusals are not logged one by one can tell it anything. Those refusals are counted and logged
+//! together as one entry of the denials stream (`repeated` says how many) by
+//! [`Records::flush_refusals`], which the server calls every few seconds and at shutdown.
+//! Registered principals have a bucket each; callers that name no registered principal share
+//! one, so the set of buckets is bounded by the registry. The bureau's own roles are not limited.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -55,8 +58,7 @@ pub(crate) struct Limiter {
 }
 
 impl Limiter {
-    /// Takes a token for `key` (logging one refusal on its own), or counts the refusal as folded.
-    fn take(&mut self, key: &str, role: Option<Role>, now: Instant) -> bool {
+    fn bucket(&mut self, key: &str, role: Option<Role>, now: Instant) -> &mut Bucket {
         let b = self.buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: f64::from(REFUSALS_LOGGED_BURST),
             filled: now,
@@ -66,6 +68,12 @@ impl Limiter {
         let rate = f64::from(REFUSALS_LOGGED_PER_MINUTE) / 60.0;
         b.tokens = (b.tokens + now.duration_since(b.filled).as_secs_f64() * rate).min(f64::from(REFUSALS_LOGGED_BURST));
         b.filled = now;
+        b
+    }
+
+    /// Takes a token for `key` (logging one entry on its own), or counts a folded refusal.
+    fn take(&mut self, key: &str, role: Option<Role>, now: Instant) -> bool {
+        let b = self.bucket(key, role, now);
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
             true
@@ -73,6 +81,18 @@ impl Limiter {
             b.folded = b.folded.saturating_add(1);
             false
         }
+    }
+
+    /// Whether `key` is over its rate (no token left); if so, counts a folded refusal. Takes no
+    /// token.
+    fn over(&mut self, key: &str, role: Option<Role>, now: Instant) -> Option<u64> {
+        let b = self.bucket(key, role, now);
+        if b.tokens >= 1.0 {
+            return None;
+        }
+        b.folded = b.folded.saturating_add(1);
+        let rate = f64::from(REFUSALS_LOGGED_PER_MINUTE) / 60.0;
+        Some(((1.0 - b.tokens) / rate).ceil() as u64)
     }
 
     /// The folded counts to log, emptied.
@@ -87,18 +107,57 @@ impl Limiter {
         self.buckets.retain(|_, b| b.folded > 0 || b.tokens < f64::from(REFUSALS_LOGGED_BURST));
         out
     }
+
+    /// Puts back folded counts that could not be logged.
+    fn restore(&mut self, key: &str, role: Option<Role>, folded: u32, now: Instant) {
+        let b = self.bucket(key, role, now);
+        b.folded = b.folded.saturating_add(folded);
+    }
 }
 
 impl Records {
+    /// The bucket a requester's refusals are counted in.
+    fn bucket_key<'a>(&self, requester: &'a str) -> &'a str {
+        let registered = chronicle_core::PrincipalId::new(requester)
+            .ok()
+            .is_some_and(|p| self.store().registry().principal(&p).is_some());
+        if registered { requester } else { UNREGISTERED }
+    }
+
+    /// Refuses a caller outside the bureau that is over its rate of logged refusals, before its
+    /// call looks anything up (the refusal is counted, and logged with the others folded).
+    pub(crate) fn throttle(&self, caller: &crate::access::Caller, inside: bool) -> Result<(), ServiceError> {
+        if inside {
+            return Ok(());
+        }
+        let key = self.bucket_key(caller.principal.as_str());
+        let over = self.limiter().over(key, Some(caller.role), Instant::now());
+        match over {
+            None => Ok(()),
+            Some(retry_after_s) => Err(ServiceError::RateLimited { retry_after_s }),
+        }
+    }
+
+    /// Takes a token for an audit entry of a caller outside the bureau: over the rate, the call is
+    /// refused (and counted) instead of logged.
+    pub(crate) fn audit_token(&self, caller: &crate::access::Caller, inside: bool) -> Result<(), ServiceError> {
+        if inside || self.limiter().take(self.bucket_key(caller.principal.as_str()), Some(caller.role), Instant::now())
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::RateLimited { retry_after_s: 1 })
+        }
+    }
+
+    fn limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
+        self.refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Logs a refusal: in the subject's access log when it names an existing subject, else in the
     /// denials stream; folded into a count instead when the requester is over its rate.
     pub fn refuse(&self, ledger: &Signer, d: Denial<'_>) -> Result<(), ServiceError> {
-        let registered = chronicle_core::PrincipalId::new(d.requester)
-            .ok()
-            .is_some_and(|p| self.store().registry().principal(&p).is_some());
-        let key = if registered { d.requester } else { UNREGISTERED };
-        let logged_alone =
-            self.refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(key, d.role, Instant::now());
+        let key = self.bucket_key(d.requester);
+        let logged_alone = self.limiter().take(key, d.role, Instant::now());
         if !logged_alone {
             return Ok(());
         }
@@ -120,11 +179,11 @@ impl Records {
     /// Logs the refusals folded since the last flush: one entry per requester, in the denials
     /// stream. Returns how many entries were written.
     pub fn flush_refusals(&self, ledger: &Signer) -> Result<usize, ServiceError> {
-        let folded = self.refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain();
-        let n = folded.len();
-        for (requester, role, repeated) in folded {
+        let mut folded = self.limiter().drain().into_iter();
+        let mut n = 0;
+        while let Some((requester, role, repeated)) = folded.next() {
             let ev = RecordEvent::AccessDenied {
-                requester,
+                requester: requester.clone(),
                 role,
                 purpose: None,
                 subject: None,
@@ -132,7 +191,17 @@ impl Records {
                 reason: format!("{repeated} further refusal(s) beyond the rate logged one by one"),
                 repeated,
             };
-            self.record(ledger, denials_stream(), &ev, Timestamp::now(), None)?;
+            if let Err(e) = self.record(ledger, denials_stream(), &ev, Timestamp::now(), None) {
+                // Not logged: kept for the next flush, with the rest.
+                let mut l = self.limiter();
+                let now = Instant::now();
+                l.restore(&requester, role, repeated, now);
+                for (requester, role, repeated) in folded {
+                    l.restore(&requester, role, repeated, now);
+                }
+                return Err(e);
+            }
+            n += 1;
         }
         Ok(n)
     }

@@ -75,6 +75,12 @@ pub enum ServiceError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The requester is over its rate of logged refusals: every call is refused until it slows.
+    #[error("too many refused requests: try again in {retry_after_s} s")]
+    RateLimited {
+        /// Seconds until the next call can be answered.
+        retry_after_s: u64,
+    },
     /// A page larger than allowed was asked for.
     #[error("{field}: {asked} exceeds the limit of {max}")]
     PageTooLarge {
@@ -859,20 +865,23 @@ impl Records {
             self.catch_up()?;
             // Decided under the projection's read lock, which is let go before anything waits on
             // the store.
+            // The records rules first (who may write what, where), the stream's version after: a
+            // version is said only to a caller allowed to write to the stream, never to one
+            // probing how many entries a stream it may not see holds (a subject's access log).
             let decided: Result<ExpectedVersion, ServiceError> = {
                 let p = self.projection();
                 let current = p.state.versions.get(&stream).copied();
-                if !expected.admits(current) {
-                    Err(AppendError::WrongExpectedVersion { stream, expected, actual: current }.into())
+                let valid = if cmds.len() == 1 {
+                    validate(&p.state, &registry, &first.statement().author, stream, &events[0], Timestamp::now())
                 } else {
-                    let valid = if cmds.len() == 1 {
-                        validate(&p.state, &registry, &first.statement().author, stream, &events[0], Timestamp::now())
-                    } else {
-                        validate_in_order(&p.state, &registry, &cmds, &events)
-                    };
-                    valid
-                        .map(|()| current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact))
-                        .map_err(Into::into)
+                    validate_in_order(&p.state, &registry, &cmds, &events)
+                };
+                match valid {
+                    Err(e) => Err(e.into()),
+                    Ok(()) if !expected.admits(current) => {
+                        Err(AppendError::WrongExpectedVersion { stream, expected, actual: current }.into())
+                    }
+                    Ok(()) => Ok(current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)),
                 }
             };
             let version = match decided {

@@ -111,6 +111,9 @@ pub enum RecordsError {
     /// The re-attribution names the wrong current subject, or the same subject twice.
     #[error("re-attribution: {0}")]
     BadReassignment(&'static str),
+    /// The author (a record subject, an attorney) is not bound to this record.
+    #[error("{0}")]
+    NotBound(String),
     /// A required text field is empty.
     #[error("{0} must not be empty")]
     Empty(&'static str),
@@ -161,6 +164,11 @@ pub fn validate(
     if !crate::access::may_author(role, event) {
         return Err(RecordsError::RoleNotAllowed { role: role.as_str(), event: event.tag() });
     }
+    // A subject (or an attorney) writes only about their own record, and learns nothing of
+    // another case from being refused: this comes before anything about the case is looked at.
+    let subject_sid = state.cycles.get(&stream).and_then(|c| state.subjects.get(&c.subject)).map(|s| s.sid.as_str());
+    crate::access::bound(&crate::access::Caller { principal: author.clone(), role }, subject_sid)
+        .map_err(|r| RecordsError::NotBound(r.0))?;
     let today = Date::from_micros(now.0);
     let tag = event.tag();
     // Expunged is final: nothing more is recorded on an expunged cycle or subject.

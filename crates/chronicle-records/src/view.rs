@@ -181,6 +181,8 @@ pub struct Now<'a> {
     pub policy: &'a Policy,
     /// The day the request is answered on.
     pub checked_on: Date,
+    /// When the request is answered.
+    pub time: Timestamp,
 }
 
 /// Why a view was refused.
@@ -218,6 +220,9 @@ pub struct Request {
     pub as_effective: Option<Timestamp>,
     /// The date the check is run on.
     pub checked_on: Date,
+    /// The time the view stands for: when the request is answered, or the time asked for "as
+    /// recorded" (decides whether a vacatur has taken effect).
+    pub answered: Timestamp,
 }
 
 /// Computes a requester's view of a subject (or of one case of it) from `state` under `policy`,
@@ -239,8 +244,8 @@ pub fn view(
     let sub = state.subjects.get(&subject).ok_or(ViewError::UnknownSubject(subject))?;
     let at = req.as_effective;
     let on = at.map(|t| Date::from_micros(t.0)).unwrap_or(req.checked_on);
-    let then_clock = Clock { at, checked_on: req.checked_on };
-    let now_clock = Clock { at: None, checked_on: now.checked_on };
+    let then_clock = Clock { at, checked_on: req.checked_on, now: req.answered };
+    let now_clock = Clock { at: None, checked_on: now.checked_on, now: now.time };
     let renumber = rule_now.may_withhold() || rule_then.is_none_or(|r| r.may_withhold());
     let mut order: Vec<(Date, StreamId)> = sub
         .cycles

@@ -475,24 +475,25 @@ impl pb::proofs_server::Proofs for ProofsService {
             let size = if r.tree_size == 0 { store.head().len } else { r.tree_size };
             // Bad input is refused before anything is logged.
             let path = store.inclusion_proof(r.position, size).map_err(|e| status::of_tree(&e))?;
-            let call = if held.is_some() { Call::InclusionCheck } else { Call::InclusionProof };
-            let detail = format!("position {} in tree size {size}", r.position);
-            records.log_read(&shared.ledger, &caller, call, detail).map_err(|e| status::of_service(&e))?;
             let entry = store
                 .entry(r.position)
                 .map_err(|e| status::of_read(&e))?
                 .ok_or_else(|| Status::not_found(format!("no entry at position {}", r.position)))?;
             let leaf = match held {
                 Some(h) => {
-                    if chronicle_tlog::tree::leaf_hash(entry.bytes()).0 != h {
-                        return Err(Status::not_found(format!(
-                            "the entry at position {} does not have this leaf hash",
-                            r.position
-                        )));
-                    }
+                    let matches = chronicle_tlog::tree::leaf_hash(entry.bytes()).0 == h;
+                    records
+                        .inclusion_check(&shared.ledger, &caller, r.position, size, matches)
+                        .map_err(|e| status::of_service(&e))?;
                     Vec::new()
                 }
-                None => entry.into_bytes(),
+                None => {
+                    let detail = format!("position {} in tree size {size}", r.position);
+                    records
+                        .log_read(&shared.ledger, &caller, Call::InclusionProof, detail)
+                        .map_err(|e| status::of_service(&e))?;
+                    entry.into_bytes()
+                }
             };
             Ok(Response::new(pb::InclusionProofResponse {
                 leaf_index: r.position,

@@ -38,7 +38,9 @@ pub fn of_service(e: &ServiceError) -> Status {
         ServiceError::NotFound(_) | ServiceError::Expunged { .. } => Status::not_found(e.to_string()),
         ServiceError::Refused(_) => Status::permission_denied(e.to_string()),
         ServiceError::BadField { .. } => Status::invalid_argument(e.to_string()),
-        ServiceError::PageTooLarge { .. } => Status::resource_exhausted(e.to_string()),
+        ServiceError::PageTooLarge { .. } | ServiceError::RateLimited { .. } => {
+            Status::resource_exhausted(e.to_string())
+        }
         _ => Status::internal(e.to_string()),
     }
 }
@@ -50,7 +52,9 @@ fn of_records(e: &RecordsError) -> Status {
         | RecordsError::DateOrder { .. }
         | RecordsError::FutureDate { .. }
         | RecordsError::EmptyScope => Status::invalid_argument(msg),
-        RecordsError::RoleNotAllowed { .. } | RecordsError::UnknownPrincipal(_) => Status::permission_denied(msg),
+        RecordsError::RoleNotAllowed { .. } | RecordsError::UnknownPrincipal(_) | RecordsError::NotBound(_) => {
+            Status::permission_denied(msg)
+        }
         RecordsError::UnknownSubject(_) | RecordsError::UnknownCycle(_) | RecordsError::UnknownCharge(_) => {
             Status::not_found(msg)
         }
