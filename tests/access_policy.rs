@@ -32,18 +32,7 @@ use chronicle_records::{
 use common::{Bureau, charge, date};
 use proptest::prelude::*;
 
-const PURPOSES: [Purpose; 10] = [
-    Purpose::C,
-    Purpose::J,
-    Purpose::E,
-    Purpose::F,
-    Purpose::H,
-    Purpose::I,
-    Purpose::S,
-    Purpose::V,
-    Purpose::X,
-    Purpose::A,
-];
+const PURPOSES: [Purpose; 10] = Purpose::ALL;
 
 #[derive(Clone, Debug)]
 enum Op {

@@ -459,19 +459,6 @@ pub const ROLES: [Role; 12] = [
     Role::LicensingAgency,
 ];
 
-const PURPOSES: [Purpose; 10] = [
-    Purpose::C,
-    Purpose::J,
-    Purpose::E,
-    Purpose::F,
-    Purpose::H,
-    Purpose::I,
-    Purpose::S,
-    Purpose::V,
-    Purpose::X,
-    Purpose::A,
-];
-
 fn access_words(a: Access) -> &'static str {
     match a {
         Access::Full => "all",
@@ -486,7 +473,7 @@ fn access_words(a: Access) -> &'static str {
 /// drift from them.
 pub fn describe(policy: &Policy, role: Role, call: Call) -> (String, String) {
     let purposes: Vec<Option<Purpose>> =
-        if call.has_purpose() { PURPOSES.iter().copied().map(Some).collect() } else { vec![None] };
+        if call.has_purpose() { Purpose::ALL.iter().copied().map(Some).collect() } else { vec![None] };
     // A role no record is bound to (an attorney without representation) is refused every read.
     let unbound = call.has_purpose()
         && role != Role::Subject

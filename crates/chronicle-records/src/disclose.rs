@@ -321,17 +321,21 @@ impl Records {
         Ok(self.record(ledger, stream, &ev, Timestamp::now(), None)?.entries[0].position)
     }
 
+    /// The projection brought up to date, as an O(1) copy (so that no lock is held while a
+    /// release is logged), and the last log position it holds.
+    fn snapshot(&self) -> Result<(State, u64), ServiceError> {
+        self.refresh()?;
+        let p = self.projection();
+        Ok((p.state.clone(), p.next.saturating_sub(1)))
+    }
+
     /// A read of a record (or one case of it) for a caller: the view the policy allows, logged as
     /// a release when the caller is outside the bureau.
     pub fn read_record(&self, ledger: &Signer, caller: &Caller, q: RecordQuery) -> Result<CheckResponse, ServiceError> {
         check_time("as_effective_micros", q.as_effective)?;
         check_time("as_recorded_micros", q.as_recorded)?;
         check_authority(q.authority.as_deref())?;
-        self.refresh()?;
-        let (state, as_of) = {
-            let p = self.projection();
-            (p.state.clone(), p.next.saturating_sub(1))
-        };
+        let (state, as_of) = self.snapshot()?;
         let policy = state.policy_in_force();
         let found = locate(&state, &q.target);
         let purpose = Some(q.purpose);
@@ -459,11 +463,7 @@ impl Records {
         purpose: Purpose,
         as_effective: Option<Timestamp>,
     ) -> Result<RecordView, ServiceError> {
-        self.refresh()?;
-        let (state, as_of) = {
-            let p = self.projection();
-            (p.state.clone(), p.next.saturating_sub(1))
-        };
+        let (state, as_of) = self.snapshot()?;
         let policy = state.policy_in_force();
         let now = Now::at(&state, policy, Timestamp::now());
         let req = Request { role, purpose, as_effective, checked_on: now.checked_on, answered: now.time };
@@ -479,11 +479,7 @@ impl Records {
         purpose: Purpose,
         t: Timestamp,
     ) -> Result<RecordView, ServiceError> {
-        self.refresh()?;
-        let (state, as_of) = {
-            let p = self.projection();
-            (p.state.clone(), p.next.saturating_sub(1))
-        };
+        let (state, as_of) = self.snapshot()?;
         let policy = state.policy_in_force();
         let now = Now::at(&state, policy, Timestamp::now());
         let q = RecordQuery {
@@ -506,11 +502,7 @@ impl Records {
         target: Target,
         purpose: Purpose,
     ) -> Result<Resolved, ServiceError> {
-        self.refresh()?;
-        let (state, as_of) = {
-            let p = self.projection();
-            (p.state.clone(), p.next.saturating_sub(1))
-        };
+        let (state, as_of) = self.snapshot()?;
         let policy = state.policy_in_force();
         let found = locate(&state, &target);
         let asked = Asked { records: self, ledger, caller, call: Call::Resolve, purpose: Some(purpose) };
@@ -538,11 +530,7 @@ impl Records {
     pub fn history_page(&self, ledger: &Signer, caller: &Caller, q: HistoryQuery) -> Result<HistoryPage, ServiceError> {
         check_time("as_recorded_micros", q.as_recorded)?;
         let limit = check_limit("limit", q.limit)?;
-        self.refresh()?;
-        let (state, as_of) = {
-            let p = self.projection();
-            (p.state.clone(), p.next.saturating_sub(1))
-        };
+        let (state, as_of) = self.snapshot()?;
         let policy = state.policy_in_force();
         let purpose = Some(q.purpose);
         let scope = match &q.target {
@@ -963,11 +951,7 @@ impl Records {
         let EvidenceExport { recipient, purpose, authority, stream, with_content } = export;
         let (recipient, purpose, stream, with_content) = (recipient, *purpose, *stream, *with_content);
         check_authority(authority.as_deref())?;
-        self.refresh()?;
-        let (state, as_of) = {
-            let p = self.projection();
-            (p.state.clone(), p.next.saturating_sub(1))
-        };
+        let (state, as_of) = self.snapshot()?;
         let policy = state.policy_in_force();
         let scope = Scope::of(&state, |s| self.store().stream_version(s).ok().flatten().is_some(), stream);
         let subject = scope.subject();

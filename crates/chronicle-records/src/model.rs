@@ -160,6 +160,22 @@ pub enum Purpose {
     A,
 }
 
+impl Purpose {
+    /// Every purpose code, in the order of the rap sheet standard's list.
+    pub const ALL: [Purpose; 10] = [
+        Purpose::C,
+        Purpose::J,
+        Purpose::E,
+        Purpose::F,
+        Purpose::H,
+        Purpose::I,
+        Purpose::S,
+        Purpose::V,
+        Purpose::X,
+        Purpose::A,
+    ];
+}
+
 /// How a challenge to a record ended.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
