@@ -35,10 +35,14 @@ pub const LIST_PAGE_ITEMS_DEFAULT: u32 = 100;
 /// dates can hold.
 pub const TIME_MICROS_MAX: i64 = 253_402_300_799_999_999;
 /// Refusals of one principal logged one by one, at most, in a burst; beyond it, refusals are
-/// counted and logged together (see the records crate's refusal log).
-pub const REFUSALS_LOGGED_BURST: u32 = 60;
+/// counted and logged together, and the principal is refused every call until it slows (see the
+/// records crate's refusal log). A background check answered "no record" is a refusal, and must
+/// count like any other (were some "not found" answers not counted, the rate at which the limit
+/// is reached would tell which): the rate is sized for a screening company's volume (10 a
+/// second, 864,000 a day), and bounds what one registered principal can add to the log.
+pub const REFUSALS_LOGGED_BURST: u32 = 600;
 /// Refusals of one principal logged one by one per minute, at most, after a burst.
-pub const REFUSALS_LOGGED_PER_MINUTE: u32 = 60;
+pub const REFUSALS_LOGGED_PER_MINUTE: u32 = 600;
 /// Most keys one principal may hold over its lifetime (rotations included).
 pub const PRINCIPAL_KEYS_MAX: usize = 64;
 

@@ -223,6 +223,14 @@ mod tests {
         let later = t0 + std::time::Duration::from_secs(60);
         let alone = (0..REFUSALS_LOGGED_BURST).filter(|_| l.take("p", None, later)).count();
         assert_eq!(alone, REFUSALS_LOGGED_PER_MINUTE.min(REFUSALS_LOGGED_BURST) as usize);
+        // Over the rate, a call is refused (and counted) without taking a token.
+        let mut l = Limiter::default();
+        for _ in 0..REFUSALS_LOGGED_BURST {
+            assert!(l.take("p", None, t0));
+        }
+        assert!(l.over("p", None, t0).is_some());
+        assert_eq!(l.drain(), vec![("p".to_string(), None, 1)]);
+        assert!(l.over("q", None, t0).is_none(), "a requester with tokens is not over");
         // Another requester has a bucket of its own.
         assert!(l.take("q", None, later));
     }
