@@ -17,11 +17,15 @@ use std::collections::VecDeque;
 use chronicle_core::{Entry, Role, StreamId};
 use serde::Serialize;
 
-use crate::access::{self, Shown};
+use crate::access::{self, Call, Caller, Logged, Shown};
+use crate::date::Date;
+use crate::disclose::{Asked, Target, check_limit, check_time, locate};
+use crate::model::{HistoryPage as LoggedPage, Purpose};
 use crate::model::{RecordEvent, Scope as OrderScope, access_stream, policy_stream};
 use crate::policy::{Policy, Rule};
 use crate::service::{Decoded, Records, ServiceError, decode};
 use crate::state::{Cycle, State, Tombstone};
+use chronicle_core::{Signer, Timestamp};
 
 /// One entry of a history, in words a person can follow.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -300,4 +304,121 @@ impl Reader<'_> {
 pub fn items_hash(items: &[HistoryItem]) -> String {
     // Plain data: serializing cannot fail.
     blake3::hash(&serde_json::to_vec(items).expect("history items serialize")).to_hex().to_string()
+}
+
+/// A read of a history page.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    /// A subject or a case (or, for the bureau, a stream of the ledger's own).
+    pub target: Target,
+    /// The purpose stated.
+    pub purpose: Purpose,
+    /// The first log position of the page.
+    pub from: u64,
+    /// The most entries in the page (0: the default).
+    pub limit: u32,
+    /// Only entries up to this position.
+    pub up_to: Option<u64>,
+    /// Only entries the ledger had recorded by this time.
+    pub as_recorded: Option<Timestamp>,
+}
+
+impl Records {
+    /// A page of a record's history for a caller, each entry shown as the policy allows; logged
+    /// as a release when the caller is outside the bureau.
+    pub fn history_page(&self, ledger: &Signer, caller: &Caller, q: HistoryQuery) -> Result<HistoryPage, ServiceError> {
+        check_time("as_recorded_micros", q.as_recorded)?;
+        let limit = check_limit("limit", q.limit)?;
+        let (state, as_of) = self.snapshot()?;
+        let policy = state.policy_in_force();
+        let purpose = Some(q.purpose);
+        let scope = match &q.target {
+            Target::Stream(id) | Target::SubjectId(id) => {
+                Scope::of(&state, |s| self.store().stream_version(s).ok().flatten().is_some(), *id)
+            }
+            Target::Docket(_) | Target::Sid(_) => {
+                let found = locate(&state, &q.target);
+                match (found.case, found.subject) {
+                    (Some(cycle), Some(subject)) => Scope::Case { cycle, subject },
+                    (None, Some(subject)) => Scope::Subject(subject),
+                    _ => Scope::Unknown,
+                }
+            }
+        };
+        let subject = scope.subject();
+        let asked = Asked { records: self, ledger, caller, call: Call::History, purpose };
+        self.throttle(caller, access::inside_bureau(policy, caller.role))?;
+        let grant =
+            access::decide(policy, caller.role, Call::History, purpose).map_err(|r| asked.refused(subject, r.0))?;
+        let rule = grant.rule.clone().ok_or_else(|| ServiceError::Refused("no policy row".into()))?;
+        let sid = subject.and_then(|s| state.subjects.get(&s)).map(|s| s.sid.clone());
+        access::bound(caller, sid.as_deref()).map_err(|r| asked.refused(subject, r.0))?;
+        let outside = grant.logged == Logged::Release;
+        match &scope {
+            Scope::Unknown => {
+                return Err(asked.not_found(outside, None, &q.target, "no such record"));
+            }
+            Scope::Expunged(t) if access::notices_shown(&rule) => {
+                return Err(ServiceError::Expunged {
+                    order_id: t.order_id.clone(),
+                    effective: t.effective.0,
+                    by: t.author.to_string(),
+                });
+            }
+            Scope::Expunged(_) => {
+                let why = "expunged";
+                return Err(asked.not_found(outside, None, &q.target, why));
+            }
+            Scope::System(_) if access::bureau_entry(policy, caller.role) == access::Shown::Withheld => {
+                // The ledger's own streams (access logs, the denials log, the registry) are the
+                // bureau's: to anyone else they answer as if they did not exist.
+                let why = "a stream of the ledger's own";
+                return Err(asked.not_found(outside, None, &q.target, why));
+            }
+            _ => {}
+        }
+        let mut up_to = q.up_to.unwrap_or(u64::MAX).min(as_of);
+        if let Some(t) = q.as_recorded {
+            match self.position_at(t)? {
+                Some(p) => up_to = up_to.min(p),
+                None => {
+                    return Err(asked.not_found(outside, subject, &q.target, "nothing recorded by then"));
+                }
+            }
+        }
+        let time = Timestamp::now();
+        let checked_on = Date::from_micros(time.0);
+        let reader = Reader { state: &state, policy, rule: &rule, role: caller.role, checked_on, now: time };
+        let (items, next, withheld) = reader.page(self, &scope, q.from, limit, up_to)?;
+        let content_hash = items_hash(&items);
+        let mut dissemination = None;
+        if let (true, Some(subject)) = (outside, subject) {
+            let case = match scope {
+                Scope::Case { cycle, .. } => Some(cycle.to_hex()),
+                _ => None,
+            };
+            let ev = RecordEvent::RecordDisseminated {
+                request_id: hex::encode(chronicle_core::random_array::<8>()),
+                requester: caller.principal.to_string(),
+                role: caller.role,
+                purpose: q.purpose,
+                authority: None,
+                subject: subject.to_hex(),
+                as_of_position: as_of,
+                content_hash: content_hash.clone(),
+                items: items.iter().map(|i| i.position.to_string()).collect(),
+                suppressed: withheld,
+                checked_on,
+                as_effective: None,
+                method: Call::History.name().into(),
+                case,
+                as_recorded: q.as_recorded.map(|t| t.0),
+                page: Some(LoggedPage { from: q.from, limit, up_to }),
+                answered_at: Some(time.0),
+            };
+            dissemination =
+                Some(self.record(ledger, access_stream(&subject), &ev, Timestamp::now(), None)?.entries[0].position);
+        }
+        Ok(HistoryPage { items, next, content_hash, dissemination, withheld })
+    }
 }

@@ -21,7 +21,8 @@ pub mod view;
 
 pub use access::{Call, Caller};
 pub use date::Date;
-pub use disclose::{CheckResponse, HistoryQuery, RecipientsQuery, RecordQuery, Target};
+pub use disclose::{CheckResponse, RecipientsQuery, RecordQuery, Target};
+pub use history::HistoryQuery;
 pub use model::{ChargeSpec, DispositionKind, Level, Name, Purpose, RecordEvent, ReliefKind, Scope};
 pub use policy::{Access, Policy};
 pub use refusals::Denial;
