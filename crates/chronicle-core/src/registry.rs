@@ -166,14 +166,20 @@ impl RegistryEvent {
     }
 }
 
-/// Parses 64 hex digits as an ed25519 public key, refusing weak (small-order) keys.
+/// Parses 64 hex digits as an ed25519 public key, refusing weak (small-order) keys and keys with
+/// a torsion component (mixed order): only a key in the prime-order subgroup is registered, so
+/// that a signature that passes the strict check (see `sign`) has a torsion-free R as well, and
+/// every check of it, strict or batched, gives the same answer.
 pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, RegistryError> {
     let mut b = [0u8; 32];
     hex::decode_to_slice(hex_key, &mut b)
         .map_err(|_| RegistryError::Malformed("public key must be 64 hex digits".into()))?;
     let k = VerifyingKey::from_bytes(&b).map_err(|_| RegistryError::Malformed("not an ed25519 public key".into()))?;
     if k.is_weak() {
-        return Err(RegistryError::Malformed("weak ed25519 public key".into()));
+        return Err(RegistryError::Malformed("weak ed25519 public key (small order)".into()));
+    }
+    if !k.to_edwards().is_torsion_free() {
+        return Err(RegistryError::Malformed("ed25519 public key with a torsion component (mixed order)".into()));
     }
     Ok(k)
 }
@@ -342,6 +348,7 @@ impl Registry {
                 if genesis {
                     return Err(RegistryError::BadGenesis);
                 }
+                self.ledger_only(author, &r.principal, "rotate the ledger's own key")?;
                 if !privileged && author != &r.principal {
                     return Err(RegistryError::NotAllowed {
                         author: author.clone(),
@@ -381,6 +388,7 @@ impl Registry {
                 if genesis {
                     return Err(RegistryError::BadGenesis);
                 }
+                self.ledger_only(author, &r.principal, "revoke the ledger's own key")?;
                 if !privileged && author != &r.principal {
                     return Err(RegistryError::NotAllowed {
                         author: author.clone(),
@@ -393,6 +401,22 @@ impl Registry {
                     k.revoked_at = Some(position);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The ledger principal's keys are the ledger's alone to rotate or revoke: an admin (or
+    /// anyone) who could revoke them could stop the ledger signing, or rotate in a key of their
+    /// own and sign as the ledger.
+    fn ledger_only(
+        &self,
+        author: &PrincipalId,
+        target: &PrincipalId,
+        action: &'static str,
+    ) -> Result<(), RegistryError> {
+        let target_is_ledger = self.principals.get(target).is_some_and(|p| p.role == Role::Ledger);
+        if target_is_ledger && author != target {
+            return Err(RegistryError::NotAllowed { author: author.clone(), action });
         }
         Ok(())
     }

@@ -1,9 +1,20 @@
 //! Principal keys: signing statements and checking signatures.
 //!
-//! Appends check signatures with `verify_strict` (canonical signatures, no small-order keys).
-//! `verify` of a whole log uses ed25519 batch verification for throughput and, when a batch
-//! fails, falls back to `verify_strict` one by one to name the first bad entry. Every signature
-//! accepted at append time passes the batch check too.
+//! One rule, everywhere a signature is checked (append, `verify`, evidence bundles): a signature
+//! (R, s) by key A over message M is valid when
+//!
+//! - A was registered, and registration admits only canonical keys in the prime-order subgroup
+//!   (neither small order nor mixed order: `registry::parse_public_key`);
+//! - s is canonical (s < ℓ) and R is a canonical encoding of a point that is not of small order;
+//! - and [s]B = R + [H(R ‖ A ‖ M)]A, with no cofactor (`verify_strict`).
+//!
+//! With A torsion-free, the equation makes R torsion-free too. Batch verification is not used:
+//! its random linear combination cancels a torsion component of R (an order-2 point vanishes
+//! whenever the random scalar is even), so a signature with R + T for a small-order T would pass a
+//! batch about half the time and always fail the single check; a signer could grind such a
+//! signature offline and get it into the log, after which every strict check of the log, and
+//! every evidence bundle holding it, fails. Each signature is checked strictly on its own, on
+//! all cores.
 
 use std::path::Path;
 
@@ -106,12 +117,6 @@ pub fn verify_statement(key: &VerifyingKey, statement_bytes: &[u8], signature: &
     key.verify_strict(&signing_message(statement_bytes), &sig).is_ok()
 }
 
-/// Checks many signatures at once over already-built messages; `false` if any fails.
-pub fn verify_batch(messages: &[&[u8]], signatures: &[[u8; 64]], keys: &[VerifyingKey]) -> bool {
-    let sigs: Vec<Signature> = signatures.iter().map(Signature::from_bytes).collect();
-    ed25519_dalek::verify_batch(messages, &sigs, keys).is_ok()
-}
-
 /// Checks one signature over an already-built message strictly.
 pub fn verify_message(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
     key.verify_strict(message, &Signature::from_bytes(signature)).is_ok()
@@ -132,7 +137,7 @@ mod tests {
         assert_eq!(back.key_id(), s.key_id());
         assert!(Signer::from_pem(p, "junk").is_err());
         let msg = signing_message(b"stmt");
-        assert!(verify_batch(&[&msg], &[sig], &[s.verifying_key()]));
+        assert!(verify_message(&s.verifying_key(), &msg, &sig));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! syncer thread that makes it durable.
 //!
 //! Appenders hand their requests (already checked for shape) to a verifier thread, which checks
-//! the signatures of every request waiting at once, with ed25519 batch verification on all cores,
+//! the signatures of every request waiting at once, each strictly, on all cores,
 //! and passes them to the writer thread. The writer takes every request waiting, decides each
 //! against the current state (idempotency, expected version, the
 //! registry), builds the entries and applies the whole group to sled with one atomic
@@ -21,7 +21,7 @@ use std::sync::mpsc::{Receiver, Sender};
 
 use chronicle_core::payload::{SymmetricKey, public_envelope, seal};
 use chronicle_core::registry::RegistryEvent;
-use chronicle_core::sign::{verify_batch, verify_statement};
+use chronicle_core::sign::verify_statement;
 use chronicle_core::{
     DataKeyId, Entry, Hash, Header, PayloadKind, Registry, RegistryError, StreamId, Timestamp, VerifyingKey,
 };
@@ -429,23 +429,16 @@ fn verify_group(registry: &Registry, jobs: &mut [Job]) -> Vec<Option<AppendError
             }
         }
     }
+    // Every signature strictly on its own, on all cores: a batch check would accept a signature
+    // the strict rule refuses (see `chronicle_core::sign`).
     let bad: Vec<(usize, usize)> = items
-        // At least one chunk per core, and batches large enough to gain from batch verification.
         .par_chunks(items.len().div_ceil(rayon::current_num_threads()).clamp(16, 256))
         .flat_map_iter(|chunk| {
-            let msgs: Vec<&[u8]> = chunk.iter().map(|it| it.message.as_slice()).collect();
-            let sigs: Vec<[u8; 64]> = chunk.iter().map(|it| it.signature).collect();
-            let keys: Vec<VerifyingKey> = chunk.iter().map(|it| it.key).collect();
-            let failed: Vec<(usize, usize)> = if verify_batch(&msgs, &sigs, &keys) {
-                Vec::new()
-            } else {
-                chunk
-                    .iter()
-                    .filter(|it| !chronicle_core::sign::verify_message(&it.key, &it.message, &it.signature))
-                    .map(|it| (it.job, it.command))
-                    .collect()
-            };
-            failed.into_iter()
+            chunk
+                .iter()
+                .filter(|it| !chronicle_core::sign::verify_message(&it.key, &it.message, &it.signature))
+                .map(|it| (it.job, it.command))
+                .collect::<Vec<_>>()
         })
         .collect();
     let mut errors: Vec<Option<AppendError>> = (0..jobs.len()).map(|_| None).collect();
