@@ -221,6 +221,49 @@ impl DataDir {
         Ok(Store::open(&self.store_paths(), master)?)
     }
 
+    /// Opens the store even when its log does not reach the last checkpoint the ledger signed (a
+    /// rollback: the log restored from an older copy, or cut short). The rollback is first written
+    /// to the log, in the ledger's own stream (`ledger.rollback_accepted`: the checkpoint the log
+    /// no longer reaches, what it holds instead, and the operator's reason), durably; only then is
+    /// the vault's anchor marked recovered. Until the log grows past the size the ledger signed
+    /// before, no checkpoint is signed: the ledger never signs two at one size. Returns whether a
+    /// rollback was accepted.
+    pub fn open_accepting_rollback(&self, reason: &str) -> Result<(Store, bool)> {
+        self.info()?;
+        if reason.trim().is_empty() {
+            bail!("accepting a rollback needs a reason, recorded in the log");
+        }
+        let master = MasterKey::load(&self.master_key_file())?;
+        let (store, rolled) = Store::open_with(&self.store_paths(), master, true)?;
+        let Some((anchor, found)) = rolled else { return Ok((store, false)) };
+        let payload = serde_json::json!({
+            "anchor_size": anchor.size,
+            "anchor_root": chronicle_core::Hash(anchor.root).to_hex(),
+            "log_length": store.head().len,
+            "found": found,
+            "reason": reason,
+        });
+        let draft = chronicle_core::Draft {
+            stream: StreamId::LEDGER,
+            event_type: chronicle_core::EventType::new("ledger.rollback_accepted")?,
+            effective_time: chronicle_core::Timestamp::now(),
+            refs: chronicle_core::References {
+                idempotency_key: chronicle_core::random_array::<16>().to_vec(),
+                ..Default::default()
+            },
+            payload_kind: chronicle_core::PayloadKind::Public,
+            payload: serde_json::to_vec(&payload)?,
+        };
+        let cmd = Command::sign(&self.ledger()?, draft)?;
+        store.append(AppendRequest {
+            stream: StreamId::LEDGER,
+            expected: ExpectedVersion::Any,
+            commands: vec![cmd],
+        })?;
+        store.accept_rollback()?;
+        Ok((store, true))
+    }
+
     /// Prepares for a fast next start, after a clean stop: opens the store once more and closes it.
     ///
     /// sled 0.34 writes the snapshot of its page table only when it opens, and opening replays its

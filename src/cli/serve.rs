@@ -35,6 +35,12 @@ pub struct ServeArgs {
     /// The longest a call may take, in seconds (a shorter client deadline wins).
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    /// Start although the log does not reach the last checkpoint the ledger signed (it was
+    /// restored from an older copy, or cut short), giving the reason: the rollback is recorded in
+    /// the log, and no checkpoint is signed until the log grows past the size signed before.
+    /// Without it, such a log is refused (exit 3).
+    #[arg(long, value_name = "REASON")]
+    accept_rollback: Option<String>,
 }
 
 pub fn run(a: ServeArgs) -> Result<ExitCode> {
@@ -51,7 +57,19 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     } else {
         Transport::MutualTls(dir.tls_files()?)
     };
-    let store = dir.open()?;
+    let store = match &a.accept_rollback {
+        None => dir.open()?,
+        Some(reason) => {
+            let (store, accepted) = dir.open_accepting_rollback(reason)?;
+            if accepted {
+                eprintln!(
+                    "accepted a rollback of the log (recorded at position {}): no checkpoint is signed until the log passes the size signed before",
+                    store.head().len - 1
+                );
+            }
+            store
+        }
+    };
     let records = Records::open(store).context("opening the records projection")?;
     records.set_ledger(dir.ledger()?).context("finishing expungement orders")?;
     let shared = Arc::new(Shared {

@@ -47,6 +47,17 @@ impl Ledger {
         self.store.append(AppendRequest { stream, expected, commands })
     }
 
+    /// Opens a closed ledger's data directory again.
+    pub fn reopen(tmp: tempfile::TempDir, dir: DataDir) -> Ledger {
+        let store = dir.open().expect("open the store again");
+        Ledger { admin: dir.admin().unwrap(), ledger: dir.ledger().unwrap(), tmp, dir, store }
+    }
+
+    /// Wraps a store opened otherwise (as after accepting a rollback).
+    pub fn over(tmp: tempfile::TempDir, dir: DataDir, store: Store) -> Ledger {
+        Ledger { admin: dir.admin().unwrap(), ledger: dir.ledger().unwrap(), tmp, dir, store }
+    }
+
     /// Closes the store (so sled's lock is released) and returns the log directory.
     pub fn close(self) -> (tempfile::TempDir, DataDir) {
         drop(self.store);

@@ -17,6 +17,9 @@ pub struct StreamId(pub [u8; 16]);
 impl StreamId {
     /// The system stream holding the principal registry.
     pub const REGISTRY: StreamId = StreamId([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    /// The system stream of the ledger's own statements about the log (a rollback an operator
+    /// accepted), written by the ledger principal alone, in the clear.
+    pub const LEDGER: StreamId = StreamId([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
 
     /// A fresh random stream id.
     pub fn random() -> StreamId {

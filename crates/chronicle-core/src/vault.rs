@@ -17,13 +17,25 @@
 //! every key. What the filesystem or the device keeps of freed blocks is outside the project's
 //! reach: see the README, "What expungement cannot promise".
 //!
+//! The vault also keeps the ledger's **anchor**: the size and root of the latest checkpoint the
+//! ledger signed. It is storage apart from the log, written durably before a checkpoint is
+//! returned, and authenticated with the master key, so a log restored from an older copy (or cut
+//! short) while the vault keeps its newer state is noticed when the store opens, and the ledger
+//! never signs a checkpoint that its log is not consistent with (see the store's `checkpoint`).
+//!
 //! File layout (all integers big-endian):
-//! `"CHRONICLE-VAULT\n" | version u8 = 1 | master check [16]` then records
-//! `tag u8 | key id [16] | (tag 1 only: wrapped key [72]) | checksum [8]`,
-//! where tag 1 is a live key, tag 2 a destroyed key's tombstone, the wrapped key is
-//! `nonce || XChaCha20-Poly1305(master, nonce, key, aad = DATA_KEY_AAD || key id)`
-//! and the checksum is the first 8 bytes of `blake3(record bytes before it)`. A torn last record
-//! (a crash during an unacknowledged append) is dropped on open; damage anywhere else is an error.
+//! `"CHRONICLE-VAULT\n" | version u8 = 1 | master check [16]` then records, each followed by a
+//! checksum [8] (the first 8 bytes of `blake3(record bytes before it)`):
+//! - tag 1, a live key: `1 | key id [16] | wrapped key [72]`, the wrapped key being
+//!   `nonce || XChaCha20-Poly1305(master, nonce, key, aad = DATA_KEY_AAD || key id)`;
+//! - tag 2, a destroyed key's tombstone: `2 | key id [16]`;
+//! - tag 3, the anchor: `3 | size u64 | root [32] | flags u8 | mac [32]`, flags bit 0 set after a
+//!   rollback was accepted (see [`Anchor::recovered`]), the mac being
+//!   `BLAKE3("chronicle.vault-anchor.v1\n" ‖ master key ‖ the record before it)`; the last one in
+//!   the file is the anchor.
+//!
+//! A torn last record (a crash during an unacknowledged append) is dropped on open; damage
+//! anywhere else is an error.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -44,6 +56,11 @@ const WRAPPED_LEN: usize = 24 + 32 + 16;
 const TAG_KEY: u8 = 1;
 const RECORD_KEY_LEN: usize = 1 + 16 + WRAPPED_LEN + 8;
 const TAG_DESTROYED: u8 = 2;
+const TAG_ANCHOR: u8 = 3;
+const ANCHOR_BODY_LEN: usize = 1 + 8 + 32 + 1 + 32;
+/// Anchors appended since the file was last written whole before it is written whole again.
+const ANCHORS_BEFORE_REWRITE: usize = 1024;
+const DOMAIN_ANCHOR: &[u8] = b"chronicle.vault-anchor.v1\n";
 /// How many keys are generated (and synced) at once.
 pub const SPARE_KEYS: usize = 64;
 /// Length of a wrapped content key as the store keeps it: data key id, then the wrapped key.
@@ -137,6 +154,37 @@ enum Slot {
     Destroyed,
 }
 
+/// A vault file's bytes and each record's offset and length (checksum excluded).
+type Scanned = (Zeroizing<Vec<u8>>, Vec<(usize, usize)>);
+
+/// The latest checkpoint the ledger signed, as the vault keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    /// Its tree size.
+    pub size: u64,
+    /// Its root hash.
+    pub root: [u8; 32],
+    /// Set when an operator accepted that the log no longer reaches this checkpoint (a rollback,
+    /// recorded in the log): the log need not be consistent with it, but the ledger signs no
+    /// checkpoint at a size up to it again, so it never signs two at one size.
+    pub recovered: bool,
+}
+
+impl Anchor {
+    fn body(&self) -> [u8; ANCHOR_BODY_LEN - 32] {
+        let mut b = [0u8; ANCHOR_BODY_LEN - 32];
+        b[0] = TAG_ANCHOR;
+        b[1..9].copy_from_slice(&self.size.to_be_bytes());
+        b[9..41].copy_from_slice(&self.root);
+        b[41] = u8::from(self.recovered);
+        b
+    }
+
+    fn mac(&self, master: &MasterKey) -> Hash {
+        Hash::of(DOMAIN_ANCHOR, &[master.0.as_bytes(), &self.body()])
+    }
+}
+
 /// The open vault. Not thread-safe by itself; the store guards it.
 pub struct Vault {
     path: PathBuf,
@@ -144,6 +192,8 @@ pub struct Vault {
     file: File,
     slots: HashMap<DataKeyId, Slot>,
     spare: Vec<DataKeyId>,
+    anchor: Option<Anchor>,
+    anchors_appended: usize,
 }
 
 impl Vault {
@@ -190,6 +240,7 @@ impl Vault {
             let body = match tag {
                 TAG_KEY => 1 + 16 + WRAPPED_LEN,
                 TAG_DESTROYED => 1 + 16,
+                TAG_ANCHOR => ANCHOR_BODY_LEN,
                 _ => 0,
             };
             let torn_or_bad = |what| {
@@ -216,6 +267,23 @@ impl Vault {
             at += body + 8;
             good_len = at;
         }
+        // The anchor: the last one in the file, authenticated with the master key.
+        let mut anchor = None;
+        let mut anchors_appended = 0;
+        for &(at, body) in records.iter().filter(|(at, _)| bytes[*at] == TAG_ANCHOR) {
+            let rec = &bytes[at..at + body];
+            let a = Anchor {
+                size: u64::from_be_bytes(rec[1..9].try_into().expect("8 bytes")),
+                root: rec[9..41].try_into().expect("32 bytes"),
+                recovered: rec[41] & 1 == 1,
+            };
+            if a.mac(&master).0[..] != rec[42..74] {
+                return Err(VaultError::Corrupt { offset: at, what: "the anchor does not authenticate" });
+            }
+            anchor = Some(a);
+            anchors_appended += 1;
+        }
+        let records: Vec<(usize, usize)> = records.into_iter().filter(|(at, _)| bytes[*at] != TAG_ANCHOR).collect();
         // Unwrapping is most of the work (one AEAD per key); it runs on all cores, and the slots
         // are then filled in file order, so that a later record of a key (its destruction) wins.
         let opened: Vec<Result<(DataKeyId, Slot), VaultError>> = records
@@ -245,7 +313,29 @@ impl Vault {
             file.set_len(good_len as u64)?;
             file.sync_all()?;
         }
-        Ok(Vault { path, master, file, slots, spare: Vec::new() })
+        Ok(Vault { path, master, file, slots, spare: Vec::new(), anchor, anchors_appended })
+    }
+
+    /// The latest checkpoint the ledger signed, if it signed any.
+    pub fn anchor(&self) -> Option<Anchor> {
+        self.anchor
+    }
+
+    /// Records the latest checkpoint signed, durably, before it is handed out.
+    pub fn set_anchor(&mut self, anchor: Anchor) -> Result<(), VaultError> {
+        if self.anchors_appended >= ANCHORS_BEFORE_REWRITE {
+            self.anchor = Some(anchor);
+            return self.rewrite();
+        }
+        let mut rec = anchor.body().to_vec();
+        rec.extend_from_slice(&anchor.mac(&self.master).0);
+        let sum = Hash::of(b"", &[&rec]);
+        rec.extend_from_slice(&sum.0[..8]);
+        self.file.write_all(&rec)?;
+        self.file.sync_data()?;
+        self.anchor = Some(anchor);
+        self.anchors_appended += 1;
+        Ok(())
     }
 
     /// A new data key, already durable in the vault file. Keys are generated [`SPARE_KEYS`] at a
@@ -330,8 +420,16 @@ impl Vault {
                 Slot::Destroyed => out.extend_from_slice(&self.record(id, None)),
             }
         }
+        if let Some(a) = self.anchor {
+            let mut rec = a.body().to_vec();
+            rec.extend_from_slice(&a.mac(&self.master).0);
+            let sum = Hash::of(b"", &[&rec]);
+            rec.extend_from_slice(&sum.0[..8]);
+            out.extend_from_slice(&rec);
+        }
         write_atomically(&self.path, &out)?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.anchors_appended = usize::from(self.anchor.is_some());
         Ok(())
     }
 
@@ -380,31 +478,65 @@ impl Vault {
         Some(DataKeyId(id))
     }
 
-    /// The ids of destroyed keys recorded in a vault file, read without the master key (the
-    /// tombstones are not secret). For `verify`, which runs without secrets.
-    pub fn destroyed_ids(dir: &Path) -> Result<std::collections::HashSet<DataKeyId>, VaultError> {
+    /// The records of a vault file as they stand, read without changing it: each record's bytes
+    /// (checksum excluded). Stops at the first record that is torn or unknown.
+    fn scan(dir: &Path) -> Result<Scanned, VaultError> {
         let path = Vault::file_path(dir);
-        let bytes = std::fs::read(&path).map_err(|e| VaultError::Io(format!("{}: {e}", path.display())))?;
+        let bytes =
+            Zeroizing::new(std::fs::read(&path).map_err(|e| VaultError::Io(format!("{}: {e}", path.display())))?);
         if bytes.len() < HEADER_LEN || &bytes[..16] != MAGIC {
             return Err(VaultError::Corrupt { offset: 0, what: "not a vault file" });
         }
-        let mut out = std::collections::HashSet::new();
+        let mut out = Vec::new();
         let mut at = HEADER_LEN;
         while at < bytes.len() {
             let body = match bytes[at] {
                 TAG_KEY => 1 + 16 + WRAPPED_LEN,
                 TAG_DESTROYED => 1 + 16,
+                TAG_ANCHOR => ANCHOR_BODY_LEN,
                 _ => break,
             };
-            let Some(rec) = bytes.get(at..at + body) else { break };
-            if rec[0] == TAG_DESTROYED {
-                let mut id = [0u8; 16];
-                id.copy_from_slice(&rec[1..17]);
-                out.insert(DataKeyId(id));
+            if at + body + 8 > bytes.len() {
+                break;
             }
+            out.push((at, body));
             at += body + 8;
         }
-        Ok(out)
+        Ok((bytes, out))
+    }
+
+    /// The ids of destroyed keys recorded in a vault file, read without the master key (the
+    /// tombstones are not secret). For `verify`, which runs without secrets.
+    pub fn destroyed_ids(dir: &Path) -> Result<std::collections::HashSet<DataKeyId>, VaultError> {
+        let (bytes, records) = Vault::scan(dir)?;
+        Ok(records
+            .into_iter()
+            .filter(|(at, _)| bytes[*at] == TAG_DESTROYED)
+            .map(|(at, _)| DataKeyId(bytes[at + 1..at + 17].try_into().expect("16 bytes")))
+            .collect())
+    }
+
+    /// The anchor of a vault file, authenticated with the master key, read without changing the
+    /// file (for `verify`, which may run on a copy that must stay as it is).
+    pub fn read_anchor(dir: &Path, master: &MasterKey) -> Result<Option<Anchor>, VaultError> {
+        let (bytes, records) = Vault::scan(dir)?;
+        if bytes[17..HEADER_LEN] != master.check() {
+            return Err(VaultError::WrongMasterKey);
+        }
+        let mut anchor = None;
+        for (at, _) in records.into_iter().filter(|(at, _)| bytes[*at] == TAG_ANCHOR) {
+            let rec = &bytes[at..at + ANCHOR_BODY_LEN];
+            let a = Anchor {
+                size: u64::from_be_bytes(rec[1..9].try_into().expect("8 bytes")),
+                root: rec[9..41].try_into().expect("32 bytes"),
+                recovered: rec[41] & 1 == 1,
+            };
+            if a.mac(master).0[..] != rec[42..74] {
+                return Err(VaultError::Corrupt { offset: at, what: "the anchor does not authenticate" });
+            }
+            anchor = Some(a);
+        }
+        Ok(anchor)
     }
 
     /// How many keys are live and how many destroyed.
@@ -469,6 +601,41 @@ mod tests {
         assert_eq!(v.key(&DataKeyId([9; 16])).unwrap_err(), SealError::KeyUnknown);
         let file = std::fs::read(Vault::file_path(d.path())).unwrap();
         assert!(!file.windows(32).any(|w| w == raw1));
+    }
+
+    #[test]
+    fn the_anchor_survives_reopen_and_rewrites_and_must_authenticate() {
+        let d = tempfile::tempdir().unwrap();
+        let mut v = Vault::create(d.path(), master(M)).unwrap();
+        assert_eq!(v.anchor(), None);
+        let k = v.new_key().unwrap();
+        let a = Anchor { size: 42, root: [7; 32], recovered: false };
+        v.set_anchor(a).unwrap();
+        let b = Anchor { size: 50, root: [8; 32], recovered: true };
+        v.set_anchor(b).unwrap();
+        drop(v);
+        let mut v = Vault::open(d.path(), master(M)).unwrap();
+        assert_eq!(v.anchor(), Some(b), "the last anchor wins");
+        v.destroy(&[k]).unwrap();
+        drop(v);
+        let v = Vault::open(d.path(), master(M)).unwrap();
+        assert_eq!(v.anchor(), Some(b), "a rewrite keeps the anchor");
+        assert_eq!(Vault::destroyed_ids(d.path()).unwrap().len(), 1, "tombstones are read past the anchor");
+        drop(v);
+        // Changing the anchor's size without the master key is noticed.
+        let p = Vault::file_path(d.path());
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes.len() - (ANCHOR_BODY_LEN + 8);
+        assert_eq!(bytes[at], TAG_ANCHOR);
+        bytes[at + 8] ^= 1;
+        let sum = Hash::of(b"", &[&bytes[at..at + ANCHOR_BODY_LEN]]);
+        let n = bytes.len();
+        bytes[n - 8..].copy_from_slice(&sum.0[..8]);
+        std::fs::write(&p, &bytes).unwrap();
+        assert!(matches!(
+            Vault::open(d.path(), master(M)),
+            Err(VaultError::Corrupt { what: "the anchor does not authenticate", .. })
+        ));
     }
 
     #[test]

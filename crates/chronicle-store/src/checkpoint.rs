@@ -65,6 +65,25 @@ pub enum CheckpointError {
         /// What disagrees.
         reason: String,
     },
+    /// The log does not reach the last checkpoint signed (see `OpenError::RolledBack`).
+    #[error("refusing to sign: the ledger signed a checkpoint at tree size {size}, and {found}")]
+    RolledBack {
+        /// The anchor's size.
+        size: u64,
+        /// What the log holds instead.
+        found: String,
+    },
+    /// After an accepted rollback, a size the ledger may already have signed.
+    #[error(
+        "refusing to sign at tree size {size}: before its log was rolled back the ledger signed up to size {anchor}, \
+         and it never signs two checkpoints at one size"
+    )]
+    AlreadySigned {
+        /// The size asked for.
+        size: u64,
+        /// The last size signed before the rollback.
+        anchor: u64,
+    },
     /// No checkpoint was signed at that size.
     #[error("no checkpoint at size {0}")]
     NotFound(u64),
@@ -77,6 +96,12 @@ pub enum CheckpointError {
     /// Signing failed.
     #[error("signing: {0}")]
     Signing(String),
+}
+
+impl From<chronicle_core::VaultError> for CheckpointError {
+    fn from(e: chronicle_core::VaultError) -> Self {
+        CheckpointError::Storage(e.to_string())
+    }
 }
 
 impl From<sled::Error> for CheckpointError {
@@ -124,9 +149,19 @@ impl Store {
     }
 
     /// Signs (or returns the already signed) checkpoint at `size`, after checking it is
-    /// consistent with every neighbouring checkpoint.
+    /// consistent with every neighbouring checkpoint and with the vault's anchor (the last
+    /// checkpoint signed, kept apart from the log): the ledger never signs a checkpoint its log is
+    /// not consistent with, and never two at one size. The anchor is moved on, durably, before the
+    /// checkpoint is returned.
     pub fn sign_checkpoint(&self, signer: &NoteSigner, origin: &str, size: u64) -> Result<Vec<u8>, CheckpointError> {
         let _one_at_a_time = self.checkpoint_lock();
+        if let Some((anchor, found)) = self.rollback()? {
+            return Err(CheckpointError::RolledBack { size: anchor.size, found });
+        }
+        let anchor = self.anchor();
+        if let Some(a) = anchor.filter(|a| a.recovered && size <= a.size) {
+            return Err(CheckpointError::AlreadySigned { size, anchor: a.size });
+        }
         if let Some(existing) = self.checkpoint_at(size)? {
             return Ok(existing);
         }
@@ -155,6 +190,9 @@ impl Store {
         }
         let note = chronicle_tlog::sign_checkpoint(signer, origin, size, root)
             .map_err(|e| CheckpointError::Signing(e.to_string()))?;
+        if anchor.is_none_or(|a| a.recovered || size > a.size) {
+            self.set_anchor(chronicle_core::Anchor { size, root: root.0, recovered: false })?;
+        }
         self.db()?.insert(checkpoint_key(size), note.as_slice())?;
         self.make_durable()?;
         self.note_checkpoint_signed();

@@ -28,6 +28,22 @@ pub enum OpenError {
     /// The vault cannot be opened.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The log does not reach the last checkpoint the ledger signed (the vault's anchor): it was
+    /// restored from an older copy or cut short. The store refuses to open it, unless an operator
+    /// accepts the rollback (which is recorded in the log).
+    #[error(
+        "the log was rolled back: the ledger signed a checkpoint at tree size {anchor_size} (root {anchor_root}), \
+         but {found}; restore the log that reaches it, or accept the rollback explicitly \
+         (`chronicle serve --accept-rollback REASON`, recorded in the log)"
+    )]
+    RolledBack {
+        /// The size of the last checkpoint signed.
+        anchor_size: u64,
+        /// Its root, hex.
+        anchor_root: String,
+        /// What the log holds instead.
+        found: String,
+    },
     /// The stored state does not hold together (run `chronicle verify`).
     #[error("the log is damaged: {0} (run `chronicle verify` for details)")]
     Damaged(String),

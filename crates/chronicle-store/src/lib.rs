@@ -31,7 +31,7 @@ pub use layout::Head;
 pub use projection::{PROJECTION_BATCH, PersistedProjection, ProjectionShape, ProjectionWrite};
 pub use store::{OpenedEntry, Queued, Store, StorePaths};
 pub use subscribe::Subscription;
-pub use verify::{Fault, Finding, Report, verify_log};
+pub use verify::{Expected, Fault, Finding, Report, verify_log, verify_log_against};
 
 use chronicle_core::{Command, Hash, StreamId, Timestamp};
 

@@ -149,8 +149,20 @@ impl Store {
         Store::start(paths, db, vault)
     }
 
-    /// Opens an existing log and vault.
+    /// Opens an existing log and vault. A log that does not reach the last checkpoint the ledger
+    /// signed is refused ([`OpenError::RolledBack`]).
     pub fn open(paths: &StorePaths, master: MasterKey) -> Result<Store, OpenError> {
+        Store::open_with(paths, master, false).map(|(s, _)| s)
+    }
+
+    /// [`Store::open`], and with `accept_rollback` a log that does not reach the last checkpoint
+    /// signed is opened all the same: the anchor it fails is returned, for the caller to record
+    /// the rollback in the log and mark the anchor recovered ([`Store::accept_rollback`]).
+    pub fn open_with(
+        paths: &StorePaths,
+        master: MasterKey,
+        accept_rollback: bool,
+    ) -> Result<(Store, Option<(chronicle_core::Anchor, String)>), OpenError> {
         if !paths.log.join("db").exists() {
             return Err(OpenError::NotInitialized(paths.log.display().to_string()));
         }
@@ -161,7 +173,57 @@ impl Store {
             (vault.join(), db)
         });
         let vault = vault.map_err(|_| OpenError::Io("opening the vault panicked".into()))??;
-        Store::start(paths, db?, vault)
+        let store = Store::start(paths, db?, vault)?;
+        match store.rollback() {
+            Ok(None) => Ok((store, None)),
+            Ok(Some((anchor, found))) if accept_rollback => Ok((store, Some((anchor, found)))),
+            Ok(Some((anchor, found))) => Err(OpenError::RolledBack {
+                anchor_size: anchor.size,
+                anchor_root: chronicle_core::Hash(anchor.root).to_hex(),
+                found,
+            }),
+            Err(e) => Err(OpenError::Damaged(e.to_string())),
+        }
+    }
+
+    /// Whether the log fails to reach the vault's anchor (the last checkpoint signed), and how.
+    /// An anchor marked recovered is not required of the log.
+    pub fn rollback(&self) -> Result<Option<(chronicle_core::Anchor, String)>, TreeError> {
+        let Some(anchor) = self.anchor() else { return Ok(None) };
+        if anchor.recovered {
+            return Ok(None);
+        }
+        let len = self.head().len;
+        if len < anchor.size {
+            return Ok(Some((anchor, format!("the log holds only {len} entries"))));
+        }
+        let root = self.tree_root(anchor.size)?;
+        if root.0 != anchor.root {
+            return Ok(Some((
+                anchor,
+                format!("its tree at that size has root {}", chronicle_core::Hash(root.0).to_hex()),
+            )));
+        }
+        Ok(None)
+    }
+
+    /// The last checkpoint the ledger signed, as the vault keeps it.
+    pub fn anchor(&self) -> Option<chronicle_core::Anchor> {
+        self.shared.vault.read().unwrap_or_else(std::sync::PoisonError::into_inner).anchor()
+    }
+
+    pub(crate) fn set_anchor(&self, anchor: chronicle_core::Anchor) -> Result<(), chronicle_core::VaultError> {
+        self.shared.vault.write().unwrap_or_else(std::sync::PoisonError::into_inner).set_anchor(anchor)
+    }
+
+    /// Marks the vault's anchor recovered, after the rollback was recorded in the log: from then
+    /// on the log need not reach it, and the ledger signs no checkpoint at a size up to it.
+    pub fn accept_rollback(&self) -> Result<(), OpenError> {
+        let mut v = self.shared.vault.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(a) = v.anchor() {
+            v.set_anchor(chronicle_core::Anchor { recovered: true, ..a })?;
+        }
+        Ok(())
     }
 
     fn start(paths: &StorePaths, db: sled::Db, vault: Vault) -> Result<Store, OpenError> {
@@ -756,8 +818,20 @@ fn check_page(limit: usize) -> Result<(), ReadError> {
 }
 
 fn check_stream_rules(index: usize, stream: &StreamId, st: &chronicle_core::Statement) -> Result<(), AppendError> {
+    match stream_rule(stream, st) {
+        Some(reason) => Err(AppendError::NotAllowedInStream { index, reason }),
+        None => Ok(()),
+    }
+}
+
+/// What may go in which stream, the one rule for appends and for `verify`: the registry holds
+/// registry events, in the clear; the ledger's own stream holds `ledger.` events, in the clear (and
+/// only the ledger writes it: see [`ledger_stream_author`]); other system ids are reserved;
+/// every other stream holds sealed payloads.
+pub(crate) fn stream_rule(stream: &StreamId, st: &chronicle_core::Statement) -> Option<&'static str> {
     let registry_type = RegistryEvent::is_registry_type(&st.event_type);
-    let reason = if *stream == StreamId::REGISTRY {
+    let ledger_type = st.event_type.as_str().starts_with(LEDGER_EVENT_PREFIX);
+    if *stream == StreamId::REGISTRY {
         if !registry_type {
             Some("the registry stream takes only registry events")
         } else if st.payload_kind != PayloadKind::Public {
@@ -765,19 +839,31 @@ fn check_stream_rules(index: usize, stream: &StreamId, st: &chronicle_core::Stat
         } else {
             None
         }
+    } else if *stream == StreamId::LEDGER {
+        if !ledger_type {
+            Some("the ledger's own stream takes only ledger events")
+        } else if st.payload_kind != PayloadKind::Public {
+            Some("the ledger's own statements are public")
+        } else {
+            None
+        }
     } else if stream.is_system() {
         Some("reserved system stream")
-    } else if registry_type {
-        Some("registry events belong in the registry stream")
+    } else if registry_type || ledger_type {
+        Some("registry and ledger events belong in their own streams")
     } else if st.payload_kind != PayloadKind::Sealed {
         Some("record payloads must be sealed")
     } else {
         None
-    };
-    match reason {
-        Some(reason) => Err(AppendError::NotAllowedInStream { index, reason }),
-        None => Ok(()),
     }
+}
+
+/// The prefix of the events of the ledger's own stream.
+pub const LEDGER_EVENT_PREFIX: &str = "ledger.";
+
+/// Whether `st`, in the ledger's own stream, is by the ledger principal.
+pub(crate) fn ledger_stream_author(registry: &Registry, st: &chronicle_core::Statement) -> bool {
+    registry.principal(&st.author).is_some_and(|p| p.role == chronicle_core::Role::Ledger)
 }
 
 pub(crate) fn open_sled(dir: &Path) -> Result<sled::Db, OpenError> {

@@ -138,6 +138,30 @@ pub enum Fault {
     /// The last entry's hash does not match the head record.
     #[error("the head record names a different last entry")]
     HeadMismatch,
+    /// The log does not reach a checkpoint it is expected to reach (the vault's anchor, or one
+    /// kept outside the bureau): it was rolled back or cut short.
+    #[error("rolled back: {what} is at tree size {size}, but the log holds only {len} entries")]
+    RolledBack {
+        /// Which checkpoint.
+        what: String,
+        /// Its size.
+        size: u64,
+        /// The log's length.
+        len: u64,
+    },
+    /// The log's tree at an expected checkpoint's size has another root: the log was replaced by
+    /// a different history (a fork).
+    #[error("forked: {what} at tree size {size} has root {expected}, the log's tree there has {found}")]
+    Forked {
+        /// Which checkpoint.
+        what: String,
+        /// Its size.
+        size: u64,
+        /// The checkpoint's root, hex.
+        expected: String,
+        /// The log's root at that size, hex.
+        found: String,
+    },
     /// The Merkle tree's stored hashes for this entry are not what its bytes hash to.
     #[error("the Merkle tree's stored hashes for this entry do not match it")]
     TreeMismatch,
@@ -277,7 +301,30 @@ impl TreeCheck {
 }
 
 /// Verifies the log in `log_dir`. `progress` is called with the number of entries done so far.
-pub fn verify_log(log_dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<Report, OpenError> {
+/// A checkpoint the log must be consistent with: the vault's anchor, or one someone outside the
+/// bureau kept (its signature already checked by the caller).
+#[derive(Clone, Debug)]
+pub struct Expected {
+    /// What it is, in words.
+    pub what: String,
+    /// Its tree size.
+    pub size: u64,
+    /// Its root hash.
+    pub root: TreeHash,
+}
+
+/// [`verify_log_against`] with no checkpoint from outside the log.
+pub fn verify_log(log_dir: &Path, progress: impl FnMut(u64, u64)) -> Result<Report, OpenError> {
+    verify_log_against(log_dir, &[], progress)
+}
+
+/// Re-checks every entry of a log, its tree and its checkpoints, and then that the verified log
+/// reaches each `expected` checkpoint with the same root (no rollback, no fork).
+pub fn verify_log_against(
+    log_dir: &Path,
+    expected: &[Expected],
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Report, OpenError> {
     if !log_dir.join("db").exists() {
         return Err(OpenError::NotInitialized(log_dir.display().to_string()));
     }
@@ -338,6 +385,34 @@ pub fn verify_log(log_dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<
         match check_checkpoints(&db, &w.registry, w.expected) {
             Ok(n) => checkpoints = n,
             Err(f) => fault = Some(f),
+        }
+    }
+    if fault.is_none() {
+        for e in expected {
+            if e.size > w.expected {
+                let f = Fault::RolledBack { what: e.what.clone(), size: e.size, len: w.expected };
+                fault = Some(Finding { position: w.expected, fault: f });
+                break;
+            }
+            let found = chronicle_tlog::tree::root(e.size, &SledTree(&db))
+                .map_err(|err| Finding { position: e.size, fault: Fault::Storage { reason: err.to_string() } });
+            match found {
+                Ok(root) if root == e.root => {}
+                Ok(root) => {
+                    let f = Fault::Forked {
+                        what: e.what.clone(),
+                        size: e.size,
+                        expected: Hash(e.root.0).to_hex(),
+                        found: Hash(root.0).to_hex(),
+                    };
+                    fault = Some(Finding { position: e.size.saturating_sub(1), fault: f });
+                    break;
+                }
+                Err(f) => {
+                    fault = Some(f);
+                    break;
+                }
+            }
         }
     }
     let verified = fault.as_ref().map_or(w.expected, |f| f.position.min(w.expected));
@@ -491,16 +566,10 @@ impl Walker {
             }));
         }
         let is_registry = st.stream == StreamId::REGISTRY;
-        let registry_type = RegistryEvent::is_registry_type(&st.event_type);
-        let wrong = if is_registry != registry_type {
-            Some("registry events and the registry stream go together")
-        } else if is_registry != (st.payload_kind == PayloadKind::Public) {
-            Some("only registry payloads are public")
-        } else if !is_registry && st.stream.is_system() {
-            Some("reserved system stream")
-        } else {
-            None
-        };
+        let wrong = crate::store::stream_rule(&st.stream, st).or_else(|| {
+            (st.stream == StreamId::LEDGER && !crate::store::ledger_stream_author(&self.registry, st))
+                .then_some("only the ledger writes the ledger's own stream")
+        });
         if let Some(reason) = wrong {
             return Err(at(Fault::WrongStream { reason: reason.into() }));
         }
@@ -520,7 +589,7 @@ impl Walker {
             })
         })?;
         pending.push(Pending { position, message: e.signing_message(), signature: e.signature, key });
-        if let Some(payload) = public {
+        if let Some(payload) = public.filter(|_| is_registry) {
             let ev = RegistryEvent::parse(&st.event_type, payload)
                 .map_err(|err| at(Fault::RegistryRejected { reason: err.to_string() }))?;
             self.registry

@@ -253,6 +253,12 @@ impl State {
                     source: chronicle_core::RegistryError::BadSignature,
                 });
             }
+            if req.stream == StreamId::LEDGER && !crate::store::ledger_stream_author(reg, st) {
+                return Err(AppendError::NotAllowedInStream {
+                    index: i,
+                    reason: "only the ledger writes the ledger's own stream",
+                });
+            }
             if req.stream == StreamId::REGISTRY {
                 let ev = RegistryEvent::parse(&st.event_type, c.command.payload())
                     .map_err(|source| AppendError::Registry { index: i, source })?;

@@ -1,0 +1,148 @@
+//! Rollback and equivocation: a log restored from an older copy (which is also what a log cut
+//! short consistently looks like) while the vault keeps its newer anchor is refused at open, by
+//! `checkpoint` and `serve` (exit 3), and reported by `verify`; an operator may accept it, which
+//! is recorded in the log, and the ledger then signs no checkpoint at a size it signed before. A
+//! data directory restored whole, vault and all, is caught by `verify --trusted-checkpoint`
+//! against a checkpoint kept outside.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use chronicle_core::StreamId;
+use chronicle_store::{CheckpointError, ExpectedVersion, OpenError};
+use common::{Ledger, record, stream};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chronicle");
+
+fn chronicle(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("run chronicle")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+fn fill(l: &Ledger, clerk: &chronicle_core::Signer, from: usize, n: usize) {
+    for i in from..from + n {
+        let s = stream(&format!("s{}", i % 3));
+        l.append(s, ExpectedVersion::Any, vec![record(clerk, s, &format!("k{i}"), &format!("{{\"i\":{i}}}"))]).unwrap();
+    }
+}
+
+fn sign(l: &Ledger) -> (u64, Vec<u8>) {
+    let size = l.store.head().len;
+    let note = l.store.sign_checkpoint(&l.dir.note_signer().unwrap(), &l.dir.info().unwrap().origin, size).unwrap();
+    (size, note)
+}
+
+#[test]
+fn a_log_restored_from_an_older_copy_is_refused_until_an_operator_accepts_it_in_the_log() {
+    let l = Ledger::new();
+    let clerk = l.principal("clerk", chronicle_core::Role::RecordsClerk);
+    fill(&l, &clerk, 0, 10);
+    let (s1, _) = sign(&l);
+    let (tmp, dir) = l.close();
+    let older = tmp.path().join("log-copy");
+    copy_dir(&dir.log_dir(), &older);
+    // The ledger goes on, and signs a checkpoint at a larger size.
+    let l = Ledger::reopen(tmp, dir);
+    fill(&l, &clerk, 10, 10);
+    let (s2, _) = sign(&l);
+    assert!(s2 > s1);
+    let (tmp, dir) = l.close();
+    // An insider puts the older log back; the vault keeps its anchor at s2.
+    std::fs::remove_dir_all(dir.log_dir()).unwrap();
+    copy_dir(&older, &dir.log_dir());
+
+    let e = dir.open().err().expect("a rolled-back log is refused");
+    let e = e.downcast::<OpenError>().unwrap();
+    assert!(matches!(e, OpenError::RolledBack { anchor_size, .. } if anchor_size == s2), "{e}");
+    let d = dir.root.to_str().unwrap();
+    let out = chronicle(&["checkpoint", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"), "{out:?}");
+    let out = chronicle(&["serve", "--data-dir", d, "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = chronicle(&["verify", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rolled back"), "{out:?}");
+
+    // Accepted, with a reason: recorded in the log first.
+    let (store, accepted) = dir.open_accepting_rollback("disk failure; log restored from the nightly copy").unwrap();
+    assert!(accepted);
+    let last = store.entry(store.head().len - 1).unwrap().unwrap();
+    assert_eq!(
+        (last.statement.stream, last.statement.event_type.as_str()),
+        (StreamId::LEDGER, "ledger.rollback_accepted")
+    );
+    let said = String::from_utf8_lossy(
+        chronicle_core::payload::open_public(&last.statement.commitment, last.envelope()).unwrap(),
+    )
+    .to_string();
+    assert!(said.contains(&format!("\"anchor_size\":{s2}")) && said.contains("nightly copy"), "{said}");
+    // No checkpoint at a size the ledger may have signed before.
+    let l = Ledger::over(tmp, dir, store);
+    let size = l.store.head().len;
+    assert!(size <= s2);
+    let e = l.store.sign_checkpoint(&l.dir.note_signer().unwrap(), &l.dir.info().unwrap().origin, size).unwrap_err();
+    assert!(matches!(e, CheckpointError::AlreadySigned { anchor, .. } if anchor == s2), "{e}");
+    // Past it, signing resumes, and the new anchor is required of the log again.
+    fill(&l, &clerk, 100, (s2 - size + 1) as usize);
+    let (s3, _) = sign(&l);
+    assert!(s3 > s2);
+    assert!(!l.store.anchor().unwrap().recovered);
+    let (_tmp, dir) = l.close();
+    assert!(dir.open().is_ok(), "the accepted log opens without the flag");
+    let out = chronicle(&["verify", "--data-dir", dir.root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[test]
+fn a_directory_restored_whole_is_caught_against_a_checkpoint_kept_outside() {
+    let l = Ledger::new();
+    let clerk = l.principal("clerk", chronicle_core::Role::RecordsClerk);
+    fill(&l, &clerk, 0, 10);
+    sign(&l);
+    let (tmp, dir) = l.close();
+    let copy = tmp.path().join("whole-copy");
+    copy_dir(&dir.root, &copy);
+    let l = Ledger::reopen(tmp, dir);
+    fill(&l, &clerk, 10, 10);
+    let (_, published) = sign(&l);
+    let key = l.dir.log_key().unwrap();
+    let (tmp, dir) = l.close();
+    let kept = tmp.path().join("published.txt");
+    std::fs::write(&kept, &published).unwrap();
+    // The whole directory, vault included, restored from the copy: consistent with itself.
+    std::fs::remove_dir_all(&dir.root).unwrap();
+    copy_dir(&copy, &dir.root);
+    assert!(dir.open().is_ok(), "nothing inside the directory says it was rolled back");
+    let d = dir.root.to_str().unwrap();
+    assert_eq!(chronicle(&["verify", "--data-dir", d]).status.code(), Some(0));
+    let out =
+        chronicle(&["verify", "--data-dir", d, "--trusted-checkpoint", kept.to_str().unwrap(), "--log-key", &key]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rolled back: the trusted checkpoint"), "{out:?}");
+    // A checkpoint not signed by the log key is bad input.
+    let out = chronicle(&[
+        "verify",
+        "--data-dir",
+        d,
+        "--trusted-checkpoint",
+        kept.to_str().unwrap(),
+        "--log-key",
+        "other.example+00000000+AQ==",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
