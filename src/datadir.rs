@@ -264,6 +264,31 @@ impl DataDir {
         Ok((store, true))
     }
 
+    /// Adopts a witness: a `ledger.witness_adopted` entry in the ledger's own stream, signed by
+    /// the ledger. Returns its position.
+    pub fn adopt_witness(&self, witness_key: &str) -> Result<u64> {
+        chronicle_tlog::witness::parse_witness_key(witness_key).map_err(|e| anyhow::anyhow!("witness key: {e}"))?;
+        let store = self.open()?;
+        let draft = chronicle_core::Draft {
+            stream: StreamId::LEDGER,
+            event_type: chronicle_core::EventType::new(chronicle_store::checkpoint::WITNESS_ADOPTED)?,
+            effective_time: chronicle_core::Timestamp::now(),
+            refs: chronicle_core::References {
+                idempotency_key: chronicle_core::random_array::<16>().to_vec(),
+                ..Default::default()
+            },
+            payload_kind: chronicle_core::PayloadKind::Public,
+            payload: serde_json::to_vec(&serde_json::json!({ "witness_key": witness_key }))?,
+        };
+        let cmd = Command::sign(&self.ledger()?, draft)?;
+        let r = store.append(AppendRequest {
+            stream: StreamId::LEDGER,
+            expected: ExpectedVersion::Any,
+            commands: vec![cmd],
+        })?;
+        Ok(r.entries[0].position)
+    }
+
     /// Prepares for a fast next start, after a clean stop: opens the store once more and closes it.
     ///
     /// sled 0.34 writes the snapshot of its page table only when it opens, and opening replays its

@@ -146,3 +146,48 @@ fn a_directory_restored_whole_is_caught_against_a_checkpoint_kept_outside() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// Running with an outside witness: adopted in the log, asked from the size it last cosigned,
+/// and the published checkpoint is the latest it cosigned, which is what `checkpoint --published`
+/// prints and a restored directory is then checked against.
+#[test]
+fn with_a_witness_adopted_the_published_checkpoint_is_the_latest_it_cosigned() {
+    let l = Ledger::new();
+    let clerk = l.principal("clerk", chronicle_core::Role::RecordsClerk);
+    fill(&l, &clerk, 0, 5);
+    let witness = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);
+    let vkey = chronicle_tlog::witness::witness_key("witness.example", &witness.verifying_key());
+    let (tmp, dir) = l.close();
+    let d = dir.root.to_str().unwrap().to_string();
+    let out = chronicle(&["witness", "adopt", "--data-dir", &d, "--witness-key", &vkey]);
+    assert!(out.status.success(), "{out:?}");
+    let l = Ledger::reopen(tmp, dir);
+    assert_eq!(l.store.witnesses().unwrap().len(), 1);
+    let (s1, note1) = sign(&l);
+    assert_eq!(l.store.published_checkpoint().unwrap(), None, "nothing cosigned yet");
+    let text = chronicle_tlog::note::note_text(&note1).unwrap();
+    let line = chronicle_tlog::witness::cosign("witness.example", &witness, 1_800_000_000, &text);
+    l.store.add_cosignature(s1, "witness.example", &witness.verifying_key(), &line).unwrap();
+    fill(&l, &clerk, 5, 5);
+    let (s2, _) = sign(&l);
+    let (published_size, published) = l.store.published_checkpoint().unwrap().unwrap();
+    assert_eq!(published_size, s1, "the latest checkpoint the witness cosigned, not the latest signed ({s2})");
+    assert!(String::from_utf8_lossy(&published).contains("— witness.example "));
+    let (_tmp, dir) = l.close();
+    let d = dir.root.to_str().unwrap();
+    let out = chronicle(&["witness", "request", "--data-dir", d, "--witness", "witness.example"]);
+    assert!(out.status.success() && out.stdout.starts_with(format!("old {s1}\n").as_bytes()), "{out:?}");
+    let out = chronicle(&["checkpoint", "--data-dir", d, "--published"]);
+    assert_eq!(out.stdout, published, "{out:?}");
+    let out = chronicle(&["witness", "status", "--data-dir", d]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("witness.example: last cosigned tree size {s1}")), "{said}");
+    assert!(said.contains(&format!("published checkpoint: tree size {s1}")), "{said}");
+    // The published checkpoint, kept outside, is what a restored directory is checked against.
+    let kept = dir.root.join("published.txt");
+    std::fs::write(&kept, &published).unwrap();
+    let key = dir.log_key().unwrap();
+    let out =
+        chronicle(&["verify", "--data-dir", d, "--trusted-checkpoint", kept.to_str().unwrap(), "--log-key", &key]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

@@ -23,6 +23,10 @@ pub struct CheckpointArgs {
     /// The tree size.
     #[arg(long)]
     size: Option<u64>,
+    /// Print the published checkpoint instead: the latest one that every adopted witness
+    /// cosigned (`chronicle witness adopt`), with their cosignatures; signs nothing.
+    #[arg(long, conflicts_with = "size")]
+    published: bool,
     /// Print `{"origin", "tree_size", "root_hash" (base64), "note"}` instead of the note alone.
     #[arg(long)]
     json: bool,
@@ -32,12 +36,19 @@ pub fn run(a: CheckpointArgs) -> Result<ExitCode> {
     let dir = DataDir::new(&a.data_dir, None);
     let store = dir.open()?;
     let info = dir.info()?;
-    let size = a.size.unwrap_or(store.head().len);
-    if size == 0 {
-        bail!("the log is empty: there is nothing to checkpoint");
-    }
-    store.sign_checkpoint(&dir.note_signer()?, &info.origin, size)?;
-    let note = store.cosigned_checkpoint(size)?;
+    let note = if a.published {
+        match store.published_checkpoint()? {
+            Some((_, note)) => note,
+            None => bail!("no checkpoint is cosigned by every adopted witness yet (see `chronicle witness status`)"),
+        }
+    } else {
+        let size = a.size.unwrap_or(store.head().len);
+        if size == 0 {
+            bail!("the log is empty: there is nothing to checkpoint");
+        }
+        store.sign_checkpoint(&dir.note_signer()?, &info.origin, size)?;
+        store.cosigned_checkpoint(size)?
+    };
     if a.json {
         let checked = chronicle_tlog::verify_checkpoint(&note, &dir.log_key()?)?;
         use base64::Engine;

@@ -17,16 +17,41 @@ pub struct WitnessArgs {
 
 #[derive(clap::Subcommand)]
 enum WitnessCmd {
-    /// Print the body of an add-checkpoint request for a witness that last saw size --old.
+    /// Adopt a witness: recorded in the log (the ledger's own stream), after which the published
+    /// checkpoint (`chronicle checkpoint --published`, and what the server answers for the
+    /// latest checkpoint) is the latest one every adopted witness cosigned.
     ///
-    /// Example: chronicle witness request --data-dir D --old 500 | curl --data-binary @- https://witness.example/add-checkpoint
+    /// Example: chronicle witness adopt --data-dir D --witness-key 'witness.example+0a1b2c3d+BH...'
+    Adopt {
+        /// The data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The witness's cosignature verifier key: name+hex(key id)+base64(0x04 || key).
+        #[arg(long)]
+        witness_key: String,
+    },
+    /// Each adopted witness, the last tree size it cosigned, and the published checkpoint.
+    ///
+    /// Example: chronicle witness status --data-dir D
+    Status {
+        /// The data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Print the body of an add-checkpoint request (c2sp.org/tlog-witness): for an adopted
+    /// witness (--witness: from the size it last cosigned), or from the size --old.
+    ///
+    /// Example: chronicle witness request --data-dir D --witness witness.example | curl --data-binary @- https://witness.example/add-checkpoint > reply.txt
     Request {
         /// The data directory.
         #[arg(long)]
         data_dir: PathBuf,
+        /// An adopted witness: the request starts from the size it last cosigned.
+        #[arg(long, conflicts_with = "old", required_unless_present = "old")]
+        witness: Option<String>,
         /// The tree size the witness last saw (0 if none).
         #[arg(long)]
-        old: u64,
+        old: Option<u64>,
         /// The checkpoint's size (default: the latest checkpoint).
         #[arg(long)]
         size: Option<u64>,
@@ -52,8 +77,40 @@ enum WitnessCmd {
 
 pub fn run(a: WitnessArgs) -> Result<ExitCode> {
     match a.cmd {
-        WitnessCmd::Request { data_dir, old, size } => {
+        WitnessCmd::Adopt { data_dir, witness_key } => {
+            let (name, _) = parse_witness_key(&witness_key).map_err(|e| anyhow::anyhow!("--witness-key: {e}"))?;
+            let dir = DataDir::new(&data_dir, None);
+            let position = dir.adopt_witness(&witness_key)?;
+            println!("adopted witness {name} (recorded at position {position})");
+        }
+        WitnessCmd::Status { data_dir } => {
             let store = DataDir::new(&data_dir, None).open()?;
+            let witnesses = store.witnesses()?;
+            if witnesses.is_empty() {
+                println!("no witness adopted: the published checkpoint is the latest one signed");
+            }
+            for w in &witnesses {
+                match store.witnessed(&w.name)? {
+                    Some(size) => println!("{}: last cosigned tree size {size}", w.name),
+                    None => println!("{}: has cosigned nothing yet", w.name),
+                }
+            }
+            match store.published_checkpoint()? {
+                Some((size, _)) => println!("published checkpoint: tree size {size}"),
+                None => println!("published checkpoint: none yet"),
+            }
+        }
+        WitnessCmd::Request { data_dir, witness, old, size } => {
+            let store = DataDir::new(&data_dir, None).open()?;
+            let old = match (witness, old) {
+                (Some(w), _) => {
+                    if !store.witnesses()?.iter().any(|x| x.name == w) {
+                        anyhow::bail!("--witness {w}: not an adopted witness (see `chronicle witness status`)");
+                    }
+                    store.witnessed(&w)?.unwrap_or(0)
+                }
+                (None, old) => old.unwrap_or(0),
+            };
             let (size, note) = match size {
                 Some(s) => (
                     s,

@@ -438,6 +438,15 @@ impl pb::proofs_server::Proofs for ProofsService {
             records
                 .log_read(&shared.ledger, &caller, Call::Checkpoint, format!("tree size {size}"))
                 .map_err(|e| status::of_service(&e))?;
+            // With witnesses adopted, the latest checkpoint is the published one: the latest that
+            // every adopted witness cosigned.
+            let witnessed = !store.witnesses().map_err(|e| status::of_checkpoint(&e))?.is_empty();
+            if size == 0 && witnessed {
+                return match store.published_checkpoint().map_err(|e| status::of_checkpoint(&e))? {
+                    Some((_, note)) => Ok(Response::new(pb::CheckpointResponse { note })),
+                    None => Err(Status::not_found("no checkpoint is cosigned by every adopted witness yet")),
+                };
+            }
             let size = match size {
                 0 => match store.latest_checkpoint().map_err(|e| status::of_checkpoint(&e))? {
                     Some((s, _)) => s,

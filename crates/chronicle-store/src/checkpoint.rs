@@ -261,3 +261,77 @@ impl Store {
 pub(crate) fn since(t: &std::sync::Mutex<Option<Instant>>) -> Option<Instant> {
     t.lock().ok().and_then(|g| *g)
 }
+
+/// The event that adopts a witness, in the ledger's own stream: `{"witness_key": "name+id+key"}`.
+pub const WITNESS_ADOPTED: &str = "ledger.witness_adopted";
+
+/// A witness the ledger adopted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Witness {
+    /// Its name (the cosignature key name).
+    pub name: String,
+    /// Its cosignature key.
+    pub key: VerifyingKey,
+    /// Its verifier key string, as adopted.
+    pub vkey: String,
+}
+
+impl Store {
+    /// The witnesses the ledger adopted, from `ledger.witness_adopted` entries of its own stream
+    /// (in the log, so every server and auditor sees the same list).
+    pub fn witnesses(&self) -> Result<Vec<Witness>, CheckpointError> {
+        let mut out: Vec<Witness> = Vec::new();
+        let mut version = 0;
+        loop {
+            let page = self
+                .read_stream(&chronicle_core::StreamId::LEDGER, version, 1024)
+                .map_err(|e| CheckpointError::Storage(e.to_string()))?;
+            let n = page.len();
+            for e in page.iter().filter(|e| e.statement.event_type.as_str() == WITNESS_ADOPTED) {
+                let payload = chronicle_core::payload::open_public(&e.statement.commitment, e.envelope())
+                    .map_err(|err| CheckpointError::Storage(format!("a witness adoption: {err}")))?;
+                let v: serde_json::Value = serde_json::from_slice(payload)
+                    .map_err(|err| CheckpointError::Storage(format!("a witness adoption: {err}")))?;
+                let vkey = v["witness_key"].as_str().unwrap_or_default().to_string();
+                let (name, key) = chronicle_tlog::witness::parse_witness_key(&vkey)
+                    .map_err(|err| CheckpointError::Storage(format!("a witness adoption: {err}")))?;
+                out.retain(|w| w.name != name);
+                out.push(Witness { name, key, vkey });
+            }
+            if n < 1024 {
+                return Ok(out);
+            }
+            version += n as u64;
+        }
+    }
+
+    /// The largest tree size `witness` cosigned, if any.
+    pub fn witnessed(&self, witness: &str) -> Result<Option<u64>, CheckpointError> {
+        let mut best = None;
+        for kv in self.db()?.scan_prefix([COSIGNATURE]) {
+            let (k, _) = kv?;
+            if k.len() > 9 && &k[9..] == witness.as_bytes() {
+                let size = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
+                best = best.max(Some(size));
+            }
+        }
+        Ok(best)
+    }
+
+    /// The checkpoint to publish: the latest that every adopted witness cosigned, with their
+    /// cosignatures; with no witness adopted, the latest checkpoint. `None` when there is none.
+    pub fn published_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, CheckpointError> {
+        let witnesses = self.witnesses()?;
+        let sizes: Vec<u64> = self.checkpoints()?.into_iter().map(|(s, _)| s).rev().collect();
+        for size in sizes {
+            let mut all = true;
+            for w in &witnesses {
+                all &= self.db()?.get(cosignature_key(size, &w.name))?.is_some();
+            }
+            if all {
+                return Ok(Some((size, self.cosigned_checkpoint(size)?)));
+            }
+        }
+        Ok(None)
+    }
+}
