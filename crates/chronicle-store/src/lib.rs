@@ -16,6 +16,8 @@ mod db;
 mod durability;
 pub mod error;
 pub mod evidence;
+#[cfg(feature = "test-hooks")]
+pub mod hooks;
 pub mod layout;
 pub mod projection;
 mod rekey;

@@ -286,7 +286,10 @@ impl State {
     ) -> Result<AppendReceipt, AppendError> {
         let mut head = self.stream_head(db, &req.stream)?;
         let mut appended = Vec::with_capacity(req.commands.len());
-        for c in &req.commands {
+        for (i, c) in req.commands.iter().enumerate() {
+            #[cfg(feature = "test-hooks")]
+            crate::hooks::before_building(i)?;
+            let _ = i;
             let cmd = &c.command;
             let st = cmd.statement();
             let position = self.head.len;
@@ -330,6 +333,13 @@ impl State {
             self.head = Head { len: position + 1, last_hash: hash, last_recorded: recorded };
             head = Some(StreamHead { version: header.stream_version, hash });
         }
+        // Within the request: positions and stream versions go up by one.
+        invariant(
+            appended
+                .windows(2)
+                .all(|w| w[1].position == w[0].position + 1 && w[1].stream_version == w[0].stream_version + 1),
+            "a request's entries are consecutive in the log and in their stream",
+        );
         if let Some(h) = head {
             self.streams.insert(req.stream, h);
         }
@@ -479,7 +489,11 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
             return Group { wrote: false, head: state.head, registry: None, answers };
         }
     };
-    for job in jobs {
+    let group_start = state.head;
+    let mut jobs = jobs.into_iter();
+    let mut broken = None;
+    for job in jobs.by_ref() {
+        let before = state.head;
         let result = match state.decide(&db, &job.request) {
             Err(e) => Err(e),
             Ok(Decision::Duplicate(r)) => Ok(r),
@@ -489,9 +503,44 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
                 state.build(shared, &db, &job.request, recorded, &mut batch)
             }
         };
+        // The writer's invariants, checked before anything of the group is written: a fresh
+        // request's entries continue the log exactly where it was, one position each, and a
+        // refused one moved nothing.
+        match &result {
+            Ok(r) if !r.duplicate => {
+                for (i, a) in r.entries.iter().enumerate() {
+                    invariant(a.position == before.len + i as u64, "an entry's position is the log's length before it");
+                }
+                invariant(state.head.len == before.len + r.entries.len() as u64, "the head moved by the entries built");
+            }
+            Err(AppendError::Storage(_)) => {}
+            Ok(_) | Err(_) => {
+                invariant(state.head == before, "a request refused or answered from the past moved the head")
+            }
+        }
+        // A storage failure while a group is built (reading sled, a new data key, sealing) may
+        // leave part of a request in the group: nothing of the group is written, and the store
+        // stops accepting writes, for the state in memory is ahead of what is on disk.
+        if let Err(AppendError::Storage(reason)) = &result {
+            broken = Some(reason.clone());
+            answers.push((job.reply, result));
+            break;
+        }
         answers.push((job.reply, result));
     }
+    if let Some(reason) = broken {
+        shared.fail(format!("a storage failure while building a group: {reason}"));
+        let answers = answers
+            .into_iter()
+            .map(|(reply, r)| (reply, r.and(Err(AppendError::Storage(reason.clone())))))
+            .chain(jobs.map(|j| (j.reply, Err(AppendError::Storage(reason.clone())))))
+            .collect();
+        state.pending_idem.clear();
+        return Group { wrote: false, head: group_start, registry: None, answers };
+    }
     if wrote {
+        invariant(state.head.len >= group_start.len, "the log never shrinks");
+        invariant(state.head.last_recorded >= group_start.last_recorded, "the ledger clock never runs backwards");
         state.tree.write_into(&mut batch);
         batch.insert(layout::HEAD_KEY, &state.head.encode()[..]);
         shared.db.wrote(std::mem::take(&mut state.batch_bytes));
@@ -501,6 +550,17 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
     }
     state.pending_idem.clear();
     Group { wrote, head: state.head, registry: registry_changed.then(|| state.registry.clone()), answers }
+}
+
+/// A broken invariant of the writer is a bug in this program, not bad input: the process stops
+/// at once, before it writes anything more (as TigerBeetle does), and the next start opens the
+/// log as it was last made durable.
+#[track_caller]
+pub(crate) fn invariant(holds: bool, what: &str) {
+    if !holds {
+        eprintln!("chronicle: broken invariant, stopping before writing: {what} ({})", std::panic::Location::caller());
+        std::process::abort();
+    }
 }
 
 /// The syncer thread's loop: makes groups durable, publishes them, answers their appenders.
