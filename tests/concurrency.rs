@@ -268,3 +268,56 @@ fn persisting_while_records_are_written_loses_none_of_them() {
     assert!(reopened.projection().restored, "the persisted projection was loaded");
     assert!(reopened.projection().state == live, "and holds every record written while it was persisted");
 }
+
+/// A persist seals projection parts on all cores while new streams take new data keys (the
+/// vault's write lock) and catch-ups open payloads on all cores (its read lock). The persist used
+/// to hold the read lock while it waited for its parallel loop; a rayon worker waiting there could
+/// steal a catch-up's task, whose read lock queued behind the waiting writer, which waited for the
+/// persist's guard: every thread of the server stuck. A watchdog turns a hang into a failure.
+#[test]
+fn persists_new_keys_and_catch_ups_together_never_deadlock() {
+    let b = Arc::new(common::Bureau::new());
+    for i in 0..200 {
+        b.enroll(&format!("SID-D{i}"), "DOE", "JANE", "1990-01-01");
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            for _ in 0..600 {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            eprintln!("deadlock: persists, new keys and catch-ups stuck for 60 s");
+            std::process::abort();
+        })
+    };
+    std::thread::scope(|s| {
+        // Whole persists, sealing every part on all cores.
+        s.spawn(|| {
+            for _ in 0..30 {
+                b.records.set_snapshot_after(0);
+                b.records.persist().unwrap();
+            }
+        });
+        // New subjects: a new data key each, the vault's write lock every 64.
+        for w in 0..2 {
+            let b = b.clone();
+            s.spawn(move || {
+                for i in 0..300 {
+                    b.enroll(&format!("SID-N{w}-{i}"), "ROE", "JOHN", "1980-01-01");
+                }
+            });
+        }
+        // Reads that bring the projection up to date, opening payloads on all cores.
+        s.spawn(|| {
+            for _ in 0..300 {
+                b.records.refresh().unwrap();
+            }
+        });
+    });
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    watchdog.join().unwrap();
+}

@@ -390,23 +390,29 @@ impl Vault {
 
     /// Destroys data keys: rewrites the vault file without them (keeping tombstones), durably.
     /// Returns how many live keys were destroyed (already destroyed or unknown ids count zero).
+    ///
+    /// The keys stay usable in memory until the file without them is durably in place: a failed
+    /// rewrite leaves the vault as it was, in memory and on disk, so that whoever carries out the
+    /// order (the next start, at the latest) destroys them again.
     pub fn destroy(&mut self, ids: &[DataKeyId]) -> Result<usize, VaultError> {
-        let mut n = 0;
-        for id in ids {
-            if let Some(slot) = self.slots.get_mut(id)
-                && matches!(slot, Slot::Live { .. })
-            {
-                *slot = Slot::Destroyed;
-                n += 1;
-            }
+        let live: std::collections::BTreeSet<DataKeyId> =
+            ids.iter().filter(|id| matches!(self.slots.get(id), Some(Slot::Live { .. }))).copied().collect();
+        if live.is_empty() {
+            return Ok(0);
         }
-        if n > 0 {
-            self.rewrite()?;
+        self.rewrite_without(&live)?;
+        for id in &live {
+            self.slots.insert(*id, Slot::Destroyed);
         }
-        Ok(n)
+        Ok(live.len())
     }
 
     fn rewrite(&mut self) -> Result<(), VaultError> {
+        self.rewrite_without(&std::collections::BTreeSet::new())
+    }
+
+    /// Writes the file whole: every key, with those of `destroyed` as tombstones, and the anchor.
+    fn rewrite_without(&mut self, destroyed: &std::collections::BTreeSet<DataKeyId>) -> Result<(), VaultError> {
         let mut out = Zeroizing::new(Vec::with_capacity(HEADER_LEN + self.slots.len() * RECORD_KEY_LEN));
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
@@ -415,6 +421,7 @@ impl Vault {
         ids.sort();
         for id in ids {
             match &self.slots[id] {
+                Slot::Live { .. } if destroyed.contains(id) => out.extend_from_slice(&self.record(id, None)),
                 // A live key's record is copied as it is: wrapping it again would add nothing.
                 Slot::Live { record, .. } => out.extend_from_slice(record),
                 Slot::Destroyed => out.extend_from_slice(&self.record(id, None)),
@@ -636,6 +643,27 @@ mod tests {
             Vault::open(d.path(), master(M)),
             Err(VaultError::Corrupt { what: "the anchor does not authenticate", .. })
         ));
+    }
+
+    /// A destruction whose rewrite fails leaves the key usable and live on disk (it used to be
+    /// marked destroyed in memory only, so no one destroyed it again while the server ran).
+    #[test]
+    fn a_failed_rewrite_destroys_nothing_and_a_retry_does() {
+        let d = tempfile::tempdir().unwrap();
+        let mut v = Vault::create(d.path(), master(M)).unwrap();
+        let k = v.new_key().unwrap();
+        // The temporary file cannot be made: a directory stands where it goes.
+        let obstacle = Vault::file_path(d.path()).with_extension("tmp");
+        std::fs::create_dir(&obstacle).unwrap();
+        assert!(v.destroy(&[k]).is_err());
+        assert!(v.key(&k).is_ok() && !v.is_destroyed(&k), "still live in memory");
+        assert!(Vault::destroyed_ids(d.path()).unwrap().is_empty(), "and on disk");
+        std::fs::remove_dir(&obstacle).unwrap();
+        assert_eq!(v.destroy(&[k]).unwrap(), 1, "the retry destroys it");
+        assert!(v.is_destroyed(&k));
+        drop(v);
+        let v = Vault::open(d.path(), master(M)).unwrap();
+        assert!(v.is_destroyed(&k));
     }
 
     #[test]

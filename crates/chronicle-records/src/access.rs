@@ -414,8 +414,9 @@ pub fn authors(tag: &str) -> &'static [Role] {
         | "sentence_imposed"
         | "supervision_discharged"
         | "relief_ordered"
-        | "restriction_vacated"
-        | "expungement_ordered" => &[RecordsClerk, Court],
+        | "restriction_vacated" => &[RecordsClerk, Court],
+        // The ledger writes an order for a case that reached an expunged subject after its order.
+        "expungement_ordered" => &[RecordsClerk, Court, Ledger],
         "cycle_reassigned" | "challenge_resolved" => &[RecordsClerk],
         "challenge_filed" => &[Subject, DefenseAttorney, RecordsClerk],
         "cycle_restated" | "record_disseminated" | "access_denied" | "audit_recorded" => &[Ledger],

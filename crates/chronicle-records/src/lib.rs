@@ -9,6 +9,8 @@ pub mod access;
 pub mod date;
 pub mod disclose;
 pub mod history;
+#[cfg(feature = "test-hooks")]
+pub mod hooks;
 pub mod import;
 pub mod model;
 pub mod persist;

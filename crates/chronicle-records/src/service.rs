@@ -221,8 +221,9 @@ pub(crate) fn apply_all(state: &mut State, decoded: Vec<Decoded>, mut dirty: Opt
     }
 }
 
-/// Persist the projection once this many entries were applied since the last time.
-const PERSIST_EVERY: u64 = 20_000;
+/// Persist the projection once this many entries were applied since the last time, unless set
+/// otherwise ([`Records::set_persist_every`]).
+pub const PERSIST_EVERY: u64 = 20_000;
 
 /// Builds a draft of a records event for a stream.
 pub fn draft(
@@ -325,6 +326,10 @@ pub struct Records {
     snapshot_after: std::sync::atomic::AtomicU64,
     /// Refusals logged per requester (see `refusals`).
     pub(crate) refusals: Mutex<crate::refusals::Limiter>,
+    /// Entries applied between persists during catch-ups.
+    persist_every: std::sync::atomic::AtomicU64,
+    /// Why the last persist during a catch-up failed, until one succeeds.
+    persist_failure: Mutex<Option<String>>,
 }
 
 impl Records {
@@ -338,6 +343,8 @@ impl Records {
             ledger: std::sync::OnceLock::new(),
             snapshot_after: std::sync::atomic::AtomicU64::new(SNAPSHOT_AFTER_MIN),
             refusals: Mutex::new(crate::refusals::Limiter::default()),
+            persist_every: std::sync::atomic::AtomicU64::new(PERSIST_EVERY),
+            persist_failure: Mutex::new(None),
         }
     }
 
@@ -404,6 +411,17 @@ impl Records {
         phases.sealing = saved.sealing;
         phases.settling = lap().saturating_sub(saved.took);
         Ok((r, phases))
+    }
+
+    /// Sets how many entries applied since the last persist make a catch-up persist the
+    /// projection; by default [`PERSIST_EVERY`].
+    pub fn set_persist_every(&self, entries: u64) {
+        self.persist_every.store(entries.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Why the last persist made by a catch-up failed, until one succeeds (for health reports).
+    pub fn persist_failure(&self) -> Option<String> {
+        self.persist_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Sets how many parts written over the persisted snapshot (at least) make the next persist
@@ -490,7 +508,10 @@ impl Records {
     /// Gives the service the ledger's signer and finishes any charge expungement waiting for it.
     pub fn set_ledger(&self, ledger: Signer) -> Result<usize, ServiceError> {
         let _ = self.ledger.set(ledger);
-        self.carry_out_charge_orders()
+        let destroyed = self.carry_out_charge_orders()?;
+        // A case that reached an expunged subject just before a crash is expunged now.
+        self.expunge_late_cases()?;
+        Ok(destroyed)
     }
 
     /// Carries out expungement orders on some charges of a case (narrower than the case's data
@@ -534,7 +555,14 @@ impl Records {
         for (cycle, order_id, seqs, restated) in pending {
             if !restated {
                 let Some(ledger) = self.ledger.get() else { continue };
-                self.store.rotate_stream_key(&cycle)?;
+                {
+                    // No persist may be under way while the key turns: one that copied the state
+                    // before the order (the expunged charge still in it) would seal the case
+                    // under the new key, which is never destroyed. One that started earlier
+                    // finishes first and seals under the old key, which is.
+                    let _no_persist = self.persisting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    self.store.rotate_stream_key(&cycle)?;
+                }
                 let snapshot = {
                     let p = self.projection();
                     let Some(c) = p.state.cycles.get(&cycle) else { continue };
@@ -604,6 +632,8 @@ impl Records {
             p.saving = true;
             (p.state.clone(), std::mem::take(&mut p.dirty), p.next, p.whole)
         };
+        #[cfg(feature = "test-hooks")]
+        crate::hooks::persist_cloned();
         let saved = match crate::persist::save(&self.store, &state, &dirty, next, whole) {
             Ok(saved) => saved,
             Err(e) => {
@@ -700,7 +730,7 @@ impl Records {
             let track = !*whole || *saving;
             apply_all(state, page, track.then_some(dirty));
             p.next = after;
-            p.next - p.persisted >= PERSIST_EVERY
+            p.next - p.persisted >= self.persist_every.load(std::sync::atomic::Ordering::Relaxed)
         };
         let start = self.projection().next;
         let mut persist = false;
@@ -726,7 +756,14 @@ impl Records {
             // Catch-ups go on while it is written (a new snapshot takes seconds on a large
             // ledger): what they apply is tracked as changed for the persist after.
             drop(one);
-            self.persist()?;
+            // The persisted projection is a cache of the log: failing to write it (a full disk)
+            // is reported, and retried with the next persist, but never fails the append or the
+            // read that happened to trigger it (their entries are durable in the log).
+            let failed = self.persist().err().map(|e| e.to_string());
+            if let Some(reason) = &failed {
+                eprintln!("chronicle: persisting the projection failed (retried later): {reason}");
+            }
+            *self.persist_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = failed;
         }
         Ok(read)
     }
@@ -821,11 +858,63 @@ impl Records {
                     | RecordEvent::ReliefOrdered { kind: crate::model::ReliefKind::Expunge, .. }
             )
         });
+        // Cases this request attributes to a subject (an arrest, a move).
+        let attributed: Vec<StreamId> = events
+            .iter()
+            .filter_map(|e| match e {
+                RecordEvent::ArrestRecorded { subject, .. } => StreamId::from_hex(subject),
+                RecordEvent::CycleReassigned { to_subject, .. } => StreamId::from_hex(to_subject),
+                _ => None,
+            })
+            .collect();
         let r = self.append_checked(stream, expected, cmds, events)?;
         if orders {
             self.carry_out()?;
         }
+        // Validated before the subject's expungement was appended, appended after it: the case
+        // is the expunged subject's, and goes the way of the rest of its record now.
+        if attributed.iter().any(|s| self.projection().state.expunged.contains_key(s)) {
+            self.expunge_late_cases()?;
+        }
         Ok(r)
+    }
+
+    /// Expunges every case attributed to a subject whose whole record was expunged: a case that
+    /// reached it after the order (an arrest or a move validated just before the order was
+    /// appended, and appended just after). The ledger writes the order for the case, naming the
+    /// subject's order, and its key is destroyed. Returns how many cases were expunged.
+    pub fn expunge_late_cases(&self) -> Result<usize, ServiceError> {
+        let Some(ledger) = self.ledger.get() else { return Ok(0) };
+        let late: Vec<(StreamId, crate::state::Tombstone)> = {
+            let p = self.projection();
+            p.state
+                .cycles
+                .iter()
+                .filter_map(|(id, c)| p.state.expunged.get(&c.subject).map(|t| (*id, t.clone())))
+                .filter(|(id, _)| !p.state.expunged.contains_key(id))
+                .collect()
+        };
+        for (cycle, t) in &late {
+            let order_id = format!("{} (case {} reached the subject after the order)", t.order_id, cycle.to_hex());
+            let ev = RecordEvent::ExpungementOrdered {
+                order_id: order_id.clone(),
+                statute: t.statute.clone(),
+                target: cycle.to_hex(),
+                target_kind: "cycle".into(),
+                streams: vec![cycle.to_hex()],
+            };
+            let key = format!("late:{}", &blake3::hash(&cycle.0).to_hex()[..32]).into_bytes();
+            let cmd = Command::sign(
+                ledger,
+                draft(destruction_stream(), &ev, Timestamp::now(), Some(t.order_id.clone()), key),
+            )
+            .map_err(|e| RecordsError::Malformed(e.to_string()))?;
+            self.append_checked(destruction_stream(), ExpectedVersion::Any, vec![cmd], vec![ev])?;
+        }
+        if !late.is_empty() {
+            self.carry_out()?;
+        }
+        Ok(late.len())
     }
 
     /// Validates and appends, without carrying out expungement orders.
@@ -898,6 +987,8 @@ impl Records {
                     return Err(e);
                 }
             };
+            #[cfg(feature = "test-hooks")]
+            crate::hooks::validated();
             let req = AppendRequest { stream, expected: version, commands: cmds.clone() };
             match self.store.append(req) {
                 Ok(r) => {

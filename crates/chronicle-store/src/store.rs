@@ -417,13 +417,26 @@ impl Store {
         parts: Vec<(StreamId, Option<chronicle_core::DataKeyId>, Vec<u8>)>,
     ) -> Result<Vec<(StreamId, Vec<u8>)>, ReadError> {
         use rayon::prelude::*;
-        let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
+        // The keys are copied out and the vault's lock let go before any parallel work: a rayon
+        // worker waiting for this loop may steal another task that takes the vault's read lock,
+        // which waits behind a writer waiting for this guard (a whole-server deadlock).
+        let keys: std::collections::HashMap<chronicle_core::DataKeyId, chronicle_core::payload::SymmetricKey> = {
+            let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
+            let mut keys = std::collections::HashMap::new();
+            for id in parts.iter().filter_map(|(_, id, _)| *id) {
+                if let std::collections::hash_map::Entry::Vacant(v) = keys.entry(id) {
+                    let key = vault.key(&id).map_err(|source| ReadError::Payload { position: u64::MAX, source })?;
+                    v.insert(key.clone());
+                }
+            }
+            keys
+        };
         parts
             .into_par_iter()
             .map(|(stream, id, plaintext)| {
                 let id =
                     id.ok_or(ReadError::Payload { position: u64::MAX, source: chronicle_core::SealError::KeyUnknown })?;
-                let key = vault.key(&id).map_err(|source| ReadError::Payload { position: u64::MAX, source })?;
+                let key = &keys[&id];
                 let sealed = chronicle_core::payload::aead_seal(key, &[PROJECTION_AAD, &stream.0], &plaintext);
                 let mut out = Vec::with_capacity(16 + sealed.len());
                 out.extend_from_slice(&id.0);
