@@ -25,7 +25,8 @@ fn main() {
     let checkpoints: Vec<u64> = [1_000_000u64, 10_000_000].into_iter().filter(|n| *n <= max).collect();
     let tmp = tempfile::tempdir().unwrap();
     let db = sled::Config::new().path(tmp.path()).cache_capacity(256 << 20).flush_every_ms(None).open().unwrap();
-    let mut tail = TreeTail::load(&db, 0).unwrap();
+    let keys = chronicle_store::IntegrityKeys::from_master(&chronicle_core::MasterKey::generate());
+    let mut tail = TreeTail::load(&db, 0, &keys).unwrap();
     let mut rng = Lcg(7);
     let started = Instant::now();
     let mut n = 0u64;
@@ -47,7 +48,7 @@ fn main() {
         }
         db.flush().unwrap();
         let per_entry = t.elapsed().as_secs_f64() * 1e6 / (n - first) as f64;
-        let reader = SledTree(&db);
+        let reader = SledTree::new(&db, Some(&keys));
         let _ = root(n, &reader).unwrap();
         let mut inc = Vec::new();
         let mut con = Vec::new();

@@ -264,31 +264,68 @@ impl DataDir {
         Ok((store, true))
     }
 
+    /// Rebuilds the store's derived state from the entries (see docs/FORMAT.md, "Derived state")
+    /// and says what was done.
+    pub fn rebuild_store(&self) -> Result<String> {
+        let store = self.open()?;
+        let _ = store.report_damage('m', "an operator asked for a rebuild from the entries".into());
+        drop(store);
+        let store = self.open()?;
+        Ok(store.repaired().unwrap_or("nothing was rebuilt").to_string())
+    }
+
+    /// Opens the records service over `store` and gives it the ledger's signer (which finishes
+    /// any expungement left half done). If that finds derived state damaged where it reads it
+    /// (the store then stops accepting appends and asks for a rebuild at its next open), the
+    /// store is opened once more, which rebuilds that state from the log and says so, and the
+    /// service with it: damage is repaired from the log, never served.
+    pub fn open_records(&self, store: Store) -> Result<chronicle_records::Records> {
+        let open = |store: Store| -> Result<chronicle_records::Records> {
+            let records = chronicle_records::Records::open(store).context("opening the records projection")?;
+            records.set_ledger(self.ledger()?).context("finishing expungement orders")?;
+            Ok(records)
+        };
+        match open(store.clone()) {
+            Err(e) if store.damage_found() => {
+                eprintln!("chronicle: {e:#}; opening the store again, which rebuilds it from the log");
+                drop(store);
+                open(self.open()?)
+            }
+            other => other,
+        }
+    }
+
     /// Adopts a witness: a `ledger.witness_adopted` entry in the ledger's own stream, signed by
     /// the ledger. Returns its position.
     pub fn adopt_witness(&self, witness_key: &str) -> Result<u64> {
-        chronicle_tlog::witness::parse_witness_key(witness_key).map_err(|e| anyhow::anyhow!("witness key: {e}"))?;
-        let store = self.open()?;
-        let draft = chronicle_core::Draft {
-            stream: StreamId::LEDGER,
-            event_type: chronicle_core::EventType::new(chronicle_store::checkpoint::WITNESS_ADOPTED)?,
-            effective_time: chronicle_core::Timestamp::now(),
-            refs: chronicle_core::References {
-                idempotency_key: chronicle_core::random_array::<16>().to_vec(),
-                ..Default::default()
-            },
-            payload_kind: chronicle_core::PayloadKind::Public,
-            payload: serde_json::to_vec(&serde_json::json!({ "witness_key": witness_key }))?,
-        };
-        let cmd = Command::sign(&self.ledger()?, draft)?;
-        let r = store.append(AppendRequest {
-            stream: StreamId::LEDGER,
-            expected: ExpectedVersion::Any,
-            commands: vec![cmd],
-        })?;
-        Ok(r.entries[0].position)
+        adopt_witness_in(&self.open()?, &self.ledger()?, witness_key)
     }
+}
 
+/// [`DataDir::adopt_witness`] on a store already open, signed by `ledger`.
+pub fn adopt_witness_in(store: &Store, ledger: &Signer, witness_key: &str) -> Result<u64> {
+    chronicle_tlog::witness::parse_witness_key(witness_key).map_err(|e| anyhow::anyhow!("witness key: {e}"))?;
+    let draft = chronicle_core::Draft {
+        stream: StreamId::LEDGER,
+        event_type: chronicle_core::EventType::new(chronicle_store::checkpoint::WITNESS_ADOPTED)?,
+        effective_time: chronicle_core::Timestamp::now(),
+        refs: chronicle_core::References {
+            idempotency_key: chronicle_core::random_array::<16>().to_vec(),
+            ..Default::default()
+        },
+        payload_kind: chronicle_core::PayloadKind::Public,
+        payload: serde_json::to_vec(&serde_json::json!({ "witness_key": witness_key }))?,
+    };
+    let cmd = Command::sign(ledger, draft)?;
+    let r = store.append(AppendRequest {
+        stream: StreamId::LEDGER,
+        expected: ExpectedVersion::Any,
+        commands: vec![cmd],
+    })?;
+    Ok(r.entries[0].position)
+}
+
+impl DataDir {
     /// Prepares for a fast next start, after a clean stop: opens the store once more and closes it.
     ///
     /// sled 0.34 writes the snapshot of its page table only when it opens, and opening replays its

@@ -8,7 +8,7 @@ use chronicle_store::evidence::{Bundle, EvidenceError, build_bundle, verify_bund
 use chronicle_store::{CheckpointError, ExpectedVersion, Fault, verify_log};
 use chronicle_tlog::tree::{leaf_hash, verify_consistency, verify_inclusion};
 use chronicle_tlog::{MemoryTree, verify_checkpoint};
-use common::{Ledger, record, stream};
+use common::{Ledger, copy_dir, record, stream};
 
 fn filled(n: usize) -> (Ledger, chronicle_core::Signer) {
     let l = Ledger::new();
@@ -159,19 +159,6 @@ fn a_rollback_of_head_and_tail_together_is_caught_by_a_checkpoint_held_outside()
     assert!(verify_log(&dir.log_dir(), |_, _| {}).unwrap().is_ok());
     // ...but the auditor's checkpoint is not a prefix of the new one.
     assert!(verify_consistency(held.size, held.root, new.size, new.root, &proof).is_err());
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 fn bundle_for(l: &Ledger, s: chronicle_core::StreamId) -> (Bundle, String) {
@@ -329,13 +316,13 @@ fn witness_cosignatures_are_checked_and_kept_beside_the_checkpoint() {
     let witness = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
     let line = chronicle_tlog::witness::cosign("witness.example", &witness, 1_800_000_000, &text);
     assert_eq!(
-        l.store.add_cosignature(size, "witness.example", &witness.verifying_key(), &line).unwrap(),
+        l.store.add_cosignature(size, "witness.example", &witness.verifying_key(), &line, &l.ledger).unwrap(),
         1_800_000_000
     );
     let impostor = ed25519_dalek::SigningKey::from_bytes(&[43; 32]);
     let bad = chronicle_tlog::witness::cosign("witness.example", &impostor, 1_800_000_000, &text);
     assert!(matches!(
-        l.store.add_cosignature(size, "witness.example", &witness.verifying_key(), &bad),
+        l.store.add_cosignature(size, "witness.example", &witness.verifying_key(), &bad, &l.ledger),
         Err(CheckpointError::Cosignature(_))
     ));
     let cosigned = l.store.cosigned_checkpoint(size).unwrap();

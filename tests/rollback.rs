@@ -7,30 +7,16 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use chronicle_core::StreamId;
 use chronicle_store::{CheckpointError, ExpectedVersion, OpenError};
-use common::{Ledger, record, stream};
+use common::{Ledger, copy_dir, record, stream};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chronicle");
 
 fn chronicle(args: &[&str]) -> std::process::Output {
     Command::new(BIN).args(args).output().expect("run chronicle")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 fn fill(l: &Ledger, clerk: &chronicle_core::Signer, from: usize, n: usize) {
@@ -167,7 +153,7 @@ fn with_a_witness_adopted_the_published_checkpoint_is_the_latest_it_cosigned() {
     assert_eq!(l.store.published_checkpoint().unwrap(), None, "nothing cosigned yet");
     let text = chronicle_tlog::note::note_text(&note1).unwrap();
     let line = chronicle_tlog::witness::cosign("witness.example", &witness, 1_800_000_000, &text);
-    l.store.add_cosignature(s1, "witness.example", &witness.verifying_key(), &line).unwrap();
+    l.store.add_cosignature(s1, "witness.example", &witness.verifying_key(), &line, &l.ledger).unwrap();
     fill(&l, &clerk, 5, 5);
     let (s2, _) = sign(&l);
     let (published_size, published) = l.store.published_checkpoint().unwrap().unwrap();

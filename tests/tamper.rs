@@ -95,7 +95,7 @@ fn flipping_a_payload_byte_and_recomputing_every_stored_hash_is_still_caught() {
         store_recomputed(db, p, &b);
         (e.hash(), e.statement.stream, e.header.stream_version)
     });
-    assert_eq!(first_fault(&log), Finding { position: p, fault: Fault::IndexMismatch });
+    assert_eq!(first_fault(&log), Finding::new(p, Fault::IndexMismatch));
     // The tamperer fixes the index too: the Merkle tree's stored leaf hash still names the original.
     with_db(&log, |db| {
         let e = load(db, p);
@@ -106,7 +106,17 @@ fn flipping_a_payload_byte_and_recomputing_every_stored_hash_is_still_caught() {
         v.extend_from_slice(&e.hash().0);
         db.insert(idx, v).unwrap();
     });
-    assert_eq!(first_fault(&log), Finding { position: p, fault: Fault::TreeMismatch });
+    // The idempotency record names the original hash too.
+    let f = first_fault(&log);
+    assert_eq!((f.position, f.space), (p, "i"), "{f}");
+    with_db(&log, |db| {
+        let e = load(db, p);
+        let k = chronicle_store::layout::idempotency_key(&e.statement.author, &e.statement.refs.idempotency_key);
+        let mut v = db.get(k).unwrap().unwrap().to_vec();
+        v[48..].copy_from_slice(&e.hash().0);
+        db.insert(k, v).unwrap();
+    });
+    assert_eq!(first_fault(&log), Finding::new(p, Fault::TreeMismatch));
     // Even with the tree rewritten too, the next entry still names the original hash; rewriting
     // everything after it is what checkpoints held by others catch (see the proofs tests).
     let next_prev = with_db(&log, |db| load(db, p + 1).header.prev_hash);
@@ -147,14 +157,14 @@ fn flipping_a_signature_byte_is_caught() {
         store_recomputed(db, p, &b);
     });
     let f = first_fault(&log);
-    assert_eq!(f, Finding { position: p, fault: Fault::BadSignature });
+    assert_eq!(f, Finding::new(p, Fault::BadSignature));
 }
 
 #[test]
 fn deleting_an_entry_is_caught_as_a_gap() {
     let (_t, log, _) = ledger();
     with_db(&log, |db| db.remove(ekey(9)).unwrap());
-    assert_eq!(first_fault(&log), Finding { position: 9, fault: Fault::Missing { next_found: 10 } });
+    assert_eq!(first_fault(&log), Finding::new(9, Fault::Missing { next_found: 10 }));
 }
 
 #[test]
@@ -166,7 +176,7 @@ fn swapping_two_entries_is_caught() {
         db.insert(ekey(8), b).unwrap();
         db.insert(ekey(15), a).unwrap();
     });
-    assert_eq!(first_fault(&log), Finding { position: 8, fault: Fault::PositionMismatch { claimed: 15 } });
+    assert_eq!(first_fault(&log), Finding::new(8, Fault::PositionMismatch { claimed: 15 }));
 }
 
 #[test]
@@ -232,10 +242,7 @@ fn truncating_the_tail_is_caught_against_the_head_record() {
         db.remove(ekey(len - 1)).unwrap();
         db.remove(ekey(len - 2)).unwrap();
     });
-    assert_eq!(
-        first_fault(&log),
-        Finding { position: len - 2, fault: Fault::Truncated { head_len: len, found: len - 2 } }
-    );
+    assert_eq!(first_fault(&log), Finding::new(len - 2, Fault::Truncated { head_len: len, found: len - 2 }));
 }
 
 #[test]

@@ -11,18 +11,27 @@ use chronicle_records::Records;
 /// Rebuild the records projections by replaying the whole log, and persist them anew.
 ///
 /// Projections are a pure function of the log, so this is always safe; it is what to do after
-/// restoring a backup or when a projection is suspected to be wrong.
+/// restoring a backup or when a projection is suspected to be wrong. With --store, the store's own
+/// derived state (stream index, idempotency records, Merkle tree, cosignatures, head record, key
+/// bindings that do not check) is rebuilt from the entries first: what to do when `verify` names
+/// one of those key spaces.
 ///
-/// Example: chronicle rebuild --data-dir /var/lib/chronicle
+/// Example: chronicle rebuild --data-dir /var/lib/chronicle --store
 #[derive(clap::Args)]
 pub struct RebuildArgs {
     /// The data directory.
     #[arg(long)]
     data_dir: PathBuf,
+    /// Rebuild the store's derived state from the entries too.
+    #[arg(long)]
+    store: bool,
 }
 
 pub fn run(a: RebuildArgs) -> Result<ExitCode> {
     let dir = DataDir::new(&a.data_dir, None);
+    if a.store {
+        println!("{}", dir.rebuild_store()?);
+    }
     let store = dir.open()?;
     let len = store.head().len;
     let started = Instant::now();

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chronicle::datadir::DataDir;
-use chronicle_records::Records;
 use chronicle_server::{Limits, Shared, Transport};
 
 /// Serve the ledger over gRPC with mutual TLS (client certificates from the ledger's CA).
@@ -70,8 +69,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             store
         }
     };
-    let records = Records::open(store).context("opening the records projection")?;
-    records.set_ledger(dir.ledger()?).context("finishing expungement orders")?;
+    let records = dir.open_records(store)?;
     let shared = Arc::new(Shared {
         records,
         ledger: dir.ledger()?,

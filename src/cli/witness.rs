@@ -125,11 +125,13 @@ pub fn run(a: WitnessArgs) -> Result<ExitCode> {
         }
         WitnessCmd::AddCosignature { data_dir, size, witness_key, file } => {
             let (name, key) = parse_witness_key(&witness_key).map_err(|e| anyhow::anyhow!("--witness-key: {e}"))?;
-            let store = DataDir::new(&data_dir, None).open()?;
+            let dir = DataDir::new(&data_dir, None);
+            let store = dir.open()?;
+            let ledger = dir.ledger()?;
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let mut added = 0;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let ts = store.add_cosignature(size, &name, &key, line)?;
+                let ts = store.add_cosignature(size, &name, &key, line, &ledger)?;
                 println!("kept the cosignature of {name} over size {size} (witnessed at unix time {ts})");
                 added += 1;
             }

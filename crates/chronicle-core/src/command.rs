@@ -124,8 +124,14 @@ impl Command {
     }
     /// A digest identifying this exact command (statement and signature), to recognise retries.
     pub fn digest(&self) -> Hash {
-        Hash::of(crate::hash::DOMAIN_REQUEST, &[&self.statement_bytes, &self.signature])
+        request_digest(&self.statement_bytes, &self.signature)
     }
+}
+
+/// The digest identifying a command by its statement and signature: what the store's idempotency
+/// records keep, computed alike from a command and from the entry it became.
+pub fn request_digest(statement_bytes: &[u8], signature: &[u8; 64]) -> Hash {
+    Hash::of(crate::hash::DOMAIN_REQUEST, &[statement_bytes, signature])
 }
 
 fn check_payload(payload: &[u8]) -> Result<(), CommandError> {

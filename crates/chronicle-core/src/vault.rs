@@ -101,6 +101,12 @@ impl MasterKey {
         );
         MasterKey::from_hex(&s)
     }
+    /// A key for one purpose, derived from the master key (BLAKE3's key derivation, `context`
+    /// naming the purpose): whoever holds the master key can recompute it, nobody else can.
+    pub fn derive(&self, context: &str) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(blake3::derive_key(context, self.0.as_bytes()))
+    }
+
     fn check(&self) -> [u8; 16] {
         let h = Hash::of(b"chronicle.vault-check.v1\n", &[self.0.as_bytes()]);
         let mut out = [0u8; 16];
@@ -544,6 +550,11 @@ impl Vault {
             anchor = Some(a);
         }
         Ok(anchor)
+    }
+
+    /// A key for one purpose derived from the master key (see [`MasterKey::derive`]).
+    pub fn derive(&self, context: &str) -> Zeroizing<[u8; 32]> {
+        self.master.derive(context)
     }
 
     /// How many keys are live and how many destroyed.

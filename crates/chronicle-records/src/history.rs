@@ -248,7 +248,8 @@ impl Reader<'_> {
         loop {
             // Refill, then take the cursor whose next entry comes first.
             for c in cursors.iter_mut().filter(|c| c.buf.is_empty() && !c.done) {
-                let page = store.read_stream(&c.source.stream, c.version, CHUNK)?;
+                let known = self.state.versions.get(&c.source.stream).copied();
+                let page = stream_page(store, known, &c.source.stream, c.version, CHUNK)?;
                 c.done = page.len() < CHUNK;
                 c.version += page.len() as u64;
                 let end = c.source.window.1.min(up_to);
@@ -421,4 +422,29 @@ impl Records {
         }
         Ok(HistoryPage { items, next, content_hash, dissemination, withheld })
     }
+}
+
+/// A page of a stream read through the store's index (which checks each entry it names, and that
+/// versions run without a gap) and, when the page reaches the end of the index, a check that the
+/// index reaches the stream's last version as the projection knows it: an index that lost its
+/// last keys would otherwise end a history early (a seal order, a dismissal left out). `known`
+/// is the projection's version of the stream; the log may have more, never fewer.
+pub(crate) fn stream_page(
+    store: &chronicle_store::Store,
+    known: Option<u64>,
+    stream: &chronicle_core::StreamId,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<Entry>, ServiceError> {
+    let page = store.read_stream(stream, from, limit)?;
+    if page.len() < limit
+        && let Some(known) = known
+    {
+        let reached = (from + page.len() as u64).checked_sub(1);
+        if reached.is_none_or(|r| r < known) {
+            let reason = format!("the index of stream {stream} ends before version {known}, which the log holds");
+            return Err(store.report_damage('s', reason).into());
+        }
+    }
+    Ok(page)
 }

@@ -214,22 +214,41 @@ pub fn save(store: &Store, state: &State, dirty: &BTreeSet<StreamId>, next: u64,
     Ok(saved)
 }
 
+/// A persisted projection loaded: the state, the position it reaches, what it was made of.
+pub type Loaded = (State, u64, ProjectionShape);
+
 /// Loads the persisted projection, if there is one and every part opens. Returns the state, the
-/// position it reaches, and what the persisted projection was made of.
-pub fn load(store: &Store) -> Option<(State, u64, ProjectionShape)> {
-    let next = store.projection_marker().ok()??;
+/// position it reaches, and what the persisted projection was made of; `Ok(None)` when there is
+/// none or a part's key was destroyed since it was written (an expungement: the log is replayed,
+/// as it should be); `Err` saying why when what is persisted is damaged or does not authenticate
+/// (the log is replayed too, and the caller reports it).
+pub fn load(store: &Store) -> Result<Option<Loaded>, String> {
+    let Some(next) = store.projection_marker().map_err(|e| e.to_string())? else { return Ok(None) };
     if next > store.head().len {
-        return None;
+        return Err(format!("it reaches position {next}, beyond the log's {}", store.head().len));
     }
-    let persisted = store.read_projection().ok()??;
-    let parts: Vec<(StreamId, Part)> = persisted
+    let Some(persisted) = store.read_projection().map_err(|e| e.to_string())? else { return Ok(None) };
+    let opened: Vec<Result<(StreamId, Part), Option<String>>> = persisted
         .parts
         .par_iter()
         .map(|(s, blob)| {
-            let plain = store.open_for_stream(s, blob).ok()?;
-            rmp_serde::from_slice::<Part>(&plain).ok().map(|p| (*s, p))
+            let plain = store.open_for_stream(s, blob).map_err(|e| match e {
+                chronicle_store::ReadError::Payload { source: chronicle_core::SealError::KeyDestroyed, .. } => None,
+                other => Some(format!("the part of stream {s}: {other}")),
+            })?;
+            rmp_serde::from_slice::<Part>(&plain)
+                .map(|p| (*s, p))
+                .map_err(|e| Some(format!("the part of stream {s} does not parse: {e}")))
         })
-        .collect::<Option<_>>()?;
+        .collect();
+    let mut parts = Vec::with_capacity(opened.len());
+    for p in opened {
+        match p {
+            Ok(p) => parts.push(p),
+            Err(None) => return Ok(None),
+            Err(Some(why)) => return Err(why),
+        }
+    }
     // The blobs come in stream id order, so each map is built from sorted input in one pass
     // rather than by inserting one key at a time.
     let (mut subjects, mut cycles, mut versions) = (Vec::new(), Vec::new(), Vec::new());
@@ -262,5 +281,5 @@ pub fn load(store: &Store) -> Option<(State, u64, ProjectionShape)> {
     );
     let mut state = State::from_parts(subjects, cycles, policy, versions, next.checked_sub(1));
     state.expunged = expunged.into_iter().collect();
-    Some((state, next, persisted.shape))
+    Ok(Some((state, next, persisted.shape)))
 }

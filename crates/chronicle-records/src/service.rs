@@ -350,7 +350,10 @@ impl Records {
 
     /// Opens the service: loads the persisted projection (if any) and replays the rest of the log.
     pub fn open(store: Store) -> Result<Records, ServiceError> {
-        let loaded = crate::persist::load(&store);
+        let loaded = crate::persist::load(&store).unwrap_or_else(|why| {
+            eprintln!("chronicle: the persisted projection was not used ({why}); it is rebuilt from the log");
+            None
+        });
         let restored = loaded.is_some();
         let (state, next, shape) = loaded.unwrap_or_default();
         let projection = Projection {
@@ -640,6 +643,9 @@ impl Records {
                 let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                 p.dirty.extend(dirty);
                 p.saving = false;
+                // The next persist writes the projection whole: a new snapshot depends on nothing
+                // persisted before, whatever made this one fail.
+                p.whole = true;
                 return Err(ServiceError::Persist(e));
             }
         };
@@ -990,7 +996,17 @@ impl Records {
             #[cfg(feature = "test-hooks")]
             crate::hooks::validated();
             let req = AppendRequest { stream, expected: version, commands: cmds.clone() };
-            match self.store.append(req) {
+            let appended = self.store.append(req);
+            // The version asked for is the projection's, read from the log: a store whose index
+            // says the stream is shorter lost index keys (never a race: the log only grows).
+            if let (Err(AppendError::WrongExpectedVersion { actual, .. }), ExpectedVersion::Exact(v)) =
+                (&appended, version)
+                && actual.is_none_or(|a| a < v)
+            {
+                let reason = format!("the index of stream {stream} ends before version {v}, which the log holds");
+                return Err(self.store.report_damage('s', reason).into());
+            }
+            match appended {
                 Ok(r) => {
                     // In the projection before it is acknowledged (see `refresh`).
                     self.catch_up_to(r.entries.last().map_or(0, |a| a.position + 1))?;

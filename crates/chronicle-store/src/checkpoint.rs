@@ -22,13 +22,13 @@ use crate::store::Store;
 pub(crate) const CHECKPOINT: u8 = b'p';
 pub(crate) const COSIGNATURE: u8 = b'w';
 
-fn checkpoint_key(size: u64) -> [u8; 9] {
+pub(crate) fn checkpoint_key(size: u64) -> [u8; 9] {
     let mut k = [CHECKPOINT; 9];
     k[1..].copy_from_slice(&size.to_be_bytes());
     k
 }
 
-fn cosignature_key(size: u64, witness: &str) -> Vec<u8> {
+pub(crate) fn cosignature_key(size: u64, witness: &str) -> Vec<u8> {
     let mut k = vec![COSIGNATURE];
     k.extend_from_slice(&size.to_be_bytes());
     k.extend_from_slice(witness.as_bytes());
@@ -110,6 +110,16 @@ impl From<sled::Error> for CheckpointError {
     }
 }
 
+/// The key the ledger signs checkpoints with: its principal's first key in the registry.
+pub(crate) fn log_verifying_key(registry: &chronicle_core::Registry) -> Option<VerifyingKey> {
+    registry
+        .principals()
+        .find(|(_, p)| p.role == chronicle_core::Role::Ledger)
+        .and_then(|(_, p)| p.keys.first())
+        .and_then(|k| registry.key(k))
+        .map(|k| k.public)
+}
+
 fn parse(note: &[u8]) -> Result<Checkpoint, String> {
     let text = note_text(note).map_err(|e| e.to_string())?;
     Checkpoint::from_bytes(&text).map_err(|_| "not a checkpoint".to_string())
@@ -119,33 +129,58 @@ impl Store {
     /// Every stored checkpoint, by size, ascending.
     pub fn checkpoints(&self) -> Result<Vec<(u64, Vec<u8>)>, CheckpointError> {
         let mut out = Vec::new();
-        for kv in self.db()?.scan_prefix([CHECKPOINT]) {
+        let db = self.db()?;
+        for kv in db.scan_prefix([CHECKPOINT]) {
             let (k, v) = kv?;
-            let size = u64::from_be_bytes(
-                k[1..9].try_into().map_err(|_| CheckpointError::Storage("bad checkpoint key".into()))?,
-            );
+            let size = self.checked_note(&db, &k, &v)?;
             out.push((size, v.to_vec()));
         }
         Ok(out)
     }
 
-    /// The stored checkpoint at `size`.
+    /// The checkpoint signed at tree size `size`, if one was.
     pub fn checkpoint_at(&self, size: u64) -> Result<Option<Vec<u8>>, CheckpointError> {
-        Ok(self.db()?.get(checkpoint_key(size))?.map(|v| v.to_vec()))
+        let db = self.db()?;
+        let key = checkpoint_key(size);
+        match db.get(key)? {
+            None => Ok(None),
+            Some(v) => {
+                self.checked_note(&db, &key, &v)?;
+                Ok(Some(v.to_vec()))
+            }
+        }
     }
 
-    /// The latest stored checkpoint.
+    /// The checkpoint with the largest tree size, if any.
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, CheckpointError> {
-        match self.db()?.scan_prefix([CHECKPOINT]).next_back() {
+        let db = self.db()?;
+        match db.scan_prefix([CHECKPOINT]).next_back() {
             None => Ok(None),
             Some(kv) => {
                 let (k, v) = kv?;
-                let size = u64::from_be_bytes(
-                    k[1..9].try_into().map_err(|_| CheckpointError::Storage("bad checkpoint key".into()))?,
-                );
+                let size = self.checked_note(&db, &k, &v)?;
                 Ok(Some((size, v.to_vec())))
             }
         }
+    }
+
+    /// Checks a kept checkpoint before it is handed out: signed by the log's key, for the size
+    /// its key says. One that is not is damage, reported as such; it is never served.
+    fn checked_note(&self, db: &sled::Db, k: &[u8], note: &[u8]) -> Result<u64, CheckpointError> {
+        let damaged = |reason: String| CheckpointError::Storage(self.shared.damaged(db, 'p', reason).to_string());
+        let Some(size) = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).filter(|_| k.len() == 9)
+        else {
+            return Err(damaged("a malformed checkpoint key".into()));
+        };
+        let key =
+            log_verifying_key(&self.registry()).ok_or_else(|| damaged("no ledger key to check checkpoints".into()))?;
+        let cp = parse(note).map_err(|r| damaged(format!("the checkpoint at size {size}: {r}")))?;
+        chronicle_tlog::verify_checkpoint(note, &chronicle_tlog::verifier_key(cp.origin(), &key))
+            .map_err(|e| damaged(format!("the checkpoint at size {size}: {e}")))?;
+        if cp.size() != size {
+            return Err(damaged(format!("the checkpoint kept at size {size} is for size {}", cp.size())));
+        }
+        Ok(size)
     }
 
     /// Signs (or returns the already signed) checkpoint at `size`, after checking it is
@@ -219,7 +254,10 @@ impl Store {
         self.sign_checkpoint(signer, origin, len).map(Some)
     }
 
-    /// Checks a witness's cosignature line over the checkpoint at `size` and keeps it.
+    /// Checks a witness's cosignature line over the checkpoint at `size` and keeps it: first in
+    /// the ledger's own stream (a `ledger.cosignature_kept` entry the ledger signs, so that what
+    /// is kept is part of the log, and a line deleted or altered in the store is noticed and put
+    /// back from it), then beside the checkpoint. Keeping the same line again changes nothing.
     /// Returns the cosignature's timestamp.
     pub fn add_cosignature(
         &self,
@@ -227,6 +265,7 @@ impl Store {
         witness: &str,
         key: &VerifyingKey,
         line: &str,
+        ledger: &chronicle_core::Signer,
     ) -> Result<u64, CheckpointError> {
         let note = self.checkpoint_at(size)?.ok_or(CheckpointError::NotFound(size))?;
         let text = note_text(&note).map_err(|e| CheckpointError::Storage(e.to_string()))?;
@@ -234,6 +273,25 @@ impl Store {
             verify_cosignature(line, witness, key, &text).map_err(|e| CheckpointError::Cosignature(e.to_string()))?;
         let mut line = line.trim_end_matches('\n').to_string();
         line.push('\n');
+        let payload = serde_json::to_vec(&serde_json::json!({ "size": size, "witness": witness, "line": line }))
+            .map_err(|e| CheckpointError::Storage(e.to_string()))?;
+        let idempotency_key = chronicle_core::Hash::of(b"chronicle.cosignature-kept.v1\n", &[&payload]).0.to_vec();
+        let draft = chronicle_core::Draft {
+            stream: chronicle_core::StreamId::LEDGER,
+            event_type: chronicle_core::EventType::new(COSIGNATURE_KEPT)
+                .map_err(|e| CheckpointError::Storage(e.to_string()))?,
+            effective_time: chronicle_core::Timestamp::now(),
+            refs: chronicle_core::References { idempotency_key, ..Default::default() },
+            payload_kind: chronicle_core::PayloadKind::Public,
+            payload,
+        };
+        let cmd = chronicle_core::Command::sign(ledger, draft).map_err(|e| CheckpointError::Signing(e.to_string()))?;
+        let req = crate::AppendRequest {
+            stream: chronicle_core::StreamId::LEDGER,
+            expected: crate::ExpectedVersion::Any,
+            commands: vec![cmd],
+        };
+        self.append(req).map_err(|e| CheckpointError::Storage(format!("recording the cosignature: {e}")))?;
         self.db()?.insert(cosignature_key(size, witness), line.as_bytes())?;
         self.make_durable()?;
         Ok(ts)
@@ -242,12 +300,39 @@ impl Store {
     /// The checkpoint at `size` with every stored cosignature appended as further signature lines.
     pub fn cosigned_checkpoint(&self, size: u64) -> Result<Vec<u8>, CheckpointError> {
         let mut note = self.checkpoint_at(size)?.ok_or(CheckpointError::NotFound(size))?;
-        let mut prefix = vec![COSIGNATURE];
-        prefix.extend_from_slice(&size.to_be_bytes());
-        for kv in self.db()?.scan_prefix(prefix) {
-            note.extend_from_slice(&kv?.1);
+        for (_, line) in self.cosignatures(size, &note, &self.witnesses()?)? {
+            note.extend_from_slice(line.as_bytes());
         }
         Ok(note)
+    }
+
+    /// The cosignature lines kept for the checkpoint `note` at `size`, by witness name; a line of
+    /// an adopted witness is checked against that witness's key first (one that does not verify
+    /// is damage, never served).
+    fn cosignatures(
+        &self,
+        size: u64,
+        note: &[u8],
+        witnesses: &[Witness],
+    ) -> Result<Vec<(String, String)>, CheckpointError> {
+        let mut prefix = vec![COSIGNATURE];
+        prefix.extend_from_slice(&size.to_be_bytes());
+        let text = note_text(note).map_err(|e| CheckpointError::Storage(e.to_string()))?;
+        let db = self.db()?;
+        let mut out = Vec::new();
+        for kv in db.scan_prefix(prefix) {
+            let (k, v) = kv?;
+            let name = String::from_utf8_lossy(&k[9..]).to_string();
+            let damaged = |reason: String| CheckpointError::Storage(self.shared.damaged(&db, 'w', reason).to_string());
+            let line = String::from_utf8(v.to_vec())
+                .map_err(|_| damaged(format!("the cosignature of {name} at size {size} is not text")))?;
+            if let Some(w) = witnesses.iter().find(|w| w.name == name) {
+                verify_cosignature(&line, &w.name, &w.key, &text)
+                    .map_err(|e| damaged(format!("the cosignature of {name} at size {size}: {e}")))?;
+            }
+            out.push((name, line));
+        }
+        Ok(out)
     }
 
     fn make_durable(&self) -> Result<(), CheckpointError> {
@@ -264,6 +349,53 @@ pub(crate) fn since(t: &std::sync::Mutex<Option<Instant>>) -> Option<Instant> {
 
 /// The event that adopts a witness, in the ledger's own stream: `{"witness_key": "name+id+key"}`.
 pub const WITNESS_ADOPTED: &str = "ledger.witness_adopted";
+
+/// The event recording a cosignature kept (see [`Store::add_cosignature`]).
+pub const COSIGNATURE_KEPT: &str = "ledger.cosignature_kept";
+
+/// The cosignature an entry of the ledger's own stream records as kept: its `w` key and line.
+pub(crate) fn cosignature_kept(e: &chronicle_core::Entry) -> Option<(Vec<u8>, String)> {
+    if e.statement.stream != chronicle_core::StreamId::LEDGER || e.statement.event_type.as_str() != COSIGNATURE_KEPT {
+        return None;
+    }
+    let payload = chronicle_core::payload::open_public(&e.statement.commitment, e.envelope()).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let key = cosignature_key(v["size"].as_u64()?, v["witness"].as_str()?);
+    Some((key, v["line"].as_str()?.to_string()))
+}
+
+/// What the `w` key space must hold, from the ledger's own stream's entries: every cosignature
+/// kept, by key. `Err` names a key whose line is not what the log recorded, or that the log does
+/// not account for, or one the log recorded and the store lacks.
+pub(crate) fn check_cosignatures_kept(
+    db: &sled::Db,
+    kept: &std::collections::BTreeMap<Vec<u8>, String>,
+) -> Result<(), String> {
+    let mut found = 0;
+    for kv in db.scan_prefix([COSIGNATURE]) {
+        let (k, v) = kv.map_err(|e| e.to_string())?;
+        let name = |k: &[u8]| {
+            let size = k.get(1..9).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
+            format!("{} at tree size {size}", String::from_utf8_lossy(k.get(9..).unwrap_or_default()))
+        };
+        match kept.get(k.as_ref()) {
+            None => return Err(format!("the cosignature of {} is not recorded in the log", name(&k))),
+            Some(line) if line.as_bytes() != v.as_ref() => {
+                return Err(format!("the cosignature of {} is not the one the log recorded", name(&k)));
+            }
+            Some(_) => found += 1,
+        }
+    }
+    if found != kept.len() {
+        let missing = kept.keys().find(|k| !matches!(db.get(k), Ok(Some(_)))).cloned().unwrap_or_default();
+        let size = missing.get(1..9).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
+        return Err(format!(
+            "the cosignature of {} at tree size {size}, recorded in the log, is missing",
+            String::from_utf8_lossy(missing.get(9..).unwrap_or_default())
+        ));
+    }
+    Ok(())
+}
 
 /// A witness the ledger adopted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -324,11 +456,9 @@ impl Store {
         let witnesses = self.witnesses()?;
         let sizes: Vec<u64> = self.checkpoints()?.into_iter().map(|(s, _)| s).rev().collect();
         for size in sizes {
-            let mut all = true;
-            for w in &witnesses {
-                all &= self.db()?.get(cosignature_key(size, &w.name))?.is_some();
-            }
-            if all {
+            let Some(note) = self.checkpoint_at(size)? else { continue };
+            let lines = self.cosignatures(size, &note, &witnesses)?;
+            if witnesses.iter().all(|w| lines.iter().any(|(name, _)| *name == w.name)) {
                 return Ok(Some((size, self.cosigned_checkpoint(size)?)));
             }
         }

@@ -192,6 +192,16 @@ pub enum ReadError {
     /// sled failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// Something the store derives from the entries (an index, a binding, the tree) does not
+    /// match them. Nothing is answered from it; the store stops accepting appends and rebuilds
+    /// it from the entries at its next start.
+    #[error("derived state damaged ({space}): {reason}; it is rebuilt from the log at the next start")]
+    Derived {
+        /// The key space, as docs/FORMAT.md names it (`s`, `i`, `c`, `t`, `p`, `w`, `m`, `r`).
+        space: char,
+        /// What is wrong.
+        reason: String,
+    },
     /// The store was closed.
     #[error("the store is closed")]
     Closed,

@@ -10,17 +10,22 @@
 //! | `e` | position (u64 BE) | entry length (u32 BE), entry bytes, entry hash (32), then for sealed entries the content key wrapped by the stream's data key (88) |
 //! | `s` | stream id (16), stream version (u64 BE) | position (u64 BE), entry hash (32) |
 //! | `i` | blake3(author, idempotency key) (32) | command digest (32), position (u64 BE), entry hash (32) |
-//! | `c` | stream id (16) | the stream's current data key id (16) |
-//! | `t` | chunk (u64 BE) | 64 Merkle stored hashes (see `tree`) |
+//! | `c` | stream id (16) | the stream's current data key id (16), MAC (32) over stream and key id |
+//! | `t` | chunk (u64 BE) | up to 64 Merkle stored hashes (see `tree`), MAC (32) over chunk number and hashes |
 //! | `p` | tree size (u64 BE) | a signed checkpoint note |
 //! | `w` | tree size (u64 BE), witness name | a cosignature line |
 //! | `r` | generation (u64 BE), stream id (16) | the stream's sealed part of the records projection, over that generation's snapshot file (see `projection`) |
-//! | `m` | `projection` | the log position the persisted projection reaches, and its generation |
+//! | `m` | `projection` | the log position the persisted projection reaches, its generation, and a MAC over both, the snapshot record and a digest of the overlay |
 //! | `m` | `projection-snapshot` | the generation, length, part count and BLAKE3 of the snapshot file |
-//! | `m` | `head` | next position (u64 BE), last entry hash (32), last recorded time (i64 BE) |
+//! | `m` | `head` | next position (u64 BE), last entry hash (32), last recorded time (i64 BE), entries in the registry and in the ledger's own stream (u64 BE each), MAC (32) |
+//! | `m` | `repair` | present while derived state found damaged waits to be rebuilt from the entries |
 //! | `m` | `format` | the store format version (u8) |
 
-use chronicle_core::{Hash, PrincipalId, StreamId, Timestamp};
+use chronicle_core::{DataKeyId, Hash, PrincipalId, StreamId, Timestamp};
+
+use crate::Appended;
+
+use crate::auth::{self, IntegrityKeys, MAC_LEN};
 
 /// Store layout version, written at creation and checked at open.
 pub const STORE_FORMAT: u8 = 1;
@@ -30,6 +35,7 @@ pub(crate) const STREAM: u8 = b's';
 pub(crate) const IDEMPOTENCY: u8 = b'i';
 pub(crate) const STREAM_DATA_KEY: u8 = b'c';
 pub(crate) const HEAD_KEY: &[u8] = b"mhead";
+pub(crate) const REPAIR_KEY: &[u8] = b"mrepair";
 pub(crate) const FORMAT_KEY: &[u8] = b"mformat";
 
 pub(crate) fn entry_key(position: u64) -> [u8; 9] {
@@ -51,18 +57,90 @@ pub(crate) fn stream_data_key(stream: &StreamId) -> [u8; 17] {
     k
 }
 
+/// Encodes a `c` value: the data key id and its MAC, binding it to the stream.
+pub(crate) fn encode_binding(keys: &IntegrityKeys, stream: &StreamId, id: &DataKeyId) -> [u8; 48] {
+    let mut v = [0u8; 48];
+    v[..16].copy_from_slice(&id.0);
+    v[16..].copy_from_slice(&keys.binding(stream, id));
+    v
+}
+
+/// Decodes a `c` value and checks its MAC (the check is skipped without keys).
+pub(crate) fn decode_binding(
+    keys: Option<&IntegrityKeys>,
+    stream: &StreamId,
+    v: &[u8],
+) -> Result<DataKeyId, &'static str> {
+    if v.len() != 48 {
+        return Err("malformed stream key binding");
+    }
+    let id = DataKeyId(v[..16].try_into().map_err(|_| "malformed stream key binding")?);
+    if keys.is_some_and(|k| !auth::same(&k.binding(stream, &id), &v[16..])) {
+        return Err("stream key binding does not authenticate");
+    }
+    Ok(id)
+}
+
+/// The position an `e` key names.
+pub(crate) fn entry_key_position(k: &[u8]) -> Option<u64> {
+    (k.len() == 9 && k[0] == ENTRY).then(|| u64::from_be_bytes(k[1..].try_into().unwrap_or_default()))
+}
+
+/// The version an `s` key names.
+pub(crate) fn stream_key_version(k: &[u8]) -> Option<u64> {
+    (k.len() == 25 && k[0] == STREAM).then(|| u64::from_be_bytes(k[17..].try_into().unwrap_or_default()))
+}
+
+/// The stream a `c` key names.
+pub(crate) fn binding_stream(k: &[u8]) -> Option<StreamId> {
+    (k.len() == 17 && k[0] == STREAM_DATA_KEY).then(|| StreamId(k[1..].try_into().unwrap_or_default()))
+}
+
 pub(crate) fn stream_prefix(stream: &StreamId) -> [u8; 17] {
     let mut k = [STREAM; 17];
     k[1..].copy_from_slice(&stream.0);
     k
 }
 
-pub(crate) fn idempotency_key(author: &PrincipalId, key: &[u8]) -> [u8; 33] {
+/// The `i` key of an author's idempotency key (hashed: no key holds plaintext).
+pub fn idempotency_key(author: &PrincipalId, key: &[u8]) -> [u8; 33] {
     let len = (author.as_str().len() as u64).to_be_bytes();
     let h = Hash::of(b"chronicle.idempotency.v1\n", &[&len, author.as_str().as_bytes(), key]);
     let mut k = [IDEMPOTENCY; 33];
     k[1..].copy_from_slice(&h.0);
     k
+}
+
+/// An `i` value: the command's digest and where it was appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IdemRecord {
+    pub(crate) digest: Hash,
+    pub(crate) appended: Appended,
+}
+
+impl IdemRecord {
+    pub(crate) fn encode(&self) -> [u8; 80] {
+        let mut v = [0u8; 80];
+        v[..32].copy_from_slice(&self.digest.0);
+        v[32..40].copy_from_slice(&self.appended.position.to_be_bytes());
+        v[40..48].copy_from_slice(&self.appended.stream_version.to_be_bytes());
+        v[48..80].copy_from_slice(&self.appended.hash.0);
+        v
+    }
+    pub(crate) fn decode(v: &[u8]) -> Option<IdemRecord> {
+        if v.len() != 80 {
+            return None;
+        }
+        let u = |r: std::ops::Range<usize>| u64::from_be_bytes(v[r].try_into().unwrap_or([0; 8]));
+        let mut d = [0u8; 32];
+        d.copy_from_slice(&v[..32]);
+        let mut h = [0u8; 32];
+        h.copy_from_slice(&v[48..80]);
+        Some(IdemRecord {
+            digest: Hash(d),
+            appended: Appended { position: u(32..40), stream_version: u(40..48), hash: Hash(h) },
+        })
+    }
 }
 
 /// A stored `e` value, split into its parts.
@@ -134,7 +212,7 @@ pub struct Head {
 impl Head {
     pub(crate) const EMPTY: Head = Head { len: 0, last_hash: Hash::ZERO, last_recorded: Timestamp(i64::MIN) };
 
-    pub(crate) fn encode(&self) -> [u8; 48] {
+    fn encode(&self) -> [u8; 48] {
         let mut v = [0u8; 48];
         v[..8].copy_from_slice(&self.len.to_be_bytes());
         v[8..40].copy_from_slice(&self.last_hash.0);
@@ -142,7 +220,7 @@ impl Head {
         v
     }
 
-    pub(crate) fn decode(v: &[u8]) -> Option<Head> {
+    fn decode(v: &[u8]) -> Option<Head> {
         if v.len() != 48 {
             return None;
         }
@@ -153,5 +231,47 @@ impl Head {
         let mut t = [0u8; 8];
         t.copy_from_slice(&v[40..]);
         Some(Head { len: u64::from_be_bytes(n), last_hash: Hash(h), last_recorded: Timestamp(i64::from_be_bytes(t)) })
+    }
+}
+
+/// The stored head record: the head, how many entries the two system streams hold (their
+/// loaders check that they read exactly that many, so that no registry or ledger entry can be
+/// left out by deleting its index key), and a MAC over it all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HeadRecord {
+    pub(crate) head: Head,
+    /// Entries in the registry stream.
+    pub(crate) registry: u64,
+    /// Entries in the ledger's own stream.
+    pub(crate) ledger: u64,
+}
+
+/// Length of a stored head record.
+const HEAD_RECORD_LEN: usize = 48 + 16 + MAC_LEN;
+
+impl HeadRecord {
+    pub(crate) const EMPTY: HeadRecord = HeadRecord { head: Head::EMPTY, registry: 0, ledger: 0 };
+
+    pub(crate) fn encode(&self, keys: &IntegrityKeys) -> [u8; HEAD_RECORD_LEN] {
+        let mut v = [0u8; HEAD_RECORD_LEN];
+        v[..48].copy_from_slice(&self.head.encode());
+        v[48..56].copy_from_slice(&self.registry.to_be_bytes());
+        v[56..64].copy_from_slice(&self.ledger.to_be_bytes());
+        let m = keys.head(&v[..64]);
+        v[64..].copy_from_slice(&m);
+        v
+    }
+
+    /// Decodes a stored head record and checks its MAC (the check is skipped without keys).
+    pub(crate) fn decode(v: &[u8], keys: Option<&IntegrityKeys>) -> Result<HeadRecord, &'static str> {
+        if v.len() != HEAD_RECORD_LEN {
+            return Err("the head record is malformed");
+        }
+        if keys.is_some_and(|k| !auth::same(&k.head(&v[..64]), &v[64..])) {
+            return Err("the head record does not authenticate");
+        }
+        let head = Head::decode(&v[..48]).ok_or("the head record is malformed")?;
+        let u = |r: std::ops::Range<usize>| u64::from_be_bytes(v[r].try_into().unwrap_or_default());
+        Ok(HeadRecord { head, registry: u(48..56), ledger: u(56..64) })
     }
 }

@@ -11,8 +11,10 @@
 //! - I5 concurrency: appends state the stream version they expect; a mismatch is refused. A retry
 //!   with the same idempotency keys returns the first answer and appends nothing.
 
+pub mod auth;
 pub mod checkpoint;
 mod db;
+mod derived;
 mod durability;
 pub mod error;
 pub mod evidence;
@@ -21,12 +23,14 @@ pub mod hooks;
 pub mod layout;
 pub mod projection;
 mod rekey;
+mod repair;
 mod store;
 mod subscribe;
 pub mod tree;
 pub mod verify;
 mod writer;
 
+pub use auth::IntegrityKeys;
 pub use checkpoint::{CheckpointError, CheckpointPolicy};
 pub use error::{AppendError, OpenError, ReadError};
 pub use layout::Head;

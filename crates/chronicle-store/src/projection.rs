@@ -11,10 +11,18 @@
 //! - The **overlay** holds what the persists after it write: sled keys `r ‖ generation ‖ stream id`,
 //!   each the stream's newer part, or empty when the stream has no part any more (an expunged
 //!   subject or case: its part in the snapshot is then never opened).
-//! - The **marker** `mprojection` = `next position ‖ generation` says which generation is the
-//!   projection and the log position it reaches; `mprojection-snapshot` = `generation ‖ length ‖
-//!   parts ‖ BLAKE3 of the file` binds the snapshot file to it. Generation 0 is the empty
+//! - The **marker** `mprojection` = `next position ‖ generation ‖ MAC` says which generation is
+//!   the projection and the log position it reaches; `mprojection-snapshot` = `generation ‖ length
+//!   ‖ parts ‖ BLAKE3 of the file` binds the snapshot file to it. Generation 0 is the empty
 //!   snapshot, with no file.
+//! - The marker's **MAC** (under a key derived from the master key) covers its fields, the
+//!   snapshot record, and a digest of the overlay: the XOR of a keyed hash of each overlay key's
+//!   stream and value. The digest itself is never stored (only inside the MAC), so nobody without
+//!   the key learns anything that would let them find two overlays with one digest. A load
+//!   recomputes it from what it reads: an overlay key deleted, swapped with another, or put back
+//!   to an earlier value makes the load fail, and the log is replayed instead. A persist over the
+//!   overlay updates it from the values it replaces (read just before), starting from the digest
+//!   the last load or write established.
 //!
 //! A new snapshot takes the next generation, so the projection persisted before (its file, its
 //! overlay) is untouched until one sled batch switches the marker over: a crash at any point
@@ -24,8 +32,8 @@
 //! generation. An overlay write of more than one batch removes the marker first and writes it
 //! last, so a crash in between leaves no projection (the next open replays the log).
 //!
-//! Loading checks the file's length and hash against the marker and refuses anything that does
-//! not match: the caller then replays the log, which is always right.
+//! Loading checks the marker's MAC, the file's length and hash against its record, and refuses
+//! anything that does not match: the caller then replays the log, which is always right.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -33,6 +41,7 @@ use std::path::{Path, PathBuf};
 
 use chronicle_core::StreamId;
 
+use crate::auth::{self, IntegrityKeys, MAC_LEN};
 use crate::error::ReadError;
 use crate::store::Store;
 
@@ -91,11 +100,36 @@ pub struct ProjectionShape {
     pub overlay: u64,
 }
 
-fn marker(next: u64, generation: u64) -> [u8; 16] {
-    let mut m = [0u8; 16];
+/// The overlay's digest: XOR of each key's share ([`IntegrityKeys::projection_part`]).
+type Digest = [u8; 32];
+
+fn xor(d: &mut Digest, share: &[u8; 32]) {
+    for (a, b) in d.iter_mut().zip(share) {
+        *a ^= b;
+    }
+}
+
+/// A stored marker: position, generation, and the MAC over them, the snapshot record and the
+/// overlay's digest.
+fn marker(keys: &IntegrityKeys, next: u64, generation: u64, snapshot: &Snapshot, overlay: &Digest) -> [u8; 48] {
+    let mut m = [0u8; 48];
     m[..8].copy_from_slice(&next.to_be_bytes());
-    m[8..].copy_from_slice(&generation.to_be_bytes());
+    m[8..16].copy_from_slice(&generation.to_be_bytes());
+    let mac = keys.projection_marker(&marker_fields(&m[..16], snapshot), overlay);
+    m[16..].copy_from_slice(&mac);
     m
+}
+
+fn marker_fields(head: &[u8], snapshot: &Snapshot) -> Vec<u8> {
+    let mut f = head.to_vec();
+    f.extend_from_slice(&snapshot.encode());
+    f
+}
+
+/// Whether a stored marker authenticates the snapshot record and the overlay digest.
+fn marker_authenticates(keys: &IntegrityKeys, m: &[u8], snapshot: &Snapshot, overlay: &Digest) -> bool {
+    m.len() == 16 + MAC_LEN
+        && auth::same(&keys.projection_marker(&marker_fields(&m[..16], snapshot), overlay), &m[16..])
 }
 
 fn overlay_prefix(generation: u64) -> [u8; 9] {
@@ -123,6 +157,13 @@ fn damaged(why: String) -> ReadError {
     ReadError::Storage(format!("persisted projection: {why}"))
 }
 
+fn unauthenticated() -> ReadError {
+    ReadError::Derived {
+        space: 'r',
+        reason: "the persisted projection's marker does not authenticate its snapshot record and overlay".into(),
+    }
+}
+
 impl Store {
     fn projection_dir(&self) -> &Path {
         &self.shared.projection_dir
@@ -135,21 +176,86 @@ impl Store {
         }
     }
 
-    /// The position and generation the marker names, if a projection is persisted. A marker of
-    /// another shape (an earlier format) counts as none: the projection is replayed again.
-    fn marker(&self) -> Result<Option<(u64, u64)>, ReadError> {
+    /// The position and generation the marker names, and the stored marker, if a projection is
+    /// persisted. A marker of another shape counts as none: the projection is replayed again.
+    fn marker(&self) -> Result<Option<(u64, u64, Vec<u8>)>, ReadError> {
         let Some(m) = self.shared.db()?.get(MARKER)? else { return Ok(None) };
-        let Ok(m) = <[u8; 16]>::try_from(m.as_ref()) else { return Ok(None) };
-        let (next, generation) = m.split_at(8);
-        Ok(Some((
-            u64::from_be_bytes(next.try_into().unwrap_or_default()),
-            u64::from_be_bytes(generation.try_into().unwrap_or_default()),
-        )))
+        if m.len() != 16 + MAC_LEN {
+            return Ok(None);
+        }
+        let u = |r: std::ops::Range<usize>| u64::from_be_bytes(m[r].try_into().unwrap_or_default());
+        Ok(Some((u(0..8), u(8..16), m.to_vec())))
+    }
+
+    /// The digest of `generation`'s overlay as the last load or write established it; if none
+    /// did in this process, recomputed from the overlay and checked against the marker (an
+    /// overlay write never builds on a digest it has not authenticated).
+    fn overlay_digest(&self, generation: u64) -> Result<Digest, ReadError> {
+        if let Some((g, d)) = *self.shared.projection_digest.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+            && g == generation
+        {
+            return Ok(d);
+        }
+        let snapshot = self.snapshot()?;
+        let Some((_, marked, m)) = self.marker()? else {
+            // Nothing persisted: an overlay may be started only on an empty one (keys left there
+            // by a write that never finished are not authenticated by anything, and a new marker
+            // must not vouch for them; a whole write starts a clean generation instead).
+            if self.shared.db()?.scan_prefix(overlay_prefix(generation)).next().is_some() {
+                return Err(damaged("an unfinished overlay without a marker: write the projection whole".into()));
+            }
+            self.set_overlay_digest(generation, [0; 32]);
+            return Ok([0; 32]);
+        };
+        if marked != generation || snapshot.generation != generation {
+            return Err(damaged("the marker names another generation".into()));
+        }
+        let keys = &self.shared.keys;
+        let mut d = [0u8; 32];
+        for kv in self.shared.db()?.scan_prefix(overlay_prefix(generation)) {
+            let (k, v) = kv?;
+            let id: [u8; 16] = k[9..].try_into().map_err(|_| damaged("malformed overlay key".into()))?;
+            xor(&mut d, &keys.projection_part(&StreamId(id), &v));
+        }
+        if !marker_authenticates(keys, &m, &snapshot, &d) {
+            return Err(unauthenticated());
+        }
+        self.set_overlay_digest(generation, d);
+        Ok(d)
+    }
+
+    fn set_overlay_digest(&self, generation: u64, d: Digest) {
+        *self.shared.projection_digest.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((generation, d));
+    }
+
+    /// Applies one batch of overlay changes to the digest `d`: each changed stream's old share
+    /// (of the value it replaces, read now) out, its new share in.
+    fn overlay_changes(
+        &self,
+        generation: u64,
+        blobs: &[(StreamId, Vec<u8>)],
+        removed: &[StreamId],
+        d: &mut Digest,
+    ) -> Result<(), ReadError> {
+        let keys = &self.shared.keys;
+        let db = self.shared.db()?;
+        let mut seen = std::collections::HashSet::with_capacity(blobs.len() + removed.len());
+        for (s, new) in blobs.iter().map(|(s, b)| (s, &b[..])).chain(removed.iter().map(|s| (s, &[][..]))) {
+            if !seen.insert(*s) {
+                return Err(damaged(format!("stream {s} written twice in one batch")));
+            }
+            if let Some(old) = db.get(overlay_key(generation, s))? {
+                xor(d, &keys.projection_part(s, &old));
+            }
+            xor(d, &keys.projection_part(s, new));
+        }
+        Ok(())
     }
 
     /// The log position the persisted projection reaches, if one is persisted.
     pub fn projection_marker(&self) -> Result<Option<u64>, ReadError> {
-        Ok(self.marker()?.map(|(next, _)| next))
+        Ok(self.marker()?.map(|(next, _, _)| next))
     }
 
     /// Writes parts changed since the last persist (sealed with [`Store::seal_for_streams`]) into
@@ -165,11 +271,15 @@ impl Store {
         next_position: u64,
     ) -> Result<(), ReadError> {
         if blobs.len() + removed.len() <= PROJECTION_BATCH {
-            let generation = self.snapshot()?.generation;
+            let snapshot = self.snapshot()?;
+            let generation = snapshot.generation;
+            let mut d = self.overlay_digest(generation)?;
+            self.overlay_changes(generation, &blobs, &removed, &mut d)?;
             let bytes: u64 = blobs.iter().map(|(_, b)| 25 + b.len() as u64).sum();
             let mut batch = overlay_batch(generation, blobs, removed);
-            batch.insert(MARKER, &marker(next_position, generation)[..]);
+            batch.insert(MARKER, &marker(&self.shared.keys, next_position, generation, &snapshot, &d)[..]);
             self.shared.db()?.apply_batch(batch)?;
+            self.set_overlay_digest(generation, d);
             // Counts towards the next reopen of sled; see [`Store::settle_if_due`].
             self.shared.db.wrote(bytes);
             return Ok(());
@@ -199,8 +309,10 @@ impl Store {
     pub fn begin_projection_write(&self, whole: bool) -> Result<ProjectionWrite<'_>, ReadError> {
         if !whole {
             let generation = self.snapshot()?.generation;
+            // Established (and authenticated) before the marker goes.
+            let digest = self.overlay_digest(generation)?;
             self.shared.db()?.remove(MARKER)?;
-            return Ok(ProjectionWrite { store: self, generation, file: None });
+            return Ok(ProjectionWrite { store: self, generation, file: None, digest });
         }
         let generation = match self.snapshot() {
             Ok(s) => s.generation,
@@ -228,12 +340,12 @@ impl Store {
         };
         file.put(FILE_MAGIC)?;
         file.put(&generation.to_be_bytes())?;
-        Ok(ProjectionWrite { store: self, generation, file: Some(file) })
+        Ok(ProjectionWrite { store: self, generation, file: Some(file), digest: [0; 32] })
     }
 
     /// What the persisted projection is made of (both counts 0 if none is persisted).
     pub fn projection_shape(&self) -> Result<ProjectionShape, ReadError> {
-        let Some((_, generation)) = self.marker()? else { return Ok(ProjectionShape::default()) };
+        let Some((_, generation, _)) = self.marker()? else { return Ok(ProjectionShape::default()) };
         let snapshot = self.snapshot()?;
         let overlay = self.shared.db()?.scan_prefix(overlay_prefix(generation)).keys().count() as u64;
         Ok(ProjectionShape { snapshot_parts: snapshot.parts, overlay })
@@ -242,7 +354,7 @@ impl Store {
     /// The persisted projection: the position it reaches and every part (the snapshot's, with the
     /// overlay's in their place). An error if what the marker names is missing or damaged.
     pub fn read_projection(&self) -> Result<Option<PersistedProjection>, ReadError> {
-        let Some((next, generation)) = self.marker()? else { return Ok(None) };
+        let Some((next, generation, stored_marker)) = self.marker()? else { return Ok(None) };
         let snapshot = self.snapshot()?;
         if snapshot.generation != generation {
             return Err(damaged(format!(
@@ -252,7 +364,7 @@ impl Store {
         }
         // The file and the overlay are independent reads: side by side.
         let (file, overlay) = rayon::join(
-            || self.read_snapshot(&snapshot),
+            || read_snapshot(self.projection_dir(), &snapshot),
             || -> Result<Vec<(StreamId, Vec<u8>)>, ReadError> {
                 let mut out = Vec::new();
                 for kv in self.shared.db()?.scan_prefix(overlay_prefix(generation)) {
@@ -264,6 +376,16 @@ impl Store {
             },
         );
         let (file, overlay) = (file?, overlay?);
+        // The overlay as read, and the snapshot record, must be what the marker authenticates.
+        let keys = &self.shared.keys;
+        let mut d = [0u8; 32];
+        for (s, v) in &overlay {
+            xor(&mut d, &keys.projection_part(s, v));
+        }
+        if !marker_authenticates(keys, &stored_marker, &snapshot, &d) {
+            return Err(unauthenticated());
+        }
+        self.set_overlay_digest(generation, d);
         let shape = ProjectionShape { snapshot_parts: file.len() as u64, overlay: overlay.len() as u64 };
         // Both in stream id order: merged in one pass, the overlay's part (or its removal) winning.
         let mut parts = Vec::with_capacity(file.len() + overlay.len());
@@ -286,46 +408,6 @@ impl Store {
             }
         }
         Ok(Some(PersistedProjection { next, parts, shape }))
-    }
-
-    /// Reads and checks a snapshot file against its record: length, hash, generation, and parts
-    /// in strictly increasing stream id order.
-    fn read_snapshot(&self, snapshot: &Snapshot) -> Result<Vec<(StreamId, Vec<u8>)>, ReadError> {
-        if snapshot.generation == 0 {
-            return Ok(Vec::new());
-        }
-        let path = snapshot_file(self.projection_dir(), snapshot.generation);
-        let mut f = File::open(&path).map_err(storage("opening the projection snapshot"))?;
-        let len = f.metadata().map_err(storage("reading the projection snapshot"))?.len();
-        if len != snapshot.bytes {
-            return Err(damaged(format!("snapshot file is {len} bytes, its record says {}", snapshot.bytes)));
-        }
-        let mut buf = Vec::with_capacity(usize::try_from(len).map_err(|_| damaged("snapshot too large".into()))?);
-        f.read_to_end(&mut buf).map_err(storage("reading the projection snapshot"))?;
-        let hashed = blake3::Hasher::new().update_rayon(&buf).finalize();
-        if *hashed.as_bytes() != snapshot.hash {
-            return Err(damaged("snapshot file does not match its hash".into()));
-        }
-        let mut rest = buf
-            .strip_prefix(FILE_MAGIC)
-            .and_then(|r| r.strip_prefix(&snapshot.generation.to_be_bytes()[..]))
-            .ok_or_else(|| damaged("snapshot file has the wrong header".into()))?;
-        let mut parts: Vec<(StreamId, Vec<u8>)> = Vec::with_capacity(snapshot.parts.min(1 << 24) as usize);
-        while !rest.is_empty() {
-            let (id, after) = rest.split_at_checked(20).ok_or_else(|| damaged("snapshot file cut short".into()))?;
-            let s = StreamId(id[..16].try_into().unwrap_or_default());
-            let n = u32::from_be_bytes(id[16..20].try_into().unwrap_or_default()) as usize;
-            let (blob, after) = after.split_at_checked(n).ok_or_else(|| damaged("snapshot file cut short".into()))?;
-            if parts.last().is_some_and(|(last, _)| *last >= s) {
-                return Err(damaged("snapshot parts out of stream id order".into()));
-            }
-            parts.push((s, blob.to_vec()));
-            rest = after;
-        }
-        if parts.len() as u64 != snapshot.parts {
-            return Err(damaged(format!("snapshot holds {} parts, its record says {}", parts.len(), snapshot.parts)));
-        }
-        Ok(parts)
     }
 
     /// Removes up to `limit` leftovers of earlier generations (overlay keys, and keys in the
@@ -380,6 +462,7 @@ impl Store {
     /// Drops the persisted projection (the next open replays the whole log): the marker first,
     /// then the snapshot record and files, then every overlay key, [`PROJECTION_BATCH`] at a time.
     pub fn clear_projection(&self) -> Result<(), ReadError> {
+        *self.shared.projection_digest.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         let db = self.shared.db()?;
         db.remove(MARKER)?;
         db.remove(SNAPSHOT)?;
@@ -426,6 +509,8 @@ pub struct ProjectionWrite<'s> {
     generation: u64,
     /// With `whole`: the new snapshot.
     file: Option<SnapshotFile>,
+    /// The digest of the overlay as written so far.
+    digest: Digest,
 }
 
 impl ProjectionWrite<'_> {
@@ -440,6 +525,7 @@ impl ProjectionWrite<'_> {
             )));
         }
         let Some(file) = self.file.as_mut() else {
+            self.store.overlay_changes(self.generation, &blobs, &removed, &mut self.digest)?;
             let bytes: u64 = blobs.iter().map(|(_, b)| 25 + b.len() as u64).sum();
             self.store.shared.db()?.apply_batch(overlay_batch(self.generation, blobs, removed))?;
             self.store.shared.db.wrote(bytes);
@@ -475,8 +561,12 @@ impl ProjectionWrite<'_> {
     /// deletes earlier snapshot files (their overlay keys go later, see
     /// [`Store::sweep_projection`]).
     pub fn finish(self, next_position: u64) -> Result<(), ReadError> {
+        let keys = &self.store.shared.keys;
         let Some(file) = self.file else {
-            self.store.shared.db()?.insert(MARKER, &marker(next_position, self.generation)[..])?;
+            let snapshot = self.store.snapshot()?;
+            let m = marker(keys, next_position, self.generation, &snapshot, &self.digest);
+            self.store.shared.db()?.insert(MARKER, &m[..])?;
+            self.store.set_overlay_digest(self.generation, self.digest);
             return Ok(());
         };
         let SnapshotFile { out, path, hash, bytes, parts, .. } = file;
@@ -492,13 +582,103 @@ impl ProjectionWrite<'_> {
         let snapshot = Snapshot { generation: self.generation, bytes, parts, hash: *hash.finalize().as_bytes() };
         let mut batch = sled::Batch::default();
         batch.insert(SNAPSHOT, &snapshot.encode()[..]);
-        batch.insert(MARKER, &marker(next_position, self.generation)[..]);
+        // A new generation's overlay is empty: its digest is zero.
+        batch.insert(MARKER, &marker(keys, next_position, self.generation, &snapshot, &[0; 32])[..]);
         self.store.shared.db()?.apply_batch(batch)?;
+        self.store.set_overlay_digest(self.generation, [0; 32]);
         // The marker must be durable before the earlier snapshot goes: until then, a crash
         // comes back to the earlier marker, which names that file.
         self.store.shared.db()?.flush()?;
         self.store.remove_other_snapshots(Some(self.generation))
     }
+}
+
+/// Reads and checks a snapshot file against its record: length, hash, generation, and parts
+/// in strictly increasing stream id order.
+fn read_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<Vec<(StreamId, Vec<u8>)>, ReadError> {
+    if snapshot.generation == 0 {
+        return Ok(Vec::new());
+    }
+    let path = snapshot_file(dir, snapshot.generation);
+    let mut f = File::open(&path).map_err(storage("opening the projection snapshot"))?;
+    let len = f.metadata().map_err(storage("reading the projection snapshot"))?.len();
+    if len != snapshot.bytes {
+        return Err(damaged(format!("snapshot file is {len} bytes, its record says {}", snapshot.bytes)));
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(len).map_err(|_| damaged("snapshot too large".into()))?);
+    f.read_to_end(&mut buf).map_err(storage("reading the projection snapshot"))?;
+    let hashed = blake3::Hasher::new().update_rayon(&buf).finalize();
+    if *hashed.as_bytes() != snapshot.hash {
+        return Err(damaged("snapshot file does not match its hash".into()));
+    }
+    let mut rest = buf
+        .strip_prefix(FILE_MAGIC)
+        .and_then(|r| r.strip_prefix(&snapshot.generation.to_be_bytes()[..]))
+        .ok_or_else(|| damaged("snapshot file has the wrong header".into()))?;
+    let mut parts: Vec<(StreamId, Vec<u8>)> = Vec::with_capacity(snapshot.parts.min(1 << 24) as usize);
+    while !rest.is_empty() {
+        let (id, after) = rest.split_at_checked(20).ok_or_else(|| damaged("snapshot file cut short".into()))?;
+        let s = StreamId(id[..16].try_into().unwrap_or_default());
+        let n = u32::from_be_bytes(id[16..20].try_into().unwrap_or_default()) as usize;
+        let (blob, after) = after.split_at_checked(n).ok_or_else(|| damaged("snapshot file cut short".into()))?;
+        if parts.last().is_some_and(|(last, _)| *last >= s) {
+            return Err(damaged("snapshot parts out of stream id order".into()));
+        }
+        parts.push((s, blob.to_vec()));
+        rest = after;
+    }
+    if parts.len() as u64 != snapshot.parts {
+        return Err(damaged(format!("snapshot holds {} parts, its record says {}", parts.len(), snapshot.parts)));
+    }
+    Ok(parts)
+}
+
+/// What `verify` checks of the persisted projection, without opening any part (that needs the
+/// streams' keys; a part that does not open only makes the load replay the log): the marker's
+/// shape and position, the snapshot file against its record, the overlay's keys, and with the
+/// keys the marker's MAC over the record and the overlay. `Err` names the key space (`m`, `r`,
+/// or the snapshot file) and what is wrong.
+pub(crate) fn check_persisted(
+    db: &sled::Db,
+    dir: &Path,
+    keys: Option<&IntegrityKeys>,
+    len: u64,
+) -> Result<(), (&'static str, String)> {
+    let storage = |e: sled::Error| ("sled", e.to_string());
+    let Some(m) = db.get(MARKER).map_err(storage)? else { return Ok(()) };
+    if m.len() != 16 + MAC_LEN {
+        return Err(("m", "the projection marker is malformed".into()));
+    }
+    let u = |r: std::ops::Range<usize>| u64::from_be_bytes(m[r].try_into().unwrap_or_default());
+    let (next, generation) = (u(0..8), u(8..16));
+    if next > len {
+        return Err(("m", format!("the projection marker reaches position {next}, beyond the log's {len}")));
+    }
+    let snapshot = match db.get(SNAPSHOT).map_err(storage)? {
+        None => Snapshot::default(),
+        Some(v) => Snapshot::decode(&v).ok_or(("m", "the projection snapshot record is malformed".to_string()))?,
+    };
+    if snapshot.generation != generation {
+        return Err((
+            "m",
+            format!("the projection marker names generation {generation}, its record {}", snapshot.generation),
+        ));
+    }
+    read_snapshot(dir, &snapshot).map_err(|e| ("snapshot file", e.to_string()))?;
+    let mut d = [0u8; 32];
+    for kv in db.scan_prefix(overlay_prefix(generation)) {
+        let (k, v) = kv.map_err(storage)?;
+        let Ok(id) = <[u8; 16]>::try_from(&k[9..]) else {
+            return Err(("r", "a malformed overlay key".into()));
+        };
+        if let Some(keys) = keys {
+            xor(&mut d, &keys.projection_part(&StreamId(id), &v));
+        }
+    }
+    if keys.is_some_and(|keys| !marker_authenticates(keys, &m, &snapshot, &d)) {
+        return Err(("r", "the projection's overlay (or its marker) does not authenticate".into()));
+    }
+    Ok(())
 }
 
 fn overlay_batch(generation: u64, blobs: Vec<(StreamId, Vec<u8>)>, removed: Vec<StreamId>) -> sled::Batch {

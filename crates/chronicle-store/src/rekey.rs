@@ -32,12 +32,13 @@ impl Store {
 
     /// The data key a stream's new entries are sealed under, if it has one.
     pub fn current_stream_key(&self, stream: &StreamId) -> Result<Option<DataKeyId>, ReadError> {
-        match self.shared.db()?.get(layout::stream_data_key(stream))? {
+        let db = self.shared.db()?;
+        match db.get(layout::stream_data_key(stream))? {
             None => Ok(None),
-            Some(v) => {
-                let id: [u8; 16] = v.as_ref().try_into().map_err(|_| storage("malformed stream key binding"))?;
-                Ok(Some(DataKeyId(id)))
-            }
+            Some(v) => match layout::decode_binding(Some(&self.shared.keys), stream, &v) {
+                Ok(id) => Ok(Some(id)),
+                Err(reason) => Err(self.shared.damaged(&db, 'c', format!("{reason} ({stream})"))),
+            },
         }
     }
 
@@ -48,7 +49,9 @@ impl Store {
             let mut vault = self.shared.vault.write().map_err(|_| storage("vault lock poisoned"))?;
             vault.new_key().map_err(storage)?
         };
-        self.shared.db()?.insert(layout::stream_data_key(stream), &id.0[..])?;
+        self.shared
+            .db()?
+            .insert(layout::stream_data_key(stream), &layout::encode_binding(&self.shared.keys, stream, &id)[..])?;
         self.sync_db()?;
         self.shared.key_epoch.fetch_add(1, Ordering::AcqRel);
         Ok(id)
@@ -60,15 +63,14 @@ impl Store {
         let len = self.head().len;
         let mut out = Vec::new();
         let db = self.shared.db()?;
-        for kv in db.scan_prefix(layout::stream_prefix(stream)) {
-            let (_, v) = kv?;
-            let (position, _) = layout::position_and_hash(&v).ok_or_else(|| storage("bad index value"))?;
-            if position >= len {
-                continue;
+        // Every entry, found through the index checked to have no gap and against each entry: one
+        // left out would keep its content under the key about to be destroyed, or lose it.
+        for (position, hash, version) in self.stream_index(&db, stream, 0, len)? {
+            let (e, wrapped) = crate::store::read_entry_and_key(&db, position)?;
+            if let Err(reason) = crate::derived::check_indexed(&e, stream, version, &hash) {
+                return Err(self.shared.damaged(&db, 's', reason));
             }
-            let stored = db.get(layout::entry_key(position))?.ok_or_else(|| storage("indexed entry missing"))?;
-            let ev = layout::decode_entry_value(&stored).ok_or_else(|| storage("bad entry value"))?;
-            out.push((position, ev.wrapped_key.and_then(Vault::wrapped_key_id)));
+            out.push((position, wrapped.as_deref().and_then(Vault::wrapped_key_id)));
         }
         Ok(out)
     }

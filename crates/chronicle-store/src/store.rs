@@ -14,12 +14,14 @@ use chronicle_tlog::{TreeError, TreeHash};
 use tokio::sync::{oneshot, watch};
 use zeroize::Zeroizing;
 
+use crate::auth::IntegrityKeys;
 use crate::db::{DbCell, DbRef};
+use crate::derived::check_indexed;
 use crate::durability::Durability;
 use crate::error::{AppendError, OpenError, ReadError};
 use crate::layout::{self, Head, STORE_FORMAT};
 use crate::subscribe::Subscription;
-use crate::tree::{SledTree, TreeTail};
+use crate::tree::SledTree;
 use crate::writer::{self, Job, State};
 use crate::{AppendReceipt, AppendRequest};
 
@@ -79,6 +81,14 @@ pub(crate) struct Shared {
     failed: Mutex<Option<String>>,
     /// Bumped whenever a stream's data key is rotated: the writer drops its cache of stream keys.
     pub(crate) key_epoch: std::sync::atomic::AtomicU64,
+    /// The keys that authenticate derived state.
+    pub(crate) keys: IntegrityKeys,
+    /// What the open repaired, if derived state was found damaged.
+    repaired: Option<String>,
+    /// The persisted projection's overlay digest as last established: (generation, digest).
+    pub(crate) projection_digest: Mutex<Option<(u64, [u8; 32])>>,
+    /// Set once a reader found derived state damaged (the next open rebuilds it).
+    damage_found: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -93,6 +103,20 @@ impl Shared {
         if let Ok(mut f) = self.failed.lock() {
             f.get_or_insert(reason);
         }
+    }
+    /// A reader found derived state that does not match the entries: nothing is answered from
+    /// it, the store stops accepting appends (the writer trusts the same state), and the next
+    /// open rebuilds it from the entries (the repair key says so, even if this process dies
+    /// first). Returns the error to give the reader.
+    pub(crate) fn damaged(&self, db: &sled::Db, space: char, reason: String) -> ReadError {
+        let said = format!("derived state damaged (key space {space}): {reason}");
+        eprintln!(
+            "chronicle: {said}; the store stops accepting appends, and rebuilds it from the log at its next start"
+        );
+        let _ = db.insert(layout::REPAIR_KEY, said.as_bytes()).and_then(|_| db.flush());
+        self.damage_found.store(true, std::sync::atomic::Ordering::Release);
+        self.fail(format!("{said}; restart to rebuild it from the log"));
+        ReadError::Derived { space, reason }
     }
     pub(crate) fn registry_snapshot(&self) -> Arc<Registry> {
         self.registry.read().map(|r| r.clone()).unwrap_or_default()
@@ -166,15 +190,32 @@ impl Store {
         if !paths.log.join("db").exists() {
             return Err(OpenError::NotInitialized(paths.log.display().to_string()));
         }
-        // The two are independent, and each takes a while on a large ledger: side by side.
-        let (vault, db) = std::thread::scope(|s| {
-            let vault = s.spawn(|| Vault::open(&paths.vault, master));
-            let db = open_sled(&paths.log);
-            (vault.join(), db)
-        });
-        let vault = vault.map_err(|_| OpenError::Io("opening the vault panicked".into()))??;
-        let store = Store::start(paths, db?, vault)?;
-        match store.rollback() {
+        let hex = master.to_hex();
+        let mut master = Some(master);
+        let mut attempts = 0;
+        let (store, rollback) = loop {
+            attempts += 1;
+            let master = match master.take() {
+                Some(m) => m,
+                None => MasterKey::from_hex(&hex)?,
+            };
+            // The two are independent, and each takes a while on a large ledger: side by side.
+            let (vault, db) = std::thread::scope(|s| {
+                let vault = s.spawn(|| Vault::open(&paths.vault, master));
+                let db = open_sled(&paths.log);
+                (vault.join(), db)
+            });
+            let vault = vault.map_err(|_| OpenError::Io("opening the vault panicked".into()))??;
+            let store = Store::start(paths, db?, vault)?;
+            let rollback = store.rollback();
+            // Checking the anchor read a tree hash that does not authenticate: opening again
+            // rebuilds the tree from the log (and says so), and checks again, once.
+            if rollback.is_err() && store.damage_found() && store.repaired().is_none() && attempts < 2 {
+                continue;
+            }
+            break (store, rollback);
+        };
+        match rollback {
             Ok(None) => Ok((store, None)),
             Ok(Some((anchor, found))) if accept_rollback => Ok((store, Some((anchor, found)))),
             Ok(Some((anchor, found))) => Err(OpenError::RolledBack {
@@ -234,20 +275,14 @@ impl Store {
             }
             None => return Err(OpenError::NotInitialized(paths.log.display().to_string())),
         }
-        let head = match db.get(layout::HEAD_KEY).map_err(|e| OpenError::Io(e.to_string()))? {
-            Some(v) => Head::decode(&v).ok_or_else(|| OpenError::Damaged("head record malformed".into()))?,
-            None => Head::EMPTY,
-        };
-        let registry = load_registry(&db, head.len)?;
-        if head.len > 0 {
-            let last = read_entry(&db, head.len - 1).map_err(|e| OpenError::Damaged(e.to_string()))?;
-            if last.hash() != head.last_hash {
-                return Err(OpenError::Damaged("the last entry does not match the head record".into()));
-            }
+        let keys = IntegrityKeys::from_vault(&vault);
+        let (opened, repaired) = crate::repair::open_checked(&db, &keys, &vault)?;
+        if let Some(r) = &repaired {
+            eprintln!("chronicle: {r}");
         }
+        let head = opened.record.head;
         let durability = Durability::new(&paths.log).map_err(|e| OpenError::Io(e.to_string()))?;
         let (committed, _) = watch::channel(head);
-        let tree = TreeTail::load(&db, head.len).map_err(OpenError::Damaged)?;
         let shared = Arc::new(Shared {
             db: DbCell::new(db, &paths.log),
             log_dir: paths.log.clone(),
@@ -255,15 +290,19 @@ impl Store {
             checkpoint_lock: Mutex::new(()),
             last_checkpoint: Mutex::new(None),
             vault: RwLock::new(vault),
-            registry: RwLock::new(Arc::new(registry.clone())),
+            registry: RwLock::new(Arc::new(opened.registry.clone())),
             committed,
             failed: Mutex::new(None),
             key_epoch: std::sync::atomic::AtomicU64::new(0),
+            keys,
+            repaired,
+            projection_digest: Mutex::new(None),
+            damage_found: std::sync::atomic::AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel();
         let (write_tx, write_rx) = mpsc::channel();
         let (sync_tx, sync_rx) = mpsc::channel();
-        let state = State::new(head, registry, tree);
+        let state = State::new(opened);
         let s = shared.clone();
         let writer = std::thread::Builder::new()
             .name("chronicle-writer".into())
@@ -357,16 +396,25 @@ impl Store {
     pub fn find_retry(&self, cmd: &Command) -> Result<Option<AppendReceipt>, ReadError> {
         let st = cmd.statement();
         let db = self.shared.db()?;
-        let Some(v) = db.get(layout::idempotency_key(&st.author, &st.refs.idempotency_key))? else {
+        let key = layout::idempotency_key(&st.author, &st.refs.idempotency_key);
+        let Some(v) = db.get(key)? else {
             return Ok(None);
         };
-        let rec =
-            writer::IdemRecord::decode(&v).ok_or_else(|| ReadError::Storage("malformed idempotency record".into()))?;
-        if rec.digest != cmd.digest() || rec.appended.position >= self.head().len {
+        let Some(rec) = layout::IdemRecord::decode(&v) else {
+            return Err(self.shared.damaged(&db, 'i', "a malformed idempotency record".into()));
+        };
+        if rec.appended.position >= self.head().len {
             return Ok(None);
         }
-        let recorded_time =
-            writer::recorded_time_of(&db, rec.appended.position).map_err(|e| ReadError::Storage(e.to_string()))?;
+        // A claim about the log, checked against the entry it names before it answers anything.
+        let e = read_entry(&db, rec.appended.position)?;
+        if let Err(reason) = crate::derived::check_idem(&e, &key, &rec) {
+            return Err(self.shared.damaged(&db, 'i', reason));
+        }
+        if rec.digest != cmd.digest() {
+            return Ok(None);
+        }
+        let recorded_time = e.header.recorded_time;
         Ok(Some(AppendReceipt { stream: st.stream, entries: vec![rec.appended], recorded_time, duplicate: true }))
     }
 
@@ -400,9 +448,12 @@ impl Store {
                 j += 1;
             }
             let id = match bound.get(j).filter(|(k, _)| k.as_ref() == &want[..]) {
-                Some((_, v)) => Some(chronicle_core::DataKeyId(
-                    v.as_ref().try_into().map_err(|_| ReadError::Storage("malformed stream key binding".into()))?,
-                )),
+                Some((_, v)) => match layout::decode_binding(Some(&self.shared.keys), s, v) {
+                    Ok(id) => Some(id),
+                    Err(reason) => {
+                        return Err(self.shared.damaged(&*self.shared.db()?, 'c', format!("{reason} ({s})")));
+                    }
+                },
                 None => None,
             };
             ids.push(id);
@@ -462,24 +513,66 @@ impl Store {
         let len = self.head().len;
         let db = self.shared.db()?;
         for s in streams {
-            if let Ok(id) = stream_data_key(&db, s) {
+            if let Some(id) = self.stream_data_key(&db, s)? {
                 ids.insert(id);
             }
-            for kv in db.scan_prefix(layout::stream_prefix(s)) {
-                let (_, v) = kv?;
-                let (position, _) =
-                    layout::position_and_hash(&v).ok_or_else(|| ReadError::Storage("bad index value".into()))?;
-                if position >= len {
-                    continue;
+            // Every entry of the stream, found through its index and checked against it: an index
+            // missing a version would leave that entry's key alive.
+            for (position, hash, version) in self.stream_index(&db, s, 0, len)? {
+                let (e, wrapped) = read_entry_and_key(&db, position)?;
+                if let Err(reason) = check_indexed(&e, s, version, &hash) {
+                    return Err(self.shared.damaged(&db, 's', reason));
                 }
-                if let Some(id) =
-                    read_entry_and_key(&db, position)?.1.as_deref().and_then(chronicle_core::Vault::wrapped_key_id)
-                {
+                if let Some(id) = wrapped.as_deref().and_then(chronicle_core::Vault::wrapped_key_id) {
                     ids.insert(id);
                 }
             }
         }
         Ok(ids.into_iter().collect())
+    }
+
+    /// A stream's index from version `from` up to the committed head, checked to run without a
+    /// gap: (position, hash, version) of each entry. The caller checks each against its entry.
+    pub(crate) fn stream_index(
+        &self,
+        db: &sled::Db,
+        stream: &StreamId,
+        from: u64,
+        len: u64,
+    ) -> Result<Vec<(u64, chronicle_core::Hash, u64)>, ReadError> {
+        let mut out = Vec::new();
+        for kv in db.range(layout::stream_key(stream, from)..=layout::stream_key(stream, u64::MAX)) {
+            let (k, v) = kv?;
+            let want = from + out.len() as u64;
+            let (Some(version), Some((position, hash))) =
+                (layout::stream_key_version(&k), layout::position_and_hash(&v))
+            else {
+                return Err(self.shared.damaged(db, 's', format!("a malformed index entry of stream {stream}")));
+            };
+            if position >= len {
+                break;
+            }
+            if version != want {
+                return Err(self.shared.damaged(db, 's', format!("the index of stream {stream} lacks version {want}")));
+            }
+            out.push((position, hash, version));
+        }
+        Ok(out)
+    }
+
+    /// The data key a stream is bound to now, its binding checked.
+    fn stream_data_key(
+        &self,
+        db: &sled::Db,
+        stream: &StreamId,
+    ) -> Result<Option<chronicle_core::DataKeyId>, ReadError> {
+        match db.get(layout::stream_data_key(stream))? {
+            None => Ok(None),
+            Some(v) => match layout::decode_binding(Some(&self.shared.keys), stream, &v) {
+                Ok(id) => Ok(Some(id)),
+                Err(reason) => Err(self.shared.damaged(db, 'c', format!("{reason} ({stream})"))),
+            },
+        }
     }
 
     /// Destroys every data key of these streams (crypto-shredding): their payloads, and anything
@@ -493,7 +586,8 @@ impl Store {
     /// The raw bytes of a stream's current data key. For tests that prove a destroyed key is
     /// gone from every file; never for production use.
     pub fn danger_data_key_bytes(&self, stream: &StreamId) -> Option<[u8; 32]> {
-        let id = stream_data_key(&*self.shared.db().ok()?, stream).ok()?;
+        let db = self.shared.db().ok()?;
+        let id = self.stream_data_key(&db, stream).ok()??;
         let vault = self.shared.vault.read().ok()?;
         vault.key(&id).ok().map(|k| *k.as_bytes())
     }
@@ -575,24 +669,47 @@ impl Store {
     pub fn read_stream(&self, stream: &StreamId, from_version: u64, limit: usize) -> Result<Vec<Entry>, ReadError> {
         check_page(limit)?;
         let len = self.head().len;
-        let mut out = Vec::new();
         let db = self.shared.db()?;
+        // The index is checked to run without a gap from `from_version`, each value against its
+        // entry, and each entry against its predecessor (the first one's through the index).
+        let mut prev = match from_version.checked_sub(1) {
+            None => Some(chronicle_core::Hash::ZERO),
+            Some(v) => {
+                db.get(layout::stream_key(stream, v))?.and_then(|v| layout::position_and_hash(&v)).map(|(_, h)| h)
+            }
+        };
+        let mut out = Vec::new();
         for kv in db.range(layout::stream_key(stream, from_version)..=layout::stream_key(stream, u64::MAX)) {
             if out.len() >= limit {
                 break;
             }
             let (k, v) = kv?;
-            let version =
-                u64::from_be_bytes(k[17..25].try_into().map_err(|_| ReadError::Storage("bad index key".into()))?);
-            let (position, hash) =
-                layout::position_and_hash(&v).ok_or_else(|| ReadError::Storage("bad index value".into()))?;
+            let want = from_version + out.len() as u64;
+            let (Some(version), Some((position, hash))) =
+                (layout::stream_key_version(&k), layout::position_and_hash(&v))
+            else {
+                return Err(self.shared.damaged(&db, 's', format!("a malformed index entry of stream {stream}")));
+            };
             if position >= len {
                 break;
             }
-            let e = read_entry(&db, position)?;
-            if e.statement.stream != *stream || e.header.stream_version != version || e.hash() != hash {
-                return Err(ReadError::Damaged { position, reason: "stream index does not match the entry".into() });
+            if version != want {
+                return Err(self.shared.damaged(
+                    &db,
+                    's',
+                    format!("the index of stream {stream} lacks version {want}"),
+                ));
             }
+            let e = read_entry(&db, position)?;
+            if let Err(reason) = check_indexed(&e, stream, version, &hash) {
+                return Err(self.shared.damaged(&db, 's', reason));
+            }
+            if prev != Some(e.header.prev_stream_hash) {
+                let reason =
+                    format!("the index of stream {stream} does not lead to version {version} from the one before");
+                return Err(self.shared.damaged(&db, 's', reason));
+            }
+            prev = Some(hash);
             out.push(e);
         }
         Ok(out)
@@ -607,10 +724,10 @@ impl Store {
         let (mut lo, mut hi) = (0u64, last + 1);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let v = db
-                .get(layout::stream_key(stream, mid))?
-                .ok_or_else(|| ReadError::Damaged { position, reason: format!("stream index lacks version {mid}") })?;
-            let (at, _) = layout::position_and_hash(&v).ok_or_else(|| ReadError::Storage("bad index value".into()))?;
+            let Some((at, _)) = db.get(layout::stream_key(stream, mid))?.and_then(|v| layout::position_and_hash(&v))
+            else {
+                return Err(self.shared.damaged(&db, 's', format!("the index of stream {stream} lacks version {mid}")));
+            };
             if at < position { lo = mid + 1 } else { hi = mid }
         }
         Ok(lo)
@@ -622,15 +739,41 @@ impl Store {
         let db = self.shared.db()?;
         for kv in db.scan_prefix(layout::stream_prefix(stream)).rev() {
             let (k, v) = kv?;
-            let (position, _) =
-                layout::position_and_hash(&v).ok_or_else(|| ReadError::Storage("bad index value".into()))?;
+            let (Some(version), Some((position, hash))) =
+                (layout::stream_key_version(&k), layout::position_and_hash(&v))
+            else {
+                return Err(self.shared.damaged(&db, 's', format!("a malformed index entry of stream {stream}")));
+            };
             if position < len {
-                return Ok(Some(u64::from_be_bytes(
-                    k[17..25].try_into().map_err(|_| ReadError::Storage("bad index key".into()))?,
-                )));
+                let e = read_entry(&db, position)?;
+                if let Err(reason) = check_indexed(&e, stream, version, &hash) {
+                    return Err(self.shared.damaged(&db, 's', reason));
+                }
+                return Ok(Some(version));
             }
         }
         Ok(None)
+    }
+
+    /// Reports derived state found damaged by a reader above the store (one that knows from the
+    /// log what the store's index should hold): the store stops accepting appends and rebuilds it
+    /// at its next start, as when it finds damage itself. Returns the error to give the reader.
+    pub fn report_damage(&self, space: char, reason: String) -> ReadError {
+        match self.shared.db() {
+            Ok(db) => self.shared.damaged(&db, space, reason),
+            Err(e) => ReadError::Storage(e.to_string()),
+        }
+    }
+
+    /// Whether a reader found derived state damaged since this store was opened: it accepts no
+    /// more appends, and the next open rebuilds that state from the log.
+    pub fn damage_found(&self) -> bool {
+        self.shared.damage_found.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// What the open repaired, if it found derived state damaged (and rebuilt it from the log).
+    pub fn repaired(&self) -> Option<&str> {
+        self.shared.repaired.as_deref()
     }
 
     /// sled, for one operation (see `db` for the rules).
@@ -659,19 +802,32 @@ impl Store {
     /// The Merkle tree root of the first `size` entries (`size` at most the committed head).
     pub fn tree_root(&self, size: u64) -> Result<TreeHash, TreeError> {
         self.check_size(size)?;
-        chronicle_tlog::tree::root(size, &SledTree(&*self.db().map_err(storage_tree)?))
+        self.with_tree(|t| chronicle_tlog::tree::root(size, t))
+    }
+
+    /// Runs `f` over the stored tree. Every stored hash it reads is authenticated; one that is
+    /// not (or is missing below the committed head) is damage, reported as such.
+    fn with_tree<T>(&self, f: impl FnOnce(&SledTree<'_>) -> Result<T, TreeError>) -> Result<T, TreeError> {
+        let db = self.db().map_err(storage_tree)?;
+        f(&SledTree::new(&db, Some(&self.shared.keys))).map_err(|e| match e {
+            TreeError::Storage(reason) => {
+                let said = format!("a stored hash is missing or does not authenticate ({reason})");
+                TreeError::Storage(self.shared.damaged(&db, 't', said).to_string())
+            }
+            other => other,
+        })
     }
 
     /// The audit path of entry `index` in the tree of `size` entries.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<TreeHash>, TreeError> {
         self.check_size(size)?;
-        chronicle_tlog::tree::inclusion_proof(index, size, &SledTree(&*self.db().map_err(storage_tree)?))
+        self.with_tree(|t| chronicle_tlog::tree::inclusion_proof(index, size, t))
     }
 
     /// The consistency proof from the tree of `first` entries to the tree of `second`.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<TreeHash>, TreeError> {
         self.check_size(second)?;
-        chronicle_tlog::tree::consistency_proof(first, second, &SledTree(&*self.db().map_err(storage_tree)?))
+        self.with_tree(|t| chronicle_tlog::tree::consistency_proof(first, second, t))
     }
 
     fn check_size(&self, size: u64) -> Result<(), TreeError> {
@@ -947,17 +1103,8 @@ pub(crate) fn read_entry_and_key(db: &sled::Db, position: u64) -> Result<(Entry,
     decode_stored(position, &v).map(|(e, wrapped)| (e, wrapped.map(<[u8]>::to_vec)))
 }
 
-/// The data key a stream is bound to now.
-fn stream_data_key(db: &sled::Db, stream: &StreamId) -> Result<chronicle_core::DataKeyId, ReadError> {
-    let v = db
-        .get(layout::stream_data_key(stream))?
-        .ok_or(ReadError::Payload { position: u64::MAX, source: chronicle_core::SealError::KeyUnknown })?;
-    let id: [u8; 16] = v.as_ref().try_into().map_err(|_| ReadError::Storage("malformed stream key binding".into()))?;
-    Ok(chronicle_core::DataKeyId(id))
-}
-
 /// Checks a stored `e` value right after reading it and decodes the entry in it.
-fn decode_stored(position: u64, v: &[u8]) -> Result<(Entry, Option<&[u8]>), ReadError> {
+pub(crate) fn decode_stored(position: u64, v: &[u8]) -> Result<(Entry, Option<&[u8]>), ReadError> {
     let ev = layout::decode_entry_value(v)
         .ok_or_else(|| ReadError::Damaged { position, reason: "malformed stored value".into() })?;
     let (bytes, stored) = (ev.bytes, ev.hash);
@@ -969,26 +1116,6 @@ fn decode_stored(position: u64, v: &[u8]) -> Result<(Entry, Option<&[u8]>), Read
         return Err(ReadError::Damaged { position, reason: format!("holds position {}", e.position()) });
     }
     Ok((e, ev.wrapped_key))
-}
-
-fn load_registry(db: &sled::Db, len: u64) -> Result<Registry, OpenError> {
-    let mut reg = Registry::new();
-    for kv in db.scan_prefix(layout::stream_prefix(&StreamId::REGISTRY)) {
-        let (_, v) = kv.map_err(|e| OpenError::Io(e.to_string()))?;
-        let (position, _) =
-            layout::position_and_hash(&v).ok_or_else(|| OpenError::Damaged("registry index value".into()))?;
-        if position >= len {
-            break;
-        }
-        let e = read_entry(db, position).map_err(|e| OpenError::Damaged(e.to_string()))?;
-        let payload = open_public(&e.statement.commitment, e.envelope())
-            .map_err(|e| OpenError::Damaged(format!("registry entry {position}: {e}")))?;
-        let ev = RegistryEvent::parse(&e.statement.event_type, payload)
-            .map_err(|e| OpenError::Damaged(format!("registry entry {position}: {e}")))?;
-        reg.apply(position, &e.statement.author, &ev)
-            .map_err(|e| OpenError::Damaged(format!("registry entry {position}: {e}")))?;
-    }
-    Ok(reg)
 }
 
 fn storage_tree(e: sled::Error) -> TreeError {

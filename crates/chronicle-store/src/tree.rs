@@ -5,11 +5,18 @@
 //! per entry, and any proof reads at most `O(log n)` chunks. The writer keeps the chunks it is
 //! filling in memory and writes the ones it touched into the group's atomic batch, so the tree
 //! always covers exactly the entries that are in the log.
+//!
+//! Each chunk carries a MAC over its number and hashes ([`IntegrityKeys::chunk`]): a flipped,
+//! swapped or forged hash is refused when read, so no root or proof is ever computed from one.
+//! A chunk replaced by an earlier state of itself holds fewer hashes than the log needs, and a
+//! read of a hash it lacks fails the same way.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chronicle_tlog::tree::{HashReader, TreeHash, hashes_to_store, stored_hash_count};
 use tlog_tiles::tlog::Error as TlogError;
+
+use crate::auth::{self, IntegrityKeys, MAC_LEN};
 
 /// Stored hashes per sled value (the `t` prefix).
 pub const CHUNK_HASHES: u64 = 64;
@@ -21,15 +28,31 @@ pub(crate) fn chunk_key(chunk: u64) -> [u8; 9] {
     k
 }
 
-fn decode_chunk(v: &[u8]) -> Option<Vec<TreeHash>> {
-    if !v.len().is_multiple_of(32) || v.len() as u64 > CHUNK_HASHES * 32 {
+/// Encodes a chunk: its hashes, then their MAC.
+pub(crate) fn encode_chunk(keys: &IntegrityKeys, chunk: u64, hashes: &[TreeHash]) -> Vec<u8> {
+    let mut v: Vec<u8> = Vec::with_capacity(hashes.len() * 32 + MAC_LEN);
+    v.extend(hashes.iter().flat_map(|h| h.0));
+    let m = keys.chunk(chunk, &v);
+    v.extend_from_slice(&m);
+    v
+}
+
+/// Decodes a stored chunk and checks its MAC (skipped without keys): `None` if it is malformed
+/// or does not authenticate.
+pub(crate) fn decode_chunk(keys: Option<&IntegrityKeys>, chunk: u64, v: &[u8]) -> Option<Vec<TreeHash>> {
+    let (hashes, m) = v.split_at_checked(v.len().checked_sub(MAC_LEN)?)?;
+    if !hashes.len().is_multiple_of(32) || hashes.len() as u64 > CHUNK_HASHES * 32 {
         return None;
     }
-    Some(v.chunks_exact(32).map(|c| TreeHash(c.try_into().unwrap_or([0; 32]))).collect())
+    if keys.is_some_and(|k| !auth::same(&k.chunk(chunk, hashes), m)) {
+        return None;
+    }
+    Some(hashes.chunks_exact(32).map(|c| TreeHash(c.try_into().unwrap_or([0; 32]))).collect())
 }
 
 fn read_from(
     db: &sled::Db,
+    keys: Option<&IntegrityKeys>,
     indexes: &[u64],
     cached: impl Fn(u64) -> Option<TreeHash>,
 ) -> Result<Vec<TreeHash>, TlogError> {
@@ -44,7 +67,7 @@ fn read_from(
         if let std::collections::hash_map::Entry::Vacant(e) = chunks.entry(c) {
             let v =
                 db.get(chunk_key(c)).map_err(|_| TlogError::IndexesNotInTree)?.ok_or(TlogError::IndexesNotInTree)?;
-            e.insert(decode_chunk(&v).ok_or(TlogError::IndexesNotInTree)?);
+            e.insert(decode_chunk(keys, c, &v).ok_or(TlogError::IndexesNotInTree)?);
         }
         let h = chunks[&c].get((i % CHUNK_HASHES) as usize).copied().ok_or(TlogError::IndexesNotInTree)?;
         out.push(h);
@@ -52,17 +75,30 @@ fn read_from(
     Ok(out)
 }
 
-/// Reads committed stored hashes straight from sled (for roots and proofs).
-pub struct SledTree<'a>(pub &'a sled::Db);
+/// Reads committed stored hashes straight from sled (for roots and proofs), each chunk checked
+/// against its MAC (unless no keys are given: `verify` without the master key, which compares
+/// every stored hash with one it computed itself).
+pub struct SledTree<'a> {
+    db: &'a sled::Db,
+    keys: Option<&'a IntegrityKeys>,
+}
+
+impl<'a> SledTree<'a> {
+    /// A reader of the tree in `db`.
+    pub fn new(db: &'a sled::Db, keys: Option<&'a IntegrityKeys>) -> SledTree<'a> {
+        SledTree { db, keys }
+    }
+}
 
 impl HashReader for SledTree<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<TreeHash>, TlogError> {
-        read_from(self.0, indexes, |_| None)
+        read_from(self.db, self.keys, indexes, |_| None)
     }
 }
 
 /// The writer's end of the tree: the chunks being filled, and those touched since the last group.
 pub struct TreeTail {
+    keys: IntegrityKeys,
     count: u64,
     open: BTreeMap<u64, Vec<TreeHash>>,
     dirty: Vec<u64>,
@@ -75,7 +111,7 @@ struct TailReader<'a> {
 
 impl HashReader for TailReader<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<TreeHash>, TlogError> {
-        read_from(self.db, indexes, |i| {
+        read_from(self.db, Some(&self.tail.keys), indexes, |i| {
             self.tail.open.get(&(i / CHUNK_HASHES)).and_then(|c| c.get((i % CHUNK_HASHES) as usize)).copied()
         })
     }
@@ -83,13 +119,14 @@ impl HashReader for TailReader<'_> {
 
 impl TreeTail {
     /// The tail of a tree over `len` entries.
-    pub fn load(db: &sled::Db, len: u64) -> Result<TreeTail, String> {
+    pub fn load(db: &sled::Db, len: u64, keys: &IntegrityKeys) -> Result<TreeTail, String> {
         let count = stored_hash_count(len);
         let mut open = BTreeMap::new();
         let last = count / CHUNK_HASHES;
         if !count.is_multiple_of(CHUNK_HASHES) {
             let v = db.get(chunk_key(last)).map_err(|e| e.to_string())?.ok_or("tree chunk missing")?;
-            let c = decode_chunk(&v).ok_or("tree chunk malformed")?;
+            let c = decode_chunk(Some(keys), last, &v)
+                .ok_or("the tree's last chunk is malformed or does not authenticate")?;
             if c.len() as u64 != count % CHUNK_HASHES {
                 return Err(format!(
                     "tree chunk {last} holds {} hashes, the log needs {}",
@@ -99,7 +136,7 @@ impl TreeTail {
             }
             open.insert(last, c);
         }
-        Ok(TreeTail { count, open, dirty: Vec::new() })
+        Ok(TreeTail { keys: keys.clone(), count, open, dirty: Vec::new() })
     }
 
     /// Adds leaf `index` (which must be the next one).
@@ -120,8 +157,7 @@ impl TreeTail {
     pub fn write_into(&mut self, batch: &mut sled::Batch) {
         for c in self.dirty.drain(..) {
             if let Some(hashes) = self.open.get(&c) {
-                let bytes: Vec<u8> = hashes.iter().flat_map(|h| h.0).collect();
-                batch.insert(&chunk_key(c)[..], bytes);
+                batch.insert(&chunk_key(c)[..], encode_chunk(&self.keys, c, hashes));
             }
         }
         let current = self.count / CHUNK_HASHES;
@@ -139,7 +175,8 @@ mod tests {
     fn tail_in_sled_matches_a_memory_tree() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let mut tail = TreeTail::load(&db, 0).unwrap();
+        let keys = IntegrityKeys::from_master(&chronicle_core::MasterKey::generate());
+        let mut tail = TreeTail::load(&db, 0, &keys).unwrap();
         let mut mem = MemoryTree::new();
         for i in 0..300u64 {
             let leaf = leaf_hash(format!("e{i}").as_bytes());
@@ -150,7 +187,7 @@ mod tests {
                 tail.write_into(&mut b);
                 db.apply_batch(b).unwrap();
                 if i % 2 == 0 {
-                    tail = TreeTail::load(&db, i + 1).unwrap();
+                    tail = TreeTail::load(&db, i + 1, &keys).unwrap();
                 }
             }
         }
@@ -158,11 +195,49 @@ mod tests {
         tail.write_into(&mut b);
         db.apply_batch(b).unwrap();
         for size in [1u64, 2, 3, 64, 65, 255, 300] {
-            assert_eq!(root(size, &SledTree(&db)).unwrap(), root(size, &mem).unwrap());
-            assert_eq!(
-                inclusion_proof(size / 2, size, &SledTree(&db)).unwrap(),
-                inclusion_proof(size / 2, size, &mem).unwrap()
-            );
+            let tree = SledTree::new(&db, Some(&keys));
+            assert_eq!(root(size, &tree).unwrap(), root(size, &mem).unwrap());
+            assert_eq!(inclusion_proof(size / 2, size, &tree).unwrap(), inclusion_proof(size / 2, size, &mem).unwrap());
         }
+    }
+
+    #[test]
+    fn a_chunk_that_was_altered_moved_or_cut_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let keys = IntegrityKeys::from_master(&chronicle_core::MasterKey::generate());
+        let mut tail = TreeTail::load(&db, 0, &keys).unwrap();
+        for i in 0..200u64 {
+            tail.append(&db, i, leaf_hash(&i.to_be_bytes())).unwrap();
+        }
+        let mut b = sled::Batch::default();
+        tail.write_into(&mut b);
+        db.apply_batch(b).unwrap();
+        let tree = SledTree::new(&db, Some(&keys));
+        // The proof of leaf 1 reads leaf 0's hash, in chunk 0.
+        let good = inclusion_proof(1, 200, &tree).unwrap();
+        let v0 = db.get(chunk_key(0)).unwrap().unwrap();
+        let v1 = db.get(chunk_key(1)).unwrap().unwrap();
+        // A flipped hash.
+        let mut bad = v0.to_vec();
+        bad[5] ^= 1;
+        db.insert(chunk_key(0), bad).unwrap();
+        assert!(inclusion_proof(1, 200, &tree).is_err());
+        // A chunk stored under another number.
+        db.insert(chunk_key(0), v1.clone()).unwrap();
+        assert!(inclusion_proof(1, 200, &tree).is_err());
+        // A chunk cut short (the last hash and the MAC recomputed by someone without the key).
+        db.insert(chunk_key(0), v0.clone()).unwrap();
+        assert_eq!(inclusion_proof(1, 200, &tree).unwrap(), good);
+        let mut cut = v0[..v0.len() - 64].to_vec();
+        cut.extend_from_slice(&[0; 32]);
+        db.insert(chunk_key(0), cut).unwrap();
+        assert!(inclusion_proof(1, 200, &tree).is_err());
+        // The same chunk written under another master key.
+        let other = IntegrityKeys::from_master(&chronicle_core::MasterKey::generate());
+        let hashes = decode_chunk(None, 0, &v0).unwrap();
+        db.insert(chunk_key(0), encode_chunk(&other, 0, &hashes)).unwrap();
+        assert!(inclusion_proof(1, 200, &tree).is_err());
+        assert!(TreeTail::load(&db, 200, &other).is_err(), "the open chunk is checked when the tail loads");
     }
 }

@@ -7,9 +7,15 @@
 //! just before the entry, and the signature verifies; the stream index points at it. At the end
 //! the number of entries and the last hash must match the head record (catching a cut tail).
 //!
-//! Structure is checked sequentially; signatures are collected per chunk and checked with ed25519
-//! batch verification on all cores. A failed batch is re-checked one signature at a time, so the
-//! report still names the first bad position.
+//! Structure is checked sequentially; signatures are checked each on its own (the strict rule),
+//! a chunk at a time on all cores, and the report names the first bad position.
+//!
+//! Then everything else the store keeps, key space by key space (docs/FORMAT.md, "Derived
+//! state"): each entry's idempotency record (checked with the entry), no index key or record
+//! beyond the entries', the stream key bindings, the tree's chunks (none beyond the log, the last
+//! one exactly as long as the log needs), every checkpoint and cosignature, the head record, a
+//! pending repair, and the persisted projection (marker, snapshot file, overlay). With the keys
+//! derived from the master key, every MAC too. A finding names its key space.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,14 +23,15 @@ use std::path::Path;
 use chronicle_core::payload::open_public;
 use chronicle_core::registry::RegistryEvent;
 use chronicle_core::sign::verify_message;
-use chronicle_core::{Entry, Hash, PayloadKind, Registry, RegistryError, StreamId, Timestamp, VerifyingKey};
+use chronicle_core::{DataKeyId, Entry, Hash, PayloadKind, Registry, RegistryError, StreamId, Timestamp, VerifyingKey};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::auth::IntegrityKeys;
 use crate::error::OpenError;
-use crate::layout::{self, Head};
+use crate::layout::{self, HeadRecord};
 use crate::store::open_sled;
-use crate::tree::{CHUNK_HASHES, SledTree, chunk_key};
+use crate::tree::{CHUNK_HASHES, SledTree, chunk_key, decode_chunk};
 use chronicle_tlog::tree::{HashReader, TreeHash, hashes_to_store, leaf_hash};
 
 const CHUNK: usize = 8192;
@@ -176,6 +183,59 @@ pub enum Fault {
     /// The head record is missing or malformed while entries exist.
     #[error("head record missing or malformed")]
     HeadDamaged,
+    /// The head record does not authenticate, or its counts do not match the log.
+    #[error("head record invalid: {reason}")]
+    HeadInvalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A reader found derived state damaged and a rebuild waits for the next start.
+    #[error("a rebuild of derived state is pending: {reason}")]
+    RepairPending {
+        /// What the reader found.
+        reason: String,
+    },
+    /// The stream index holds keys no entry accounts for, or malformed ones.
+    #[error("stream index invalid: {reason}")]
+    IndexInvalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// An idempotency record is missing, does not match its entry, or is left over.
+    #[error("idempotency record invalid: {reason}")]
+    IdempotencyInvalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A stream key binding is malformed, does not authenticate, or names the wrong key.
+    #[error("stream key binding of {stream} invalid: {reason}")]
+    BindingInvalid {
+        /// The stream.
+        stream: StreamId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The tree's chunks do not authenticate, or hold more or fewer hashes than the log needs.
+    #[error("Merkle tree invalid: {reason}")]
+    TreeInvalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The kept cosignatures are not those the ledger's own stream records as kept.
+    #[error("cosignatures invalid: {reason}")]
+    CosignatureInvalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The persisted projection's marker, snapshot file or overlay is damaged (the store replays
+    /// the log instead of loading it, but it should not be so).
+    #[error("persisted projection invalid: {reason}")]
+    ProjectionInvalid {
+        /// Which part: `m` (marker and snapshot record), `r` (overlay), `snapshot file`.
+        part: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// sled could not read an item.
     #[error("storage error: {reason}")]
     Storage {
@@ -184,13 +244,67 @@ pub enum Fault {
     },
 }
 
+impl Fault {
+    /// The key space (docs/FORMAT.md) or file the fault is in: `e` the entries, `s` the stream
+    /// index, `i` idempotency records, `c` stream key bindings, `t` the tree, `p` checkpoints,
+    /// `w` cosignatures, `m` the head record and markers, `r` the projection's overlay, `snapshot
+    /// file` the projection's snapshot, `sled` when sled itself failed.
+    pub fn space(&self) -> &'static str {
+        match self {
+            Fault::Missing { .. }
+            | Fault::HashMismatch { .. }
+            | Fault::Undecodable { .. }
+            | Fault::PositionMismatch { .. }
+            | Fault::ChainBroken { .. }
+            | Fault::StreamVersionGap { .. }
+            | Fault::StreamChainBroken { .. }
+            | Fault::ClockWentBack { .. }
+            | Fault::Unauthorized { .. }
+            | Fault::BadSignature
+            | Fault::RegistryRejected { .. }
+            | Fault::WrongStream { .. }
+            | Fault::RolledBack { .. }
+            | Fault::Forked { .. } => "e",
+            Fault::IndexMismatch | Fault::IndexInvalid { .. } => "s",
+            Fault::IdempotencyInvalid { .. } => "i",
+            Fault::BindingInvalid { .. } => "c",
+            Fault::TreeMismatch | Fault::TreeInvalid { .. } => "t",
+            Fault::CheckpointInvalid { .. } => "p",
+            Fault::CosignatureInvalid { .. } => "w",
+            Fault::Truncated { .. }
+            | Fault::BeyondHead { .. }
+            | Fault::HeadMismatch
+            | Fault::HeadDamaged
+            | Fault::HeadInvalid { .. }
+            | Fault::RepairPending { .. } => "m",
+            Fault::ProjectionInvalid { part, .. } => part,
+            Fault::Storage { .. } => "sled",
+        }
+    }
+}
+
 /// The first fault found, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// The first bad position.
+    /// The first bad position (for faults outside the entries, the position they concern, or 0).
     pub position: u64,
+    /// The key space the fault is in ([`Fault::space`]).
+    pub space: &'static str,
     /// What is wrong there.
     pub fault: Fault,
+}
+
+impl Finding {
+    /// A finding at `position`.
+    pub fn new(position: u64, fault: Fault) -> Finding {
+        Finding { position, space: fault.space(), fault }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "position {} (key space {}): {}", self.position, self.space, self.fault)
+    }
 }
 
 /// What verification established.
@@ -227,7 +341,7 @@ impl Report {
 
 /// An entry that passed the checks done in parallel: position, entry, hash, leaf hash, and
 /// whether its payload key was destroyed.
-type Checked = (u64, Entry, Hash, TreeHash, bool);
+type Checked = (u64, Entry, Hash, TreeHash, bool, Option<DataKeyId>);
 
 struct Pending {
     position: u64,
@@ -248,6 +362,18 @@ struct Walker {
     tree: TreeCheck,
     destroyed: std::collections::HashSet<chronicle_core::DataKeyId>,
     destroyed_entries: u64,
+    keys: Option<IntegrityKeys>,
+    /// The data key each stream's last sealed entry is under.
+    last_key: HashMap<StreamId, DataKeyId>,
+    /// The cosignatures the ledger's own stream records as kept: `w` key, line.
+    kept: std::collections::BTreeMap<Vec<u8>, String>,
+}
+
+/// Why the tree could not be checked at an entry.
+enum TreeCheckError {
+    /// A chunk is malformed or does not authenticate.
+    Chunk(u64),
+    Storage(String),
 }
 
 /// Recomputes the Merkle tree's stored hashes from the entries and compares them with what is
@@ -272,9 +398,15 @@ impl HashReader for EdgeReader<'_> {
 
 impl TreeCheck {
     /// Adds leaf `n` and checks the hashes it stores; `false` if any differs from what is stored.
-    fn push(&mut self, db: &sled::Db, n: u64, leaf: TreeHash) -> Result<bool, String> {
+    fn push(
+        &mut self,
+        db: &sled::Db,
+        keys: Option<&IntegrityKeys>,
+        n: u64,
+        leaf: TreeHash,
+    ) -> Result<bool, TreeCheckError> {
         let reader = EdgeReader { edge: &self.edge, read: Default::default() };
-        let new = hashes_to_store(n, leaf, &reader).map_err(|e| e.to_string())?;
+        let new = hashes_to_store(n, leaf, &reader).map_err(|e| TreeCheckError::Storage(e.to_string()))?;
         let read = reader.read.into_inner();
         for i in read {
             self.edge.remove(&i);
@@ -283,10 +415,11 @@ impl TreeCheck {
         for h in &new {
             let c = self.count / CHUNK_HASHES;
             if self.chunk.as_ref().is_none_or(|(have, _)| *have != c) {
-                let v = db.get(chunk_key(c)).map_err(|e| e.to_string())?;
-                let hashes = v
-                    .map(|v| v.chunks_exact(32).map(|b| TreeHash(b.try_into().unwrap_or([0; 32]))).collect())
-                    .unwrap_or_default();
+                let v = db.get(chunk_key(c)).map_err(|e| TreeCheckError::Storage(e.to_string()))?;
+                let hashes = match v {
+                    None => Vec::new(),
+                    Some(v) => decode_chunk(keys, c, &v).ok_or(TreeCheckError::Chunk(c))?,
+                };
                 self.chunk = Some((c, hashes));
             }
             let stored = self.chunk.as_ref().and_then(|(_, hs)| hs.get((self.count % CHUNK_HASHES) as usize));
@@ -311,26 +444,35 @@ pub struct Expected {
     pub size: u64,
     /// Its root hash.
     pub root: TreeHash,
+    /// Whether the store must keep this checkpoint (the vault's anchor: the last one the ledger
+    /// signed, which no deletion may take away).
+    pub kept: bool,
 }
 
-/// [`verify_log_against`] with no checkpoint from outside the log.
+/// [`verify_log_against`] with no checkpoint from outside the log and no master key (every MAC
+/// unchecked; everything else checked).
 pub fn verify_log(log_dir: &Path, progress: impl FnMut(u64, u64)) -> Result<Report, OpenError> {
-    verify_log_against(log_dir, &[], progress)
+    verify_log_against(log_dir, &[], None, progress)
 }
 
-/// Re-checks every entry of a log, its tree and its checkpoints, and then that the verified log
-/// reaches each `expected` checkpoint with the same root (no rollback, no fork).
+/// Re-checks every entry of a log, its tree and its checkpoints, everything else the store keeps
+/// beside them (with `keys`, the MACs too), and then that the verified log reaches each
+/// `expected` checkpoint with the same root (no rollback, no fork).
 pub fn verify_log_against(
     log_dir: &Path,
     expected: &[Expected],
+    keys: Option<&IntegrityKeys>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Report, OpenError> {
     if !log_dir.join("db").exists() {
         return Err(OpenError::NotInitialized(log_dir.display().to_string()));
     }
     let db = open_sled(log_dir)?;
-    let head = db.get(layout::HEAD_KEY).map_err(|e| OpenError::Io(e.to_string()))?.map(|v| Head::decode(&v));
-    let head_len = head.flatten().map_or(0, |h| h.len);
+    let head = db
+        .get(layout::HEAD_KEY)
+        .map_err(|e| OpenError::Io(e.to_string()))?
+        .map(|v| HeadRecord::decode(&v, keys).map_err(str::to_string));
+    let head_len = head.as_ref().and_then(|h| h.as_ref().ok()).map_or(0, |h| h.head.len);
     let mut w = Walker {
         db: db.clone(),
         expected: 0,
@@ -346,6 +488,9 @@ pub fn verify_log_against(
             .map(|d| chronicle_core::Vault::destroyed_ids(&d.join("vault")).unwrap_or_default())
             .unwrap_or_default(),
         destroyed_entries: 0,
+        keys: keys.cloned(),
+        last_key: HashMap::new(),
+        kept: std::collections::BTreeMap::new(),
     };
     let mut fault = None;
     let mut iter = db.scan_prefix([layout::ENTRY]);
@@ -364,38 +509,63 @@ pub fn verify_log_against(
         progress(w.expected, head_len);
     }
     if fault.is_none() {
+        let count = |s: &StreamId| w.streams.get(s).map_or(0, |(v, _)| v + 1);
         fault = match head {
-            None if w.expected > 0 => Some(Finding { position: 0, fault: Fault::HeadDamaged }),
+            None if w.expected > 0 => Some(Finding::new(0, Fault::HeadDamaged)),
             None => None,
-            Some(None) => Some(Finding { position: 0, fault: Fault::HeadDamaged }),
-            Some(Some(h)) if h.len > w.expected => {
-                Some(Finding { position: w.expected, fault: Fault::Truncated { head_len: h.len, found: w.expected } })
+            Some(Err(reason)) => Some(Finding::new(0, Fault::HeadInvalid { reason })),
+            Some(Ok(r)) if r.head.len > w.expected => {
+                Some(Finding::new(w.expected, Fault::Truncated { head_len: r.head.len, found: w.expected }))
             }
-            Some(Some(h)) if h.len < w.expected => {
-                Some(Finding { position: h.len, fault: Fault::BeyondHead { head_len: h.len } })
+            Some(Ok(r)) if r.head.len < w.expected => {
+                Some(Finding::new(r.head.len, Fault::BeyondHead { head_len: r.head.len }))
             }
-            Some(Some(h)) if h.last_hash != w.prev_hash => {
-                Some(Finding { position: w.expected.saturating_sub(1), fault: Fault::HeadMismatch })
+            Some(Ok(r)) if r.head.last_hash != w.prev_hash => {
+                Some(Finding::new(w.expected.saturating_sub(1), Fault::HeadMismatch))
             }
-            Some(Some(_)) => None,
+            Some(Ok(r)) if r.registry != count(&StreamId::REGISTRY) || r.ledger != count(&StreamId::LEDGER) => {
+                Some(Finding::new(
+                    0,
+                    Fault::HeadInvalid {
+                        reason: format!(
+                            "it counts {} registry and {} ledger entries, the log holds {} and {}",
+                            r.registry,
+                            r.ledger,
+                            count(&StreamId::REGISTRY),
+                            count(&StreamId::LEDGER)
+                        ),
+                    },
+                ))
+            }
+            Some(Ok(_)) => None,
         };
+    }
+    if fault.is_none() {
+        fault = w.check_derived(log_dir).err();
     }
     let mut checkpoints = 0;
     if fault.is_none() {
-        match check_checkpoints(&db, &w.registry, w.expected) {
+        let mut sizes: Vec<u64> = expected.iter().filter(|e| e.kept).map(|e| e.size).collect();
+        sizes.extend(w.kept.keys().filter_map(|k| k.get(1..9)?.try_into().ok().map(u64::from_be_bytes)));
+        match check_checkpoints(&db, &w.registry, w.expected, keys, &sizes) {
             Ok(n) => checkpoints = n,
             Err(f) => fault = Some(f),
         }
     }
     if fault.is_none() {
+        fault = crate::checkpoint::check_cosignatures_kept(&db, &w.kept)
+            .err()
+            .map(|reason| Finding::new(0, Fault::CosignatureInvalid { reason }));
+    }
+    if fault.is_none() {
         for e in expected {
             if e.size > w.expected {
                 let f = Fault::RolledBack { what: e.what.clone(), size: e.size, len: w.expected };
-                fault = Some(Finding { position: w.expected, fault: f });
+                fault = Some(Finding::new(w.expected, f));
                 break;
             }
-            let found = chronicle_tlog::tree::root(e.size, &SledTree(&db))
-                .map_err(|err| Finding { position: e.size, fault: Fault::Storage { reason: err.to_string() } });
+            let found = chronicle_tlog::tree::root(e.size, &SledTree::new(&db, keys))
+                .map_err(|err| Finding::new(e.size, Fault::Storage { reason: err.to_string() }));
             match found {
                 Ok(root) if root == e.root => {}
                 Ok(root) => {
@@ -405,7 +575,7 @@ pub fn verify_log_against(
                         expected: Hash(e.root.0).to_hex(),
                         found: Hash(root.0).to_hex(),
                     };
-                    fault = Some(Finding { position: e.size.saturating_sub(1), fault: f });
+                    fault = Some(Finding::new(e.size.saturating_sub(1), f));
                     break;
                 }
                 Err(f) => {
@@ -432,21 +602,30 @@ pub fn verify_log_against(
 
 /// Checks every stored checkpoint: signed by the ledger's genesis key under its origin, and its
 /// root equal to the (already verified) tree's root at its size.
-fn check_checkpoints(db: &sled::Db, registry: &Registry, len: u64) -> Result<u64, Finding> {
-    let ledger_key = registry
-        .principals()
-        .find(|(_, p)| p.role == chronicle_core::Role::Ledger)
-        .and_then(|(_, p)| p.keys.first())
-        .and_then(|k| registry.key(k))
-        .map(|k| k.public);
+fn check_checkpoints(
+    db: &sled::Db,
+    registry: &Registry,
+    len: u64,
+    keys: Option<&IntegrityKeys>,
+    must_have: &[u64],
+) -> Result<u64, Finding> {
+    // (A size beyond the log is a rollback, which the checks against expected checkpoints name.)
+    for &size in must_have.iter().filter(|s| **s <= len) {
+        if db
+            .get(crate::checkpoint::checkpoint_key(size))
+            .map_err(|e| Finding::new(0, Fault::Storage { reason: e.to_string() }))?
+            .is_none()
+        {
+            let reason = "missing, though the vault's anchor or a cosignature kept in the log names it".to_string();
+            return Err(Finding::new(size.saturating_sub(1), Fault::CheckpointInvalid { size, reason }));
+        }
+    }
+    let ledger_key = crate::checkpoint::log_verifying_key(registry);
     let mut n = 0;
     for kv in db.scan_prefix([crate::checkpoint::CHECKPOINT]) {
-        let (k, note) = kv.map_err(|e| Finding { position: 0, fault: Fault::Storage { reason: e.to_string() } })?;
+        let (k, note) = kv.map_err(|e| Finding::new(0, Fault::Storage { reason: e.to_string() }))?;
         let size = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
-        let bad = |reason: String| Finding {
-            position: size.saturating_sub(1),
-            fault: Fault::CheckpointInvalid { size, reason },
-        };
+        let bad = |reason: String| Finding::new(size.saturating_sub(1), Fault::CheckpointInvalid { size, reason });
         let key = ledger_key.ok_or_else(|| bad("no ledger principal in the registry".into()))?;
         let text = chronicle_tlog::note::note_text(&note).map_err(|e| bad(e.to_string()))?;
         let origin = String::from_utf8_lossy(text.split(|b| *b == b'\n').next().unwrap_or_default()).to_string();
@@ -455,7 +634,7 @@ fn check_checkpoints(db: &sled::Db, registry: &Registry, len: u64) -> Result<u64
         if cp.size != size || size > len {
             return Err(bad(format!("claims size {} (log has {len} entries)", cp.size)));
         }
-        let root = chronicle_tlog::tree::root(size, &SledTree(db)).map_err(|e| bad(e.to_string()))?;
+        let root = chronicle_tlog::tree::root(size, &SledTree::new(db, keys)).map_err(|e| bad(e.to_string()))?;
         if root != cp.root {
             return Err(bad("its root is not the tree's root at that size".into()));
         }
@@ -465,50 +644,127 @@ fn check_checkpoints(db: &sled::Db, registry: &Registry, len: u64) -> Result<u64
 }
 
 impl Walker {
+    /// After the entries: everything else the store keeps, against what the walk established.
+    fn check_derived(&self, log_dir: &Path) -> Result<(), Finding> {
+        let storage = |e: sled::Error| Finding::new(0, Fault::Storage { reason: e.to_string() });
+        let db = &self.db;
+        if let Some(why) = db.get(layout::REPAIR_KEY).map_err(storage)? {
+            return Err(Finding::new(0, Fault::RepairPending { reason: String::from_utf8_lossy(&why).into() }));
+        }
+        // Every entry's index key and record were found; anything more is left over or forged.
+        let n = db.scan_prefix([layout::STREAM]).keys().count() as u64;
+        if n != self.expected {
+            let reason = format!("{n} index keys for {} entries", self.expected);
+            return Err(Finding::new(0, Fault::IndexInvalid { reason }));
+        }
+        let n = db.scan_prefix([layout::IDEMPOTENCY]).keys().count() as u64;
+        if n != self.expected {
+            let reason = format!("{n} records for {} entries", self.expected);
+            return Err(Finding::new(0, Fault::IdempotencyInvalid { reason }));
+        }
+        // Bindings: one per stream with a sealed entry under a live key (a stream whose keys were
+        // all destroyed may have none), authenticated, never naming a destroyed key while the
+        // stream's last entry is under a live one.
+        let mut bound = std::collections::HashSet::new();
+        for kv in db.scan_prefix([layout::STREAM_DATA_KEY]) {
+            let (k, v) = kv.map_err(storage)?;
+            let Some(stream) = layout::binding_stream(&k) else {
+                let reason = "a malformed binding key".to_string();
+                return Err(Finding::new(0, Fault::BindingInvalid { stream: StreamId([0; 16]), reason }));
+            };
+            let bad = |reason: String| Finding::new(0, Fault::BindingInvalid { stream, reason });
+            let id = layout::decode_binding(self.keys.as_ref(), &stream, &v).map_err(|r| bad(r.into()))?;
+            let Some(last) = self.last_key.get(&stream) else {
+                return Err(bad("bound to a key, but the stream has no sealed entry".into()));
+            };
+            if self.destroyed.contains(&id) && !self.destroyed.contains(last) {
+                return Err(bad("names a destroyed key while the stream's last entry is under a live one".into()));
+            }
+            bound.insert(stream);
+        }
+        if let Some((stream, _)) =
+            self.last_key.iter().find(|(s, id)| !bound.contains(*s) && !self.destroyed.contains(*id))
+        {
+            let reason = "missing, while the stream's entries are under a live key".to_string();
+            return Err(Finding::new(0, Fault::BindingInvalid { stream: *stream, reason }));
+        }
+        // The tree: exactly the chunks the log needs, the last one exactly as long.
+        let count = chronicle_tlog::tree::stored_hash_count(self.expected);
+        let mut chunks = 0u64;
+        for kv in db.scan_prefix([crate::tree::TREE]) {
+            let (k, v) = kv.map_err(storage)?;
+            let c = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+            let tree = |reason: String| Finding::new(0, Fault::TreeInvalid { reason });
+            let Some(c) = c.filter(|c| *c == chunks && k.len() == 9) else {
+                return Err(tree(format!("chunk {chunks} is missing or a key is malformed")));
+            };
+            let hashes = decode_chunk(self.keys.as_ref(), c, &v)
+                .ok_or_else(|| tree(format!("chunk {c} is malformed or does not authenticate")))?;
+            let want = (count - (c * CHUNK_HASHES).min(count)).min(CHUNK_HASHES);
+            if hashes.len() as u64 != want {
+                return Err(tree(format!("chunk {c} holds {} hashes, the log needs {want}", hashes.len())));
+            }
+            chunks += 1;
+        }
+        if chunks != count.div_ceil(CHUNK_HASHES) {
+            let reason = format!("{chunks} chunks, the log needs {}", count.div_ceil(CHUNK_HASHES));
+            return Err(Finding::new(0, Fault::TreeInvalid { reason }));
+        }
+        let projection = log_dir.parent().map(|d| d.join("projection")).unwrap_or_default();
+        crate::projection::check_persisted(db, &projection, self.keys.as_ref(), self.expected).map_err(
+            |(part, reason)| match part {
+                "sled" => Finding::new(0, Fault::Storage { reason }),
+                part => Finding::new(0, Fault::ProjectionInvalid { part, reason }),
+            },
+        )
+    }
+
     /// Checks one chunk; returns the first fault in it.
     fn chunk(&mut self, raw: Vec<Result<(sled::IVec, sled::IVec), sled::Error>>) -> Option<Finding> {
         // Decoding and hashing are independent per entry: do them on all cores.
         let decoded: Vec<Result<Checked, Finding>> = raw
             .into_par_iter()
             .map(|kv| {
-                let (k, v) =
-                    kv.map_err(|e| Finding { position: u64::MAX, fault: Fault::Storage { reason: e.to_string() } })?;
+                let (k, v) = kv.map_err(|e| Finding::new(u64::MAX, Fault::Storage { reason: e.to_string() }))?;
                 let position =
-                    k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(|| Finding {
-                        position: u64::MAX,
-                        fault: Fault::Storage { reason: "malformed entry key".into() },
+                    k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(|| {
+                        Finding::new(u64::MAX, Fault::Storage { reason: "malformed entry key".into() })
                     })?;
-                let ev = layout::decode_entry_value(&v).ok_or_else(|| Finding {
-                    position,
-                    fault: Fault::Undecodable { reason: "malformed stored value".into() },
+                let ev = layout::decode_entry_value(&v).ok_or_else(|| {
+                    Finding::new(position, Fault::Undecodable { reason: "malformed stored value".into() })
                 })?;
                 let (bytes, stored) = (ev.bytes, ev.hash);
                 let computed = Hash::entry(bytes);
                 if computed != stored {
-                    return Err(Finding { position, fault: Fault::HashMismatch { stored, computed } });
+                    return Err(Finding::new(position, Fault::HashMismatch { stored, computed }));
                 }
                 let e = Entry::decode(bytes.to_vec())
-                    .map_err(|e| Finding { position, fault: Fault::Undecodable { reason: e.to_string() } })?;
+                    .map_err(|e| Finding::new(position, Fault::Undecodable { reason: e.to_string() }))?;
                 let leaf = leaf_hash(bytes);
-                let destroyed = ev
-                    .wrapped_key
-                    .and_then(chronicle_core::Vault::wrapped_key_id)
-                    .is_some_and(|id| self.destroyed.contains(&id));
-                Ok((position, e, computed, leaf, destroyed))
+                let key = ev.wrapped_key.and_then(chronicle_core::Vault::wrapped_key_id);
+                let destroyed = key.is_some_and(|id| self.destroyed.contains(&id));
+                Ok((position, e, computed, leaf, destroyed, key))
             })
             .collect();
 
         let mut pending = Vec::with_capacity(decoded.len());
         let mut structural = None;
         for d in decoded {
-            let r = d.and_then(|(position, e, hash, leaf, destroyed)| {
+            let r = d.and_then(|(position, e, hash, leaf, destroyed, key)| {
                 let at = self.expected;
                 self.destroyed_entries += u64::from(destroyed);
+                if let Some(k) = key {
+                    self.last_key.insert(e.statement.stream, k);
+                }
                 self.entry(position, e, hash, &mut pending)?;
-                match self.tree.push(&self.db, at, leaf) {
+                match self.tree.push(&self.db, self.keys.as_ref(), at, leaf) {
                     Ok(true) => Ok(()),
-                    Ok(false) => Err(Finding { position: at, fault: Fault::TreeMismatch }),
-                    Err(reason) => Err(Finding { position: at, fault: Fault::Storage { reason } }),
+                    Ok(false) => Err(Finding::new(at, Fault::TreeMismatch)),
+                    Err(TreeCheckError::Chunk(c)) => Err(Finding::new(
+                        at,
+                        Fault::TreeInvalid { reason: format!("chunk {c} is malformed or does not authenticate") },
+                    )),
+                    Err(TreeCheckError::Storage(reason)) => Err(Finding::new(at, Fault::Storage { reason })),
                 }
             });
             if let Err(mut f) = r {
@@ -529,15 +785,15 @@ impl Walker {
             })
             .min();
         match (bad_sig, structural) {
-            (Some(position), _) => Some(Finding { position, fault: Fault::BadSignature }),
+            (Some(position), _) => Some(Finding::new(position, Fault::BadSignature)),
             (None, s) => s,
         }
     }
 
     fn entry(&mut self, position: u64, e: Entry, hash: Hash, pending: &mut Vec<Pending>) -> Result<(), Finding> {
-        let at = |fault| Finding { position, fault };
+        let at = |fault| Finding::new(position, fault);
         if position != self.expected {
-            return Err(Finding { position: self.expected, fault: Fault::Missing { next_found: position } });
+            return Err(Finding::new(self.expected, Fault::Missing { next_found: position }));
         }
         let h = &e.header;
         if h.position != position {
@@ -589,6 +845,9 @@ impl Walker {
             })
         })?;
         pending.push(Pending { position, message: e.signing_message(), signature: e.signature, key });
+        if let Some((k, line)) = crate::checkpoint::cosignature_kept(&e) {
+            self.kept.insert(k, line);
+        }
         if let Some(payload) = public.filter(|_| is_registry) {
             let ev = RegistryEvent::parse(&st.event_type, payload)
                 .map_err(|err| at(Fault::RegistryRejected { reason: err.to_string() }))?;
@@ -602,6 +861,27 @@ impl Walker {
             Err(err) => {
                 return Err(at(Fault::Storage { reason: err.to_string() }));
             }
+        }
+        // The entry's idempotency record: present, naming this entry, as the entry makes it.
+        let (idem_key, made) = crate::derived::idem_record_of(&e);
+        let found = match self.db.get(idem_key) {
+            Ok(found) => found,
+            Err(err) => return Err(at(Fault::Storage { reason: err.to_string() })),
+        };
+        let idem = |reason: String| at(Fault::IdempotencyInvalid { reason });
+        match found.as_deref().map(layout::IdemRecord::decode) {
+            None => return Err(idem("the entry has no idempotency record".into())),
+            Some(None) => return Err(idem("the entry's idempotency record is malformed".into())),
+            Some(Some(rec)) if rec.appended.position < position => {
+                return Err(idem(format!(
+                    "the entry repeats the author and idempotency key of position {}",
+                    rec.appended.position
+                )));
+            }
+            Some(Some(rec)) if rec != made => {
+                return Err(idem("the entry's idempotency record does not match it".into()));
+            }
+            Some(Some(_)) => {}
         }
         self.streams.insert(st.stream, (h.stream_version, hash));
         self.prev_hash = hash;

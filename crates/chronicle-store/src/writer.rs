@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 use crate::durability::Durability;
 use crate::error::AppendError;
-use crate::layout::{self, Head};
+use crate::layout::{self, Head, IdemRecord};
 use crate::store::{Prechecked, Shared};
 use crate::tree::TreeTail;
 use crate::{AppendReceipt, Appended};
@@ -62,37 +62,6 @@ struct StreamHead {
     hash: Hash,
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct IdemRecord {
-    pub(crate) digest: Hash,
-    pub(crate) appended: Appended,
-}
-
-impl IdemRecord {
-    fn encode(&self) -> [u8; 80] {
-        let mut v = [0u8; 80];
-        v[..32].copy_from_slice(&self.digest.0);
-        v[32..40].copy_from_slice(&self.appended.position.to_be_bytes());
-        v[40..48].copy_from_slice(&self.appended.stream_version.to_be_bytes());
-        v[48..80].copy_from_slice(&self.appended.hash.0);
-        v
-    }
-    pub(crate) fn decode(v: &[u8]) -> Option<IdemRecord> {
-        if v.len() != 80 {
-            return None;
-        }
-        let u = |r: std::ops::Range<usize>| u64::from_be_bytes(v[r].try_into().unwrap_or([0; 8]));
-        let mut d = [0u8; 32];
-        d.copy_from_slice(&v[..32]);
-        let mut h = [0u8; 32];
-        h.copy_from_slice(&v[48..80]);
-        Some(IdemRecord {
-            digest: Hash(d),
-            appended: Appended { position: u(32..40), stream_version: u(40..48), hash: Hash(h) },
-        })
-    }
-}
-
 /// The writer's view of the log's tail. Lives only on the writer thread.
 pub(crate) struct State {
     pub(crate) head: Head,
@@ -113,11 +82,15 @@ enum Decision {
 }
 
 impl State {
-    pub(crate) fn new(head: Head, registry: Registry, tree: TreeTail) -> State {
+    pub(crate) fn new(opened: crate::repair::Opened) -> State {
+        let crate::repair::Opened { record, registry, system, tree } = opened;
+        // The system streams' heads come from the checked open (their lengths are in the
+        // authenticated head record); they are never looked up in the index again.
+        let streams = system.into_iter().map(|(s, version, hash)| (s, StreamHead { version, hash })).collect();
         State {
-            head,
+            head: record.head,
             registry,
-            streams: HashMap::new(),
+            streams,
             stream_keys: HashMap::new(),
             key_epoch: 0,
             pending_idem: HashMap::new(),
@@ -126,20 +99,39 @@ impl State {
         }
     }
 
-    fn stream_head(&mut self, db: &sled::Db, stream: &StreamId) -> Result<Option<StreamHead>, AppendError> {
+    fn stream_head(
+        &mut self,
+        shared: &Shared,
+        db: &sled::Db,
+        stream: &StreamId,
+    ) -> Result<Option<StreamHead>, AppendError> {
         if let Some(h) = self.streams.get(stream) {
             return Ok(Some(*h));
         }
+        if stream.is_system() {
+            // Loaded at open, kept since: not there means no entries.
+            return Ok(None);
+        }
+        let damaged = |reason: String| AppendError::Storage(shared.damaged(db, 's', reason).to_string());
         let last = db.scan_prefix(layout::stream_prefix(stream)).next_back();
         match last {
             None => Ok(None),
             Some(Err(e)) => Err(AppendError::Storage(e.to_string())),
             Some(Ok((k, v))) => {
-                let version = u64::from_be_bytes(
-                    k[17..25].try_into().map_err(|_| AppendError::Storage("bad stream index key".into()))?,
-                );
-                let (_, hash) = layout::position_and_hash(&v)
-                    .ok_or_else(|| AppendError::Storage("bad stream index value".into()))?;
+                let (Some(version), Some((position, hash))) =
+                    (layout::stream_key_version(&k), layout::position_and_hash(&v))
+                else {
+                    return Err(damaged(format!("a malformed index entry of stream {stream}")));
+                };
+                // The entry the index names must be there, be this stream's at this version, and
+                // hash as the index says: the next entry's version and chain come from it.
+                if position >= self.head.len {
+                    return Err(damaged(format!(
+                        "the index of stream {stream} names position {position}, beyond the log"
+                    )));
+                }
+                let e = crate::store::read_entry(db, position).map_err(|e| AppendError::Storage(e.to_string()))?;
+                crate::derived::check_indexed(&e, stream, version, &hash).map_err(damaged)?;
                 let h = StreamHead { version, hash };
                 self.streams.insert(*stream, h);
                 Ok(Some(h))
@@ -166,16 +158,16 @@ impl State {
         }
         let bound = db.get(layout::stream_data_key(stream)).map_err(|e| AppendError::Storage(e.to_string()))?;
         let id = match bound {
-            Some(v) if v.len() == 16 => {
-                let mut id = [0u8; 16];
-                id.copy_from_slice(&v);
-                DataKeyId(id)
-            }
-            Some(_) => return Err(AppendError::Storage("malformed stream key binding".into())),
+            Some(v) => layout::decode_binding(Some(&shared.keys), stream, &v).map_err(|reason| {
+                AppendError::Storage(shared.damaged(db, 'c', format!("{reason} ({stream})")).to_string())
+            })?,
             None => {
                 let mut vault = shared.vault.write().map_err(|_| AppendError::Storage("vault lock poisoned".into()))?;
                 let id = vault.new_key().map_err(|e| AppendError::Storage(e.to_string()))?;
-                batch.insert(&layout::stream_data_key(stream)[..], &id.0[..]);
+                batch.insert(
+                    &layout::stream_data_key(stream)[..],
+                    &layout::encode_binding(&shared.keys, stream, &id)[..],
+                );
                 id
             }
         };
@@ -184,14 +176,31 @@ impl State {
     }
 
     /// The idempotency record under `key`, and its recorded time if it is not in sled yet.
-    fn idem(&self, db: &sled::Db, key: &[u8; 33]) -> Result<Option<(IdemRecord, Option<Timestamp>)>, AppendError> {
+    fn idem(
+        &self,
+        shared: &Shared,
+        db: &sled::Db,
+        key: &[u8; 33],
+    ) -> Result<Option<(IdemRecord, Option<Timestamp>)>, AppendError> {
         if let Some((r, t)) = self.pending_idem.get(key) {
             return Ok(Some((*r, Some(*t))));
         }
+        let damaged = |reason: String| AppendError::Storage(shared.damaged(db, 'i', reason).to_string());
         match db.get(key) {
-            Ok(Some(v)) => IdemRecord::decode(&v)
-                .map(|r| Some((r, None)))
-                .ok_or_else(|| AppendError::Storage("bad idempotency record".into())),
+            Ok(Some(v)) => {
+                let rec = IdemRecord::decode(&v).ok_or_else(|| damaged("a malformed idempotency record".into()))?;
+                // A retry is answered from the record only once the entry it names confirms it.
+                if rec.appended.position >= self.head.len {
+                    return Err(damaged(format!(
+                        "an idempotency record names position {}, beyond the log",
+                        rec.appended.position
+                    )));
+                }
+                let e = crate::store::read_entry(db, rec.appended.position)
+                    .map_err(|e| AppendError::Storage(e.to_string()))?;
+                crate::derived::check_idem(&e, key, &rec).map_err(damaged)?;
+                Ok(Some((rec, None)))
+            }
             Ok(None) => Ok(None),
             Err(e) => Err(AppendError::Storage(e.to_string())),
         }
@@ -199,14 +208,14 @@ impl State {
 
     /// Decides a request against the current state, without changing anything but (on success)
     /// the registry.
-    fn decide(&mut self, db: &sled::Db, req: &Prechecked) -> Result<Decision, AppendError> {
+    fn decide(&mut self, shared: &Shared, db: &sled::Db, req: &Prechecked) -> Result<Decision, AppendError> {
         let cmds = &req.commands;
         // Idempotency first: a retry of an appended request must get its first answer even though
         // the stream has moved on since.
         let mut found = Vec::with_capacity(cmds.len());
         for c in cmds {
             let st = c.command.statement();
-            found.push(self.idem(db, &layout::idempotency_key(&st.author, &st.refs.idempotency_key))?);
+            found.push(self.idem(shared, db, &layout::idempotency_key(&st.author, &st.refs.idempotency_key))?);
         }
         if found.iter().any(Option::is_some) {
             for (i, (f, c)) in found.iter().zip(cmds).enumerate() {
@@ -229,7 +238,7 @@ impl State {
             }));
         }
 
-        let head = self.stream_head(db, &req.stream)?;
+        let head = self.stream_head(shared, db, &req.stream)?;
         if !req.expected.admits(head.map(|h| h.version)) {
             return Err(AppendError::WrongExpectedVersion {
                 stream: req.stream,
@@ -284,7 +293,7 @@ impl State {
         recorded: Timestamp,
         batch: &mut sled::Batch,
     ) -> Result<AppendReceipt, AppendError> {
-        let mut head = self.stream_head(db, &req.stream)?;
+        let mut head = self.stream_head(shared, db, &req.stream)?;
         let mut appended = Vec::with_capacity(req.commands.len());
         for (i, c) in req.commands.iter().enumerate() {
             #[cfg(feature = "test-hooks")]
@@ -494,7 +503,7 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
     let mut broken = None;
     for job in jobs.by_ref() {
         let before = state.head;
-        let result = match state.decide(&db, &job.request) {
+        let result = match state.decide(shared, &db, &job.request) {
             Err(e) => Err(e),
             Ok(Decision::Duplicate(r)) => Ok(r),
             Ok(Decision::Fresh) => {
@@ -542,7 +551,13 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
         invariant(state.head.len >= group_start.len, "the log never shrinks");
         invariant(state.head.last_recorded >= group_start.last_recorded, "the ledger clock never runs backwards");
         state.tree.write_into(&mut batch);
-        batch.insert(layout::HEAD_KEY, &state.head.encode()[..]);
+        let count = |s: &StreamId| state.streams.get(s).map_or(0, |h| h.version + 1);
+        let record = layout::HeadRecord {
+            head: state.head,
+            registry: count(&StreamId::REGISTRY),
+            ledger: count(&StreamId::LEDGER),
+        };
+        batch.insert(layout::HEAD_KEY, &record.encode(&shared.keys)[..]);
         shared.db.wrote(std::mem::take(&mut state.batch_bytes));
         if let Err(e) = db.apply_batch(batch) {
             shared.fail(e.to_string());

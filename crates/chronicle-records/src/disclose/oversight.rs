@@ -114,7 +114,8 @@ impl Records {
         let mut out = Vec::new();
         let mut next = None;
         'pages: loop {
-            let page = self.store().read_stream(&stream, version, PAGE)?;
+            let known = self.projection().state.versions.get(&stream).copied();
+            let page = crate::history::stream_page(self.store(), known, &stream, version, PAGE)?;
             let n = page.len();
             version += n as u64;
             for e in page {

@@ -256,19 +256,20 @@ impl Records {
         if let Some(s) = state.subjects.get(&subject) {
             streams.extend(s.cycles_ever.iter().copied());
         }
-        let entries = self.entries_of(&streams, position)?;
+        let entries = self.entries_of(state, &streams, position)?;
         let decoded: Vec<Decoded> = entries.par_iter().map(|e| decode(self.store(), e)).collect();
         let mut out = State::new();
         apply_all(&mut out, decoded, None);
         Ok(out)
     }
 
-    fn entries_of(&self, streams: &[StreamId], up_to: u64) -> Result<Vec<Entry>, ServiceError> {
+    fn entries_of(&self, state: &State, streams: &[StreamId], up_to: u64) -> Result<Vec<Entry>, ServiceError> {
         let mut all = Vec::new();
         for s in streams {
             let mut from = 0;
             loop {
-                let page = self.store().read_stream(s, from, PAGE)?;
+                let known = state.versions.get(s).copied();
+                let page = crate::history::stream_page(self.store(), known, s, from, PAGE)?;
                 let n = page.len();
                 let before = all.len();
                 all.extend(page.into_iter().filter(|e| e.position() <= up_to));

@@ -1,0 +1,286 @@
+//! Derived state checked when the store opens, and rebuilt from the entries when it is damaged.
+//!
+//! At open the store checks what it is about to trust, at a cost that does not grow with the log:
+//! the head record's MAC, that the last entry is the one it names and nothing is stored beyond it,
+//! the two system streams against the lengths the head record gives (the registry decides whose
+//! signatures count; no entry of it may be left out), and the tree's open chunk. Everything else
+//! is checked where it is read (see `derived`). Damage found at open, or reported by a reader
+//! since (the `mrepair` key), is repaired before the store serves anything: the stream index, the
+//! idempotency records, the tree and the head record are rebuilt from the entries, stream key
+//! bindings that do not authenticate are dropped (the stream gets a fresh key at its next append;
+//! expungement finds every key its entries are sealed under from the entries themselves), and
+//! the repair is reported. Cosignatures kept are put back from the ledger's own stream, where each
+//! was recorded before it was kept. The entries themselves are never rewritten: if they do not hold
+//! together, the store refuses to open, and `verify` says where.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chronicle_core::payload::open_public;
+use chronicle_core::registry::RegistryEvent;
+use chronicle_core::{DataKeyId, Hash, Registry, StreamId, Vault};
+
+use crate::auth::IntegrityKeys;
+use crate::checkpoint::{COSIGNATURE, check_cosignatures_kept, cosignature_kept};
+use crate::derived::{check_indexed, idem_record_of};
+use crate::error::OpenError;
+use crate::layout::{self, Head, HeadRecord};
+use crate::store::{decode_stored, read_entry};
+use crate::tree::{TREE, TreeTail};
+
+/// What the checks at open established.
+pub(crate) struct Opened {
+    pub(crate) record: HeadRecord,
+    pub(crate) registry: Registry,
+    /// The last version and entry hash of the registry and of the ledger's own stream.
+    pub(crate) system: Vec<(StreamId, u64, Hash)>,
+    pub(crate) tree: TreeTail,
+}
+
+/// Why the store cannot use what it found.
+enum Problem {
+    /// Derived state (what is wrong, naming the key space): rebuilt from the entries.
+    Derived(String),
+    /// The entries themselves, or sled: the store refuses to open.
+    Fatal(OpenError),
+}
+
+fn derived(space: char, reason: impl Into<String>) -> Problem {
+    Problem::Derived(format!("{} (key space {space})", reason.into()))
+}
+
+fn io(e: impl std::fmt::Display) -> Problem {
+    Problem::Fatal(OpenError::Io(e.to_string()))
+}
+
+/// Checks what the store trusts at open; repairs derived state from the entries if it is damaged.
+/// Returns what was established, and a report of the repair if there was one.
+pub(crate) fn open_checked(
+    db: &sled::Db,
+    keys: &IntegrityKeys,
+    vault: &Vault,
+) -> Result<(Opened, Option<String>), OpenError> {
+    let why = match check(db, keys) {
+        Ok(opened) => return Ok((opened, None)),
+        Err(Problem::Fatal(e)) => return Err(e),
+        Err(Problem::Derived(why)) => why,
+    };
+    let report = rebuild(db, keys, vault, &why)?;
+    match check(db, keys) {
+        Ok(opened) => Ok((opened, Some(report))),
+        Err(Problem::Fatal(e)) => Err(e),
+        Err(Problem::Derived(why)) => {
+            Err(OpenError::Damaged(format!("derived state still damaged after a rebuild from the entries: {why}")))
+        }
+    }
+}
+
+fn check(db: &sled::Db, keys: &IntegrityKeys) -> Result<Opened, Problem> {
+    if let Some(why) = db.get(layout::REPAIR_KEY).map_err(io)? {
+        return Err(Problem::Derived(format!("a reader found {}", String::from_utf8_lossy(&why))));
+    }
+    let first_entry = db.scan_prefix([layout::ENTRY]).keys().next().transpose().map_err(io)?;
+    let record = match db.get(layout::HEAD_KEY).map_err(io)? {
+        Some(v) => HeadRecord::decode(&v, Some(keys)).map_err(|reason| derived('m', reason))?,
+        None if first_entry.is_some() => return Err(derived('m', "the head record is missing")),
+        None => HeadRecord::EMPTY,
+    };
+    let len = record.head.len;
+    if len > 0 {
+        match read_entry(db, len - 1) {
+            Ok(last) if last.hash() == record.head.last_hash => {}
+            Ok(_) => return Err(derived('m', "the head record does not name the last entry")),
+            Err(_) if db.get(layout::entry_key(len - 1)).map_err(io)?.is_none() => {
+                return Err(derived('m', format!("the head record says {len} entries, the log holds fewer")));
+            }
+            Err(e) => return Err(Problem::Fatal(OpenError::Damaged(e.to_string()))),
+        }
+    }
+    let beyond = db.range(layout::entry_key(len)..).keys().next().transpose().map_err(io)?;
+    if beyond.is_some_and(|k| k.first() == Some(&layout::ENTRY)) {
+        return Err(derived('m', format!("entries are stored beyond the head record's {len}")));
+    }
+    let registry_entries = system_stream(db, &StreamId::REGISTRY, record.registry, len)?;
+    let ledger_entries = system_stream(db, &StreamId::LEDGER, record.ledger, len)?;
+    let mut registry = Registry::new();
+    for e in &registry_entries {
+        let position = e.position();
+        let bad = |what: String| Problem::Fatal(OpenError::Damaged(format!("registry entry {position}: {what}")));
+        let payload = open_public(&e.statement.commitment, e.envelope()).map_err(|x| bad(x.to_string()))?;
+        let ev = RegistryEvent::parse(&e.statement.event_type, payload).map_err(|x| bad(x.to_string()))?;
+        registry.apply(position, &e.statement.author, &ev).map_err(|x| bad(x.to_string()))?;
+    }
+    let mut system = Vec::new();
+    for (stream, entries) in [(StreamId::REGISTRY, &registry_entries), (StreamId::LEDGER, &ledger_entries)] {
+        if let Some(last) = entries.last() {
+            system.push((stream, last.header.stream_version, last.hash()));
+        }
+    }
+    // Cosignatures kept are recorded in the ledger's own stream: the `w` space must hold exactly
+    // those (a handful per checkpoint, checked whole).
+    let kept: BTreeMap<Vec<u8>, String> = ledger_entries.iter().filter_map(cosignature_kept).collect();
+    check_cosignatures_kept(db, &kept).map_err(|reason| derived('w', reason))?;
+    let tree = TreeTail::load(db, len, keys).map_err(|reason| derived('t', reason))?;
+    Ok(Opened { record, registry, system, tree })
+}
+
+/// Reads a system stream through its index and checks that the index holds exactly `count`
+/// versions, from 0 with no gap, each naming its entry, each entry naming its predecessor.
+fn system_stream(
+    db: &sled::Db,
+    stream: &StreamId,
+    count: u64,
+    len: u64,
+) -> Result<Vec<chronicle_core::Entry>, Problem> {
+    let mut out: Vec<chronicle_core::Entry> = Vec::new();
+    for kv in db.scan_prefix(layout::stream_prefix(stream)) {
+        let (k, v) = kv.map_err(io)?;
+        let version = layout::stream_key_version(&k).ok_or_else(|| derived('s', "a malformed stream index key"))?;
+        let (position, hash) =
+            layout::position_and_hash(&v).ok_or_else(|| derived('s', "a malformed stream index value"))?;
+        let expected = out.len() as u64;
+        if version != expected {
+            return Err(derived('s', format!("the index of stream {stream} lacks version {expected}")));
+        }
+        if position >= len {
+            return Err(derived(
+                's',
+                format!("the index of stream {stream} names position {position}, beyond the log"),
+            ));
+        }
+        let e = read_entry(db, position).map_err(|e| Problem::Fatal(OpenError::Damaged(e.to_string())))?;
+        check_indexed(&e, stream, version, &hash).map_err(|r| derived('s', r))?;
+        let prev = out.last().map_or(Hash::ZERO, chronicle_core::Entry::hash);
+        if e.header.prev_stream_hash != prev {
+            return Err(Problem::Fatal(OpenError::Damaged(format!(
+                "entry {position} does not name its predecessor in stream {stream}"
+            ))));
+        }
+        out.push(e);
+    }
+    if out.len() as u64 != count {
+        return Err(derived(
+            's',
+            format!("the index of stream {stream} holds {} versions, the head record says {count}", out.len()),
+        ));
+    }
+    Ok(out)
+}
+
+/// Most keys removed or written in one batch while rebuilding.
+const REBUILD_BATCH: usize = 4096;
+
+/// Rebuilds the stream index, the idempotency records, the tree and the head record from the
+/// entries, and drops stream key bindings that do not authenticate. The repair key is set first
+/// and removed last (durably), so a crash in between repairs again at the next open.
+fn rebuild(db: &sled::Db, keys: &IntegrityKeys, vault: &Vault, why: &str) -> Result<String, OpenError> {
+    let io = |e: sled::Error| OpenError::Io(e.to_string());
+    db.insert(layout::REPAIR_KEY, why.as_bytes()).map_err(io)?;
+    db.flush().map_err(io)?;
+    for prefix in [layout::STREAM, layout::IDEMPOTENCY, TREE, COSIGNATURE] {
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for k in db.scan_prefix([prefix]).keys().take(REBUILD_BATCH) {
+                batch.remove(k.map_err(io)?);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            db.apply_batch(batch).map_err(io)?;
+        }
+    }
+    let mut tree = TreeTail::load(db, 0, keys).map_err(OpenError::Damaged)?;
+    let mut streams: HashMap<StreamId, (u64, Hash)> = HashMap::new();
+    let mut last_key: HashMap<StreamId, DataKeyId> = HashMap::new();
+    let mut seen_idem: HashSet<[u8; 33]> = HashSet::new();
+    let mut kept: BTreeMap<Vec<u8>, String> = BTreeMap::new();
+    let mut head = Head::EMPTY;
+    let mut batch = sled::Batch::default();
+    let mut pending = 0;
+    for kv in db.scan_prefix([layout::ENTRY]) {
+        let (k, v) = kv.map_err(io)?;
+        let position =
+            layout::entry_key_position(&k).ok_or_else(|| OpenError::Damaged("a malformed entry key".into()))?;
+        if position != head.len {
+            return Err(OpenError::Damaged(format!("entry {} is missing", head.len)));
+        }
+        let (e, wrapped) = decode_stored(position, &v).map_err(|e| OpenError::Damaged(e.to_string()))?;
+        let damaged = |what: &str| OpenError::Damaged(format!("entry {position} {what}"));
+        if e.header.prev_hash != head.last_hash {
+            return Err(damaged("does not name the entry before it"));
+        }
+        let stream = e.statement.stream;
+        let (version, prev) = match streams.get(&stream) {
+            Some((v, h)) => (v + 1, *h),
+            None => (0, Hash::ZERO),
+        };
+        if e.header.stream_version != version || e.header.prev_stream_hash != prev {
+            return Err(damaged("does not follow its stream's previous entry"));
+        }
+        let hash = e.hash();
+        streams.insert(stream, (version, hash));
+        if let Some((k, line)) = cosignature_kept(&e) {
+            kept.insert(k, line);
+        }
+        if let Some(id) = wrapped.and_then(Vault::wrapped_key_id) {
+            last_key.insert(stream, id);
+        }
+        batch.insert(&layout::stream_key(&stream, version)[..], &layout::encode_position_and_hash(position, &hash)[..]);
+        let (idem_key, rec) = idem_record_of(&e);
+        // The first entry under a key is the one its record names (the writer never appends a second).
+        if seen_idem.insert(idem_key) {
+            batch.insert(&idem_key[..], &rec.encode()[..]);
+        }
+        tree.append(db, position, chronicle_tlog::tree::leaf_hash(e.bytes())).map_err(OpenError::Damaged)?;
+        head =
+            Head { len: position + 1, last_hash: hash, last_recorded: e.header.recorded_time.max(head.last_recorded) };
+        pending += 1;
+        if pending >= REBUILD_BATCH {
+            tree.write_into(&mut batch);
+            db.apply_batch(std::mem::take(&mut batch)).map_err(io)?;
+            pending = 0;
+        }
+    }
+    tree.write_into(&mut batch);
+    for (k, line) in &kept {
+        batch.insert(&k[..], line.as_bytes());
+    }
+    db.apply_batch(batch).map_err(io)?;
+    // Bindings: one that does not authenticate is dropped, or bound again to the key the stream's
+    // last sealed entry is under if that key is live; one naming a destroyed key while that entry's
+    // key is live is bound to it.
+    let mut rebound = 0;
+    let mut batch = sled::Batch::default();
+    for kv in db.scan_prefix([layout::STREAM_DATA_KEY]) {
+        let (k, v) = kv.map_err(io)?;
+        let Some(stream) = layout::binding_stream(&k) else {
+            batch.remove(k);
+            rebound += 1;
+            continue;
+        };
+        let bound = layout::decode_binding(Some(keys), &stream, &v).ok();
+        let last_live = last_key.get(&stream).filter(|id| !vault.is_destroyed(id));
+        match (bound, last_live) {
+            (Some(id), _) if !vault.is_destroyed(&id) => continue,
+            (Some(_), None) => continue,
+            (_, Some(id)) => batch.insert(k, &layout::encode_binding(keys, &stream, id)[..]),
+            (None, None) => batch.remove(k),
+        }
+        rebound += 1;
+    }
+    db.apply_batch(batch).map_err(io)?;
+    let count = |s: &StreamId| streams.get(s).map_or(0, |(v, _)| v + 1);
+    let record = HeadRecord { head, registry: count(&StreamId::REGISTRY), ledger: count(&StreamId::LEDGER) };
+    let mut batch = sled::Batch::default();
+    batch.insert(layout::HEAD_KEY, &record.encode(keys)[..]);
+    batch.remove(layout::REPAIR_KEY);
+    db.apply_batch(batch).map_err(io)?;
+    db.flush().map_err(io)?;
+    Ok(format!(
+        "derived state was damaged: {why}. Rebuilt from the {} entries of the log: the stream index of {} streams, \
+         the idempotency records, the Merkle tree and the head record; {rebound} stream key bindings re-made",
+        head.len,
+        streams.len()
+    ))
+}
