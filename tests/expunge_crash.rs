@@ -4,12 +4,13 @@
 //! order whose keys were not yet destroyed), an order that is not in the log destroyed nothing,
 //! and verify passes. Set CHRONICLE_CRASH_SEED to replay a schedule.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chronicle::datadir::DataDir;
-use chronicle_core::{Role, StreamId};
-use chronicle_records::{Purpose, Records};
+use chronicle_records::Records;
 use chronicle_store::verify_log;
 
 #[test]
@@ -45,79 +46,8 @@ fn sigkill_during_expungements_leaves_each_order_wholly_done_or_not_done() {
         let records = Records::open(store.clone()).unwrap();
         // Opening with the ledger's key finishes a charge expungement cut short.
         records.set_ledger(dir.ledger().unwrap()).unwrap();
-        let tombstones: Vec<_> = records.projection().state.expunged.values().cloned().collect();
-        for t in &tombstones {
-            assert!(
-                store.stream_keys_destroyed(&t.streams).unwrap(),
-                "round {round} (seed {seed}): order {} recorded but not carried out",
-                t.order_id
-            );
-        }
-        orders_seen = tombstones.len();
-        // Every target marked pending either has its order (done) or is wholly readable (not done).
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        for line in text.lines() {
-            let parts: Vec<&str> = line.split(' ').collect();
-            if parts.len() != 3 || parts[0] != "pending" {
-                continue;
-            }
-            let Some(target) = StreamId::from_hex(parts[2]) else { continue };
-            if parts[1] == "charges" {
-                check_charge_order(&records, &store, target, round, seed);
-                continue;
-            }
-            if records.tombstone(&target).is_some() {
-                continue;
-            }
-            let p = records.projection();
-            let readable = if parts[1] == "cycle" {
-                p.state.cycles.contains_key(&target)
-            } else {
-                p.state.subjects.contains_key(&target)
-            };
-            assert!(readable, "round {round} (seed {seed}): {line} has no order but is not readable either");
-            drop(p);
-            if parts[1] == "subject" {
-                records.view(target, Role::Court, Purpose::C, None).unwrap();
-            }
-        }
+        orders_seen = common::check_orders(&records, &store, &log, &format!("round {round} (seed {seed})"));
     }
     println!("{orders_seen} expungement orders carried out across 22 kills");
     assert!(orders_seen >= 5, "the loop must have made progress");
-}
-
-/// A charge order is either not recorded (both charges readable) or wholly carried out: charge 2's
-/// content gone, charge 1 readable, the case restated, and no entry left under a live old key.
-fn check_charge_order(records: &Records, store: &chronicle_store::Store, cycle: StreamId, round: u32, seed: u64) {
-    let p = records.projection();
-    let Some(c) = p.state.cycles.get(&cycle) else {
-        panic!("round {round} (seed {seed}): case {cycle} of a charge order is gone")
-    };
-    let ordered = c.orders.iter().any(|o| o.kind == chronicle_records::ReliefKind::Expunge);
-    if !ordered {
-        assert!(c.charges.contains_key(&1) && c.charges.contains_key(&2), "round {round} (seed {seed}): {cycle}");
-        return;
-    }
-    assert!(c.charges.contains_key(&1), "round {round} (seed {seed}): charge 1 of {cycle} lost");
-    assert!(!c.charges.contains_key(&2), "round {round} (seed {seed}): charge 2 of {cycle} still there");
-    assert!(!c.restated.is_empty(), "round {round} (seed {seed}): {cycle} not restated");
-    drop(p);
-    let current = store.current_stream_key(&cycle).unwrap();
-    for (position, key) in store.entry_keys(&cycle).unwrap() {
-        if let Some(k) = key.filter(|k| Some(*k) != current) {
-            assert!(
-                store.data_key_destroyed(&k).unwrap(),
-                "round {round} (seed {seed}): position {position} of {cycle} under a live old key"
-            );
-        }
-    }
-    let text = String::from_utf8(
-        records.view(cycle_subject(records, cycle), Role::Court, Purpose::C, None).unwrap().to_bytes(),
-    )
-    .unwrap();
-    assert!(text.contains("THEFT") && !text.contains("DOOMED"), "round {round} (seed {seed}): {text}");
-}
-
-fn cycle_subject(records: &Records, cycle: StreamId) -> StreamId {
-    records.projection().state.cycles[&cycle].subject
 }

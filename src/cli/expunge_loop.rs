@@ -24,6 +24,9 @@ pub struct ExpungeLoopArgs {
     /// File to which "pending <kind> <target>" and "done <target>" lines are appended.
     #[arg(long)]
     log: PathBuf,
+    /// Stop after this many rounds (default: never).
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 pub fn run(a: ExpungeLoopArgs) -> Result<ExitCode> {
@@ -40,7 +43,7 @@ pub fn run(a: ExpungeLoopArgs) -> Result<ExitCode> {
     records.set_ledger(dir.ledger()?)?;
     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&a.log)?;
     let d = |s: &str| Date::parse(s).ok_or_else(|| anyhow::anyhow!("bad date"));
-    for i in 0u64.. {
+    for i in 0..a.count.unwrap_or(u64::MAX) {
         let now = Timestamp::now();
         let subject = StreamId::random();
         records.record(

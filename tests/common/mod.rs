@@ -379,3 +379,94 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Checks every expungement order of an expunge loop (see `chronicle expunge-loop`) after a crash
+/// or a fault: each order in the log is wholly carried out (its keys destroyed), and each target
+/// the loop marked pending either has its order or is wholly readable. Returns how many orders
+/// the log holds.
+pub fn check_orders(
+    records: &chronicle_records::Records,
+    store: &chronicle_store::Store,
+    log: &std::path::Path,
+    ctx: &str,
+) -> usize {
+    let tombstones: Vec<_> = records.projection().state.expunged.values().cloned().collect();
+    for t in &tombstones {
+        assert!(
+            store.stream_keys_destroyed(&t.streams).unwrap(),
+            "{ctx}: order {} recorded but not carried out",
+            t.order_id
+        );
+    }
+    let orders_seen = tombstones.len();
+    // Every target marked pending either has its order (done) or is wholly readable (not done).
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        if parts.len() != 3 || parts[0] != "pending" {
+            continue;
+        }
+        let Some(target) = StreamId::from_hex(parts[2]) else { continue };
+        if parts[1] == "charges" {
+            check_charge_order(records, store, target, ctx);
+            continue;
+        }
+        if records.tombstone(&target).is_some() {
+            continue;
+        }
+        let p = records.projection();
+        let readable = if parts[1] == "cycle" {
+            p.state.cycles.contains_key(&target)
+        } else {
+            p.state.subjects.contains_key(&target)
+        };
+        assert!(readable, "{ctx}: {line} has no order but is not readable either");
+        drop(p);
+        if parts[1] == "subject" {
+            records.view(target, Role::Court, chronicle_records::Purpose::C, None).unwrap();
+        }
+    }
+    orders_seen
+}
+
+/// A charge order is either not recorded (both charges readable) or wholly carried out: charge 2's
+/// content gone, charge 1 readable, the case restated, and no entry left under a live old key.
+fn check_charge_order(
+    records: &chronicle_records::Records,
+    store: &chronicle_store::Store,
+    cycle: StreamId,
+    ctx: &str,
+) {
+    let p = records.projection();
+    let Some(c) = p.state.cycles.get(&cycle) else { panic!("{ctx}: case {cycle} of a charge order is gone") };
+    let ordered = c.orders.iter().any(|o| o.kind == chronicle_records::ReliefKind::Expunge);
+    if !ordered {
+        assert!(c.charges.contains_key(&1) && c.charges.contains_key(&2), "{ctx}: {cycle}");
+        return;
+    }
+    assert!(c.charges.contains_key(&1), "{ctx}: charge 1 of {cycle} lost");
+    assert!(!c.charges.contains_key(&2), "{ctx}: charge 2 of {cycle} still there");
+    assert!(!c.restated.is_empty(), "{ctx}: {cycle} not restated");
+    drop(p);
+    let current = store.current_stream_key(&cycle).unwrap();
+    for (position, key) in store.entry_keys(&cycle).unwrap() {
+        if let Some(k) = key.filter(|k| Some(*k) != current) {
+            assert!(
+                store.data_key_destroyed(&k).unwrap(),
+                "{ctx}: position {position} of {cycle} under a live old key"
+            );
+        }
+    }
+    let text = String::from_utf8(
+        records
+            .view(cycle_subject(records, cycle), Role::Court, chronicle_records::Purpose::C, None)
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert!(text.contains("THEFT") && !text.contains("DOOMED"), "{ctx}: {text}");
+}
+
+fn cycle_subject(records: &chronicle_records::Records, cycle: StreamId) -> StreamId {
+    records.projection().state.cycles[&cycle].subject
+}

@@ -538,7 +538,7 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
         answers.push((job.reply, result));
     }
     if let Some(reason) = broken {
-        shared.fail(format!("a storage failure while building a group: {reason}"));
+        shared.fail(format!("a storage failure while building a group ({reason}); restart the store"));
         let answers = answers
             .into_iter()
             .map(|(reply, r)| (reply, r.and(Err(AppendError::Storage(reason.clone())))))
@@ -560,7 +560,7 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
         batch.insert(layout::HEAD_KEY, &record.encode(&shared.keys)[..]);
         shared.db.wrote(std::mem::take(&mut state.batch_bytes));
         if let Err(e) = db.apply_batch(batch) {
-            shared.fail(e.to_string());
+            shared.fail(format!("writing the log failed ({e}); restart the store"));
         }
     }
     state.pending_idem.clear();
@@ -590,12 +590,18 @@ pub(crate) fn sync_loop(shared: Arc<Shared>, mut durability: Durability, rx: Rec
             None => Ok(()),
         };
         if outcome.is_ok() && groups.iter().any(|g| g.wrote) {
+            // After a failed flush or sync nothing written since the last good one can be trusted
+            // to be on disk (the kernel may have dropped the pages it could not write, and a
+            // later sync would succeed without them): the store accepts no more appends until
+            // it is opened again, which reads back what is really there.
             outcome = shared
                 .db()
                 .and_then(|db| db.flush())
                 .map(|_| ())
-                .map_err(|e| e.to_string())
-                .and_then(|_| durability.sync().map_err(|e| e.to_string()));
+                .map_err(|e| format!("flushing the log failed ({e}); restart the store"))
+                .and_then(|_| {
+                    durability.sync().map_err(|e| format!("syncing the log to disk failed ({e}); restart the store"))
+                });
         }
         if let Err(reason) = &outcome {
             shared.fail(reason.clone());
