@@ -342,11 +342,12 @@ fn measure(dir: chronicle::datadir::DataDir, rounds: usize, store: Option<Store>
     }
     let mut ready = Vec::new();
     let mut store_ready = Vec::new();
-    let (mut read_parts, mut load_parts) = (Vec::new(), Vec::new());
+    let (mut read_parts, mut load_parts, mut checks) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let (store, r, s, t) = start(&dir);
         store_ready.push(s);
         ready.push(t);
+        checks.push(store.open_checks_took().as_secs_f64());
         assert_eq!(r.projection().state.subjects.len(), n_subjects);
         drop(r);
         // The parts of that: reading the persisted projection, then opening and decoding it.
@@ -374,6 +375,7 @@ fn measure(dir: chronicle::datadir::DataDir, rounds: usize, store: Option<Store>
     println!("{:<40} {:>14.2}", "  of which opening the store (s)", crash_store_ready);
     println!("{:<40} {:>14.2}", "restart to ready after a clean stop (s)", common::median(ready));
     println!("{:<40} {:>14.2}", "  of which opening the store (s)", common::median(store_ready));
+    println!("{:<40} {:>14.3}", "  checking derived state at open (s)", common::median(checks));
     println!("{:<40} {:>14.2}", "  reading the persisted projection (s)", common::median(read_parts));
     println!("{:<40} {:>14.2}", "  reading and loading it (s)", common::median(load_parts));
     let (worst, worst_store, mib, behind) = worst_crash_restart(&dir);

@@ -130,10 +130,13 @@ impl DataDir {
         Ok(LocalCa::load(&cert, &key)?)
     }
 
-    /// What the server needs for mutual TLS.
+    /// What the server needs for mutual TLS. The CA that client certificates must chain to is
+    /// the one whose key is in the secrets directory: a CA certificate replaced or added to in the
+    /// data directory (which is not secret) would let its holder sign in as any principal.
     pub fn tls_files(&self) -> Result<chronicle_server::TlsFiles> {
+        let ca = self.ca().context("the TLS CA certificate does not match the CA key in the secrets directory")?;
         Ok(chronicle_server::TlsFiles {
-            ca_pem: read(&self.tls_dir().join("ca.pem"))?,
+            ca_pem: ca.cert_pem().to_string(),
             cert_pem: read(&self.tls_dir().join("server.pem"))?,
             key_pem: read(&self.tls_secrets_dir().join("server.key.pem"))?,
         })
@@ -267,11 +270,29 @@ impl DataDir {
     /// Rebuilds the store's derived state from the entries (see docs/FORMAT.md, "Derived state")
     /// and says what was done.
     pub fn rebuild_store(&self) -> Result<String> {
-        let store = self.open()?;
-        let _ = store.report_damage('m', "an operator asked for a rebuild from the entries".into());
-        drop(store);
-        let store = self.open()?;
-        Ok(store.repaired().unwrap_or("nothing was rebuilt").to_string())
+        self.info()?;
+        let master = MasterKey::load(&self.master_key_file())?;
+        let store = Store::open_rebuilding(&self.store_paths(), master)?;
+        let mut said = store.repaired().unwrap_or("nothing was rebuilt").to_string();
+        // A kept checkpoint the rebuild removed (its note was damaged) that the anchor or a
+        // witness's cosignature needs: signed again, the same note as before.
+        let origin = self.info()?.origin;
+        for size in store.required_checkpoints()? {
+            if store.checkpoint_at(size)?.is_none() {
+                store.sign_checkpoint(&self.note_signer()?, &origin, size)?;
+                said.push_str(&format!("; the checkpoint at size {size} signed again"));
+            }
+        }
+        // The projection as a start makes it: loaded if it checks, else replayed from the log;
+        // then persisted, so that what is on disk checks too.
+        let records = self.open_records(store)?;
+        if records.projection().restored {
+            said.push_str("; the persisted projection checked");
+        } else {
+            said.push_str("; the projection replayed from the log");
+        }
+        records.persist()?;
+        Ok(said)
     }
 
     /// Opens the records service over `store` and gives it the ledger's signer (which finishes

@@ -11,5 +11,6 @@ pub mod datadir;
 /// into fresh pages and zeroing (mimalloc's arenas land on transparent huge pages, zeroed 2 MiB at
 /// a time, and its options cannot be set from safe Rust); jemalloc rebuilt a 235,000-entry log at
 /// 76,500 entries/s against mimalloc's 56,000, and appended at least as fast.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -331,7 +331,7 @@ fn an_evidence_export_with_content_is_a_logged_release_to_its_recipient() {
         .read_log(0, 10_000)
         .unwrap()
         .iter()
-        .filter_map(|e| match chronicle_records::service::decode(&store, e) {
+        .filter_map(|e| match chronicle_records::service::decode(&store, e).unwrap() {
             chronicle_records::service::Decoded::Event(
                 _,
                 ev @ chronicle_records::RecordEvent::RecordDisseminated { .. },

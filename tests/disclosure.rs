@@ -34,7 +34,7 @@ fn since(s: &Served, from: u64) -> Vec<(StreamId, RecordEvent)> {
         .read_log(from, 10_000)
         .unwrap()
         .iter()
-        .filter_map(|e| match decode(&s.store, e) {
+        .filter_map(|e| match decode(&s.store, e).unwrap() {
             Decoded::Event(m, ev) => Some((m.stream, ev)),
             _ => None,
         })

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use chronicle::datadir::DataDir;
 use chronicle_core::{MasterKey, Vault};
-use chronicle_store::{Expected, IntegrityKeys, verify_log_against};
+use chronicle_store::{Expected, verify_log_against};
 use common::copy_dir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chronicle");
@@ -135,8 +135,7 @@ fn verify(root: &Path, ctx: &str) {
         })
         .into_iter()
         .collect();
-    let keys = IntegrityKeys::from_master(&master);
-    let report = verify_log_against(&dir.log_dir(), &expected, Some(&keys), |_, _| {}).unwrap();
+    let report = verify_log_against(&dir.log_dir(), &expected, Some(&master), |_, _| {}).unwrap();
     assert!(report.is_ok(), "{ctx}: verify after restart: {:?}", report.fault);
 }
 

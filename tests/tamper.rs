@@ -200,7 +200,11 @@ fn a_forged_entry_signed_by_an_unregistered_key_is_caught() {
             let mut env = vec![0u8; 24];
             env.extend_from_slice(cmd.payload());
             let e = Entry::assemble(&header, cmd.statement_bytes(), &env, cmd.signature()).unwrap();
-            store_recomputed(db, len, e.bytes());
+            // Beside it, a wrapped content key copied from the last entry (the forger cannot make
+            // one; with none, the entry is caught before its signature is even looked at).
+            let last_wrap =
+                decode_entry_value(&db.get(ekey(len - 1)).unwrap().unwrap()).unwrap().wrapped_key.map(<[u8]>::to_vec);
+            db.insert(ekey(len), encode_entry_value(e.bytes(), &Hash::entry(e.bytes()), last_wrap.as_deref())).unwrap();
             let mut idx = vec![b's'];
             idx.extend_from_slice(&s.0);
             idx.extend_from_slice(&header.stream_version.to_be_bytes());

@@ -16,7 +16,7 @@ use chronicle_core::{MasterKey, Role, Signer, StreamId, Vault};
 use chronicle_records::{
     DispositionKind, HistoryQuery, Level, Purpose, RecordEvent, Records, ReliefKind, Scope, Target,
 };
-use chronicle_store::{Expected, Finding, IntegrityKeys, Store, verify_log_against};
+use chronicle_store::{Expected, Finding, Store, verify_log_against};
 use common::{Bureau, copy_dir, date};
 
 /// What the records service serves, as one comparable value per read: each subject's record as an
@@ -298,7 +298,6 @@ fn tamper(p: &Pristine, root: &Path, space: &str, change: Change) {
 fn verify(root: &Path) -> Option<Finding> {
     let dir = DataDir::new(root, None);
     let master = MasterKey::load(&dir.master_key_file()).unwrap();
-    let keys = IntegrityKeys::from_master(&master);
     let anchor = Vault::read_anchor(&dir.store_paths().vault, &master).unwrap().unwrap();
     let expected = [Expected {
         what: "the vault's anchor".into(),
@@ -306,7 +305,7 @@ fn verify(root: &Path) -> Option<Finding> {
         root: chronicle_tlog::TreeHash(anchor.root),
         kept: true,
     }];
-    verify_log_against(&dir.log_dir(), &expected, Some(&keys), |_, _| {}).unwrap().fault
+    verify_log_against(&dir.log_dir(), &expected, Some(&master), |_, _| {}).unwrap().fault
 }
 
 /// After a change: what a restart serves, or `None` if it refuses to start.
@@ -352,6 +351,11 @@ fn every_change_to_derived_state_is_named_by_verify_and_never_served() {
                             Some(v) => assert_eq!(Some(v), want.as_ref(), "{space} {change:?}: {what} differs"),
                         }
                     }
+                    // Whatever the start left for the operator, `rebuild --store` makes whole.
+                    if space != "e" {
+                        let said = DataDir::new(&root, None).rebuild_store().unwrap();
+                        assert_eq!(verify(&root), None, "{space} {change:?}: after `rebuild --store` ({said})");
+                    }
                     outcomes.push(format!("{space} {change:?}: started, {refused} reads refused"));
                 }
             }
@@ -396,4 +400,47 @@ fn damage_found_by_a_reader_is_repaired_from_the_log_at_the_next_start() {
     assert_eq!(served(&records, &dir, &p.subjects, &p.cases), p.reference);
     drop(records);
     assert_eq!(verify(&root), None);
+}
+
+/// The content key wrapped beside a seal order, taken away or changed (no hash covers it): the
+/// order cannot be opened, and it must not be taken for an expunged entry, which a replay skips,
+/// serving the record unsealed. Verify names the entry; a start that must replay refuses.
+#[test]
+fn a_seal_order_whose_wrapped_key_is_removed_or_changed_is_damage_never_skipped() {
+    let p = pristine();
+    for change in ["removed", "changed"] {
+        let root = p.root.parent().unwrap().join(format!("wrap-{change}"));
+        copy_dir(&p.root, &root);
+        let position = {
+            let db = common::raw_db(&root.join("log"));
+            let mut found = None;
+            for kv in db.scan_prefix([b'e']) {
+                let (k, v) = kv.unwrap();
+                let ev = chronicle_store::layout::decode_entry_value(&v).unwrap();
+                let e = chronicle_core::Entry::decode(ev.bytes.to_vec()).unwrap();
+                if e.statement.stream == p.cases[0] && e.statement.event_type.as_str() == "records.relief_ordered" {
+                    let wrap = ev.wrapped_key.unwrap().to_vec();
+                    let value = match change {
+                        "removed" => chronicle_store::layout::encode_entry_value(ev.bytes, &ev.hash, None),
+                        _ => {
+                            let mut w = wrap.clone();
+                            *w.last_mut().unwrap() ^= 1;
+                            chronicle_store::layout::encode_entry_value(ev.bytes, &ev.hash, Some(&w))
+                        }
+                    };
+                    found = Some((k.to_vec(), value, e.position()));
+                }
+            }
+            let (k, value, position) = found.expect("the seal order");
+            db.insert(k, value).unwrap();
+            // The persisted projection goes too (it is a cache): the start must replay the log.
+            db.remove(b"mprojection").unwrap();
+            db.flush().unwrap();
+            position
+        };
+        let finding = verify(&root).unwrap_or_else(|| panic!("{change}: verify passed at {position}"));
+        assert_eq!((finding.position, finding.space), (position, "e"), "{change}: {finding}");
+        assert!(restart(&p, &root).is_none(), "{change}: a start served a state replayed without the seal order");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

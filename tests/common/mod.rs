@@ -167,7 +167,7 @@ impl Bureau {
             .read_stream(&stream, 0, 10_000)
             .unwrap()
             .iter()
-            .filter_map(|e| match chronicle_records::service::decode(&self.ledger.store, e) {
+            .filter_map(|e| match chronicle_records::service::decode(&self.ledger.store, e).unwrap() {
                 chronicle_records::service::Decoded::Event(_, ev) => Some(ev),
                 _ => None,
             })
@@ -400,7 +400,7 @@ pub fn check_orders(
     }
     let orders_seen = tombstones.len();
     // Every target marked pending either has its order (done) or is wholly readable (not done).
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
     for line in text.lines() {
         let parts: Vec<&str> = line.split(' ').collect();
         if parts.len() != 3 || parts[0] != "pending" {

@@ -24,7 +24,7 @@ pub use hash::Hash;
 pub use ids::{KeyId, PrincipalId, StreamId, Timestamp};
 pub use registry::{Registry, RegistryEvent, Role};
 pub use sign::Signer;
-pub use vault::{Anchor, DataKeyId, MasterKey, Vault, VaultError};
+pub use vault::{Anchor, DataKeyId, MasterKey, Vault, VaultError, VaultKeys};
 
 /// Fills an array from the operating system's random source.
 ///

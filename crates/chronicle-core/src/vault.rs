@@ -72,6 +72,12 @@ pub const MASTER_KEY_ENV: &str = "CHRONICLE_MASTER_KEY";
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct DataKeyId(pub [u8; 16]);
 
+impl std::fmt::Display for DataKeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 /// The key that wraps every data key.
 pub struct MasterKey(SymmetricKey);
 
@@ -225,6 +231,17 @@ impl Vault {
 
     /// Opens the vault in `dir`, dropping a torn last record.
     pub fn open(dir: &Path, master: MasterKey) -> Result<Vault, VaultError> {
+        let Parsed { path, slots, anchor, anchors_appended, good_len, len } = Vault::parse(dir, &master)?;
+        let file = OpenOptions::new().append(true).open(&path)?;
+        if good_len < len {
+            file.set_len(good_len as u64)?;
+            file.sync_all()?;
+        }
+        Ok(Vault { path, master, file, slots, spare: Vec::new(), anchor, anchors_appended })
+    }
+
+    /// Reads and checks the vault file in `dir`, changing nothing.
+    fn parse(dir: &Path, master: &MasterKey) -> Result<Parsed, VaultError> {
         let path = Vault::file_path(dir);
         let bytes =
             Zeroizing::new(std::fs::read(&path).map_err(|e| VaultError::Io(format!("{}: {e}", path.display())))?);
@@ -283,7 +300,7 @@ impl Vault {
                 root: rec[9..41].try_into().expect("32 bytes"),
                 recovered: rec[41] & 1 == 1,
             };
-            if a.mac(&master).0[..] != rec[42..74] {
+            if a.mac(master).0[..] != rec[42..74] {
                 return Err(VaultError::Corrupt { offset: at, what: "the anchor does not authenticate" });
             }
             anchor = Some(a);
@@ -314,12 +331,7 @@ impl Vault {
             let (id, slot) = o?;
             slots.insert(id, slot);
         }
-        let file = OpenOptions::new().append(true).open(&path)?;
-        if good_len < bytes.len() {
-            file.set_len(good_len as u64)?;
-            file.sync_all()?;
-        }
-        Ok(Vault { path, master, file, slots, spare: Vec::new(), anchor, anchors_appended })
+        Ok(Parsed { path, slots, anchor, anchors_appended, good_len, len: bytes.len() })
     }
 
     /// The latest checkpoint the ledger signed, if it signed any.
@@ -466,22 +478,7 @@ impl Vault {
 
     /// Unwraps what [`Vault::wrap_content_key`] produced.
     pub fn unwrap_content_key(&self, position: u64, wrapped: &[u8]) -> Result<SymmetricKey, SealError> {
-        if wrapped.len() != WRAPPED_CONTENT_KEY_LEN {
-            return Err(SealError::Short { len: wrapped.len() });
-        }
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&wrapped[..16]);
-        let id = DataKeyId(id);
-        let kek = self.key(&id)?;
-        // nonce || the key, sealed || tag: opened on the stack (one per entry read).
-        let (nonce, sealed) = wrapped[16..].split_at(NONCE_LEN);
-        let mut buf = Zeroizing::new([0u8; 32 + TAG_LEN]);
-        buf.copy_from_slice(sealed);
-        let nonce = nonce.try_into().expect("split at the nonce");
-        aead_open_in_place(kek, &[DOMAIN_CONTENT_KEY_AAD, &position.to_be_bytes(), &id.0], nonce, &mut buf[..])?;
-        let mut k = [0u8; 32];
-        k.copy_from_slice(&buf[..32]);
-        Ok(SymmetricKey::from_bytes(k))
+        unwrap_content_key_in(&self.slots, position, wrapped)
     }
 
     /// The data key id a wrapped content key names.
@@ -525,6 +522,17 @@ impl Vault {
         Ok(records
             .into_iter()
             .filter(|(at, _)| bytes[*at] == TAG_DESTROYED)
+            .map(|(at, _)| DataKeyId(bytes[at + 1..at + 17].try_into().expect("16 bytes")))
+            .collect())
+    }
+
+    /// The ids of every data key a vault file holds or held (live or destroyed), read without the
+    /// master key. For `verify`: a wrapped content key naming any other id was not made here.
+    pub fn known_ids(dir: &Path) -> Result<std::collections::HashSet<DataKeyId>, VaultError> {
+        let (bytes, records) = Vault::scan(dir)?;
+        Ok(records
+            .into_iter()
+            .filter(|(at, _)| matches!(bytes[*at], TAG_KEY | TAG_DESTROYED))
             .map(|(at, _)| DataKeyId(bytes[at + 1..at + 17].try_into().expect("16 bytes")))
             .collect())
     }
@@ -577,6 +585,62 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// A vault file as read by [`Vault::parse`].
+struct Parsed {
+    path: PathBuf,
+    slots: HashMap<DataKeyId, Slot>,
+    anchor: Option<Anchor>,
+    anchors_appended: usize,
+    good_len: usize,
+    len: usize,
+}
+
+/// The data keys of a vault file, read without changing the file: for `verify` to open every
+/// sealed entry's wrapped content key (and its payload) with the master key, on a copy that must
+/// stay as it is.
+pub struct VaultKeys {
+    slots: HashMap<DataKeyId, Slot>,
+}
+
+impl VaultKeys {
+    /// Reads the vault in `dir` with the master key.
+    pub fn read(dir: &Path, master: &MasterKey) -> Result<VaultKeys, VaultError> {
+        Ok(VaultKeys { slots: Vault::parse(dir, master)?.slots })
+    }
+
+    /// As [`Vault::unwrap_content_key`].
+    pub fn unwrap_content_key(&self, position: u64, wrapped: &[u8]) -> Result<SymmetricKey, SealError> {
+        unwrap_content_key_in(&self.slots, position, wrapped)
+    }
+}
+
+fn unwrap_content_key_in(
+    slots: &HashMap<DataKeyId, Slot>,
+    position: u64,
+    wrapped: &[u8],
+) -> Result<SymmetricKey, SealError> {
+    if wrapped.len() != WRAPPED_CONTENT_KEY_LEN {
+        return Err(SealError::Short { len: wrapped.len() });
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&wrapped[..16]);
+    let id = DataKeyId(id);
+    let kek = match slots.get(&id) {
+        Some(Slot::Live { key, .. }) => key,
+        Some(Slot::Destroyed) => return Err(SealError::KeyDestroyed),
+        None => return Err(SealError::KeyUnknown),
+    };
+    // nonce || the key, sealed || tag: opened on the stack (one per entry read).
+    let (nonce, sealed) = wrapped[16..].split_at(NONCE_LEN);
+    let mut buf = Zeroizing::new([0u8; 32 + TAG_LEN]);
+    buf.copy_from_slice(sealed);
+    let nonce = nonce.try_into().expect("split at the nonce");
+    aead_open_in_place(kek, &[DOMAIN_CONTENT_KEY_AAD, &position.to_be_bytes(), &id.0], nonce, &mut buf[..])?;
+    let mut k = [0u8; 32];
+    k.copy_from_slice(&buf[..32]);
+    Ok(SymmetricKey::from_bytes(k))
 }
 
 #[cfg(test)]

@@ -267,7 +267,7 @@ impl Reader<'_> {
             if e.position() < from {
                 continue;
             }
-            let decoded = decode(store, &e);
+            let decoded = decode(store, &e)?;
             let shown = self.shown(&cursors[i].source, &decoded);
             if shown == Shown::Withheld {
                 // Entries withheld after a full page are not this page's: they are neither counted

@@ -106,18 +106,20 @@ pub enum Decoded {
     Unreadable(Meta),
 }
 
-/// Decodes an entry: opens its payload and parses the records event in it.
-pub fn decode(store: &Store, e: &Entry) -> Decoded {
+/// Decodes an entry: opens its payload and parses the records event in it. An entry whose key
+/// was destroyed is [`Decoded::Unreadable`]; one that cannot be opened for any other reason is
+/// damage, an error: it is never skipped as if expunged.
+pub fn decode(store: &Store, e: &Entry) -> Result<Decoded, ReadError> {
     decode_with(e, || store.open_payload(e))
 }
 
 fn decode_with<P: std::ops::Deref<Target = Vec<u8>>>(
     e: &Entry,
     payload: impl FnOnce() -> Result<P, ReadError>,
-) -> Decoded {
+) -> Result<Decoded, ReadError> {
     let st = &e.statement;
     if !st.event_type.as_str().starts_with(EVENT_PREFIX) || st.payload_kind != PayloadKind::Sealed {
-        return Decoded::Other;
+        return Ok(Decoded::Other);
     }
     let meta = Meta {
         position: e.position(),
@@ -129,11 +131,16 @@ fn decode_with<P: std::ops::Deref<Target = Vec<u8>>>(
         court_order: st.refs.court_order.clone(),
     };
     match payload() {
-        Ok(p) => match RecordEvent::parse(&st.event_type, &p) {
+        Ok(p) => Ok(match RecordEvent::parse(&st.event_type, &p) {
             Ok(ev) => Decoded::Event(meta, ev),
+            // Authentic (the payload opened under its key and matches what its author signed),
+            // validated when appended, yet not an event this build knows.
             Err(_) => Decoded::Unreadable(meta),
-        },
-        Err(_) => Decoded::Unreadable(meta),
+        }),
+        Err(ReadError::Payload { source: chronicle_core::SealError::KeyDestroyed, .. }) => {
+            Ok(Decoded::Unreadable(meta))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -590,7 +597,7 @@ impl Records {
                 }
                 old.insert(key);
                 let Some(e) = self.store.entry(position)? else { continue };
-                let keep = match decode(&self.store, &e) {
+                let keep = match decode(&self.store, &e)? {
                     Decoded::Event(_, ev) => !mentions_charges(&ev, &seqs),
                     _ => false,
                 };
@@ -725,7 +732,8 @@ impl Records {
         // and parsed in the task that read it, on all cores.
         let decode_page = |from: u64| -> Result<Vec<Decoded>, ServiceError> {
             let limit = (head.saturating_sub(from) as usize).min(PAGE);
-            Ok(self.store.read_log_map(from, limit, |e, payload| decode_with(&e, || payload))?)
+            let page = self.store.read_log_map(from, limit, |e, payload| decode_with(&e, || payload))?;
+            Ok(page.into_iter().collect::<Result<Vec<_>, _>>()?)
         };
         let apply = |page: Vec<Decoded>, after: u64| {
             let mut p = self.projection.write().unwrap_or_else(std::sync::PoisonError::into_inner);

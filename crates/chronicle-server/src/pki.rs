@@ -62,8 +62,13 @@ impl LocalCa {
     pub fn load(cert_pem: &str, key_pem: &str) -> Result<LocalCa, PkiError> {
         let key = KeyPair::from_pem(key_pem)?;
         // Check that the pair belongs together before issuing anything with it.
-        let (_, pem) =
+        let (rest, pem) =
             x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| PkiError::Parse(e.to_string()))?;
+        // One certificate and nothing after it: a second one appended to the file would be
+        // trusted beside it by whoever loads the file as a bundle.
+        if !rest.iter().all(u8::is_ascii_whitespace) {
+            return Err(PkiError::Parse("the CA file holds more than the CA certificate".into()));
+        }
         let cert = pem.parse_x509().map_err(|e| PkiError::Parse(e.to_string()))?;
         if cert.tbs_certificate.subject_pki.subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(PkiError::Parse("the CA key does not belong to the CA certificate".into()));

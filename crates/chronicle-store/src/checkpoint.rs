@@ -120,6 +120,31 @@ pub(crate) fn log_verifying_key(registry: &chronicle_core::Registry) -> Option<V
         .map(|k| k.public)
 }
 
+/// Removes every kept checkpoint whose key is malformed or whose note is not the log key's
+/// signature over a checkpoint of the size its key says (a rebuild's part: such a value is never
+/// served, and left in place it would stop appends again at every start). Returns how many.
+pub(crate) fn remove_unverifiable(db: &sled::Db, registry: &chronicle_core::Registry) -> Result<usize, sled::Error> {
+    let key = log_verifying_key(registry);
+    let mut removed = 0;
+    for kv in db.scan_prefix([CHECKPOINT]) {
+        let (k, note) = kv?;
+        let size = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).filter(|_| k.len() == 9);
+        let good = match (size, key) {
+            (Some(size), Some(key)) => parse(&note).is_ok_and(|cp| {
+                cp.size() == size
+                    && chronicle_tlog::verify_checkpoint(&note, &chronicle_tlog::verifier_key(cp.origin(), &key))
+                        .is_ok()
+            }),
+            _ => false,
+        };
+        if !good {
+            db.remove(k)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 fn parse(note: &[u8]) -> Result<Checkpoint, String> {
     let text = note_text(note).map_err(|e| e.to_string())?;
     Checkpoint::from_bytes(&text).map_err(|_| "not a checkpoint".to_string())
@@ -149,6 +174,21 @@ impl Store {
                 Ok(Some(v.to_vec()))
             }
         }
+    }
+
+    /// The tree sizes whose checkpoint the store must keep: the vault's anchor (unless recovered)
+    /// and each size a witness's cosignature was kept for. A rebuild that removed a damaged one
+    /// leaves it to be signed again (the same note: the signature is deterministic).
+    pub fn required_checkpoints(&self) -> Result<Vec<u64>, CheckpointError> {
+        let mut sizes: Vec<u64> = self.anchor().filter(|a| !a.recovered).map(|a| a.size).into_iter().collect();
+        for k in self.db()?.scan_prefix([COSIGNATURE]).keys() {
+            if let Some(size) = k?.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) {
+                sizes.push(size);
+            }
+        }
+        sizes.sort_unstable();
+        sizes.dedup();
+        Ok(sizes)
     }
 
     /// The checkpoint with the largest tree size, if any.
@@ -204,9 +244,10 @@ impl Store {
         let before = self.db()?.range(checkpoint_key(0)..checkpoint_key(size)).next_back().transpose()?;
         let after = self.db()?.range(checkpoint_key(size)..=checkpoint_key(u64::MAX)).next().transpose()?;
         for (k, note) in before.into_iter().chain(after) {
-            let other = u64::from_be_bytes(
-                k[1..9].try_into().map_err(|_| CheckpointError::Storage("bad checkpoint key".into()))?,
-            );
+            // A neighbour that is not the log key's signature for its size is damage, never
+            // something to be consistent with (nor a key to slice).
+            let db = self.db()?;
+            let other = self.checked_note(&db, &k, &note)?;
             let cp = parse(&note).map_err(|reason| CheckpointError::Inconsistent { size: other, reason })?;
             let stored_root = self.tree_root(other)?;
             if *cp.hash() != stored_root || cp.size() != other || cp.origin() != origin {

@@ -66,7 +66,7 @@ impl Store {
         // Every entry, found through the index checked to have no gap and against each entry: one
         // left out would keep its content under the key about to be destroyed, or lose it.
         for (position, hash, version) in self.stream_index(&db, stream, 0, len)? {
-            let (e, wrapped) = crate::store::read_entry_and_key(&db, position)?;
+            let (e, wrapped) = self.shared.read_entry_and_key(&db, position)?;
             if let Err(reason) = crate::derived::check_indexed(&e, stream, version, &hash) {
                 return Err(self.shared.damaged(&db, 's', reason));
             }

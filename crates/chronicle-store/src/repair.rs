@@ -40,6 +40,12 @@ pub(crate) struct Opened {
 enum Problem {
     /// Derived state (what is wrong, naming the key space): rebuilt from the entries.
     Derived(String),
+    /// The entries do not agree with the head record, or it is missing or does not authenticate.
+    /// The head record is written in the same batch as the entries it counts, so this is a log
+    /// changed outside the ledger (entries cut off or added), or a disk that lost writes: never
+    /// repaired at a start, since a rebuild would bless whatever entries are there. An operator's
+    /// `rebuild --store` accepts the log as it is, once every entry's signature checks.
+    Head(String),
     /// The entries themselves, or sled: the store refuses to open.
     Fatal(OpenError),
 }
@@ -58,49 +64,91 @@ pub(crate) fn open_checked(
     db: &sled::Db,
     keys: &IntegrityKeys,
     vault: &Vault,
+    operator_rebuild: bool,
 ) -> Result<(Opened, Option<String>), OpenError> {
-    let why = match check(db, keys) {
-        Ok(opened) => return Ok((opened, None)),
+    let (why, head) = match check(db, keys) {
+        Ok(opened) if !operator_rebuild => return Ok((opened, None)),
+        Ok(opened) => ("an operator asked for a rebuild from the entries".to_string(), Some(opened.record.head)),
         Err(Problem::Fatal(e)) => return Err(e),
-        Err(Problem::Derived(why)) => why,
-    };
-    let report = rebuild(db, keys, vault, &why)?;
-    match check(db, keys) {
-        Ok(opened) => Ok((opened, Some(report))),
-        Err(Problem::Fatal(e)) => Err(e),
         Err(Problem::Derived(why)) => {
+            // The head record authenticated and names the last entry (checked first): the rebuild
+            // must arrive at exactly it.
+            let head = db
+                .get(layout::HEAD_KEY)
+                .ok()
+                .flatten()
+                .and_then(|v| HeadRecord::decode(&v, Some(keys)).ok())
+                .map(|r| r.head);
+            (why, head)
+        }
+        Err(Problem::Head(why)) if operator_rebuild => {
+            // Nothing authenticated says how long the log is: every entry must check as `verify`
+            // checks it (signatures against the registry as it stood, authors, stream rules)
+            // before its derived state is made anew and authenticated.
+            crate::verify::verify_entries(db).map_err(|f| {
+                OpenError::Damaged(format!("{why}; the entries do not check either, so they are not rebuilt from: {f}"))
+            })?;
+            (format!("{why} (accepted by the operator: every entry checked)"), None)
+        }
+        Err(Problem::Head(why)) => {
+            return Err(OpenError::Damaged(format!(
+                "{why} (key space m): the log's entries do not agree with the head record the ledger \
+                 wrote with them, so they were changed outside the ledger or the disk lost writes. \
+                 Nothing is served. Run `chronicle verify`; restore the data directory from a copy, or \
+                 accept the log as it is with `chronicle rebuild --store` (which checks every entry first)"
+            )));
+        }
+    };
+    let mut report = rebuild(db, keys, vault, &why, head)?;
+    match check(db, keys) {
+        Ok(opened) => {
+            let removed = crate::checkpoint::remove_unverifiable(db, &opened.registry)
+                .map_err(|e| OpenError::Io(e.to_string()))?;
+            if removed > 0 {
+                db.flush().map_err(|e| OpenError::Io(e.to_string()))?;
+                report.push_str(&format!(
+                    "; {removed} kept checkpoint(s) removed that were not the log key's signature for their size"
+                ));
+            }
+            Ok((opened, Some(report)))
+        }
+        Err(Problem::Fatal(e)) => Err(e),
+        Err(Problem::Derived(why) | Problem::Head(why)) => {
             Err(OpenError::Damaged(format!("derived state still damaged after a rebuild from the entries: {why}")))
         }
     }
 }
 
 fn check(db: &sled::Db, keys: &IntegrityKeys) -> Result<Opened, Problem> {
-    if let Some(why) = db.get(layout::REPAIR_KEY).map_err(io)? {
-        return Err(Problem::Derived(format!("a reader found {}", String::from_utf8_lossy(&why))));
-    }
+    // The head record first: a repair flag (which anyone with the disk can set) never gets a
+    // rebuild past a log that disagrees with it.
+    let head = |reason: String| Problem::Head(reason);
     let first_entry = db.scan_prefix([layout::ENTRY]).keys().next().transpose().map_err(io)?;
     let record = match db.get(layout::HEAD_KEY).map_err(io)? {
-        Some(v) => HeadRecord::decode(&v, Some(keys)).map_err(|reason| derived('m', reason))?,
-        None if first_entry.is_some() => return Err(derived('m', "the head record is missing")),
+        Some(v) => HeadRecord::decode(&v, Some(keys)).map_err(|reason| head(format!("the head record: {reason}")))?,
+        None if first_entry.is_some() => return Err(head("the head record is missing".into())),
         None => HeadRecord::EMPTY,
     };
     let len = record.head.len;
     if len > 0 {
         match read_entry(db, len - 1) {
             Ok(last) if last.hash() == record.head.last_hash => {}
-            Ok(_) => return Err(derived('m', "the head record does not name the last entry")),
+            Ok(_) => return Err(head(format!("entry {} is not the last entry the head record names", len - 1))),
             Err(_) if db.get(layout::entry_key(len - 1)).map_err(io)?.is_none() => {
-                return Err(derived('m', format!("the head record says {len} entries, the log holds fewer")));
+                return Err(head(format!("the head record says {len} entries, the log holds fewer")));
             }
             Err(e) => return Err(Problem::Fatal(OpenError::Damaged(e.to_string()))),
         }
     }
     let beyond = db.range(layout::entry_key(len)..).keys().next().transpose().map_err(io)?;
     if beyond.is_some_and(|k| k.first() == Some(&layout::ENTRY)) {
-        return Err(derived('m', format!("entries are stored beyond the head record's {len}")));
+        return Err(head(format!("entries are stored beyond the head record's {len}")));
     }
-    let registry_entries = system_stream(db, &StreamId::REGISTRY, record.registry, len)?;
-    let ledger_entries = system_stream(db, &StreamId::LEDGER, record.ledger, len)?;
+    if let Some(why) = db.get(layout::REPAIR_KEY).map_err(io)? {
+        return Err(Problem::Derived(format!("a reader found {}", String::from_utf8_lossy(&why))));
+    }
+    let registry_entries = system_stream(db, keys, &StreamId::REGISTRY, record.registry, len)?;
+    let ledger_entries = system_stream(db, keys, &StreamId::LEDGER, record.ledger, len)?;
     let mut registry = Registry::new();
     for e in &registry_entries {
         let position = e.position();
@@ -127,6 +175,7 @@ fn check(db: &sled::Db, keys: &IntegrityKeys) -> Result<Opened, Problem> {
 /// versions, from 0 with no gap, each naming its entry, each entry naming its predecessor.
 fn system_stream(
     db: &sled::Db,
+    keys: &IntegrityKeys,
     stream: &StreamId,
     count: u64,
     len: u64,
@@ -163,6 +212,23 @@ fn system_stream(
             format!("the index of stream {stream} holds {} versions, the head record says {count}", out.len()),
         ));
     }
+    // Each entry is the one the authenticated tree holds at its position: the registry decides
+    // whose signatures count, so an entry rewritten with its stored hash and index value (which
+    // nothing else authenticates) must not be trusted.
+    let indexes: Vec<u64> = out.iter().map(|e| chronicle_tlog::tree::stored_hash_index(0, e.position())).collect();
+    let leaves = chronicle_tlog::tree::HashReader::read_hashes(&crate::tree::SledTree::new(db, Some(keys)), &indexes)
+        .map_err(|_| {
+        derived('t', format!("the tree's leaves of stream {stream} are missing or do not authenticate"))
+    })?;
+    for (e, leaf) in out.iter().zip(leaves) {
+        if chronicle_tlog::tree::leaf_hash(e.bytes()) != leaf {
+            return Err(Problem::Fatal(OpenError::Damaged(format!(
+                "entry {} of stream {stream} is not the entry the tree holds at its position: it was changed \
+                 outside the ledger (run `chronicle verify`)",
+                e.position()
+            ))));
+        }
+    }
     Ok(out)
 }
 
@@ -172,7 +238,13 @@ const REBUILD_BATCH: usize = 4096;
 /// Rebuilds the stream index, the idempotency records, the tree and the head record from the
 /// entries, and drops stream key bindings that do not authenticate. The repair key is set first
 /// and removed last (durably), so a crash in between repairs again at the next open.
-fn rebuild(db: &sled::Db, keys: &IntegrityKeys, vault: &Vault, why: &str) -> Result<String, OpenError> {
+fn rebuild(
+    db: &sled::Db,
+    keys: &IntegrityKeys,
+    vault: &Vault,
+    why: &str,
+    expect: Option<Head>,
+) -> Result<String, OpenError> {
     let io = |e: sled::Error| OpenError::Io(e.to_string());
     db.insert(layout::REPAIR_KEY, why.as_bytes()).map_err(io)?;
     db.flush().map_err(io)?;
@@ -252,6 +324,7 @@ fn rebuild(db: &sled::Db, keys: &IntegrityKeys, vault: &Vault, why: &str) -> Res
     // key is live is bound to it.
     let mut rebound = 0;
     let mut batch = sled::Batch::default();
+    let mut bound_streams = HashSet::new();
     for kv in db.scan_prefix([layout::STREAM_DATA_KEY]) {
         let (k, v) = kv.map_err(io)?;
         let Some(stream) = layout::binding_stream(&k) else {
@@ -259,6 +332,7 @@ fn rebuild(db: &sled::Db, keys: &IntegrityKeys, vault: &Vault, why: &str) -> Res
             rebound += 1;
             continue;
         };
+        bound_streams.insert(stream);
         let bound = layout::decode_binding(Some(keys), &stream, &v).ok();
         let last_live = last_key.get(&stream).filter(|id| !vault.is_destroyed(id));
         match (bound, last_live) {
@@ -269,7 +343,24 @@ fn rebuild(db: &sled::Db, keys: &IntegrityKeys, vault: &Vault, why: &str) -> Res
         }
         rebound += 1;
     }
+    // A binding deleted while its stream's last sealed entry is under a live key: bound again to it
+    // (else the stream's next append would start a second key, and `verify` would name the gap).
+    for (stream, id) in &last_key {
+        if !bound_streams.contains(stream) && !vault.is_destroyed(id) {
+            batch.insert(&layout::stream_data_key(stream)[..], &layout::encode_binding(keys, stream, id)[..]);
+            rebound += 1;
+        }
+    }
     db.apply_batch(batch).map_err(io)?;
+    if let Some(want) = expect
+        && (want.len != head.len || want.last_hash != head.last_hash)
+    {
+        // The checks before guarantee this; a rebuild never moves an authenticated head.
+        return Err(OpenError::Damaged(format!(
+            "the rebuild reached {} entries, the head record authenticated {}",
+            head.len, want.len
+        )));
+    }
     let count = |s: &StreamId| streams.get(s).map_or(0, |(v, _)| v + 1);
     let record = HeadRecord { head, registry: count(&StreamId::REGISTRY), ledger: count(&StreamId::LEDGER) };
     let mut batch = sled::Batch::default();

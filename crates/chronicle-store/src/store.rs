@@ -10,6 +10,7 @@ use chronicle_core::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, READ_PAGE_ENTRI
 use chronicle_core::payload::{open_public, open_sealed};
 use chronicle_core::registry::RegistryEvent;
 use chronicle_core::{Entry, KeyId, MasterKey, PayloadKind, Registry, StreamId, Vault};
+use chronicle_tlog::tree::{HashReader, stored_hash_index};
 use chronicle_tlog::{TreeError, TreeHash};
 use tokio::sync::{oneshot, watch};
 use zeroize::Zeroizing;
@@ -85,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) keys: IntegrityKeys,
     /// What the open repaired, if derived state was found damaged.
     repaired: Option<String>,
+    /// How long the open's checks of derived state took (and its repair, if there was one).
+    open_checks: std::time::Duration,
     /// The persisted projection's overlay digest as last established: (generation, digest).
     pub(crate) projection_digest: Mutex<Option<(u64, [u8; 32])>>,
     /// Set once a reader found derived state damaged (the next open rebuilds it).
@@ -118,6 +121,47 @@ impl Shared {
         self.fail(format!("{said}; restart to rebuild it from the log"));
         ReadError::Derived { space, reason }
     }
+    /// Reads one entry and the wrapped content key stored beside it, checked against the tree:
+    /// its Merkle leaf must be the one the authenticated tree holds at its position. The stored
+    /// hash beside an entry is no protection against someone who rewrites both; the tree's chunks
+    /// carry MACs, and were written with the entry.
+    pub(crate) fn read_entry_and_key(
+        &self,
+        db: &sled::Db,
+        position: u64,
+    ) -> Result<(Entry, Option<Vec<u8>>), ReadError> {
+        let (e, wrapped) = read_entry_and_key(db, position)?;
+        self.check_leaves(db, std::slice::from_ref(&e))?;
+        Ok((e, wrapped))
+    }
+
+    /// [`Shared::read_entry_and_key`] without the wrapped key.
+    pub(crate) fn read_entry(&self, db: &sled::Db, position: u64) -> Result<Entry, ReadError> {
+        self.read_entry_and_key(db, position).map(|(e, _)| e)
+    }
+
+    /// Checks entries against the tree's leaves (reading each chunk they fall in once).
+    pub(crate) fn check_leaves<'e>(
+        &self,
+        db: &sled::Db,
+        entries: impl IntoIterator<Item = &'e Entry> + Clone,
+    ) -> Result<(), ReadError> {
+        let Some(first) = entries.clone().into_iter().next().map(Entry::position) else { return Ok(()) };
+        let indexes: Vec<u64> = entries.clone().into_iter().map(|e| stored_hash_index(0, e.position())).collect();
+        let stored = crate::tree::SledTree::new(db, Some(&self.keys)).read_hashes(&indexes).map_err(|_| {
+            self.damaged(db, 't', format!("the tree's leaves from entry {first} on are missing or do not authenticate"))
+        })?;
+        for (e, leaf) in entries.into_iter().zip(stored) {
+            if chronicle_tlog::tree::leaf_hash(e.bytes()) != leaf {
+                return Err(ReadError::Damaged {
+                    position: e.position(),
+                    reason: "it is not the entry the tree holds at its position (changed outside the ledger)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn registry_snapshot(&self) -> Arc<Registry> {
         self.registry.read().map(|r| r.clone()).unwrap_or_default()
     }
@@ -170,7 +214,7 @@ impl Store {
         let db = open_sled(&paths.log)?;
         db.insert(layout::FORMAT_KEY, &[STORE_FORMAT]).map_err(|e| OpenError::Io(e.to_string()))?;
         db.flush().map_err(|e| OpenError::Io(e.to_string()))?;
-        Store::start(paths, db, vault)
+        Store::start(paths, db, vault, false)
     }
 
     /// Opens an existing log and vault. A log that does not reach the last checkpoint the ledger
@@ -186,6 +230,24 @@ impl Store {
         paths: &StorePaths,
         master: MasterKey,
         accept_rollback: bool,
+    ) -> Result<(Store, Option<(chronicle_core::Anchor, String)>), OpenError> {
+        Store::open_inner(paths, master, accept_rollback, false)
+    }
+
+    /// Opens the store and rebuilds its derived state from the entries, as an operator asks with
+    /// `chronicle rebuild --store`. Unlike a start, this also goes ahead when the entries do not
+    /// agree with the head record (a log cut short, or entries found beyond it), accepting the log
+    /// as it is, but only once every entry's signature, author and stream rule check from the
+    /// genesis entry on; and a log that does not reach the vault's anchor is still refused.
+    pub fn open_rebuilding(paths: &StorePaths, master: MasterKey) -> Result<Store, OpenError> {
+        Store::open_inner(paths, master, false, true).map(|(s, _)| s)
+    }
+
+    fn open_inner(
+        paths: &StorePaths,
+        master: MasterKey,
+        accept_rollback: bool,
+        operator_rebuild: bool,
     ) -> Result<(Store, Option<(chronicle_core::Anchor, String)>), OpenError> {
         if !paths.log.join("db").exists() {
             return Err(OpenError::NotInitialized(paths.log.display().to_string()));
@@ -206,7 +268,7 @@ impl Store {
                 (vault.join(), db)
             });
             let vault = vault.map_err(|_| OpenError::Io("opening the vault panicked".into()))??;
-            let store = Store::start(paths, db?, vault)?;
+            let store = Store::start(paths, db?, vault, operator_rebuild && attempts == 1)?;
             let rollback = store.rollback();
             // Checking the anchor read a tree hash that does not authenticate: opening again
             // rebuilds the tree from the log (and says so), and checks again, once.
@@ -267,7 +329,7 @@ impl Store {
         Ok(())
     }
 
-    fn start(paths: &StorePaths, db: sled::Db, vault: Vault) -> Result<Store, OpenError> {
+    fn start(paths: &StorePaths, db: sled::Db, vault: Vault, operator_rebuild: bool) -> Result<Store, OpenError> {
         match db.get(layout::FORMAT_KEY).map_err(|e| OpenError::Io(e.to_string()))? {
             Some(v) if v.as_ref() == [STORE_FORMAT] => {}
             Some(v) => {
@@ -276,7 +338,9 @@ impl Store {
             None => return Err(OpenError::NotInitialized(paths.log.display().to_string())),
         }
         let keys = IntegrityKeys::from_vault(&vault);
-        let (opened, repaired) = crate::repair::open_checked(&db, &keys, &vault)?;
+        let checking = std::time::Instant::now();
+        let (opened, repaired) = crate::repair::open_checked(&db, &keys, &vault, operator_rebuild)?;
+        let open_checks = checking.elapsed();
         if let Some(r) = &repaired {
             eprintln!("chronicle: {r}");
         }
@@ -296,6 +360,7 @@ impl Store {
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             keys,
             repaired,
+            open_checks,
             projection_digest: Mutex::new(None),
             damage_found: std::sync::atomic::AtomicBool::new(false),
         });
@@ -407,7 +472,7 @@ impl Store {
             return Ok(None);
         }
         // A claim about the log, checked against the entry it names before it answers anything.
-        let e = read_entry(&db, rec.appended.position)?;
+        let e = self.shared.read_entry(&db, rec.appended.position)?;
         if let Err(reason) = crate::derived::check_idem(&e, &key, &rec) {
             return Err(self.shared.damaged(&db, 'i', reason));
         }
@@ -519,7 +584,7 @@ impl Store {
             // Every entry of the stream, found through its index and checked against it: an index
             // missing a version would leave that entry's key alive.
             for (position, hash, version) in self.stream_index(&db, s, 0, len)? {
-                let (e, wrapped) = read_entry_and_key(&db, position)?;
+                let (e, wrapped) = self.shared.read_entry_and_key(&db, position)?;
                 if let Err(reason) = check_indexed(&e, s, version, &hash) {
                     return Err(self.shared.damaged(&db, 's', reason));
                 }
@@ -529,6 +594,29 @@ impl Store {
             }
         }
         Ok(ids.into_iter().collect())
+    }
+
+    /// An index value naming a position at or past the committed head is the first of a group
+    /// being written (its entries and index values go to sled in one batch before the head is
+    /// published): its entry must be there and be what the value says. Anything else (a position
+    /// made up to end a read early, say) is damage.
+    fn in_flight(
+        &self,
+        db: &sled::Db,
+        stream: &StreamId,
+        version: u64,
+        position: u64,
+        hash: &chronicle_core::Hash,
+    ) -> Result<(), ReadError> {
+        let found = match db.get(layout::entry_key(position))? {
+            None => Err(format!(
+                "the index of stream {stream} version {version} names position {position}, where no entry is"
+            )),
+            Some(v) => decode_stored(position, &v)
+                .map_err(|e| e.to_string())
+                .and_then(|(e, _)| check_indexed(&e, stream, version, hash)),
+        };
+        found.map_err(|reason| self.shared.damaged(db, 's', reason))
     }
 
     /// A stream's index from version `from` up to the committed head, checked to run without a
@@ -550,6 +638,7 @@ impl Store {
                 return Err(self.shared.damaged(db, 's', format!("a malformed index entry of stream {stream}")));
             };
             if position >= len {
+                self.in_flight(db, stream, version, position, &hash)?;
                 break;
             }
             if version != want {
@@ -654,7 +743,7 @@ impl Store {
         if position >= self.head().len {
             return Ok(None);
         }
-        read_entry(&*self.shared.db()?, position).map(Some)
+        self.shared.read_entry(&*self.shared.db()?, position).map(Some)
     }
 
     /// Committed entries from `from`, at most `limit`.
@@ -662,7 +751,7 @@ impl Store {
         check_page(limit)?;
         let end = self.head().len.min(from.saturating_add(limit as u64));
         let db = self.shared.db()?;
-        (from..end).map(|p| read_entry(&db, p)).collect()
+        (from..end).map(|p| self.shared.read_entry(&db, p)).collect()
     }
 
     /// Committed entries of a stream from `from_version`, at most `limit`.
@@ -691,6 +780,7 @@ impl Store {
                 return Err(self.shared.damaged(&db, 's', format!("a malformed index entry of stream {stream}")));
             };
             if position >= len {
+                self.in_flight(&db, stream, version, position, &hash)?;
                 break;
             }
             if version != want {
@@ -700,7 +790,7 @@ impl Store {
                     format!("the index of stream {stream} lacks version {want}"),
                 ));
             }
-            let e = read_entry(&db, position)?;
+            let e = self.shared.read_entry(&db, position)?;
             if let Err(reason) = check_indexed(&e, stream, version, &hash) {
                 return Err(self.shared.damaged(&db, 's', reason));
             }
@@ -717,17 +807,26 @@ impl Store {
 
     /// The first version of a stream at or after log position `position` (one past its last
     /// version if it has none there): where a read of the stream from that position starts. A
-    /// binary search over the stream index, whose positions grow with the version.
+    /// binary search over the stream index, whose positions grow with the version; each value it
+    /// steers by is checked against the entry it names (a changed position would skip entries).
     pub fn stream_version_from(&self, stream: &StreamId, position: u64) -> Result<u64, ReadError> {
         let Some(last) = self.stream_version(stream)? else { return Ok(0) };
+        let len = self.head().len;
         let db = self.shared.db()?;
         let (mut lo, mut hi) = (0u64, last + 1);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let Some((at, _)) = db.get(layout::stream_key(stream, mid))?.and_then(|v| layout::position_and_hash(&v))
+            let Some((at, hash)) = db.get(layout::stream_key(stream, mid))?.and_then(|v| layout::position_and_hash(&v))
             else {
                 return Err(self.shared.damaged(&db, 's', format!("the index of stream {stream} lacks version {mid}")));
             };
+            if at >= len {
+                let reason = format!("the index of stream {stream} version {mid} names position {at}, beyond the log");
+                return Err(self.shared.damaged(&db, 's', reason));
+            }
+            if let Err(reason) = check_indexed(&self.shared.read_entry(&db, at)?, stream, mid, &hash) {
+                return Err(self.shared.damaged(&db, 's', reason));
+            }
             if at < position { lo = mid + 1 } else { hi = mid }
         }
         Ok(lo)
@@ -745,7 +844,7 @@ impl Store {
                 return Err(self.shared.damaged(&db, 's', format!("a malformed index entry of stream {stream}")));
             };
             if position < len {
-                let e = read_entry(&db, position)?;
+                let e = self.shared.read_entry(&db, position)?;
                 if let Err(reason) = check_indexed(&e, stream, version, &hash) {
                     return Err(self.shared.damaged(&db, 's', reason));
                 }
@@ -769,6 +868,12 @@ impl Store {
     /// more appends, and the next open rebuilds that state from the log.
     pub fn damage_found(&self) -> bool {
         self.shared.damage_found.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// How long this open spent checking derived state against the log (head record, system
+    /// streams, cosignatures kept, the tree's tail) and repairing it if it had to.
+    pub fn open_checks_took(&self) -> std::time::Duration {
+        self.shared.open_checks
     }
 
     /// What the open repaired, if it found derived state damaged (and rebuilt it from the log).
@@ -886,7 +991,7 @@ impl Store {
     pub fn open_payload(&self, entry: &Entry) -> Result<Zeroizing<Vec<u8>>, ReadError> {
         let wrapped = match entry.statement.payload_kind {
             PayloadKind::Public => None,
-            PayloadKind::Sealed => read_entry_and_key(&*self.shared.db()?, entry.position())?.1,
+            PayloadKind::Sealed => self.shared.read_entry_and_key(&*self.shared.db()?, entry.position())?.1,
         };
         self.open_with_key(entry, wrapped.as_deref())
     }
@@ -897,7 +1002,7 @@ impl Store {
         if position >= self.head().len {
             return Ok(None);
         }
-        let (entry, wrapped) = read_entry_and_key(&*self.shared.db()?, position)?;
+        let (entry, wrapped) = self.shared.read_entry_and_key(&*self.shared.db()?, position)?;
         let payload = self.open_with_key(&entry, wrapped.as_deref());
         Ok(Some((entry, payload)))
     }
@@ -934,10 +1039,12 @@ impl Store {
                 if raw.len() as u64 != b - a {
                     return Err(ReadError::Damaged { position: a + raw.len() as u64, reason: "missing".into() });
                 }
-                (a..b)
-                    .zip(raw)
-                    .map(|(position, v)| {
-                        let (entry, wrapped) = decode_stored(position, &v)?;
+                let decoded =
+                    (a..b).zip(&raw).map(|(position, v)| decode_stored(position, v)).collect::<Result<Vec<_>, _>>()?;
+                self.shared.check_leaves(&*self.shared.db()?, decoded.iter().map(|(e, _)| e))?;
+                decoded
+                    .into_iter()
+                    .map(|(entry, wrapped)| {
                         let payload = self.open_with_key(&entry, wrapped);
                         Ok(f(entry, payload))
                     })
@@ -959,15 +1066,24 @@ impl Store {
                 .map(|p| Zeroizing::new(p.to_vec()))
                 .map_err(|source| ReadError::Payload { position, source }),
             PayloadKind::Sealed => {
-                let wrapped =
-                    wrapped.ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
+                // Only a destroyed key makes a sealed payload unreadable by right (it was
+                // expunged). Any other failure (no wrapped key beside the entry, a key the vault
+                // never held, a wrap or payload that does not authenticate) is damage to the log:
+                // reported as such, never taken for an expunged entry (a reader that skipped it
+                // would serve the record without it, a seal order for one).
+                let damaged = |reason: String| ReadError::Damaged { position, reason };
+                let wrapped = wrapped
+                    .ok_or_else(|| damaged("a sealed entry is stored without its wrapped content key".into()))?;
                 let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
-                let cek = vault
-                    .unwrap_content_key(position, wrapped)
-                    .map_err(|source| ReadError::Payload { position, source })?;
+                let cek = match vault.unwrap_content_key(position, wrapped) {
+                    Ok(k) => k,
+                    Err(source @ chronicle_core::SealError::KeyDestroyed) => {
+                        return Err(ReadError::Payload { position, source });
+                    }
+                    Err(e) => return Err(damaged(format!("its wrapped content key: {e}"))),
+                };
                 drop(vault);
-                open_sealed(&cek, &st.commitment, entry.envelope())
-                    .map_err(|source| ReadError::Payload { position, source })
+                open_sealed(&cek, &st.commitment, entry.envelope()).map_err(|e| damaged(format!("its payload: {e}")))
             }
         }
     }

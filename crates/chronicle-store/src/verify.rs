@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use chronicle_core::payload::open_public;
+use chronicle_core::payload::{open_public, open_sealed};
 use chronicle_core::registry::RegistryEvent;
 use chronicle_core::sign::verify_message;
 use chronicle_core::{DataKeyId, Entry, Hash, PayloadKind, Registry, RegistryError, StreamId, Timestamp, VerifyingKey};
@@ -361,12 +361,20 @@ struct Walker {
     signatures: u64,
     tree: TreeCheck,
     destroyed: std::collections::HashSet<chronicle_core::DataKeyId>,
+    /// Every data key id the vault holds or held, if its file could be read.
+    known: Option<std::collections::HashSet<chronicle_core::DataKeyId>>,
+    /// The vault's keys, with the master key: every wrap under a live key must open, and the
+    /// payload under it.
+    content: Option<chronicle_core::VaultKeys>,
     destroyed_entries: u64,
     keys: Option<IntegrityKeys>,
     /// The data key each stream's last sealed entry is under.
     last_key: HashMap<StreamId, DataKeyId>,
     /// The cosignatures the ledger's own stream records as kept: `w` key, line.
     kept: std::collections::BTreeMap<Vec<u8>, String>,
+    /// Check the entries alone (chains, signatures, authors, stream rules), not what the store
+    /// derived from them: for a rebuild, which is about to make that anew.
+    entries_only: bool,
 }
 
 /// Why the tree could not be checked at an entry.
@@ -461,12 +469,17 @@ pub fn verify_log(log_dir: &Path, progress: impl FnMut(u64, u64)) -> Result<Repo
 pub fn verify_log_against(
     log_dir: &Path,
     expected: &[Expected],
-    keys: Option<&IntegrityKeys>,
+    master: Option<&chronicle_core::MasterKey>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Report, OpenError> {
     if !log_dir.join("db").exists() {
         return Err(OpenError::NotInitialized(log_dir.display().to_string()));
     }
+    let integrity = master.map(IntegrityKeys::from_master);
+    let keys = integrity.as_ref();
+    // With the master key, every sealed entry's content key is unwrapped, and its payload opened.
+    let vault_dir = log_dir.parent().map(|d| d.join("vault")).unwrap_or_default();
+    let content = master.map(|m| chronicle_core::VaultKeys::read(&vault_dir, m)).transpose()?;
     let db = open_sled(log_dir)?;
     let head = db
         .get(layout::HEAD_KEY)
@@ -487,10 +500,13 @@ pub fn verify_log_against(
             .parent()
             .map(|d| chronicle_core::Vault::destroyed_ids(&d.join("vault")).unwrap_or_default())
             .unwrap_or_default(),
+        known: log_dir.parent().and_then(|d| chronicle_core::Vault::known_ids(&d.join("vault")).ok()),
+        content,
         destroyed_entries: 0,
         keys: keys.cloned(),
         last_key: HashMap::new(),
         kept: std::collections::BTreeMap::new(),
+        entries_only: false,
     };
     let mut fault = None;
     let mut iter = db.scan_prefix([layout::ENTRY]);
@@ -598,6 +614,41 @@ pub fn verify_log_against(
         keys_destroyed: w.destroyed_entries,
         fault,
     })
+}
+
+/// Checks every entry of an open log as [`verify_log_against`] does (chains, hashes, signatures
+/// against the registry as it stood, authors, stream rules), but nothing derived from them.
+/// Returns how many entries checked.
+pub(crate) fn verify_entries(db: &sled::Db) -> Result<u64, Finding> {
+    let mut w = Walker {
+        db: db.clone(),
+        expected: 0,
+        prev_hash: Hash::ZERO,
+        last_recorded: Timestamp(i64::MIN),
+        streams: HashMap::new(),
+        registry: Registry::new(),
+        sealed: 0,
+        signatures: 0,
+        tree: TreeCheck { edge: HashMap::new(), count: 0, chunk: None },
+        destroyed: Default::default(),
+        known: None,
+        content: None,
+        destroyed_entries: 0,
+        keys: None,
+        last_key: HashMap::new(),
+        kept: std::collections::BTreeMap::new(),
+        entries_only: true,
+    };
+    let mut iter = db.scan_prefix([layout::ENTRY]);
+    loop {
+        let raw: Vec<_> = iter.by_ref().take(CHUNK).collect();
+        if raw.is_empty() {
+            return Ok(w.expected);
+        }
+        if let Some(f) = w.chunk(raw) {
+            return Err(f);
+        }
+    }
 }
 
 /// Checks every stored checkpoint: signed by the ledger's genesis key under its origin, and its
@@ -741,6 +792,34 @@ impl Walker {
                 let e = Entry::decode(bytes.to_vec())
                     .map_err(|e| Finding::new(position, Fault::Undecodable { reason: e.to_string() }))?;
                 let leaf = leaf_hash(bytes);
+                // A sealed payload can be opened only with the content key wrapped beside it: one
+                // missing, malformed or naming a key the vault never held hides the entry from
+                // every reader as surely as a deletion.
+                let sealed = e.statement.payload_kind == PayloadKind::Sealed;
+                let wrap_fault = match ev.wrapped_key {
+                    None if sealed => Some("a sealed entry is stored without its wrapped content key".to_string()),
+                    Some(_) if !sealed => Some("a public entry is stored with a wrapped content key".to_string()),
+                    Some(w) if w.len() != chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN => {
+                        Some(format!("its wrapped content key is {} bytes", w.len()))
+                    }
+                    Some(w) => chronicle_core::Vault::wrapped_key_id(w)
+                        .filter(|id| self.known.as_ref().is_some_and(|k| !k.contains(id)))
+                        .map(|id| format!("its content key {id} is not in the vault")),
+                    None => None,
+                };
+                let wrap_fault = wrap_fault.or_else(|| {
+                    let (content, wrapped) = (self.content.as_ref()?, ev.wrapped_key?);
+                    match content.unwrap_content_key(position, wrapped) {
+                        Ok(cek) => open_sealed(&cek, &e.statement.commitment, e.envelope())
+                            .err()
+                            .map(|err| format!("its payload does not open under its content key: {err}")),
+                        Err(chronicle_core::SealError::KeyDestroyed) => None,
+                        Err(err) => Some(format!("its wrapped content key: {err}")),
+                    }
+                });
+                if let Some(reason) = wrap_fault {
+                    return Err(Finding::new(position, Fault::Undecodable { reason }));
+                }
                 let key = ev.wrapped_key.and_then(chronicle_core::Vault::wrapped_key_id);
                 let destroyed = key.is_some_and(|id| self.destroyed.contains(&id));
                 Ok((position, e, computed, leaf, destroyed, key))
@@ -757,6 +836,9 @@ impl Walker {
                     self.last_key.insert(e.statement.stream, k);
                 }
                 self.entry(position, e, hash, &mut pending)?;
+                if self.entries_only {
+                    return Ok(());
+                }
                 match self.tree.push(&self.db, self.keys.as_ref(), at, leaf) {
                     Ok(true) => Ok(()),
                     Ok(false) => Err(Finding::new(at, Fault::TreeMismatch)),
@@ -854,6 +936,13 @@ impl Walker {
             self.registry
                 .apply(position, &st.author, &ev)
                 .map_err(|err| at(Fault::RegistryRejected { reason: err.to_string() }))?;
+        }
+        if self.entries_only {
+            self.streams.insert(st.stream, (h.stream_version, hash));
+            self.prev_hash = hash;
+            self.last_recorded = h.recorded_time;
+            self.expected = position + 1;
+            return Ok(());
         }
         match self.db.get(layout::stream_key(&st.stream, h.stream_version)) {
             Ok(Some(v)) if layout::position_and_hash(&v) == Some((position, hash)) => {}

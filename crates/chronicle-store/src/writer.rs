@@ -130,7 +130,7 @@ impl State {
                         "the index of stream {stream} names position {position}, beyond the log"
                     )));
                 }
-                let e = crate::store::read_entry(db, position).map_err(|e| AppendError::Storage(e.to_string()))?;
+                let e = shared.read_entry(db, position).map_err(|e| AppendError::Storage(e.to_string()))?;
                 crate::derived::check_indexed(&e, stream, version, &hash).map_err(damaged)?;
                 let h = StreamHead { version, hash };
                 self.streams.insert(*stream, h);
@@ -196,8 +196,8 @@ impl State {
                         rec.appended.position
                     )));
                 }
-                let e = crate::store::read_entry(db, rec.appended.position)
-                    .map_err(|e| AppendError::Storage(e.to_string()))?;
+                let e =
+                    shared.read_entry(db, rec.appended.position).map_err(|e| AppendError::Storage(e.to_string()))?;
                 crate::derived::check_idem(&e, key, &rec).map_err(damaged)?;
                 Ok(Some((rec, None)))
             }

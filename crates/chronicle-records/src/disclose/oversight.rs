@@ -136,7 +136,7 @@ impl Records {
                         case: released_case,
                         ..
                     },
-                ) = decode(self.store(), &e)
+                ) = decode(self.store(), &e)?
                 else {
                     continue;
                 };
@@ -228,7 +228,7 @@ impl Records {
                 answered_at,
                 ..
             },
-        ) = decode(self.store(), &e)
+        ) = decode(self.store(), &e)?
         else {
             return Err(ServiceError::NotFound(format!("no release logged at position {position}")));
         };

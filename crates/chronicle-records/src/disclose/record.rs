@@ -257,7 +257,8 @@ impl Records {
             streams.extend(s.cycles_ever.iter().copied());
         }
         let entries = self.entries_of(state, &streams, position)?;
-        let decoded: Vec<Decoded> = entries.par_iter().map(|e| decode(self.store(), e)).collect();
+        let decoded: Vec<Decoded> =
+            entries.par_iter().map(|e| decode(self.store(), e)).collect::<Result<_, chronicle_store::ReadError>>()?;
         let mut out = State::new();
         apply_all(&mut out, decoded, None);
         Ok(out)
