@@ -50,7 +50,7 @@ use crate::hash::{DOMAIN_CONTENT_KEY_AAD, DOMAIN_DATA_KEY_AAD, Hash};
 use crate::payload::{NONCE_LEN, SymmetricKey, TAG_LEN, aead_open, aead_open_in_place, aead_seal};
 
 const MAGIC: &[u8; 16] = b"CHRONICLE-VAULT\n";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const HEADER_LEN: usize = 16 + 1 + 16;
 const WRAPPED_LEN: usize = 24 + 32 + 16;
 const TAG_KEY: u8 = 1;
@@ -61,6 +61,16 @@ const ANCHOR_BODY_LEN: usize = 1 + 8 + 32 + 1 + 32;
 /// Anchors appended since the file was last written whole before it is written whole again.
 const ANCHORS_BEFORE_REWRITE: usize = 1024;
 const DOMAIN_ANCHOR: &[u8] = b"chronicle.vault-anchor.v1\n";
+/// Domain of a tombstone's MAC: `BLAKE3(this ‖ master key ‖ key id)`. Without it, anyone who can
+/// write the vault file could append a tombstone for a live key: every entry under it would read
+/// as expunged, with no order in the log.
+const DOMAIN_TOMBSTONE: &[u8] = b"chronicle.vault-tombstone.v1\n";
+/// A tombstone: tag, key id, MAC.
+const TOMBSTONE_BODY_LEN: usize = 1 + 16 + 32;
+
+fn tombstone_mac(master: &MasterKey, id: &DataKeyId) -> Hash {
+    Hash::of(DOMAIN_TOMBSTONE, &[master.0.as_bytes(), &id.0])
+}
 /// How many keys are generated (and synced) at once.
 pub const SPARE_KEYS: usize = 64;
 /// Length of a wrapped content key as the store keeps it: data key id, then the wrapped key.
@@ -262,7 +272,7 @@ impl Vault {
             let tag = bytes[at];
             let body = match tag {
                 TAG_KEY => 1 + 16 + WRAPPED_LEN,
-                TAG_DESTROYED => 1 + 16,
+                TAG_DESTROYED => TOMBSTONE_BODY_LEN,
                 TAG_ANCHOR => ANCHOR_BODY_LEN,
                 _ => 0,
             };
@@ -317,6 +327,9 @@ impl Vault {
                 id.copy_from_slice(&rec[1..17]);
                 let id = DataKeyId(id);
                 if rec[0] != TAG_KEY {
+                    if tombstone_mac(master, &id).0[..] != rec[17..49] {
+                        return Err(VaultError::Corrupt { offset: at, what: "a tombstone does not authenticate" });
+                    }
                     return Ok((id, Slot::Destroyed));
                 }
                 let plain = aead_open(&master.0, &[DOMAIN_DATA_KEY_AAD, &id.0], &rec[17..])
@@ -384,8 +397,9 @@ impl Vault {
         let mut rec = Vec::with_capacity(RECORD_KEY_LEN);
         rec.push(if key.is_some() { TAG_KEY } else { TAG_DESTROYED });
         rec.extend_from_slice(&id.0);
-        if let Some(k) = key {
-            rec.extend_from_slice(&aead_seal(&self.master.0, &[DOMAIN_DATA_KEY_AAD, &id.0], k.as_bytes()));
+        match key {
+            Some(k) => rec.extend_from_slice(&aead_seal(&self.master.0, &[DOMAIN_DATA_KEY_AAD, &id.0], k.as_bytes())),
+            None => rec.extend_from_slice(&tombstone_mac(&self.master, id).0),
         }
         let sum = Hash::of(b"", &[&rec]);
         rec.extend_from_slice(&sum.0[..8]);
@@ -502,7 +516,7 @@ impl Vault {
         while at < bytes.len() {
             let body = match bytes[at] {
                 TAG_KEY => 1 + 16 + WRAPPED_LEN,
-                TAG_DESTROYED => 1 + 16,
+                TAG_DESTROYED => TOMBSTONE_BODY_LEN,
                 TAG_ANCHOR => ANCHOR_BODY_LEN,
                 _ => break,
             };
@@ -722,6 +736,31 @@ mod tests {
 
     /// A destruction whose rewrite fails leaves the key usable and live on disk (it used to be
     /// marked destroyed in memory only, so no one destroyed it again while the server ran).
+    #[test]
+    fn a_tombstone_without_the_master_key_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let mut v = Vault::create(d.path(), master(M)).unwrap();
+        let live = v.new_key().unwrap();
+        let gone = v.new_key().unwrap();
+        v.destroy(&[gone]).unwrap();
+        drop(v);
+        assert!(Vault::open(d.path(), master(M)).unwrap().is_destroyed(&gone), "a genuine tombstone opens");
+        // Someone who can write the file, but holds no master key, appends one for a live key.
+        let mut rec = vec![TAG_DESTROYED];
+        rec.extend_from_slice(&live.0);
+        rec.extend_from_slice(&[0x5a; 32]);
+        let sum = Hash::of(b"", &[&rec]);
+        rec.extend_from_slice(&sum.0[..8]);
+        let p = Vault::file_path(d.path());
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes.extend_from_slice(&rec);
+        std::fs::write(&p, &bytes).unwrap();
+        assert!(matches!(
+            Vault::open(d.path(), master(M)),
+            Err(VaultError::Corrupt { what: "a tombstone does not authenticate", .. })
+        ));
+    }
+
     #[test]
     fn a_failed_rewrite_destroys_nothing_and_a_retry_does() {
         let d = tempfile::tempdir().unwrap();
