@@ -162,6 +162,25 @@ impl Shared {
         Ok(())
     }
 
+    /// Checks a run of consecutive entries: each names the hash of the one before it (the log's
+    /// own chain), and the last is the one the tree holds at its position; the chain then vouches
+    /// for every entry before it. One leaf per run rather than one per entry: bulk reads (a
+    /// replay of the whole log) pay a hash comparison per entry.
+    pub(crate) fn check_run(&self, db: &sled::Db, run: &[&Entry]) -> Result<(), ReadError> {
+        for w in run.windows(2) {
+            if w[1].position() != w[0].position() + 1 || w[1].header.prev_hash != w[0].hash() {
+                return Err(ReadError::Damaged {
+                    position: w[0].position(),
+                    reason: "the entry after it does not name it (changed outside the ledger)".into(),
+                });
+            }
+        }
+        match run.last() {
+            Some(last) => self.check_leaves(db, std::iter::once(*last)),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn registry_snapshot(&self) -> Arc<Registry> {
         self.registry.read().map(|r| r.clone()).unwrap_or_default()
     }
@@ -751,7 +770,9 @@ impl Store {
         check_page(limit)?;
         let end = self.head().len.min(from.saturating_add(limit as u64));
         let db = self.shared.db()?;
-        (from..end).map(|p| self.shared.read_entry(&db, p)).collect()
+        let entries = (from..end).map(|p| read_entry(&db, p)).collect::<Result<Vec<_>, _>>()?;
+        self.shared.check_run(&db, &entries.iter().collect::<Vec<_>>())?;
+        Ok(entries)
     }
 
     /// Committed entries of a stream from `from_version`, at most `limit`.
@@ -1041,7 +1062,8 @@ impl Store {
                 }
                 let decoded =
                     (a..b).zip(&raw).map(|(position, v)| decode_stored(position, v)).collect::<Result<Vec<_>, _>>()?;
-                self.shared.check_leaves(&*self.shared.db()?, decoded.iter().map(|(e, _)| e))?;
+                let run: Vec<&Entry> = decoded.iter().map(|(e, _)| e).collect();
+                self.shared.check_run(&*self.shared.db()?, &run)?;
                 decoded
                     .into_iter()
                     .map(|(entry, wrapped)| {
