@@ -283,3 +283,50 @@ fn an_entry_rewritten_with_its_hash_and_index_is_not_served() {
         assert!(matches!(r, Err(ReadError::Damaged { position: p, .. }) if p == position), "{what}: {r:?}");
     }
 }
+
+/// A case's last index keys and its key binding deleted: the expungement would find none of its
+/// keys through the index, destroy nothing and read as carried out. It is refused as damage, the
+/// next start rebuilds the index, and the order given again destroys the case's key.
+#[test]
+fn an_expungement_is_refused_while_the_index_hides_part_of_the_case() {
+    use chronicle_records::{DispositionKind, Level, RecordEvent};
+    let b = common::Bureau::new();
+    let person = b.enroll("SID-H-1", "HIDDEN", "TAIL", "1980-01-01");
+    let case = b.arrest(person, "OTN-H", "2024-01-01", &[(1, "13-1802", "THEFT", Level::Misdemeanor)]);
+    let guilty = RecordEvent::DispositionRecorded {
+        seq: 1,
+        disposition: DispositionKind::GuiltyPlea,
+        date: common::date("2024-05-01"),
+    };
+    b.rec(&b.court, case, guilty).unwrap();
+    b.records.persist().unwrap();
+    let common::Bureau { ledger, records, court, .. } = b;
+    drop(records);
+    let (tmp, dir) = ledger.close();
+    {
+        let db = common::raw_db(&dir.log_dir());
+        let (k, _) = db.scan_prefix(&stream_key(&case, 0)[..17]).next_back().unwrap().unwrap();
+        db.remove(k).unwrap();
+        let mut binding = vec![b'c'];
+        binding.extend_from_slice(&case.0);
+        db.remove(binding).unwrap();
+        db.flush().unwrap();
+    }
+    let order = |records: &chronicle_records::Records, id: &str| {
+        records.expunge(&court, case, "cycle", id, "PC 851.93", Timestamp::now())
+    };
+    let store = dir.open().unwrap();
+    let records = dir.open_records(store.clone()).unwrap();
+    let e = order(&records, "EXP-H1").expect_err("refused while the index is short");
+    assert!(e.to_string().contains("would miss its keys"), "{e}");
+    drop(records);
+    drop(store);
+    let _tmp = tmp;
+    let store = dir.open().unwrap();
+    assert!(store.repaired().is_some_and(|r| r.contains("key space s")), "{:?}", store.repaired());
+    let records = dir.open_records(store.clone()).unwrap();
+    let (_, destroyed) = order(&records, "EXP-H2").unwrap();
+    assert!(destroyed >= 1);
+    assert!(store.stream_keys_destroyed(&[case]).unwrap());
+    assert!(store.danger_data_key_bytes(&case).is_none());
+}

@@ -476,13 +476,33 @@ impl Records {
         effective: Timestamp,
     ) -> Result<(u64, usize), ServiceError> {
         self.catch_up()?;
-        let streams = {
+        let (streams, known): (Vec<String>, Vec<(StreamId, u64)>) = {
             let p = self.projection();
-            match p.state.expunged.get(&target) {
+            let streams = match p.state.expunged.get(&target) {
                 Some(t) => t.streams.iter().map(StreamId::to_hex).collect(),
                 None => crate::validate::expungement_streams(&p.state, &target, kind)?,
-            }
+            };
+            let known = streams
+                .iter()
+                .filter_map(|h| StreamId::from_hex(h))
+                .filter_map(|s| p.state.versions.get(&s).map(|v| (s, *v)))
+                .collect();
+            (streams, known)
         };
+        // The keys to destroy are found through each stream's index: it must reach every version
+        // the projection (built from the entries) knows, or a hidden tail would keep its keys
+        // alive while the order reads as carried out. Damage is refused and repaired at the next
+        // start; the order is given again then.
+        for (s, v) in known {
+            let indexed = self.store.stream_version(&s)?;
+            if indexed.is_none_or(|i| i < v) {
+                let reason = format!(
+                    "the index of stream {s} ends at version {indexed:?}, the log holds version {v}: \
+                     the expungement would miss its keys"
+                );
+                return Err(self.store.report_damage('s', reason).into());
+            }
+        }
         let ev = RecordEvent::ExpungementOrdered {
             order_id: order_id.into(),
             statute: statute.into(),
@@ -590,7 +610,19 @@ impl Records {
             let Some(current) = self.store.current_stream_key(&cycle)? else { continue };
             let mut survivors = Vec::new();
             let mut old = BTreeSet::new();
-            for (position, key) in self.store.entry_keys(&cycle)? {
+            let entries = self.store.entry_keys(&cycle)?;
+            // Every version the projection knows must be found (a hidden tail would keep its
+            // survivors under the key about to be destroyed, unreadable for good).
+            let known = self.projection().state.versions.get(&cycle).copied();
+            if known.is_some_and(|v| (entries.len() as u64) <= v) {
+                let reason = format!(
+                    "the index of stream {cycle} holds {} versions, the log holds version {known:?}: \
+                     re-keying the case would miss entries",
+                    entries.len()
+                );
+                return Err(self.store.report_damage('s', reason).into());
+            }
+            for (position, key) in entries {
                 let Some(key) = key.filter(|k| *k != current) else { continue };
                 if self.store.data_key_destroyed(&key)? {
                     continue;
