@@ -150,3 +150,61 @@ fn all_or_nothing_applies_nothing_when_a_line_is_bad() {
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(head(&d), before + 3);
 }
+
+/// A case whose last index key was deleted (its entry is still in the log): an import that adds
+/// to the case is refused as damage, rather than appended after the index's last version (which
+/// would give the case a second entry at a version the log holds, and a log that no longer opens).
+/// The next start rebuilds the index; the import then goes through, and the log verifies.
+#[test]
+fn an_import_into_a_stream_whose_index_lost_its_tail_is_refused_not_forked() {
+    let (t, d, key) = setup();
+    let first = t.path().join("first.jsonl");
+    std::fs::write(
+        &first,
+        r#"{"op":"enroll","ref":"P1","sid":"SID-1","name":{"last":"DOE","first":"JANE"},"dob":"1990-04-01"}
+{"op":"arrest","ref":"C1","subject":"P1","tracking_number":"OTN-1","agency_ori":"ZZ","arrest_date":"2024-03-01","charges":[{"seq":1,"statute":"13-1802","offense_code":"2399","literal":"THEFT","level":"misdemeanor","counts":1},{"seq":2,"statute":"13-1802","offense_code":"2399","literal":"THEFT","level":"misdemeanor","counts":1}]}
+{"op":"court_case","case":"C1","court_ori":"ZZ007015J","docket":"CR-1"}
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = import(&d, &key, &first, false);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let head_before = head(&d);
+    {
+        // The case's last index key goes (the court-case entry stays in the log).
+        let db = sled::Config::new().path(std::path::Path::new(&d).join("log")).open().unwrap();
+        let case = {
+            let e = (0..head_before)
+                .rev()
+                .map(|p| {
+                    let mut k = vec![b'e'];
+                    k.extend_from_slice(&p.to_be_bytes());
+                    let v = db.get(k).unwrap().unwrap();
+                    let ev = chronicle_store::layout::decode_entry_value(&v).unwrap();
+                    chronicle_core::Entry::decode(ev.bytes.to_vec()).unwrap()
+                })
+                .find(|e| e.statement.event_type.as_str() == "records.court_case_filed")
+                .unwrap();
+            (e.statement.stream, e.header.stream_version)
+        };
+        let mut k = vec![b's'];
+        k.extend_from_slice(&case.0.0);
+        k.extend_from_slice(&case.1.to_be_bytes());
+        assert!(db.remove(k).unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let second = t.path().join("second.jsonl");
+    std::fs::write(
+        &second,
+        "{\"op\":\"disposition\",\"case\":\"C1\",\"seq\":1,\"disposition\":\"dismissed\",\"date\":\"2024-04-01\"}\n",
+    )
+    .unwrap();
+    let (code, out, err) = import(&d, &key, &second, false);
+    assert_ne!(code, Some(0), "{out}{err}");
+    assert!(format!("{out}{err}").contains("key space s"), "{out}{err}");
+    // Nothing was appended to the case; the next start rebuilds the index, and the import goes on.
+    let (code, out, err) = import(&d, &key, &second, false);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, _) = chronicle(&["verify", "--data-dir", &d]);
+    assert_eq!(code, Some(0), "{out}");
+}

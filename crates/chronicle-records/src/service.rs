@@ -828,10 +828,28 @@ impl Records {
         let registry = self.store.registry();
         let mut position = self.store.head().len;
         let mut bad = Vec::new();
+        let mut touched = BTreeSet::new();
         for (n, raw, plan) in lines {
             let checked = match plan {
                 crate::import::Planned::Command(cmd) => {
                     let st = cmd.statement();
+                    // The first time a line touches a stream, its index must reach the version the
+                    // projection knows: the store appends an import's lines after the index's last
+                    // version, and a tail hidden from the index would get a second entry at a
+                    // version the log already holds.
+                    if touched.insert(st.stream)
+                        && let Some(v) = state.versions.get(&st.stream).copied()
+                    {
+                        let indexed = self.store.stream_version(&st.stream);
+                        if !matches!(indexed, Ok(Some(i)) if i >= v) {
+                            let reason = format!(
+                                "the index of stream {} ends at {indexed:?}, the log holds version {v}",
+                                st.stream
+                            );
+                            let e = self.store.report_damage('s', reason);
+                            return vec![(n, raw, e.to_string())];
+                        }
+                    }
                     RecordEvent::parse(&st.event_type, cmd.payload()).map_err(|e| e.to_string()).and_then(|ev| {
                         validate(&state, &registry, author, st.stream, &ev, Timestamp::now())
                             .map_err(|e| e.to_string())?;
