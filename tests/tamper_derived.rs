@@ -408,8 +408,10 @@ fn damage_found_by_a_reader_is_repaired_from_the_log_at_the_next_start() {
 #[test]
 fn a_seal_order_whose_wrapped_key_is_removed_or_changed_is_damage_never_skipped() {
     let p = pristine();
-    for change in ["removed", "changed"] {
-        let root = p.root.parent().unwrap().join(format!("wrap-{change}"));
+    // A key destroyed by the charge expungement: its id is readable without the master key.
+    let destroyed = *chronicle_core::Vault::destroyed_ids(&p.root.join("vault")).unwrap().iter().next().unwrap();
+    for change in ["removed", "changed", "a destroyed key's id"] {
+        let root = p.root.parent().unwrap().join(format!("wrap-{}", change.replace(' ', "-").replace('\'', "")));
         copy_dir(&p.root, &root);
         let position = {
             let db = common::raw_db(&root.join("log"));
@@ -422,6 +424,13 @@ fn a_seal_order_whose_wrapped_key_is_removed_or_changed_is_damage_never_skipped(
                     let wrap = ev.wrapped_key.unwrap().to_vec();
                     let value = match change {
                         "removed" => chronicle_store::layout::encode_entry_value(ev.bytes, &ev.hash, None),
+                        "a destroyed key's id" => {
+                            // The wrapping names the destroyed key, so that the order would read as
+                            // expunged (and a replay would skip it).
+                            let mut w = wrap.clone();
+                            w[..16].copy_from_slice(&destroyed.0);
+                            chronicle_store::layout::encode_entry_value(ev.bytes, &ev.hash, Some(&w))
+                        }
                         _ => {
                             let mut w = wrap.clone();
                             *w.last_mut().unwrap() ^= 1;

@@ -19,6 +19,7 @@ const CONTEXT_HEAD: &str = "chronicle 2026-11 store head record v1";
 const CONTEXT_BINDING: &str = "chronicle 2026-11 store stream key binding v1";
 const CONTEXT_TREE: &str = "chronicle 2026-11 store tree chunk v1";
 const CONTEXT_PROJECTION: &str = "chronicle 2026-11 store projection marker v1";
+const CONTEXT_WRAP: &str = "chronicle 2026-11 store wrapped content key v1";
 
 /// Length of every MAC.
 pub const MAC_LEN: usize = 32;
@@ -30,6 +31,7 @@ pub struct IntegrityKeys {
     binding: Zeroizing<[u8; 32]>,
     tree: Zeroizing<[u8; 32]>,
     projection: Zeroizing<[u8; 32]>,
+    wrap: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for IntegrityKeys {
@@ -60,6 +62,7 @@ impl IntegrityKeys {
             binding: master.derive(CONTEXT_BINDING),
             tree: master.derive(CONTEXT_TREE),
             projection: master.derive(CONTEXT_PROJECTION),
+            wrap: master.derive(CONTEXT_WRAP),
         }
     }
 
@@ -69,6 +72,7 @@ impl IntegrityKeys {
             binding: vault.derive(CONTEXT_BINDING),
             tree: vault.derive(CONTEXT_TREE),
             projection: vault.derive(CONTEXT_PROJECTION),
+            wrap: vault.derive(CONTEXT_WRAP),
         }
     }
 
@@ -80,6 +84,14 @@ impl IntegrityKeys {
     /// A stream key binding's MAC: this stream, this data key.
     pub(crate) fn binding(&self, stream: &StreamId, key: &DataKeyId) -> [u8; MAC_LEN] {
         mac(&self.binding, &[&stream.0, &key.0])
+    }
+
+    /// The MAC stored after an entry's wrapped content key: this position, this wrapping. The
+    /// wrapping lies outside the entry's hash, and its key id decides, before anything can be
+    /// unwrapped, whether the entry reads as expunged: without the MAC, a destroyed key's id
+    /// copied into a seal order's wrapping would make a replay skip the order.
+    pub(crate) fn wrap(&self, position: u64, wrapped: &[u8]) -> [u8; MAC_LEN] {
+        mac(&self.wrap, &[&position.to_be_bytes(), wrapped])
     }
 
     /// A tree chunk's MAC: this chunk number, these stored hashes.

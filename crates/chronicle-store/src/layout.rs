@@ -150,11 +150,36 @@ pub struct EntryValue<'a> {
     pub bytes: &'a [u8],
     /// The entry hash stored beside them (a claim: readers recompute and compare).
     pub hash: Hash,
-    /// The wrapped content key of a sealed entry.
+    /// The wrapped content key of a sealed entry, with its MAC ([`STORED_WRAP_LEN`] bytes).
     pub wrapped_key: Option<&'a [u8]>,
 }
 
-/// Encodes an `e` value: entry length (u32 BE), entry bytes, entry hash, wrapped content key.
+/// A sealed entry's wrapped content key as stored beside it: the wrapping, then its MAC
+/// ([`crate::IntegrityKeys`], over the position and the wrapping).
+pub const STORED_WRAP_LEN: usize = chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN + crate::auth::MAC_LEN;
+
+/// A wrapping with its MAC, as stored.
+pub(crate) fn seal_wrap(keys: &crate::IntegrityKeys, position: u64, wrapped: &[u8]) -> Vec<u8> {
+    let mut v = wrapped.to_vec();
+    v.extend_from_slice(&keys.wrap(position, wrapped));
+    v
+}
+
+/// The wrapping in a stored one, if its MAC authenticates it at this position (unchecked without
+/// keys: `verify` with no master key).
+pub(crate) fn open_wrap<'a>(keys: Option<&crate::IntegrityKeys>, position: u64, stored: &'a [u8]) -> Option<&'a [u8]> {
+    if stored.len() != STORED_WRAP_LEN {
+        return None;
+    }
+    let (wrapped, m) = stored.split_at(chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN);
+    if keys.is_some_and(|k| !crate::auth::same(&k.wrap(position, wrapped), m)) {
+        return None;
+    }
+    Some(wrapped)
+}
+
+/// Encodes an `e` value: entry length (u32 BE), entry bytes, entry hash, and for a sealed entry
+/// its wrapped content key with the MAC after it ([`STORED_WRAP_LEN`] bytes).
 pub fn encode_entry_value(bytes: &[u8], hash: &Hash, wrapped_key: Option<&[u8]>) -> Vec<u8> {
     let mut v = Vec::with_capacity(4 + bytes.len() + 32 + wrapped_key.map_or(0, <[u8]>::len));
     v.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -174,7 +199,7 @@ pub fn decode_entry_value(v: &[u8]) -> Option<EntryValue<'_>> {
     let rest = &v[4 + len + 32..];
     let wrapped_key = match rest.len() {
         0 => None,
-        chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN => Some(rest),
+        STORED_WRAP_LEN => Some(rest),
         _ => return None,
     };
     Some(EntryValue { bytes, hash, wrapped_key })

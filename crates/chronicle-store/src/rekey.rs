@@ -86,10 +86,13 @@ impl Store {
         for &position in positions {
             let stored = db.get(layout::entry_key(position))?.ok_or_else(|| storage("entry missing"))?;
             let ev = layout::decode_entry_value(&stored).ok_or_else(|| storage("bad entry value"))?;
-            let Some(wrapped) = ev.wrapped_key else { continue };
-            if Vault::wrapped_key_id(wrapped) == Some(to) {
+            let Some(stored_wrap) = ev.wrapped_key else { continue };
+            if Vault::wrapped_key_id(stored_wrap) == Some(to) {
                 continue;
             }
+            let wrapped = layout::open_wrap(Some(&self.shared.keys), position, stored_wrap).ok_or_else(|| {
+                ReadError::Damaged { position, reason: "its wrapped content key does not authenticate".into() }
+            })?;
             let cek = vault
                 .unwrap_content_key(position, wrapped)
                 .map_err(|source| ReadError::Payload { position, source })?;
@@ -98,7 +101,11 @@ impl Store {
                 .map_err(|source| ReadError::Payload { position, source })?;
             batch.insert(
                 &layout::entry_key(position)[..],
-                layout::encode_entry_value(ev.bytes, &ev.hash, Some(&rewrapped)),
+                layout::encode_entry_value(
+                    ev.bytes,
+                    &ev.hash,
+                    Some(&layout::seal_wrap(&self.shared.keys, position, &rewrapped)),
+                ),
             );
             n += 1;
         }

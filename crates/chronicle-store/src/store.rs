@@ -984,7 +984,11 @@ impl Store {
                     .ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
                 let wrapped = layout::decode_entry_value(&v)
                     .and_then(|ev| ev.wrapped_key)
-                    .ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
+                    .and_then(|w| layout::open_wrap(Some(&self.shared.keys), position, w))
+                    .ok_or_else(|| ReadError::Damaged {
+                        position,
+                        reason: "its wrapped content key is missing or does not authenticate".into(),
+                    })?;
                 let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
                 let cek = vault
                     .unwrap_content_key(position, wrapped)
@@ -1096,6 +1100,8 @@ impl Store {
                 let damaged = |reason: String| ReadError::Damaged { position, reason };
                 let wrapped = wrapped
                     .ok_or_else(|| damaged("a sealed entry is stored without its wrapped content key".into()))?;
+                let wrapped = layout::open_wrap(Some(&self.shared.keys), position, wrapped)
+                    .ok_or_else(|| damaged("its wrapped content key does not authenticate".into()))?;
                 let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
                 let cek = match vault.unwrap_content_key(position, wrapped) {
                     Ok(k) => k,

@@ -799,8 +799,8 @@ impl Walker {
                 let wrap_fault = match ev.wrapped_key {
                     None if sealed => Some("a sealed entry is stored without its wrapped content key".to_string()),
                     Some(_) if !sealed => Some("a public entry is stored with a wrapped content key".to_string()),
-                    Some(w) if w.len() != chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN => {
-                        Some(format!("its wrapped content key is {} bytes", w.len()))
+                    Some(w) if layout::open_wrap(self.keys.as_ref(), position, w).is_none() => {
+                        Some("its wrapped content key does not authenticate at its position".to_string())
                     }
                     Some(w) => chronicle_core::Vault::wrapped_key_id(w)
                         .filter(|id| self.known.as_ref().is_some_and(|k| !k.contains(id)))
@@ -808,7 +808,8 @@ impl Walker {
                     None => None,
                 };
                 let wrap_fault = wrap_fault.or_else(|| {
-                    let (content, wrapped) = (self.content.as_ref()?, ev.wrapped_key?);
+                    let content = self.content.as_ref()?;
+                    let wrapped = layout::open_wrap(self.keys.as_ref(), position, ev.wrapped_key?)?;
                     match content.unwrap_content_key(position, wrapped) {
                         Ok(cek) => open_sealed(&cek, &e.statement.commitment, e.envelope())
                             .err()

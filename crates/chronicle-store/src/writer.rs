@@ -317,7 +317,7 @@ impl State {
                     let cek = SymmetricKey::random();
                     let vault = shared.vault.read().map_err(|_| AppendError::Storage("vault lock poisoned".into()))?;
                     let wrapped = vault.wrap_content_key(&kid, position, &cek).map_err(AppendError::Seal)?;
-                    wrapped_key = Some(wrapped);
+                    wrapped_key = Some(layout::seal_wrap(&shared.keys, position, &wrapped));
                     seal(&cek, &st.commitment, cmd.salt(), cmd.payload())
                 }
             };
