@@ -449,6 +449,21 @@ fn a_seal_order_whose_wrapped_key_is_removed_or_changed_is_damage_never_skipped(
         };
         let finding = verify(&root).unwrap_or_else(|| panic!("{change}: verify passed at {position}"));
         assert_eq!((finding.position, finding.space), (position, "e"), "{change}: {finding}");
+        {
+            // Nor is an evidence bundle with content made over it, leaving the order's content out.
+            let dir = DataDir::new(&root, None);
+            let store = dir.open().unwrap();
+            let (size, note) = store.latest_checkpoint().unwrap().unwrap();
+            let bundle = chronicle_store::evidence::build_bundle(
+                &store,
+                &p.cases[0],
+                &note,
+                size,
+                &dir.log_key().unwrap(),
+                true,
+            );
+            assert!(bundle.is_err(), "{change}: a bundle with content was made over the damaged entry");
+        }
         assert!(restart(&p, &root).is_none(), "{change}: a start served a state replayed without the seal order");
         std::fs::remove_dir_all(&root).unwrap();
     }

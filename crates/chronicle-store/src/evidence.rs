@@ -102,12 +102,16 @@ pub fn build_bundle(
     let mut content = Vec::new();
     if with_content {
         for e in &entries {
-            if let Ok(plain) = store.open_payload_with_salt(e) {
-                content.push(OpenedPayload {
+            // Only an expunged entry (its key destroyed) goes without its content; anything else
+            // that keeps a payload from opening is damage, and no bundle is made over it.
+            match store.open_payload_with_salt(e) {
+                Ok(plain) => content.push(OpenedPayload {
                     position: e.position(),
                     salt: B64.encode(plain.0),
                     payload: B64.encode(&plain.1[..]),
-                });
+                }),
+                Err(crate::ReadError::Payload { source: chronicle_core::SealError::KeyDestroyed, .. }) => {}
+                Err(other) => return Err(read(&other)),
             }
         }
     }
