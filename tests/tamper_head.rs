@@ -330,3 +330,26 @@ fn an_expungement_is_refused_while_the_index_hides_part_of_the_case() {
     assert!(store.stream_keys_destroyed(&[case]).unwrap());
     assert!(store.danger_data_key_bytes(&case).is_none());
 }
+
+/// A middle entry rewritten (hash and index made to match) and a repair flag set: the start's
+/// rebuild finds the chain broken and refuses, having changed nothing; the authenticated tree,
+/// which says which entry is the original, is still there for `verify`.
+#[test]
+fn a_rebuild_over_a_broken_chain_refuses_before_it_changes_anything() {
+    let (_tmp, dir, _, _) = ledger();
+    let tree = |db: &sled::Db| -> Vec<(Vec<u8>, Vec<u8>)> {
+        db.scan_prefix([b't']).map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect()
+    };
+    let before = {
+        let db = common::raw_db(&dir.log_dir());
+        let v = db.get(stream_key(&stream("s0"), 1)).unwrap().unwrap();
+        rewrite(&db, u64::from_be_bytes(v[..8].try_into().unwrap()));
+        db.insert(b"mrepair", &b"a reader found something"[..]).unwrap();
+        db.flush().unwrap();
+        tree(&db)
+    };
+    let said = refused(&dir);
+    assert!(said.contains("does not name the entry before it"), "{said}");
+    let db = common::raw_db(&dir.log_dir());
+    assert_eq!(tree(&db), before, "the tree was left as it was");
+}

@@ -232,6 +232,48 @@ fn system_stream(
     Ok(out)
 }
 
+/// The log's chains walked from the genesis entry: every position present, each entry naming the
+/// one before it, and its stream's previous entry at the version before.
+struct Chain {
+    head: Head,
+    streams: HashMap<StreamId, (u64, Hash)>,
+}
+
+impl Default for Chain {
+    fn default() -> Chain {
+        Chain { head: Head::EMPTY, streams: HashMap::new() }
+    }
+}
+
+impl Chain {
+    /// Takes the next entry; returns its stream, version and hash.
+    fn step(&mut self, position: u64, e: &chronicle_core::Entry) -> Result<(StreamId, u64, Hash), OpenError> {
+        if position != self.head.len {
+            return Err(OpenError::Damaged(format!("entry {} is missing", self.head.len)));
+        }
+        let damaged = |what: &str| OpenError::Damaged(format!("entry {position} {what}"));
+        if e.header.prev_hash != self.head.last_hash {
+            return Err(damaged("does not name the entry before it"));
+        }
+        let stream = e.statement.stream;
+        let (version, prev) = match self.streams.get(&stream) {
+            Some((v, h)) => (v + 1, *h),
+            None => (0, Hash::ZERO),
+        };
+        if e.header.stream_version != version || e.header.prev_stream_hash != prev {
+            return Err(damaged("does not follow its stream's previous entry"));
+        }
+        let hash = e.hash();
+        self.streams.insert(stream, (version, hash));
+        self.head = Head {
+            len: position + 1,
+            last_hash: hash,
+            last_recorded: e.header.recorded_time.max(self.head.last_recorded),
+        };
+        Ok((stream, version, hash))
+    }
+}
+
 /// Most keys removed or written in one batch while rebuilding.
 const REBUILD_BATCH: usize = 4096;
 
@@ -246,6 +288,25 @@ fn rebuild(
     expect: Option<Head>,
 ) -> Result<String, OpenError> {
     let io = |e: sled::Error| OpenError::Io(e.to_string());
+    // The chain first, reading only: a log that does not hold together (or does not arrive at the
+    // authenticated head) is refused with its derived state as it was, the authenticated tree
+    // among it, which still says which entries are the originals.
+    let mut walk = Chain::default();
+    for kv in db.scan_prefix([layout::ENTRY]) {
+        let (k, v) = kv.map_err(io)?;
+        let position =
+            layout::entry_key_position(&k).ok_or_else(|| OpenError::Damaged("a malformed entry key".into()))?;
+        let (e, _) = decode_stored(position, &v).map_err(|e| OpenError::Damaged(e.to_string()))?;
+        walk.step(position, &e)?;
+    }
+    if let Some(want) = expect
+        && (want.len != walk.head.len || want.last_hash != walk.head.last_hash)
+    {
+        return Err(OpenError::Damaged(format!(
+            "the entries reach {} entries, the head record authenticated {}: nothing was rebuilt",
+            walk.head.len, want.len
+        )));
+    }
     db.insert(layout::REPAIR_KEY, why.as_bytes()).map_err(io)?;
     db.flush().map_err(io)?;
     for prefix in [layout::STREAM, layout::IDEMPOTENCY, TREE, COSIGNATURE] {
@@ -263,35 +324,18 @@ fn rebuild(
         }
     }
     let mut tree = TreeTail::load(db, 0, keys).map_err(OpenError::Damaged)?;
-    let mut streams: HashMap<StreamId, (u64, Hash)> = HashMap::new();
     let mut last_key: HashMap<StreamId, DataKeyId> = HashMap::new();
     let mut seen_idem: HashSet<[u8; 33]> = HashSet::new();
     let mut kept: BTreeMap<Vec<u8>, String> = BTreeMap::new();
-    let mut head = Head::EMPTY;
+    let mut walk = Chain::default();
     let mut batch = sled::Batch::default();
     let mut pending = 0;
     for kv in db.scan_prefix([layout::ENTRY]) {
         let (k, v) = kv.map_err(io)?;
         let position =
             layout::entry_key_position(&k).ok_or_else(|| OpenError::Damaged("a malformed entry key".into()))?;
-        if position != head.len {
-            return Err(OpenError::Damaged(format!("entry {} is missing", head.len)));
-        }
         let (e, wrapped) = decode_stored(position, &v).map_err(|e| OpenError::Damaged(e.to_string()))?;
-        let damaged = |what: &str| OpenError::Damaged(format!("entry {position} {what}"));
-        if e.header.prev_hash != head.last_hash {
-            return Err(damaged("does not name the entry before it"));
-        }
-        let stream = e.statement.stream;
-        let (version, prev) = match streams.get(&stream) {
-            Some((v, h)) => (v + 1, *h),
-            None => (0, Hash::ZERO),
-        };
-        if e.header.stream_version != version || e.header.prev_stream_hash != prev {
-            return Err(damaged("does not follow its stream's previous entry"));
-        }
-        let hash = e.hash();
-        streams.insert(stream, (version, hash));
+        let (stream, version, hash) = walk.step(position, &e)?;
         if let Some((k, line)) = cosignature_kept(&e) {
             kept.insert(k, line);
         }
@@ -305,8 +349,6 @@ fn rebuild(
             batch.insert(&idem_key[..], &rec.encode()[..]);
         }
         tree.append(db, position, chronicle_tlog::tree::leaf_hash(e.bytes())).map_err(OpenError::Damaged)?;
-        head =
-            Head { len: position + 1, last_hash: hash, last_recorded: e.header.recorded_time.max(head.last_recorded) };
         pending += 1;
         if pending >= REBUILD_BATCH {
             tree.write_into(&mut batch);
@@ -314,6 +356,7 @@ fn rebuild(
             pending = 0;
         }
     }
+    let Chain { head, streams } = walk;
     tree.write_into(&mut batch);
     for (k, line) in &kept {
         batch.insert(&k[..], line.as_bytes());
