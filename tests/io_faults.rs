@@ -98,8 +98,23 @@ fn run_faulty(fault: &Fault, data: &Path, args: &[&str]) -> (Output, Option<Stri
         .env("CHRONICLE_FAULT_ERRNO", fault.errno)
         .env("CHRONICLE_FAULT_STICKY", if fault.sticky { "1" } else { "0" })
         .env("CHRONICLE_FAULT_REPORT", &report)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A process that hangs after a fault (rather than failing and saying so) is a finding, not
+    // something to wait for.
+    let started = std::time::Instant::now();
+    let mut child = out;
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(90) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{args:?} with {fault:?} hung for 90 s after the fault: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
     (out, std::fs::read_to_string(&report).ok())
 }
 

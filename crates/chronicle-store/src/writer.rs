@@ -579,7 +579,44 @@ pub(crate) fn invariant(holds: bool, what: &str) {
 }
 
 /// The syncer thread's loop: makes groups durable, publishes them, answers their appenders.
+/// How long a flush of sled may take before the store gives up on it. sled 0.34 can wait forever
+/// in a flush after one of its own background writes failed (it records the error, but the flush
+/// waits for a stability it will never reach): seen under injected write faults
+/// (`tests/io_faults.rs`), where appenders then hung instead of being told to restart.
+const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 pub(crate) fn sync_loop(shared: Arc<Shared>, mut durability: Durability, rx: Receiver<Group>) {
+    // sled's flush runs on a thread of its own, so that one that never returns fails the store
+    // (and answers every appender) instead of stopping it silently.
+    let (flush_tx, flush_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let flusher = {
+        let shared = shared.clone();
+        std::thread::Builder::new().name("chronicle-flush".into()).spawn(move || {
+            while flush_rx.recv().is_ok() {
+                let r = shared
+                    .db()
+                    .map_err(|e| e.to_string())
+                    .and_then(|db| db.flush().map(|_| ()).map_err(|e| e.to_string()));
+                if done_tx.send(r).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let flush = || -> Result<(), String> {
+        if flusher.is_err() {
+            return shared
+                .db()
+                .map_err(|e| e.to_string())
+                .and_then(|db| db.flush().map(|_| ()).map_err(|e| e.to_string()));
+        }
+        flush_tx.send(()).map_err(|_| "the flushing thread is gone".to_string())?;
+        match done_rx.recv_timeout(FLUSH_LIMIT) {
+            Ok(r) => r,
+            Err(_) => Err(format!("it did not finish within {} s", FLUSH_LIMIT.as_secs())),
+        }
+    };
     while let Ok(first) = rx.recv() {
         let mut groups = vec![first];
         while let Ok(g) = rx.try_recv() {
@@ -594,14 +631,9 @@ pub(crate) fn sync_loop(shared: Arc<Shared>, mut durability: Durability, rx: Rec
             // to be on disk (the kernel may have dropped the pages it could not write, and a
             // later sync would succeed without them): the store accepts no more appends until
             // it is opened again, which reads back what is really there.
-            outcome = shared
-                .db()
-                .and_then(|db| db.flush())
-                .map(|_| ())
-                .map_err(|e| format!("flushing the log failed ({e}); restart the store"))
-                .and_then(|_| {
-                    durability.sync().map_err(|e| format!("syncing the log to disk failed ({e}); restart the store"))
-                });
+            outcome = flush().map_err(|e| format!("flushing the log failed ({e}); restart the store")).and_then(|_| {
+                durability.sync().map_err(|e| format!("syncing the log to disk failed ({e}); restart the store"))
+            });
         }
         if let Err(reason) = &outcome {
             shared.fail(reason.clone());
