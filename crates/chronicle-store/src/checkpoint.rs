@@ -377,7 +377,7 @@ impl Store {
     }
 
     fn make_durable(&self) -> Result<(), CheckpointError> {
-        self.db()?.flush()?;
+        crate::db::flush_within(&*self.db()?, crate::db::FLUSH_LIMIT).map_err(CheckpointError::Storage)?;
         File::open(self.log_dir().join("db"))
             .and_then(|f| f.sync_data())
             .map_err(|e| CheckpointError::Storage(e.to_string()))

@@ -34,6 +34,28 @@ pub(crate) const SETTLE_BYTES_MIN: u64 = 128 << 20;
 pub(crate) const SETTLE_SIZE_FRACTION: u64 = 32;
 
 /// The interval for a database of `size` bytes on disk.
+/// How long a flush of sled may take before it is given up on (see [`flush_within`]).
+pub(crate) const FLUSH_LIMIT: Duration = Duration::from_secs(20);
+
+/// Flushes sled on a thread of its own, and gives up after `limit`: sled 0.34 can wait forever in
+/// a flush after one of its background writes failed (it records the error but never wakes the
+/// flush). A flush that does not return is an error to the caller, never a hang. For the rare
+/// paths (checkpoints, projection markers, re-keying); the writer's syncer keeps its own thread.
+pub(crate) fn flush_within(db: &sled::Db, limit: Duration) -> Result<(), String> {
+    let db = db.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("chronicle-flush-once".into())
+        .spawn(move || {
+            let _ = tx.send(db.flush().map(|_| ()).map_err(|e| e.to_string()));
+        })
+        .map_err(|e| format!("starting a flush: {e}"))?;
+    match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(_) => Err(format!("flushing the log did not finish within {} s", limit.as_secs())),
+    }
+}
+
 pub(crate) fn settle_interval(size: u64) -> u64 {
     SETTLE_BYTES_MIN.max(size / SETTLE_SIZE_FRACTION)
 }

@@ -588,7 +588,7 @@ impl ProjectionWrite<'_> {
         self.store.set_overlay_digest(self.generation, [0; 32]);
         // The marker must be durable before the earlier snapshot goes: until then, a crash
         // comes back to the earlier marker, which names that file.
-        self.store.shared.db()?.flush()?;
+        crate::db::flush_within(&*self.store.shared.db()?, crate::db::FLUSH_LIMIT).map_err(ReadError::Storage)?;
         self.store.remove_other_snapshots(Some(self.generation))
     }
 }

@@ -26,7 +26,7 @@ fn storage(e: impl std::fmt::Display) -> ReadError {
 
 impl Store {
     fn sync_db(&self) -> Result<(), ReadError> {
-        self.shared.db()?.flush()?;
+        crate::db::flush_within(&*self.shared.db()?, crate::db::FLUSH_LIMIT).map_err(storage)?;
         File::open(self.log_dir().join("db")).and_then(|f| f.sync_data()).map_err(storage)
     }
 

@@ -579,15 +579,10 @@ pub(crate) fn invariant(holds: bool, what: &str) {
 }
 
 /// The syncer thread's loop: makes groups durable, publishes them, answers their appenders.
-/// How long a flush of sled may take before the store gives up on it. sled 0.34 can wait forever
-/// in a flush after one of its own background writes failed (it records the error, but the flush
-/// waits for a stability it will never reach): seen under injected write faults
-/// (`tests/io_faults.rs`), where appenders then hung instead of being told to restart.
-const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
-
 pub(crate) fn sync_loop(shared: Arc<Shared>, mut durability: Durability, rx: Receiver<Group>) {
     // sled's flush runs on a thread of its own, so that one that never returns fails the store
-    // (and answers every appender) instead of stopping it silently.
+    // (and answers every appender) instead of stopping it silently (see `db::flush_within`: seen
+    // under injected write faults in `tests/io_faults.rs`, where appenders hung).
     let (flush_tx, flush_rx) = std::sync::mpsc::channel::<()>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let flusher = {
@@ -612,9 +607,9 @@ pub(crate) fn sync_loop(shared: Arc<Shared>, mut durability: Durability, rx: Rec
                 .and_then(|db| db.flush().map(|_| ()).map_err(|e| e.to_string()));
         }
         flush_tx.send(()).map_err(|_| "the flushing thread is gone".to_string())?;
-        match done_rx.recv_timeout(FLUSH_LIMIT) {
+        match done_rx.recv_timeout(crate::db::FLUSH_LIMIT) {
             Ok(r) => r,
-            Err(_) => Err(format!("it did not finish within {} s", FLUSH_LIMIT.as_secs())),
+            Err(_) => Err(format!("it did not finish within {} s", crate::db::FLUSH_LIMIT.as_secs())),
         }
     };
     while let Ok(first) = rx.recv() {
