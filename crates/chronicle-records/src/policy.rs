@@ -112,7 +112,7 @@ fn default_overseers() -> Vec<Role> {
 }
 
 impl Policy {
-    /// The default matrix of DOMAIN.md.
+    /// The default access matrix (docs/API.md, "Who may do what").
     pub fn default_policy() -> Policy {
         use Access::*;
         use Purpose::*;

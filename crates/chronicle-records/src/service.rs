@@ -462,6 +462,21 @@ impl Records {
         Ok(Swept { keys, took: started.elapsed() })
     }
 
+    /// Damage (reported, the store stopped for a rebuild at the next start) unless the store's index
+    /// of `stream` reaches `known`, the version the projection, built from the entries, knows:
+    /// store-level readers find a stream's entries through the index, and a tail deleted from it
+    /// (nothing authenticated counts a record stream's versions) would be missed by `what`.
+    fn index_reaches(&self, stream: &StreamId, known: u64, what: &str) -> Result<(), ReadError> {
+        let indexed = self.store.stream_version(stream)?;
+        if indexed.is_none_or(|i| i < known) {
+            let reason = format!(
+                "the index of stream {stream} ends at version {indexed:?}, the log holds version {known}: {what}"
+            );
+            return Err(self.store.report_damage('s', reason));
+        }
+        Ok(())
+    }
+
     /// Records an expungement order for a cycle (`kind` = `cycle`) or a subject's whole record
     /// (`subject`) in the destruction log, then carries it out: destroys the data keys of every
     /// stream it covers. A second order for the same target is recorded too and destroys nothing.
@@ -494,14 +509,7 @@ impl Records {
         // alive while the order reads as carried out. Damage is refused and repaired at the next
         // start; the order is given again then.
         for (s, v) in known {
-            let indexed = self.store.stream_version(&s)?;
-            if indexed.is_none_or(|i| i < v) {
-                let reason = format!(
-                    "the index of stream {s} ends at version {indexed:?}, the log holds version {v}: \
-                     the expungement would miss its keys"
-                );
-                return Err(self.store.report_damage('s', reason).into());
-            }
+            self.index_reaches(&s, v, "the expungement would miss its keys")?;
         }
         let ev = RecordEvent::ExpungementOrdered {
             order_id: order_id.into(),
@@ -613,14 +621,8 @@ impl Records {
             let entries = self.store.entry_keys(&cycle)?;
             // Every version the projection knows must be found (a hidden tail would keep its
             // survivors under the key about to be destroyed, unreadable for good).
-            let known = self.projection().state.versions.get(&cycle).copied();
-            if known.is_some_and(|v| (entries.len() as u64) <= v) {
-                let reason = format!(
-                    "the index of stream {cycle} holds {} versions, the log holds version {known:?}: \
-                     re-keying the case would miss entries",
-                    entries.len()
-                );
-                return Err(self.store.report_damage('s', reason).into());
+            if let Some(v) = self.projection().state.versions.get(&cycle).copied() {
+                self.index_reaches(&cycle, v, "re-keying the case would miss entries")?;
             }
             for (position, key) in entries {
                 let Some(key) = key.filter(|k| *k != current) else { continue };
@@ -839,16 +841,9 @@ impl Records {
                     // version the log already holds.
                     if touched.insert(st.stream)
                         && let Some(v) = state.versions.get(&st.stream).copied()
+                        && let Err(e) = self.index_reaches(&st.stream, v, "an import would fork the stream")
                     {
-                        let indexed = self.store.stream_version(&st.stream);
-                        if !matches!(indexed, Ok(Some(i)) if i >= v) {
-                            let reason = format!(
-                                "the index of stream {} ends at {indexed:?}, the log holds version {v}",
-                                st.stream
-                            );
-                            let e = self.store.report_damage('s', reason);
-                            return vec![(n, raw, e.to_string())];
-                        }
+                        return vec![(n, raw, e.to_string())];
                     }
                     RecordEvent::parse(&st.event_type, cmd.payload()).map_err(|e| e.to_string()).and_then(|ev| {
                         validate(&state, &registry, author, st.stream, &ev, Timestamp::now())

@@ -1,6 +1,6 @@
 //! Chronicle's append log on sled.
 //!
-//! Invariants this crate keeps (DESIGN.md):
+//! Invariants this crate keeps (their byte-level detail is in docs/FORMAT.md):
 //! - I1 append-only: nothing here rewrites or removes an entry; positions are gapless from 0.
 //! - I2 chained: each entry names the hash of the entry before it, globally and in its stream;
 //!   [`verify_log`] re-checks both chains from the stored bytes.

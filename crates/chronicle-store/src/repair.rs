@@ -215,19 +215,14 @@ fn system_stream(
     // Each entry is the one the authenticated tree holds at its position: the registry decides
     // whose signatures count, so an entry rewritten with its stored hash and index value (which
     // nothing else authenticates) must not be trusted.
-    let indexes: Vec<u64> = out.iter().map(|e| chronicle_tlog::tree::stored_hash_index(0, e.position())).collect();
-    let leaves = chronicle_tlog::tree::HashReader::read_hashes(&crate::tree::SledTree::new(db, Some(keys)), &indexes)
-        .map_err(|_| {
+    let changed = crate::tree::changed_entry(db, keys, &out).map_err(|_| {
         derived('t', format!("the tree's leaves of stream {stream} are missing or do not authenticate"))
     })?;
-    for (e, leaf) in out.iter().zip(leaves) {
-        if chronicle_tlog::tree::leaf_hash(e.bytes()) != leaf {
-            return Err(Problem::Fatal(OpenError::Damaged(format!(
-                "entry {} of stream {stream} is not the entry the tree holds at its position: it was changed \
-                 outside the ledger (run `chronicle verify`)",
-                e.position()
-            ))));
-        }
+    if let Some(position) = changed {
+        return Err(Problem::Fatal(OpenError::Damaged(format!(
+            "entry {position} of stream {stream} is not the entry the tree holds at its position: it was changed \
+             outside the ledger (run `chronicle verify`)"
+        ))));
     }
     Ok(out)
 }

@@ -10,7 +10,6 @@ use chronicle_core::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, READ_PAGE_ENTRI
 use chronicle_core::payload::{open_public, open_sealed};
 use chronicle_core::registry::RegistryEvent;
 use chronicle_core::{Entry, KeyId, MasterKey, PayloadKind, Registry, StreamId, Vault};
-use chronicle_tlog::tree::{HashReader, stored_hash_index};
 use chronicle_tlog::{TreeError, TreeHash};
 use tokio::sync::{oneshot, watch};
 use zeroize::Zeroizing;
@@ -147,19 +146,18 @@ impl Shared {
         entries: impl IntoIterator<Item = &'e Entry> + Clone,
     ) -> Result<(), ReadError> {
         let Some(first) = entries.clone().into_iter().next().map(Entry::position) else { return Ok(()) };
-        let indexes: Vec<u64> = entries.clone().into_iter().map(|e| stored_hash_index(0, e.position())).collect();
-        let stored = crate::tree::SledTree::new(db, Some(&self.keys)).read_hashes(&indexes).map_err(|_| {
-            self.damaged(db, 't', format!("the tree's leaves from entry {first} on are missing or do not authenticate"))
-        })?;
-        for (e, leaf) in entries.into_iter().zip(stored) {
-            if chronicle_tlog::tree::leaf_hash(e.bytes()) != leaf {
-                return Err(ReadError::Damaged {
-                    position: e.position(),
-                    reason: "it is not the entry the tree holds at its position (changed outside the ledger)".into(),
-                });
-            }
+        match crate::tree::changed_entry(db, &self.keys, entries) {
+            Ok(None) => Ok(()),
+            Ok(Some(position)) => Err(ReadError::Damaged {
+                position,
+                reason: "it is not the entry the tree holds at its position (changed outside the ledger)".into(),
+            }),
+            Err(_) => Err(self.damaged(
+                db,
+                't',
+                format!("the tree's leaves from entry {first} on are missing or do not authenticate"),
+            )),
         }
-        Ok(())
     }
 
     /// Checks a run of consecutive entries: each names the hash of the one before it (the log's

@@ -75,6 +75,23 @@ fn read_from(
     Ok(out)
 }
 
+/// The first of these entries that is not the one the authenticated tree holds at its position
+/// (`None`: each is); an error if their leaves are missing or a chunk does not authenticate.
+pub(crate) fn changed_entry<'e>(
+    db: &sled::Db,
+    keys: &IntegrityKeys,
+    entries: impl IntoIterator<Item = &'e chronicle_core::Entry> + Clone,
+) -> Result<Option<u64>, TlogError> {
+    let indexes: Vec<u64> =
+        entries.clone().into_iter().map(|e| chronicle_tlog::tree::stored_hash_index(0, e.position())).collect();
+    let leaves = read_from(db, Some(keys), &indexes, |_| None)?;
+    Ok(entries
+        .into_iter()
+        .zip(leaves)
+        .find(|(e, leaf)| chronicle_tlog::tree::leaf_hash(e.bytes()) != *leaf)
+        .map(|(e, _)| e.position()))
+}
+
 /// Reads committed stored hashes straight from sled (for roots and proofs), each chunk checked
 /// against its MAC (unless no keys are given: `verify` without the master key, which compares
 /// every stored hash with one it computed itself).

@@ -377,6 +377,47 @@ struct Walker {
     entries_only: bool,
 }
 
+impl Walker {
+    /// A walker from the genesis entry, with no vault or keys at hand (the caller adds them).
+    fn new(db: &sled::Db, entries_only: bool) -> Walker {
+        Walker {
+            db: db.clone(),
+            expected: 0,
+            prev_hash: Hash::ZERO,
+            last_recorded: Timestamp(i64::MIN),
+            streams: HashMap::new(),
+            registry: Registry::new(),
+            sealed: 0,
+            signatures: 0,
+            tree: TreeCheck { edge: HashMap::new(), count: 0, chunk: None },
+            destroyed: Default::default(),
+            known: None,
+            content: None,
+            destroyed_entries: 0,
+            keys: None,
+            last_key: HashMap::new(),
+            kept: std::collections::BTreeMap::new(),
+            entries_only,
+        }
+    }
+
+    /// Checks every entry, a chunk at a time, calling `progress` with how many are done; stops at
+    /// the first fault.
+    fn walk(&mut self, mut progress: impl FnMut(u64)) -> Result<(), Finding> {
+        let mut iter = self.db.scan_prefix([layout::ENTRY]);
+        loop {
+            let raw: Vec<_> = iter.by_ref().take(CHUNK).collect();
+            if raw.is_empty() {
+                return Ok(());
+            }
+            if let Some(f) = self.chunk(raw) {
+                return Err(f);
+            }
+            progress(self.expected);
+        }
+    }
+}
+
 /// Why the tree could not be checked at an entry.
 enum TreeCheckError {
     /// A chunk is malformed or does not authenticate.
@@ -487,43 +528,13 @@ pub fn verify_log_against(
         .map(|v| HeadRecord::decode(&v, keys).map_err(str::to_string));
     let head_len = head.as_ref().and_then(|h| h.as_ref().ok()).map_or(0, |h| h.head.len);
     let mut w = Walker {
-        db: db.clone(),
-        expected: 0,
-        prev_hash: Hash::ZERO,
-        last_recorded: Timestamp(i64::MIN),
-        streams: HashMap::new(),
-        registry: Registry::new(),
-        sealed: 0,
-        signatures: 0,
-        tree: TreeCheck { edge: HashMap::new(), count: 0, chunk: None },
-        destroyed: log_dir
-            .parent()
-            .map(|d| chronicle_core::Vault::destroyed_ids(&d.join("vault")).unwrap_or_default())
-            .unwrap_or_default(),
-        known: log_dir.parent().and_then(|d| chronicle_core::Vault::known_ids(&d.join("vault")).ok()),
+        destroyed: chronicle_core::Vault::destroyed_ids(&vault_dir).unwrap_or_default(),
+        known: chronicle_core::Vault::known_ids(&vault_dir).ok(),
         content,
-        destroyed_entries: 0,
         keys: keys.cloned(),
-        last_key: HashMap::new(),
-        kept: std::collections::BTreeMap::new(),
-        entries_only: false,
+        ..Walker::new(&db, false)
     };
-    let mut fault = None;
-    let mut iter = db.scan_prefix([layout::ENTRY]);
-    loop {
-        let mut raw = Vec::with_capacity(CHUNK);
-        for kv in iter.by_ref().take(CHUNK) {
-            raw.push(kv);
-        }
-        if raw.is_empty() {
-            break;
-        }
-        if let Some(f) = w.chunk(raw) {
-            fault = Some(f);
-            break;
-        }
-        progress(w.expected, head_len);
-    }
+    let mut fault = w.walk(|done| progress(done, head_len)).err();
     if fault.is_none() {
         let count = |s: &StreamId| w.streams.get(s).map_or(0, |(v, _)| v + 1);
         fault = match head {
@@ -620,35 +631,9 @@ pub fn verify_log_against(
 /// against the registry as it stood, authors, stream rules), but nothing derived from them.
 /// Returns how many entries checked.
 pub(crate) fn verify_entries(db: &sled::Db) -> Result<u64, Finding> {
-    let mut w = Walker {
-        db: db.clone(),
-        expected: 0,
-        prev_hash: Hash::ZERO,
-        last_recorded: Timestamp(i64::MIN),
-        streams: HashMap::new(),
-        registry: Registry::new(),
-        sealed: 0,
-        signatures: 0,
-        tree: TreeCheck { edge: HashMap::new(), count: 0, chunk: None },
-        destroyed: Default::default(),
-        known: None,
-        content: None,
-        destroyed_entries: 0,
-        keys: None,
-        last_key: HashMap::new(),
-        kept: std::collections::BTreeMap::new(),
-        entries_only: true,
-    };
-    let mut iter = db.scan_prefix([layout::ENTRY]);
-    loop {
-        let raw: Vec<_> = iter.by_ref().take(CHUNK).collect();
-        if raw.is_empty() {
-            return Ok(w.expected);
-        }
-        if let Some(f) = w.chunk(raw) {
-            return Err(f);
-        }
-    }
+    let mut w = Walker::new(db, true);
+    w.walk(|_| {})?;
+    Ok(w.expected)
 }
 
 /// Checks every stored checkpoint: signed by the ledger's genesis key under its origin, and its
