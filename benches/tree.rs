@@ -25,7 +25,7 @@ fn main() {
     let checkpoints: Vec<u64> = [1_000_000u64, 10_000_000].into_iter().filter(|n| *n <= max).collect();
     let tmp = tempfile::tempdir().unwrap();
     let db = sled::Config::new().path(tmp.path()).cache_capacity(256 << 20).flush_every_ms(None).open().unwrap();
-    let keys = chronicle_store::IntegrityKeys::from_master(&chronicle_core::MasterKey::generate());
+    let keys = chronicle_store::IntegrityKeys::from_master(&chronicle_core::MasterKey::generate(), 0);
     let mut tail = TreeTail::load(&db, 0, &keys).unwrap();
     let mut rng = Lcg(7);
     let started = Instant::now();

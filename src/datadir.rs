@@ -264,6 +264,10 @@ impl DataDir {
             commands: vec![cmd],
         })?;
         store.accept_rollback()?;
+        // The log is in a new history now: the tree is rebuilt from it, its MACs bound to the new
+        // history, so that nothing kept from the one given up authenticates.
+        drop(store);
+        let store = Store::open_rebuilding(&self.store_paths(), MasterKey::load(&self.master_key_file())?)?;
         Ok((store, true))
     }
 

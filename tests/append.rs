@@ -351,6 +351,20 @@ fn persisted(store: &chronicle_store::Store) -> Option<(u64, Parts)> {
     store.read_projection().unwrap().map(|p| (p.next, p.parts))
 }
 
+/// A ledger whose log holds at least `len` entries: a persisted projection is bound to the entry
+/// before the position it reaches, which must be in the log.
+fn ledger_reaching(len: u64) -> Ledger {
+    let l = Ledger::new();
+    let clerk = l.principal("filler", chronicle_core::Role::RecordsClerk);
+    let s = stream("filler");
+    let mut i = 0;
+    while l.store.head().len < len {
+        l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, &format!("f{i}"), "{}")]).unwrap();
+        i += 1;
+    }
+    l
+}
+
 /// The snapshot files in a data directory's projection directory.
 fn snapshot_files(dir: &chronicle::datadir::DataDir) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.store_paths().projection)
@@ -363,7 +377,7 @@ fn snapshot_files(dir: &chronicle::datadir::DataDir) -> Vec<String> {
 #[test]
 fn a_projection_larger_than_one_batch_is_written_in_chunks_read_back_whole_and_cleared() {
     use chronicle_store::PROJECTION_BATCH;
-    let l = Ledger::new();
+    let l = ledger_reaching(100);
     let n = 2 * PROJECTION_BATCH + 17;
     let blobs: Vec<(StreamId, Vec<u8>)> =
         (0..n as u32).map(|i| (StreamId::random(), i.to_be_bytes().repeat(8))).collect();
@@ -387,7 +401,7 @@ fn a_projection_larger_than_one_batch_is_written_in_chunks_read_back_whole_and_c
 #[test]
 fn a_whole_projection_is_a_new_snapshot_and_the_old_one_holds_until_it_is_finished() {
     use chronicle_store::{PROJECTION_BATCH, ProjectionShape};
-    let l = Ledger::new();
+    let l = ledger_reaching(100);
     let old: Vec<(StreamId, Vec<u8>)> =
         (0..PROJECTION_BATCH as u32 + 5).map(|i| (StreamId::random(), i.to_be_bytes().to_vec())).collect();
     l.store.write_projection(old.clone(), vec![], 7).unwrap();
@@ -445,7 +459,7 @@ fn a_whole_projection_is_a_new_snapshot_and_the_old_one_holds_until_it_is_finish
 
 #[test]
 fn a_snapshot_write_abandoned_midway_leaves_the_projection_before_it() {
-    let l = Ledger::new();
+    let l = ledger_reaching(100);
     let first: Vec<(StreamId, Vec<u8>)> = {
         let mut v: Vec<_> = (0..50u32).map(|i| (StreamId::random(), i.to_be_bytes().to_vec())).collect();
         v.sort();
@@ -472,7 +486,7 @@ fn a_snapshot_write_abandoned_midway_leaves_the_projection_before_it() {
 
 #[test]
 fn a_damaged_or_missing_snapshot_is_refused_never_read_in_part() {
-    let l = Ledger::new();
+    let l = ledger_reaching(100);
     let parts: Vec<(StreamId, Vec<u8>)> = {
         let mut v: Vec<_> = (0..200u32).map(|i| (StreamId::random(), i.to_be_bytes().repeat(4))).collect();
         v.sort();
@@ -543,7 +557,7 @@ fn projection_parts_are_sealed_many_at_once_under_each_streams_own_key() {
 
 #[test]
 fn a_damaged_snapshot_record_is_refused_and_the_next_snapshot_starts_over() {
-    let l = Ledger::new();
+    let l = ledger_reaching(100);
     let parts: Parts = {
         let mut v: Vec<_> = (0..20u32).map(|i| (StreamId::random(), i.to_be_bytes().to_vec())).collect();
         v.sort();

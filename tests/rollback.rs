@@ -94,6 +94,66 @@ fn a_log_restored_from_an_older_copy_is_refused_until_an_operator_accepts_it_in_
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
+/// After an accepted rollback, derived state saved from the history given up and put back (a
+/// Merkle tree chunk whose positions the new history filled again; the persisted state of the
+/// old history authenticated under the same keys) must not be trusted: the tree's MACs are bound
+/// to the history (the vault's epoch), so the start that reads it (checking the log against the
+/// anchor) takes it for damage and rebuilds the tree from the log: neither a root computed from it
+/// nor a false "rolled back".
+#[test]
+fn tree_chunks_from_a_history_given_up_do_not_authenticate_after_the_rollback() {
+    let l = Ledger::new();
+    let clerk = l.principal("clerk", chronicle_core::Role::RecordsClerk);
+    fill(&l, &clerk, 0, 10);
+    let (s1, _) = sign(&l);
+    let (tmp, dir) = l.close();
+    let older = tmp.path().join("log-copy");
+    copy_dir(&dir.log_dir(), &older);
+    let l = Ledger::reopen(tmp, dir);
+    fill(&l, &clerk, 10, 80);
+    let (s2, _) = sign(&l);
+    let (tmp, dir) = l.close();
+    // The tree's second chunk (stored hashes 64..128, entries of about 32..64) as the history
+    // about to be given up holds it: full, and different from what the new history will hold.
+    let chunk_key = |c: u64| {
+        let mut k = vec![b't'];
+        k.extend_from_slice(&c.to_be_bytes());
+        k
+    };
+    let given_up = common::raw_db(&dir.log_dir()).get(chunk_key(1)).unwrap().unwrap().to_vec();
+    std::fs::remove_dir_all(dir.log_dir()).unwrap();
+    copy_dir(&older, &dir.log_dir());
+    let (store, accepted) = dir.open_accepting_rollback("restored from the nightly copy").unwrap();
+    assert!(accepted && s1 < s2);
+    assert_eq!(store.anchor().unwrap().epoch, 1, "a new history");
+    let l = Ledger::over(tmp, dir, store);
+    fill(&l, &clerk, 200, (s2 + 5 - l.store.head().len) as usize);
+    let (s3, _) = sign(&l);
+    assert!(s3 > s2);
+    let (tmp, dir) = l.close();
+    {
+        let db = common::raw_db(&dir.log_dir());
+        let now = db.get(chunk_key(1)).unwrap().unwrap().to_vec();
+        assert_eq!(now.len(), given_up.len(), "both full");
+        assert_ne!(now, given_up, "the histories differ there");
+        db.insert(chunk_key(1), given_up).unwrap();
+        db.flush().unwrap();
+    }
+    let out = chronicle(&["verify", "--data-dir", dir.root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("key space t"), "{out:?}");
+    // The start notices it (checking the log against the vault's anchor reads it) and rebuilds
+    // the tree from the log, rather than taking the log for rolled back or signing over it.
+    let l = Ledger::reopen(tmp, dir);
+    let said = l.store.repaired().map(str::to_string);
+    assert!(said.as_deref().is_some_and(|r| r.contains("key space t")), "{said:?}");
+    fill(&l, &clerk, 400, 3);
+    sign(&l);
+    let (_tmp, dir) = l.close();
+    let out = chronicle(&["verify", "--data-dir", dir.root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
 #[test]
 fn a_directory_restored_whole_is_caught_against_a_checkpoint_kept_outside() {
     let l = Ledger::new();

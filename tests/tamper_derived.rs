@@ -1,5 +1,5 @@
 //! Tampering with everything the store keeps beside the entries, as an insider with disk access
-//! and any sled tool would: in each key space (`e s i c t p w m r`) and in the projection's
+//! and any sled tool would: in each key space (`e s i h c t p w m r`) and in the projection's
 //! snapshot file, a byte flipped, a key deleted, two values swapped, and a value replaced by an
 //! older one captured earlier from the same directory. After each, `verify` (with the master key)
 //! fails naming the key space; and a restart either refuses, or serves exactly what a rebuild
@@ -323,7 +323,7 @@ fn every_change_to_derived_state_is_named_by_verify_and_never_served() {
     copy_dir(&p.root, &clean);
     assert_eq!(verify(&clean), None, "the untouched directory verifies");
     let mut outcomes = Vec::new();
-    for space in ["e", "s", "i", "c", "t", "p", "w", "m", "r", "snapshot file"] {
+    for space in ["e", "s", "i", "h", "c", "t", "p", "w", "m", "r", "snapshot file"] {
         for change in [Change::Flip, Change::Delete, Change::Swap, Change::Older] {
             let root = p.root.parent().unwrap().join(format!("case-{}-{change:?}", space.replace(' ', "-")));
             copy_dir(&p.root, &root);
@@ -400,6 +400,123 @@ fn damage_found_by_a_reader_is_repaired_from_the_log_at_the_next_start() {
     assert_eq!(served(&records, &dir, &p.subjects, &p.cases), p.reference);
     drop(records);
     assert_eq!(verify(&root), None);
+}
+
+/// The last index keys of a case deleted, alone, with its stream head, or with its stream head put
+/// back to the one from before those entries: no evidence bundle comes out short of them (it would
+/// verify, silently missing a seal order), and a restart serves nothing short.
+#[test]
+fn an_evidence_bundle_never_comes_out_short_when_a_streams_index_tail_is_hidden() {
+    let p = pristine();
+    let case = p.cases[0];
+    let mut index_prefix = vec![b's'];
+    index_prefix.extend_from_slice(&case.0);
+    let mut head_key = vec![b'h'];
+    head_key.extend_from_slice(&case.0);
+    let whole = {
+        let root = p.root.parent().unwrap().join("short-reference");
+        copy_dir(&p.root, &root);
+        let dir = DataDir::new(&root, None);
+        let store = dir.open().unwrap();
+        let (size, note) = store.latest_checkpoint().unwrap().unwrap();
+        let b = chronicle_store::evidence::build_bundle(&store, &case, &note, size, &dir.log_key().unwrap(), false)
+            .unwrap();
+        b.entries.len()
+    };
+    assert!(whole >= 3, "the case has entries to hide ({whole})");
+    let older_head = p.older.get(&head_key).cloned().expect("the case's head before the seal");
+    for with_head in ["index only", "head deleted", "head older"] {
+        let root = p.root.parent().unwrap().join(format!("short-{}", with_head.replace(' ', "-")));
+        copy_dir(&p.root, &root);
+        {
+            let db = common::raw_db(&root.join("log"));
+            let keys: Vec<_> = db.scan_prefix(&index_prefix).keys().map(Result::unwrap).collect();
+            for k in &keys[keys.len() - 2..] {
+                db.remove(k).unwrap();
+            }
+            match with_head {
+                "head deleted" => {
+                    db.remove(&head_key).unwrap();
+                }
+                "head older" => {
+                    db.insert(&head_key, older_head.clone()).unwrap();
+                }
+                _ => {}
+            }
+            db.flush().unwrap();
+        }
+        let finding = verify(&root).unwrap_or_else(|| panic!("{with_head}: verify passed"));
+        assert!(["s", "h"].contains(&finding.space), "{with_head}: {finding}");
+        let dir = DataDir::new(&root, None);
+        let store = dir.open().unwrap();
+        let (size, note) = store.latest_checkpoint().unwrap().unwrap();
+        match chronicle_store::evidence::build_bundle(&store, &case, &note, size, &dir.log_key().unwrap(), false) {
+            Ok(b) => assert_eq!(b.entries.len(), whole, "{with_head}: a bundle came out short"),
+            Err(e) => {
+                assert!(e.to_string().contains("derived state damaged (s)"), "{with_head}: {e}");
+                assert!(store.failure().is_some(), "{with_head}: the store goes on appending over damage");
+            }
+        }
+        drop(store);
+        // The next start serves exactly what a rebuild serves.
+        assert_eq!(restart(&p, &root).as_ref(), Some(&p.reference), "{with_head}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
+
+/// After a charge expungement re-wrapped the entries it kept and destroyed the case's old key, an
+/// entry's older wrapping (under the destroyed key, with its MAC, captured before) put back beside
+/// it: the entry must not read as expunged (its content silently gone from the case's history and
+/// evidence). The expungement left no wrapping under the key it destroyed, so this one is damage:
+/// `verify` names the entry and no read serves the case without it.
+#[test]
+fn an_older_wrapping_put_back_after_a_charge_expungement_is_damage_not_an_expunged_entry() {
+    let p = pristine();
+    let case = p.cases[1];
+    let wrap_of = |v: &[u8]| chronicle_store::layout::decode_entry_value(v).unwrap().wrapped_key.map(<[u8]>::to_vec);
+    let is_marked = |w: &[u8]| Vault::is_expunged_wrapping(&w[..chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN]);
+    let now = dump(&p.root.join("log"));
+    let mut survivors = Vec::new();
+    let mut marked = 0;
+    for (k, v) in now.iter().filter(|(k, _)| k.first() == Some(&b'e')) {
+        let ev = chronicle_store::layout::decode_entry_value(v).unwrap();
+        let e = chronicle_core::Entry::decode(ev.bytes.to_vec()).unwrap();
+        let (Some(w), Some(old)) = (wrap_of(v), p.older.get(k)) else { continue };
+        if e.statement.stream != case || wrap_of(old).as_ref() == Some(&w) {
+            continue;
+        }
+        if is_marked(&w) {
+            marked += 1;
+        } else {
+            survivors.push((k.clone(), old.clone(), e.position()));
+        }
+    }
+    assert!(marked >= 1, "the expunged charge's entries carry the expunged wrapping");
+    assert!(!survivors.is_empty(), "the expungement kept (re-wrapped) entries of the case");
+    for (k, old, position) in survivors {
+        let root = p.root.parent().unwrap().join(format!("older-wrap-{position}"));
+        copy_dir(&p.root, &root);
+        {
+            let db = common::raw_db(&root.join("log"));
+            db.insert(&k, old).unwrap();
+            db.flush().unwrap();
+        }
+        let finding = verify(&root).unwrap_or_else(|| panic!("entry {position}: verify passed"));
+        assert_eq!((finding.position, finding.space), (position, "e"), "{finding}");
+        match restart(&p, &root) {
+            None => {}
+            Some(served) => {
+                for ((what, got), (_, want)) in served.iter().zip(&p.reference) {
+                    if *what == format!("history of {case}") {
+                        assert_eq!(got, &None, "entry {position}: the case's history was served without it");
+                    } else if got.is_some() {
+                        assert_eq!(got, want, "{what}");
+                    }
+                }
+            }
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
 
 /// The content key wrapped beside a seal order, taken away or changed (no hash covers it): the

@@ -102,6 +102,10 @@ pub enum SealError {
     /// The data key needed was destroyed (the content was expunged).
     #[error("data key destroyed")]
     KeyDestroyed,
+    /// A content key is still wrapped under a data key that was destroyed: expunging replaces
+    /// every such wrapping, so this one was put back from before (damage, not an expunged entry).
+    #[error("content key wrapped under a destroyed data key, where the expungement left none")]
+    DestroyedUnmarked,
     /// The data key needed is not in the vault.
     #[error("data key unknown to the vault")]
     KeyUnknown,

@@ -24,13 +24,14 @@
 //! never signs a checkpoint that its log is not consistent with (see the store's `checkpoint`).
 //!
 //! File layout (all integers big-endian):
-//! `"CHRONICLE-VAULT\n" | version u8 = 1 | master check [16]` then records, each followed by a
+//! `"CHRONICLE-VAULT\n" | version u8 = 3 | master check [16]` then records, each followed by a
 //! checksum [8] (the first 8 bytes of `blake3(record bytes before it)`):
 //! - tag 1, a live key: `1 | key id [16] | wrapped key [72]`, the wrapped key being
 //!   `nonce || XChaCha20-Poly1305(master, nonce, key, aad = DATA_KEY_AAD || key id)`;
 //! - tag 2, a destroyed key's tombstone: `2 | key id [16]`;
-//! - tag 3, the anchor: `3 | size u64 | root [32] | flags u8 | mac [32]`, flags bit 0 set after a
-//!   rollback was accepted (see [`Anchor::recovered`]), the mac being
+//! - tag 3, the anchor: `3 | size u64 | root [32] | flags u8 | epoch u64 | mac [32]`, flags bit 0
+//!   set after a rollback was accepted (see [`Anchor::recovered`]), epoch counting the rollbacks
+//!   ever accepted (see [`Anchor::epoch`]), the mac being
 //!   `BLAKE3("chronicle.vault-anchor.v1\n" ‖ master key ‖ the record before it)`; the last one in
 //!   the file is the anchor.
 //!
@@ -50,14 +51,14 @@ use crate::hash::{DOMAIN_CONTENT_KEY_AAD, DOMAIN_DATA_KEY_AAD, Hash};
 use crate::payload::{NONCE_LEN, SymmetricKey, TAG_LEN, aead_open, aead_open_in_place, aead_seal};
 
 const MAGIC: &[u8; 16] = b"CHRONICLE-VAULT\n";
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 const HEADER_LEN: usize = 16 + 1 + 16;
 const WRAPPED_LEN: usize = 24 + 32 + 16;
 const TAG_KEY: u8 = 1;
 const RECORD_KEY_LEN: usize = 1 + 16 + WRAPPED_LEN + 8;
 const TAG_DESTROYED: u8 = 2;
 const TAG_ANCHOR: u8 = 3;
-const ANCHOR_BODY_LEN: usize = 1 + 8 + 32 + 1 + 32;
+const ANCHOR_BODY_LEN: usize = 1 + 8 + 32 + 1 + 8 + 32;
 /// Anchors appended since the file was last written whole before it is written whole again.
 const ANCHORS_BEFORE_REWRITE: usize = 1024;
 const DOMAIN_ANCHOR: &[u8] = b"chronicle.vault-anchor.v1\n";
@@ -75,6 +76,10 @@ fn tombstone_mac(master: &MasterKey, id: &DataKeyId) -> Hash {
 pub const SPARE_KEYS: usize = 64;
 /// Length of a wrapped content key as the store keeps it: data key id, then the wrapped key.
 pub const WRAPPED_CONTENT_KEY_LEN: usize = 16 + WRAPPED_LEN;
+/// What follows the data key id in an expunged entry's wrapping: the content key is gone for good,
+/// and the wrapping says so (see [`Vault::expunged_wrapping`]).
+const EXPUNGED_TAG: &[u8; WRAPPED_CONTENT_KEY_LEN - 16] =
+    b"chronicle: content key destroyed by an expungement order\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 /// Name of the environment variable that may hold the master key (64 hex digits).
 pub const MASTER_KEY_ENV: &str = "CHRONICLE_MASTER_KEY";
 
@@ -190,6 +195,11 @@ pub struct Anchor {
     /// recorded in the log): the log need not be consistent with it, but the ledger signs no
     /// checkpoint at a size up to it again, so it never signs two at one size.
     pub recovered: bool,
+    /// How many rollbacks were ever accepted: the history the log is in. It goes up by one with
+    /// each, and every later anchor carries it on. The store binds what it derives from one
+    /// history (its tree's MACs) to it, so that nothing saved from a history the operator gave
+    /// up authenticates in the next.
+    pub epoch: u64,
 }
 
 impl Anchor {
@@ -199,7 +209,23 @@ impl Anchor {
         b[1..9].copy_from_slice(&self.size.to_be_bytes());
         b[9..41].copy_from_slice(&self.root);
         b[41] = u8::from(self.recovered);
+        b[42..50].copy_from_slice(&self.epoch.to_be_bytes());
         b
+    }
+
+    /// An anchor record as stored (`rec` is [`ANCHOR_BODY_LEN`] bytes at offset `at`), its MAC
+    /// checked.
+    fn decode(rec: &[u8], at: usize, master: &MasterKey) -> Result<Anchor, VaultError> {
+        let a = Anchor {
+            size: u64::from_be_bytes(rec[1..9].try_into().expect("8 bytes")),
+            root: rec[9..41].try_into().expect("32 bytes"),
+            recovered: rec[41] & 1 == 1,
+            epoch: u64::from_be_bytes(rec[42..50].try_into().expect("8 bytes")),
+        };
+        if a.mac(master).0[..] != rec[50..ANCHOR_BODY_LEN] {
+            return Err(VaultError::Corrupt { offset: at, what: "the anchor does not authenticate" });
+        }
+        Ok(a)
     }
 
     fn mac(&self, master: &MasterKey) -> Hash {
@@ -304,16 +330,7 @@ impl Vault {
         let mut anchor = None;
         let mut anchors_appended = 0;
         for &(at, body) in records.iter().filter(|(at, _)| bytes[*at] == TAG_ANCHOR) {
-            let rec = &bytes[at..at + body];
-            let a = Anchor {
-                size: u64::from_be_bytes(rec[1..9].try_into().expect("8 bytes")),
-                root: rec[9..41].try_into().expect("32 bytes"),
-                recovered: rec[41] & 1 == 1,
-            };
-            if a.mac(master).0[..] != rec[42..74] {
-                return Err(VaultError::Corrupt { offset: at, what: "the anchor does not authenticate" });
-            }
-            anchor = Some(a);
+            anchor = Some(Anchor::decode(&bytes[at..at + body], at, master)?);
             anchors_appended += 1;
         }
         let records: Vec<(usize, usize)> = records.into_iter().filter(|(at, _)| bytes[*at] != TAG_ANCHOR).collect();
@@ -350,6 +367,11 @@ impl Vault {
     /// The latest checkpoint the ledger signed, if it signed any.
     pub fn anchor(&self) -> Option<Anchor> {
         self.anchor
+    }
+
+    /// The history the log is in: how many rollbacks were ever accepted ([`Anchor::epoch`]).
+    pub fn epoch(&self) -> u64 {
+        self.anchor.map_or(0, |a| a.epoch)
     }
 
     /// Records the latest checkpoint signed, durably, before it is handed out.
@@ -495,6 +517,23 @@ impl Vault {
         unwrap_content_key_in(&self.slots, position, wrapped)
     }
 
+    /// What replaces an entry's wrapped content key when the data key it was wrapped under is
+    /// destroyed by an expungement: the data key's id, then a fixed tag, no key. An entry reads as
+    /// expunged only through this; a wrapping that still holds a key under a destroyed data key
+    /// is [`SealError::DestroyedUnmarked`] (damage): otherwise an older wrapping put back beside
+    /// an entry a charge expungement kept would make it read as expunged.
+    pub fn expunged_wrapping(id: &DataKeyId) -> [u8; WRAPPED_CONTENT_KEY_LEN] {
+        let mut w = [0u8; WRAPPED_CONTENT_KEY_LEN];
+        w[..16].copy_from_slice(&id.0);
+        w[16..].copy_from_slice(EXPUNGED_TAG);
+        w
+    }
+
+    /// Whether a wrapping is an expunged entry's ([`Vault::expunged_wrapping`]).
+    pub fn is_expunged_wrapping(wrapped: &[u8]) -> bool {
+        wrapped.len() == WRAPPED_CONTENT_KEY_LEN && wrapped[16..] == EXPUNGED_TAG[..]
+    }
+
     /// The data key id a wrapped content key names.
     pub fn wrapped_key_id(wrapped: &[u8]) -> Option<DataKeyId> {
         let mut id = [0u8; 16];
@@ -560,16 +599,7 @@ impl Vault {
         }
         let mut anchor = None;
         for (at, _) in records.into_iter().filter(|(at, _)| bytes[*at] == TAG_ANCHOR) {
-            let rec = &bytes[at..at + ANCHOR_BODY_LEN];
-            let a = Anchor {
-                size: u64::from_be_bytes(rec[1..9].try_into().expect("8 bytes")),
-                root: rec[9..41].try_into().expect("32 bytes"),
-                recovered: rec[41] & 1 == 1,
-            };
-            if a.mac(master).0[..] != rec[42..74] {
-                return Err(VaultError::Corrupt { offset: at, what: "the anchor does not authenticate" });
-            }
-            anchor = Some(a);
+            anchor = Some(Anchor::decode(&bytes[at..at + ANCHOR_BODY_LEN], at, master)?);
         }
         Ok(anchor)
     }
@@ -638,12 +668,15 @@ fn unwrap_content_key_in(
     if wrapped.len() != WRAPPED_CONTENT_KEY_LEN {
         return Err(SealError::Short { len: wrapped.len() });
     }
+    if Vault::is_expunged_wrapping(wrapped) {
+        return Err(SealError::KeyDestroyed);
+    }
     let mut id = [0u8; 16];
     id.copy_from_slice(&wrapped[..16]);
     let id = DataKeyId(id);
     let kek = match slots.get(&id) {
         Some(Slot::Live { key, .. }) => key,
-        Some(Slot::Destroyed) => return Err(SealError::KeyDestroyed),
+        Some(Slot::Destroyed) => return Err(SealError::DestroyedUnmarked),
         None => return Err(SealError::KeyUnknown),
     };
     // nonce || the key, sealed || tag: opened on the stack (one per entry read).
@@ -688,7 +721,12 @@ mod tests {
         assert!(v.unwrap_content_key(10, &wrapped).is_err(), "bound to its position");
         assert_eq!(v.destroy(&[k1]).unwrap(), 1);
         assert_eq!(v.destroy(&[k1]).unwrap(), 0);
-        assert_eq!(v.unwrap_content_key(9, &wrapped).unwrap_err(), SealError::KeyDestroyed);
+        // A wrapping still under the destroyed key is not an expunged entry's: that one says so.
+        assert_eq!(v.unwrap_content_key(9, &wrapped).unwrap_err(), SealError::DestroyedUnmarked);
+        let marked = Vault::expunged_wrapping(&k1);
+        assert!(Vault::is_expunged_wrapping(&marked) && !Vault::is_expunged_wrapping(&wrapped));
+        assert_eq!(Vault::wrapped_key_id(&marked), Some(k1));
+        assert_eq!(v.unwrap_content_key(9, &marked).unwrap_err(), SealError::KeyDestroyed);
         drop(v);
         let v = Vault::open(d.path(), master(M)).unwrap();
         assert!(v.is_destroyed(&k1) && v.is_destroyed(&k3));
@@ -705,9 +743,9 @@ mod tests {
         let mut v = Vault::create(d.path(), master(M)).unwrap();
         assert_eq!(v.anchor(), None);
         let k = v.new_key().unwrap();
-        let a = Anchor { size: 42, root: [7; 32], recovered: false };
+        let a = Anchor { size: 42, root: [7; 32], recovered: false, epoch: 0 };
         v.set_anchor(a).unwrap();
-        let b = Anchor { size: 50, root: [8; 32], recovered: true };
+        let b = Anchor { size: 50, root: [8; 32], recovered: true, epoch: 1 };
         v.set_anchor(b).unwrap();
         drop(v);
         let mut v = Vault::open(d.path(), master(M)).unwrap();

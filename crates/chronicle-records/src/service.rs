@@ -648,7 +648,7 @@ impl Records {
                 p.dirty.insert(cycle);
             }
             self.persist()?;
-            destroyed += self.store.destroy_data_keys(&old.into_iter().collect::<Vec<_>>())?;
+            destroyed += self.store.destroy_data_keys(&cycle, &old.into_iter().collect::<Vec<_>>())?;
         }
         Ok(destroyed)
     }

@@ -12,7 +12,7 @@
 //! A MAC is keyed BLAKE3 over the parts, each preceded by its length (u64 BE), so that no two
 //! different sequences of parts hash alike. Comparisons are in constant time.
 
-use chronicle_core::{DataKeyId, MasterKey, StreamId, Vault};
+use chronicle_core::{DataKeyId, Hash, MasterKey, StreamId, Vault};
 use zeroize::Zeroizing;
 
 const CONTEXT_HEAD: &str = "chronicle 2026-11 store head record v1";
@@ -20,6 +20,7 @@ const CONTEXT_BINDING: &str = "chronicle 2026-11 store stream key binding v1";
 const CONTEXT_TREE: &str = "chronicle 2026-11 store tree chunk v1";
 const CONTEXT_PROJECTION: &str = "chronicle 2026-11 store projection marker v1";
 const CONTEXT_WRAP: &str = "chronicle 2026-11 store wrapped content key v1";
+const CONTEXT_STREAM_HEAD: &str = "chronicle 2026-11 store stream head v1";
 
 /// Length of every MAC.
 pub const MAC_LEN: usize = 32;
@@ -32,6 +33,9 @@ pub struct IntegrityKeys {
     tree: Zeroizing<[u8; 32]>,
     projection: Zeroizing<[u8; 32]>,
     wrap: Zeroizing<[u8; 32]>,
+    stream_head: Zeroizing<[u8; 32]>,
+    /// The history the log is in (`chronicle_core::Anchor::epoch`), bound into the tree's MACs.
+    epoch: u64,
 }
 
 impl std::fmt::Debug for IntegrityKeys {
@@ -55,14 +59,17 @@ pub(crate) fn same(expected: &[u8; MAC_LEN], found: &[u8]) -> bool {
 }
 
 impl IntegrityKeys {
-    /// The keys derived from a master key (for `verify`, which opens no vault).
-    pub fn from_master(master: &MasterKey) -> IntegrityKeys {
+    /// The keys derived from a master key, in history `epoch` (for `verify`, which opens no vault
+    /// and reads the epoch from the vault's anchor).
+    pub fn from_master(master: &MasterKey, epoch: u64) -> IntegrityKeys {
         IntegrityKeys {
             head: master.derive(CONTEXT_HEAD),
             binding: master.derive(CONTEXT_BINDING),
             tree: master.derive(CONTEXT_TREE),
             projection: master.derive(CONTEXT_PROJECTION),
             wrap: master.derive(CONTEXT_WRAP),
+            stream_head: master.derive(CONTEXT_STREAM_HEAD),
+            epoch,
         }
     }
 
@@ -73,6 +80,8 @@ impl IntegrityKeys {
             tree: vault.derive(CONTEXT_TREE),
             projection: vault.derive(CONTEXT_PROJECTION),
             wrap: vault.derive(CONTEXT_WRAP),
+            stream_head: vault.derive(CONTEXT_STREAM_HEAD),
+            epoch: vault.epoch(),
         }
     }
 
@@ -86,6 +95,11 @@ impl IntegrityKeys {
         mac(&self.binding, &[&stream.0, &key.0])
     }
 
+    /// A stream head's MAC: this stream's last version is at this position and hashes so.
+    pub(crate) fn stream_head(&self, stream: &StreamId, version: u64, position: u64, hash: &Hash) -> [u8; MAC_LEN] {
+        mac(&self.stream_head, &[&stream.0, &version.to_be_bytes(), &position.to_be_bytes(), &hash.0])
+    }
+
     /// The MAC stored after an entry's wrapped content key: this position, this wrapping. The
     /// wrapping lies outside the entry's hash, and its key id decides, before anything can be
     /// unwrapped, whether the entry reads as expunged: without the MAC, a destroyed key's id
@@ -94,9 +108,11 @@ impl IntegrityKeys {
         mac(&self.wrap, &[&position.to_be_bytes(), wrapped])
     }
 
-    /// A tree chunk's MAC: this chunk number, these stored hashes.
+    /// A tree chunk's MAC: this history, this chunk number, these stored hashes. Chunks kept from
+    /// a history an operator gave up (an accepted rollback) do not authenticate in the next: the
+    /// tree is rebuilt from the log when the rollback is accepted.
     pub(crate) fn chunk(&self, chunk: u64, hashes: &[u8]) -> [u8; MAC_LEN] {
-        mac(&self.tree, &[&chunk.to_be_bytes(), hashes])
+        mac(&self.tree, &[&self.epoch.to_be_bytes(), &chunk.to_be_bytes(), hashes])
     }
 
     /// One overlay key's share of the projection marker's digest: this stream, this value.
@@ -116,7 +132,11 @@ mod tests {
 
     #[test]
     fn each_kind_has_its_own_key_and_parts_are_framed() {
-        let k = IntegrityKeys::from_master(&MasterKey::from_hex(&"11".repeat(32)).unwrap());
+        let k = IntegrityKeys::from_master(&MasterKey::from_hex(&"11".repeat(32)).unwrap(), 0);
+        // Another history, another chunk MAC.
+        let later = IntegrityKeys::from_master(&MasterKey::from_hex(&"11".repeat(32)).unwrap(), 1);
+        assert_ne!(k.chunk(3, b"hashes"), later.chunk(3, b"hashes"));
+        assert_eq!(k.head(b"x"), later.head(b"x"));
         // The same bytes under two purposes give two MACs.
         assert_ne!(k.head(b"x"), mac(&k.tree, &[b"x"]));
         // Moving a byte from one part to the next changes the MAC.

@@ -267,7 +267,8 @@ impl Store {
         let note = chronicle_tlog::sign_checkpoint(signer, origin, size, root)
             .map_err(|e| CheckpointError::Signing(e.to_string()))?;
         if anchor.is_none_or(|a| a.recovered || size > a.size) {
-            self.set_anchor(chronicle_core::Anchor { size, root: root.0, recovered: false })?;
+            let epoch = anchor.map_or(0, |a| a.epoch);
+            self.set_anchor(chronicle_core::Anchor { size, root: root.0, recovered: false, epoch })?;
         }
         self.db()?.insert(checkpoint_key(size), note.as_slice())?;
         self.make_durable()?;

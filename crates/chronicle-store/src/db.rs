@@ -157,7 +157,7 @@ impl DbCell {
             return Ok(started.elapsed());
         }
         let Some(db) = guard.take() else { return Err("the store's sled handle is closed".into()) };
-        if let Err(e) = db.flush() {
+        if let Err(e) = flush_within(&db, FLUSH_LIMIT) {
             *guard = Some(db);
             return Err(format!("flushing sled before reopening it: {e}"));
         }

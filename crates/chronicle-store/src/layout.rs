@@ -11,13 +11,14 @@
 //! | `s` | stream id (16), stream version (u64 BE) | position (u64 BE), entry hash (32) |
 //! | `i` | blake3(author, idempotency key) (32) | command digest (32), position (u64 BE), entry hash (32) |
 //! | `c` | stream id (16) | the stream's current data key id (16), MAC (32) over stream and key id |
+//! | `h` | stream id (16) | the stream's head: last version (u64 BE), its position (u64 BE) and entry hash (32), MAC (32) over stream and all three |
 //! | `t` | chunk (u64 BE) | up to 64 Merkle stored hashes (see `tree`), MAC (32) over chunk number and hashes |
 //! | `p` | tree size (u64 BE) | a signed checkpoint note |
 //! | `w` | tree size (u64 BE), witness name | a cosignature line |
 //! | `r` | generation (u64 BE), stream id (16) | the stream's sealed part of the records projection, over that generation's snapshot file (see `projection`) |
 //! | `m` | `projection` | the log position the persisted projection reaches, its generation, and a MAC over both, the snapshot record and a digest of the overlay |
 //! | `m` | `projection-snapshot` | the generation, length, part count and BLAKE3 of the snapshot file |
-//! | `m` | `head` | next position (u64 BE), last entry hash (32), last recorded time (i64 BE), entries in the registry and in the ledger's own stream (u64 BE each), MAC (32) |
+//! | `m` | `head` | next position (u64 BE), last entry hash (32), last recorded time (i64 BE), entries in the registry and in the ledger's own stream (u64 BE each), the XOR of every `h` value's MAC (32), MAC (32) |
 //! | `m` | `repair` | present while derived state found damaged waits to be rebuilt from the entries |
 //! | `m` | `format` | the store format version (u8) |
 
@@ -28,12 +29,13 @@ use crate::Appended;
 use crate::auth::{self, IntegrityKeys, MAC_LEN};
 
 /// Store layout version, written at creation and checked at open.
-pub const STORE_FORMAT: u8 = 1;
+pub const STORE_FORMAT: u8 = 2;
 
 pub(crate) const ENTRY: u8 = b'e';
 pub(crate) const STREAM: u8 = b's';
 pub(crate) const IDEMPOTENCY: u8 = b'i';
 pub(crate) const STREAM_DATA_KEY: u8 = b'c';
+pub(crate) const STREAM_HEAD: u8 = b'h';
 pub(crate) const HEAD_KEY: &[u8] = b"mhead";
 pub(crate) const REPAIR_KEY: &[u8] = b"mrepair";
 pub(crate) const FORMAT_KEY: &[u8] = b"mformat";
@@ -55,6 +57,76 @@ pub(crate) fn stream_data_key(stream: &StreamId) -> [u8; 17] {
     let mut k = [STREAM_DATA_KEY; 17];
     k[1..].copy_from_slice(&stream.0);
     k
+}
+
+pub(crate) fn stream_head_key(stream: &StreamId) -> [u8; 17] {
+    let mut k = [STREAM_HEAD; 17];
+    k[1..].copy_from_slice(&stream.0);
+    k
+}
+
+/// The stream an `h` key names.
+pub(crate) fn stream_head_stream(k: &[u8]) -> Option<StreamId> {
+    (k.len() == 17 && k[0] == STREAM_HEAD).then(|| StreamId(k[1..].try_into().unwrap_or_default()))
+}
+
+/// A stream's head: its last version, where that entry is and what it hashes to. Kept under a
+/// MAC in the `h` space, one per stream with entries, and counted by the head record (the XOR of
+/// every head's MAC), so that no stream's tail can be hidden by deleting index keys: a reader
+/// compares the index with the head, the open compares the heads with the head record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StreamHead {
+    pub(crate) version: u64,
+    pub(crate) position: u64,
+    pub(crate) hash: Hash,
+}
+
+/// Length of a stored `h` value.
+const STREAM_HEAD_LEN: usize = 48 + MAC_LEN;
+
+impl StreamHead {
+    pub(crate) fn mac(&self, keys: &IntegrityKeys, stream: &StreamId) -> [u8; MAC_LEN] {
+        keys.stream_head(stream, self.version, self.position, &self.hash)
+    }
+
+    pub(crate) fn encode(&self, keys: &IntegrityKeys, stream: &StreamId) -> [u8; STREAM_HEAD_LEN] {
+        let mut v = [0u8; STREAM_HEAD_LEN];
+        v[..8].copy_from_slice(&self.version.to_be_bytes());
+        v[8..16].copy_from_slice(&self.position.to_be_bytes());
+        v[16..48].copy_from_slice(&self.hash.0);
+        v[48..].copy_from_slice(&self.mac(keys, stream));
+        v
+    }
+
+    /// Decodes an `h` value and checks its MAC (the check is skipped without keys); returns the
+    /// head and its MAC (the head record's digest is over the MACs).
+    pub(crate) fn decode(
+        keys: Option<&IntegrityKeys>,
+        stream: &StreamId,
+        v: &[u8],
+    ) -> Result<(StreamHead, [u8; MAC_LEN]), &'static str> {
+        if v.len() != STREAM_HEAD_LEN {
+            return Err("a malformed stream head");
+        }
+        let u = |r: std::ops::Range<usize>| u64::from_be_bytes(v[r].try_into().unwrap_or_default());
+        let h = StreamHead {
+            version: u(0..8),
+            position: u(8..16),
+            hash: Hash(v[16..48].try_into().map_err(|_| "a malformed stream head")?),
+        };
+        let mac: [u8; MAC_LEN] = v[48..].try_into().map_err(|_| "a malformed stream head")?;
+        if keys.is_some_and(|k| !auth::same(&h.mac(k, stream), &mac)) {
+            return Err("a stream head that does not authenticate");
+        }
+        Ok((h, mac))
+    }
+}
+
+/// XORs one stream head's MAC into (or out of) the head record's digest of them all.
+pub(crate) fn toggle_head(digest: &mut [u8; MAC_LEN], mac: &[u8; MAC_LEN]) {
+    for (d, m) in digest.iter_mut().zip(mac) {
+        *d ^= m;
+    }
 }
 
 /// Encodes a `c` value: the data key id and its MAC, binding it to the stream.
@@ -269,21 +341,27 @@ pub(crate) struct HeadRecord {
     pub(crate) registry: u64,
     /// Entries in the ledger's own stream.
     pub(crate) ledger: u64,
+    /// The XOR of the MACs of every stream's head (`h`): a stream head deleted, added or put back
+    /// to an older one changes it. With a keyed MAC an insider without the master key can
+    /// neither predict nor cancel a change.
+    pub(crate) heads: [u8; MAC_LEN],
 }
 
 /// Length of a stored head record.
-const HEAD_RECORD_LEN: usize = 48 + 16 + MAC_LEN;
+const HEAD_RECORD_LEN: usize = 48 + 16 + MAC_LEN + MAC_LEN;
+const HEAD_BODY_LEN: usize = HEAD_RECORD_LEN - MAC_LEN;
 
 impl HeadRecord {
-    pub(crate) const EMPTY: HeadRecord = HeadRecord { head: Head::EMPTY, registry: 0, ledger: 0 };
+    pub(crate) const EMPTY: HeadRecord = HeadRecord { head: Head::EMPTY, registry: 0, ledger: 0, heads: [0; MAC_LEN] };
 
     pub(crate) fn encode(&self, keys: &IntegrityKeys) -> [u8; HEAD_RECORD_LEN] {
         let mut v = [0u8; HEAD_RECORD_LEN];
         v[..48].copy_from_slice(&self.head.encode());
         v[48..56].copy_from_slice(&self.registry.to_be_bytes());
         v[56..64].copy_from_slice(&self.ledger.to_be_bytes());
-        let m = keys.head(&v[..64]);
-        v[64..].copy_from_slice(&m);
+        v[64..HEAD_BODY_LEN].copy_from_slice(&self.heads);
+        let m = keys.head(&v[..HEAD_BODY_LEN]);
+        v[HEAD_BODY_LEN..].copy_from_slice(&m);
         v
     }
 
@@ -292,11 +370,12 @@ impl HeadRecord {
         if v.len() != HEAD_RECORD_LEN {
             return Err("the head record is malformed");
         }
-        if keys.is_some_and(|k| !auth::same(&k.head(&v[..64]), &v[64..])) {
+        if keys.is_some_and(|k| !auth::same(&k.head(&v[..HEAD_BODY_LEN]), &v[HEAD_BODY_LEN..])) {
             return Err("the head record does not authenticate");
         }
         let head = Head::decode(&v[..48]).ok_or("the head record is malformed")?;
         let u = |r: std::ops::Range<usize>| u64::from_be_bytes(v[r].try_into().unwrap_or_default());
-        Ok(HeadRecord { head, registry: u(48..56), ledger: u(56..64) })
+        let heads = v[64..HEAD_BODY_LEN].try_into().map_err(|_| "the head record is malformed")?;
+        Ok(HeadRecord { head, registry: u(48..56), ledger: u(56..64), heads })
     }
 }

@@ -39,7 +39,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use chronicle_core::StreamId;
+use chronicle_core::{Hash, StreamId};
 
 use crate::auth::{self, IntegrityKeys, MAC_LEN};
 use crate::error::ReadError;
@@ -109,27 +109,46 @@ fn xor(d: &mut Digest, share: &[u8; 32]) {
     }
 }
 
-/// A stored marker: position, generation, and the MAC over them, the snapshot record and the
-/// overlay's digest.
-fn marker(keys: &IntegrityKeys, next: u64, generation: u64, snapshot: &Snapshot, overlay: &Digest) -> [u8; 48] {
+/// A stored marker: position, generation, and the MAC over them, the snapshot record, the
+/// overlay's digest and the hash of the log's entry before the position.
+fn marker(
+    keys: &IntegrityKeys,
+    next: u64,
+    generation: u64,
+    snapshot: &Snapshot,
+    overlay: &Digest,
+    log: &Hash,
+) -> [u8; 48] {
     let mut m = [0u8; 48];
     m[..8].copy_from_slice(&next.to_be_bytes());
     m[8..16].copy_from_slice(&generation.to_be_bytes());
-    let mac = keys.projection_marker(&marker_fields(&m[..16], snapshot), overlay);
+    let mac = keys.projection_marker(&marker_fields(&m[..16], snapshot, log), overlay);
     m[16..].copy_from_slice(&mac);
     m
 }
 
-fn marker_fields(head: &[u8], snapshot: &Snapshot) -> Vec<u8> {
+fn marker_fields(head: &[u8], snapshot: &Snapshot, log: &Hash) -> Vec<u8> {
     let mut f = head.to_vec();
     f.extend_from_slice(&snapshot.encode());
+    f.extend_from_slice(&log.0);
     f
 }
 
-/// Whether a stored marker authenticates the snapshot record and the overlay digest.
-fn marker_authenticates(keys: &IntegrityKeys, m: &[u8], snapshot: &Snapshot, overlay: &Digest) -> bool {
+/// Whether a stored marker authenticates the snapshot record, the overlay digest and the log it
+/// was written over (`log`: the hash of the entry before the marker's position, in the log as it
+/// is now). A projection persisted over a history since discarded (a rollback an operator
+/// accepted) names a position whose entry is another: it does not authenticate.
+fn marker_authenticates(keys: &IntegrityKeys, m: &[u8], snapshot: &Snapshot, overlay: &Digest, log: &Hash) -> bool {
     m.len() == 16 + MAC_LEN
-        && auth::same(&keys.projection_marker(&marker_fields(&m[..16], snapshot), overlay), &m[16..])
+        && auth::same(&keys.projection_marker(&marker_fields(&m[..16], snapshot, log), overlay), &m[16..])
+}
+
+/// The hash of the log's entry before `next` (zero for none): what a marker at `next` is bound to.
+fn log_hash_before(db: &sled::Db, next: u64) -> Result<Hash, ReadError> {
+    match next.checked_sub(1) {
+        None => Ok(Hash::ZERO),
+        Some(p) => crate::store::read_entry(db, p).map(|e| e.hash()),
+    }
 }
 
 fn overlay_prefix(generation: u64) -> [u8; 9] {
@@ -197,7 +216,7 @@ impl Store {
             return Ok(d);
         }
         let snapshot = self.snapshot()?;
-        let Some((_, marked, m)) = self.marker()? else {
+        let Some((next, marked, m)) = self.marker()? else {
             // Nothing persisted: an overlay may be started only on an empty one (keys left there
             // by a write that never finished are not authenticated by anything, and a new marker
             // must not vouch for them; a whole write starts a clean generation instead).
@@ -217,7 +236,8 @@ impl Store {
             let id: [u8; 16] = k[9..].try_into().map_err(|_| damaged("malformed overlay key".into()))?;
             xor(&mut d, &keys.projection_part(&StreamId(id), &v));
         }
-        if !marker_authenticates(keys, &m, &snapshot, &d) {
+        let log = log_hash_before(&*self.shared.db()?, next)?;
+        if !marker_authenticates(keys, &m, &snapshot, &d, &log) {
             return Err(unauthenticated());
         }
         self.set_overlay_digest(generation, d);
@@ -277,7 +297,8 @@ impl Store {
             self.overlay_changes(generation, &blobs, &removed, &mut d)?;
             let bytes: u64 = blobs.iter().map(|(_, b)| 25 + b.len() as u64).sum();
             let mut batch = overlay_batch(generation, blobs, removed);
-            batch.insert(MARKER, &marker(&self.shared.keys, next_position, generation, &snapshot, &d)[..]);
+            let log = log_hash_before(&*self.shared.db()?, next_position)?;
+            batch.insert(MARKER, &marker(&self.shared.keys, next_position, generation, &snapshot, &d, &log)[..]);
             self.shared.db()?.apply_batch(batch)?;
             self.set_overlay_digest(generation, d);
             // Counts towards the next reopen of sled; see [`Store::settle_if_due`].
@@ -382,7 +403,8 @@ impl Store {
         for (s, v) in &overlay {
             xor(&mut d, &keys.projection_part(s, v));
         }
-        if !marker_authenticates(keys, &stored_marker, &snapshot, &d) {
+        let log = log_hash_before(&*self.shared.db()?, next)?;
+        if !marker_authenticates(keys, &stored_marker, &snapshot, &d, &log) {
             return Err(unauthenticated());
         }
         self.set_overlay_digest(generation, d);
@@ -562,9 +584,10 @@ impl ProjectionWrite<'_> {
     /// [`Store::sweep_projection`]).
     pub fn finish(self, next_position: u64) -> Result<(), ReadError> {
         let keys = &self.store.shared.keys;
+        let log = log_hash_before(&*self.store.shared.db()?, next_position)?;
         let Some(file) = self.file else {
             let snapshot = self.store.snapshot()?;
-            let m = marker(keys, next_position, self.generation, &snapshot, &self.digest);
+            let m = marker(keys, next_position, self.generation, &snapshot, &self.digest, &log);
             self.store.shared.db()?.insert(MARKER, &m[..])?;
             self.store.set_overlay_digest(self.generation, self.digest);
             return Ok(());
@@ -583,7 +606,7 @@ impl ProjectionWrite<'_> {
         let mut batch = sled::Batch::default();
         batch.insert(SNAPSHOT, &snapshot.encode()[..]);
         // A new generation's overlay is empty: its digest is zero.
-        batch.insert(MARKER, &marker(keys, next_position, self.generation, &snapshot, &[0; 32])[..]);
+        batch.insert(MARKER, &marker(keys, next_position, self.generation, &snapshot, &[0; 32], &log)[..]);
         self.store.shared.db()?.apply_batch(batch)?;
         self.store.set_overlay_digest(self.generation, [0; 32]);
         // The marker must be durable before the earlier snapshot goes: until then, a crash
@@ -675,7 +698,8 @@ pub(crate) fn check_persisted(
             xor(&mut d, &keys.projection_part(&StreamId(id), &v));
         }
     }
-    if keys.is_some_and(|keys| !marker_authenticates(keys, &m, &snapshot, &d)) {
+    let log = log_hash_before(db, next).map_err(|e| ("m", format!("the entry before the projection marker: {e}")))?;
+    if keys.is_some_and(|keys| !marker_authenticates(keys, &m, &snapshot, &d, &log)) {
         return Err(("r", "the projection's overlay (or its marker) does not authenticate".into()));
     }
     Ok(())

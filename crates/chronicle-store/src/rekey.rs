@@ -86,8 +86,11 @@ impl Store {
         for &position in positions {
             let stored = db.get(layout::entry_key(position))?.ok_or_else(|| storage("entry missing"))?;
             let ev = layout::decode_entry_value(&stored).ok_or_else(|| storage("bad entry value"))?;
+            // The bytes written back are the entry the tree holds at its position.
+            let (e, _) = crate::store::decode_stored(position, &stored)?;
+            self.shared.check_leaves(&db, std::slice::from_ref(&e))?;
             let Some(stored_wrap) = ev.wrapped_key else { continue };
-            if Vault::wrapped_key_id(stored_wrap) == Some(to) {
+            if Vault::wrapped_key_id(stored_wrap) == Some(to) || Vault::is_expunged_wrapping(stored_wrap) {
                 continue;
             }
             let wrapped = layout::open_wrap(Some(&self.shared.keys), position, stored_wrap).ok_or_else(|| {
@@ -118,9 +121,59 @@ impl Store {
         Ok(n)
     }
 
-    /// Destroys these data keys (the vault file is rewritten without them, durably). Returns how
+    /// Destroys these data keys of a stream (the vault file is rewritten without them, durably),
+    /// first marking every entry of the stream sealed under one of them expunged. Returns how
     /// many were live.
-    pub fn destroy_data_keys(&self, ids: &[DataKeyId]) -> Result<usize, ReadError> {
+    pub fn destroy_data_keys(&self, stream: &StreamId, ids: &[DataKeyId]) -> Result<usize, ReadError> {
+        self.destroy_keys_of(std::slice::from_ref(stream), ids)
+    }
+
+    /// Destroys data keys, after replacing, durably, the wrapped content key of every entry of
+    /// `streams` sealed under one of them with the expunged wrapping (`Vault::expunged_wrapping`):
+    /// from then on a wrapping under a destroyed key is damage, never an expunged entry, so an
+    /// older wrapping put back beside an entry a charge expungement kept is caught, and no
+    /// wrapped content key of an expunged entry is left at all. A crash in between leaves entries
+    /// marked under a key still live: they read as expunged, and carrying the order out again
+    /// destroys the key.
+    ///
+    /// The writer is held off meanwhile: every entry wrapped under these keys is then in sled
+    /// (committed or in a group applied but not yet synced, which this finds through the index
+    /// too), and none is wrapped under them until they are destroyed, after which the vault
+    /// refuses to.
+    pub(crate) fn destroy_keys_of(&self, streams: &[StreamId], ids: &[DataKeyId]) -> Result<usize, ReadError> {
+        let doomed: std::collections::BTreeSet<DataKeyId> = ids.iter().copied().collect();
+        let _writer = self.shared.building.lock().map_err(|_| storage("writer lock poisoned"))?;
+        let db = self.shared.db()?;
+        let mut batch = sled::Batch::default();
+        let mut marked = 0;
+        for stream in streams {
+            for (position, hash, version) in self.stream_index(&db, stream, 0, u64::MAX)? {
+                let (e, stored) = self.shared.read_entry_and_key(&db, position)?;
+                if let Err(reason) = crate::derived::check_indexed(&e, stream, version, &hash) {
+                    return Err(self.shared.damaged(&db, 's', reason));
+                }
+                let Some(stored) = stored else { continue };
+                let wrapped = layout::open_wrap(Some(&self.shared.keys), position, &stored).ok_or_else(|| {
+                    ReadError::Damaged { position, reason: "its wrapped content key does not authenticate".into() }
+                })?;
+                let Some(id) = Vault::wrapped_key_id(wrapped).filter(|id| doomed.contains(id)) else { continue };
+                if Vault::is_expunged_wrapping(wrapped) {
+                    continue;
+                }
+                let mark = layout::seal_wrap(&self.shared.keys, position, &Vault::expunged_wrapping(&id));
+                batch.insert(
+                    &layout::entry_key(position)[..],
+                    layout::encode_entry_value(e.bytes(), &hash, Some(&mark)),
+                );
+                marked += 1;
+            }
+        }
+        if marked > 0 {
+            db.apply_batch(batch)?;
+            crate::db::flush_within(&db, crate::db::FLUSH_LIMIT).map_err(storage)?;
+            File::open(self.log_dir().join("db")).and_then(|f| f.sync_data()).map_err(storage)?;
+        }
+        drop(db);
         let mut vault = self.shared.vault.write().map_err(|_| storage("vault lock poisoned"))?;
         vault.destroy(ids).map_err(storage)
     }

@@ -23,7 +23,7 @@ use crate::auth::IntegrityKeys;
 use crate::checkpoint::{COSIGNATURE, check_cosignatures_kept, cosignature_kept};
 use crate::derived::{check_indexed, idem_record_of};
 use crate::error::OpenError;
-use crate::layout::{self, Head, HeadRecord};
+use crate::layout::{self, Head, HeadRecord, StreamHead};
 use crate::store::{decode_stored, read_entry};
 use crate::tree::{TREE, TreeTail};
 
@@ -31,8 +31,8 @@ use crate::tree::{TREE, TreeTail};
 pub(crate) struct Opened {
     pub(crate) record: HeadRecord,
     pub(crate) registry: Registry,
-    /// The last version and entry hash of the registry and of the ledger's own stream.
-    pub(crate) system: Vec<(StreamId, u64, Hash)>,
+    /// The heads of the registry and of the ledger's own stream.
+    pub(crate) system: Vec<(StreamId, StreamHead)>,
     pub(crate) tree: TreeTail,
 }
 
@@ -105,7 +105,7 @@ pub(crate) fn open_checked(
             let removed = crate::checkpoint::remove_unverifiable(db, &opened.registry)
                 .map_err(|e| OpenError::Io(e.to_string()))?;
             if removed > 0 {
-                db.flush().map_err(|e| OpenError::Io(e.to_string()))?;
+                crate::db::flush_within(db, crate::db::FLUSH_LIMIT).map_err(OpenError::Io)?;
                 report.push_str(&format!(
                     "; {removed} kept checkpoint(s) removed that were not the log key's signature for their size"
                 ));
@@ -160,15 +160,60 @@ fn check(db: &sled::Db, keys: &IntegrityKeys) -> Result<Opened, Problem> {
     let mut system = Vec::new();
     for (stream, entries) in [(StreamId::REGISTRY, &registry_entries), (StreamId::LEDGER, &ledger_entries)] {
         if let Some(last) = entries.last() {
-            system.push((stream, last.header.stream_version, last.hash()));
+            system.push((
+                stream,
+                StreamHead { version: last.header.stream_version, position: last.position(), hash: last.hash() },
+            ));
         }
     }
+    check_stream_heads(db, keys, &record, &system)?;
     // Cosignatures kept are recorded in the ledger's own stream: the `w` space must hold exactly
     // those (a handful per checkpoint, checked whole).
     let kept: BTreeMap<Vec<u8>, String> = ledger_entries.iter().filter_map(cosignature_kept).collect();
     check_cosignatures_kept(db, &kept).map_err(|reason| derived('w', reason))?;
     let tree = TreeTail::load(db, len, keys).map_err(|reason| derived('t', reason))?;
     Ok(Opened { record, registry, system, tree })
+}
+
+/// Checks the stream heads (`h`): each authenticates and lies below the head, the system streams'
+/// are their last entries, and together they make the head record's digest, so that none was
+/// deleted, added or put back to an older one. One read per stream with entries.
+fn check_stream_heads(
+    db: &sled::Db,
+    keys: &IntegrityKeys,
+    record: &HeadRecord,
+    system: &[(StreamId, StreamHead)],
+) -> Result<(), Problem> {
+    let mut digest = [0u8; crate::auth::MAC_LEN];
+    let mut found: HashMap<StreamId, StreamHead> = HashMap::new();
+    for kv in db.scan_prefix([layout::STREAM_HEAD]) {
+        let (k, v) = kv.map_err(io)?;
+        let stream = layout::stream_head_stream(&k).ok_or_else(|| derived('h', "a malformed stream head key"))?;
+        let (h, mac) =
+            StreamHead::decode(Some(keys), &stream, &v).map_err(|r| derived('h', format!("{r} ({stream})")))?;
+        if h.position >= record.head.len {
+            return Err(derived(
+                'h',
+                format!("the head of stream {stream} names position {}, beyond the log", h.position),
+            ));
+        }
+        layout::toggle_head(&mut digest, &mac);
+        if stream.is_system() {
+            found.insert(stream, h);
+        }
+    }
+    if !crate::auth::same(&record.heads, &digest) {
+        return Err(derived(
+            'h',
+            "the stream heads are not the ones the head record counts (one deleted, added or older)",
+        ));
+    }
+    for (stream, want) in system {
+        if found.get(stream) != Some(want) {
+            return Err(derived('h', format!("the head of stream {stream} is not its last entry")));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a system stream through its index and checks that the index holds exactly `count`
@@ -231,7 +276,7 @@ fn system_stream(
 /// one before it, and its stream's previous entry at the version before.
 struct Chain {
     head: Head,
-    streams: HashMap<StreamId, (u64, Hash)>,
+    streams: HashMap<StreamId, StreamHead>,
 }
 
 impl Default for Chain {
@@ -252,14 +297,14 @@ impl Chain {
         }
         let stream = e.statement.stream;
         let (version, prev) = match self.streams.get(&stream) {
-            Some((v, h)) => (v + 1, *h),
+            Some(h) => (h.version + 1, h.hash),
             None => (0, Hash::ZERO),
         };
         if e.header.stream_version != version || e.header.prev_stream_hash != prev {
             return Err(damaged("does not follow its stream's previous entry"));
         }
         let hash = e.hash();
-        self.streams.insert(stream, (version, hash));
+        self.streams.insert(stream, StreamHead { version, position, hash });
         self.head = Head {
             len: position + 1,
             last_hash: hash,
@@ -303,8 +348,8 @@ fn rebuild(
         )));
     }
     db.insert(layout::REPAIR_KEY, why.as_bytes()).map_err(io)?;
-    db.flush().map_err(io)?;
-    for prefix in [layout::STREAM, layout::IDEMPOTENCY, TREE, COSIGNATURE] {
+    crate::db::flush_within(db, crate::db::FLUSH_LIMIT).map_err(OpenError::Io)?;
+    for prefix in [layout::STREAM, layout::STREAM_HEAD, layout::IDEMPOTENCY, TREE, COSIGNATURE] {
         loop {
             let mut batch = sled::Batch::default();
             let mut n = 0;
@@ -399,15 +444,25 @@ fn rebuild(
             head.len, want.len
         )));
     }
-    let count = |s: &StreamId| streams.get(s).map_or(0, |(v, _)| v + 1);
-    let record = HeadRecord { head, registry: count(&StreamId::REGISTRY), ledger: count(&StreamId::LEDGER) };
+    let mut heads = [0u8; crate::auth::MAC_LEN];
+    let mut batch = sled::Batch::default();
+    for (n, (stream, h)) in streams.iter().enumerate() {
+        layout::toggle_head(&mut heads, &h.mac(keys, stream));
+        batch.insert(&layout::stream_head_key(stream)[..], &h.encode(keys, stream)[..]);
+        if (n + 1) % REBUILD_BATCH == 0 {
+            db.apply_batch(std::mem::take(&mut batch)).map_err(io)?;
+        }
+    }
+    db.apply_batch(batch).map_err(io)?;
+    let count = |s: &StreamId| streams.get(s).map_or(0, |h| h.version + 1);
+    let record = HeadRecord { head, registry: count(&StreamId::REGISTRY), ledger: count(&StreamId::LEDGER), heads };
     let mut batch = sled::Batch::default();
     batch.insert(layout::HEAD_KEY, &record.encode(keys)[..]);
     batch.remove(layout::REPAIR_KEY);
     db.apply_batch(batch).map_err(io)?;
-    db.flush().map_err(io)?;
+    crate::db::flush_within(db, crate::db::FLUSH_LIMIT).map_err(OpenError::Io)?;
     Ok(format!(
-        "derived state was damaged: {why}. Rebuilt from the {} entries of the log: the stream index of {} streams, \
+        "derived state was damaged: {why}. Rebuilt from the {} entries of the log: the stream index and heads of {} streams, \
          the idempotency records, the Merkle tree and the head record; {rebound} stream key bindings re-made",
         head.len,
         streams.len()

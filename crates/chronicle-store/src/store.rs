@@ -91,6 +91,10 @@ pub(crate) struct Shared {
     pub(crate) projection_digest: Mutex<Option<(u64, [u8; 32])>>,
     /// Set once a reader found derived state damaged (the next open rebuilds it).
     damage_found: std::sync::atomic::AtomicBool,
+    /// Held by the writer while it builds and applies a group, and by key destruction: while it
+    /// is held by the latter, every entry wrapped under a key is in sled, and none is being
+    /// wrapped (see `rekey`).
+    pub(crate) building: Mutex<()>,
 }
 
 impl Shared {
@@ -115,7 +119,10 @@ impl Shared {
         eprintln!(
             "chronicle: {said}; the store stops accepting appends, and rebuilds it from the log at its next start"
         );
-        let _ = db.insert(layout::REPAIR_KEY, said.as_bytes()).and_then(|_| db.flush());
+        let _ = db
+            .insert(layout::REPAIR_KEY, said.as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|_| crate::db::flush_within(db, crate::db::FLUSH_LIMIT));
         self.damage_found.store(true, std::sync::atomic::Ordering::Release);
         self.fail(format!("{said}; restart to rebuild it from the log"));
         ReadError::Derived { space, reason }
@@ -132,6 +139,27 @@ impl Shared {
         let (e, wrapped) = read_entry_and_key(db, position)?;
         self.check_leaves(db, std::slice::from_ref(&e))?;
         Ok((e, wrapped))
+    }
+
+    /// A stream's head as its `h` value authenticates it (`None`: the stream has no entries; the
+    /// open checked the heads against the head record, so none is missing or older). A head
+    /// below `len` is checked against the entry it names; one at or past it is a group being
+    /// written, returned unchecked for the caller to tell apart.
+    pub(crate) fn stream_head(
+        &self,
+        db: &sled::Db,
+        stream: &StreamId,
+        len: u64,
+    ) -> Result<Option<layout::StreamHead>, ReadError> {
+        let Some(v) = db.get(layout::stream_head_key(stream))? else { return Ok(None) };
+        let (h, _) = layout::StreamHead::decode(Some(&self.keys), stream, &v)
+            .map_err(|reason| self.damaged(db, 'h', format!("{reason} ({stream})")))?;
+        if h.position < len {
+            let e = self.read_entry(db, h.position)?;
+            crate::derived::check_indexed(&e, stream, h.version, &h.hash)
+                .map_err(|reason| self.damaged(db, 'h', format!("the head of stream {stream}: {reason}")))?;
+        }
+        Ok(Some(h))
     }
 
     /// [`Shared::read_entry_and_key`] without the wrapped key.
@@ -230,7 +258,7 @@ impl Store {
         let vault = Vault::create(&paths.vault, master)?;
         let db = open_sled(&paths.log)?;
         db.insert(layout::FORMAT_KEY, &[STORE_FORMAT]).map_err(|e| OpenError::Io(e.to_string()))?;
-        db.flush().map_err(|e| OpenError::Io(e.to_string()))?;
+        crate::db::flush_within(&db, crate::db::FLUSH_LIMIT).map_err(OpenError::Io)?;
         Store::start(paths, db, vault, false)
     }
 
@@ -341,7 +369,9 @@ impl Store {
     pub fn accept_rollback(&self) -> Result<(), OpenError> {
         let mut v = self.shared.vault.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(a) = v.anchor() {
-            v.set_anchor(chronicle_core::Anchor { recovered: true, ..a })?;
+            // A new history: the tree's MACs of the old one no longer authenticate (the caller
+            // reopens the store, which rebuilds the tree from the log).
+            v.set_anchor(chronicle_core::Anchor { recovered: true, epoch: a.epoch + 1, ..a })?;
         }
         Ok(())
     }
@@ -375,6 +405,7 @@ impl Store {
             committed,
             failed: Mutex::new(None),
             key_epoch: std::sync::atomic::AtomicU64::new(0),
+            building: Mutex::new(()),
             keys,
             repaired,
             open_checks,
@@ -663,7 +694,63 @@ impl Store {
             }
             out.push((position, hash, version));
         }
+        self.index_reaches_head(db, stream, from + out.len() as u64, len)?;
         Ok(out)
+    }
+
+    /// An index read from a stream that ran out at version `next` (exclusive) must have reached
+    /// the stream's authenticated head: index keys deleted from its end would otherwise make the
+    /// stream read shorter (an evidence bundle short of its last entries, an expungement missing
+    /// keys).
+    fn index_reaches_head(&self, db: &sled::Db, stream: &StreamId, next: u64, len: u64) -> Result<(), ReadError> {
+        let last = self.committed_version(db, stream, len)?;
+        match last {
+            Some(last) if next <= last => Err(self.shared.damaged(
+                db,
+                's',
+                format!("the index of stream {stream} ends before version {next}, its head is at version {last}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The last version of a stream committed below `len`, from its authenticated head; for a
+    /// stream whose head is in a group being written, from its index (checked against the entry).
+    fn committed_version(&self, db: &sled::Db, stream: &StreamId, len: u64) -> Result<Option<u64>, ReadError> {
+        match self.shared.stream_head(db, stream, len)? {
+            None => Ok(None),
+            Some(h) if h.position < len => {
+                // The index must reach the head too: every reader of the stream goes through it.
+                let indexed = db.get(layout::stream_key(stream, h.version))?;
+                if indexed.as_deref().and_then(layout::position_and_hash) != Some((h.position, h.hash)) {
+                    let reason = format!("the index of stream {stream} lacks its last version {}", h.version);
+                    return Err(self.shared.damaged(db, 's', reason));
+                }
+                Ok(Some(h.version))
+            }
+            Some(_) => {
+                for kv in db.scan_prefix(layout::stream_prefix(stream)).rev() {
+                    let (k, v) = kv?;
+                    let (Some(version), Some((position, hash))) =
+                        (layout::stream_key_version(&k), layout::position_and_hash(&v))
+                    else {
+                        return Err(self.shared.damaged(
+                            db,
+                            's',
+                            format!("a malformed index entry of stream {stream}"),
+                        ));
+                    };
+                    if position < len {
+                        let e = self.shared.read_entry(db, position)?;
+                        if let Err(reason) = check_indexed(&e, stream, version, &hash) {
+                            return Err(self.shared.damaged(db, 's', reason));
+                        }
+                        return Ok(Some(version));
+                    }
+                }
+                Ok(None)
+            }
+        }
     }
 
     /// The data key a stream is bound to now, its binding checked.
@@ -685,8 +772,7 @@ impl Store {
     /// sealed for them, become unreadable for good. Idempotent; returns how many keys were live.
     pub fn destroy_stream_keys(&self, streams: &[StreamId]) -> Result<usize, ReadError> {
         let ids = self.stream_key_ids(streams)?;
-        let mut vault = self.shared.vault.write().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
-        vault.destroy(&ids).map_err(|e| ReadError::Storage(e.to_string()))
+        self.destroy_keys_of(streams, &ids)
     }
 
     /// The raw bytes of a stream's current data key. For tests that prove a destroyed key is
@@ -821,6 +907,9 @@ impl Store {
             prev = Some(hash);
             out.push(e);
         }
+        if out.len() < limit {
+            self.index_reaches_head(&db, stream, from_version + out.len() as u64, len)?;
+        }
         Ok(out)
     }
 
@@ -855,22 +944,7 @@ impl Store {
     pub fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>, ReadError> {
         let len = self.head().len;
         let db = self.shared.db()?;
-        for kv in db.scan_prefix(layout::stream_prefix(stream)).rev() {
-            let (k, v) = kv?;
-            let (Some(version), Some((position, hash))) =
-                (layout::stream_key_version(&k), layout::position_and_hash(&v))
-            else {
-                return Err(self.shared.damaged(&db, 's', format!("a malformed index entry of stream {stream}")));
-            };
-            if position < len {
-                let e = self.shared.read_entry(&db, position)?;
-                if let Err(reason) = check_indexed(&e, stream, version, &hash) {
-                    return Err(self.shared.damaged(&db, 's', reason));
-                }
-                return Ok(Some(version));
-            }
-        }
-        Ok(None)
+        self.committed_version(&db, stream, len)
     }
 
     /// Reports derived state found damaged by a reader above the store (one that knows from the

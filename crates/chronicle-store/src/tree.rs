@@ -192,7 +192,7 @@ mod tests {
     fn tail_in_sled_matches_a_memory_tree() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let keys = IntegrityKeys::from_master(&chronicle_core::MasterKey::generate());
+        let keys = IntegrityKeys::from_master(&chronicle_core::MasterKey::generate(), 0);
         let mut tail = TreeTail::load(&db, 0, &keys).unwrap();
         let mut mem = MemoryTree::new();
         for i in 0..300u64 {
@@ -222,7 +222,7 @@ mod tests {
     fn a_chunk_that_was_altered_moved_or_cut_is_not_read() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let keys = IntegrityKeys::from_master(&chronicle_core::MasterKey::generate());
+        let keys = IntegrityKeys::from_master(&chronicle_core::MasterKey::generate(), 0);
         let mut tail = TreeTail::load(&db, 0, &keys).unwrap();
         for i in 0..200u64 {
             tail.append(&db, i, leaf_hash(&i.to_be_bytes())).unwrap();
@@ -251,7 +251,7 @@ mod tests {
         db.insert(chunk_key(0), cut).unwrap();
         assert!(inclusion_proof(1, 200, &tree).is_err());
         // The same chunk written under another master key.
-        let other = IntegrityKeys::from_master(&chronicle_core::MasterKey::generate());
+        let other = IntegrityKeys::from_master(&chronicle_core::MasterKey::generate(), 0);
         let hashes = decode_chunk(None, 0, &v0).unwrap();
         db.insert(chunk_key(0), encode_chunk(&other, 0, &hashes)).unwrap();
         assert!(inclusion_proof(1, 200, &tree).is_err());

@@ -207,6 +207,13 @@ pub enum Fault {
         /// What is wrong.
         reason: String,
     },
+    /// A stream head is missing, left over, malformed, does not authenticate, is not its stream's
+    /// last entry, or the heads do not make the head record's digest.
+    #[error("stream head invalid: {reason}")]
+    HeadsInvalid {
+        /// What is wrong.
+        reason: String,
+    },
     /// A stream key binding is malformed, does not authenticate, or names the wrong key.
     #[error("stream key binding of {stream} invalid: {reason}")]
     BindingInvalid {
@@ -246,7 +253,7 @@ pub enum Fault {
 
 impl Fault {
     /// The key space (docs/FORMAT.md) or file the fault is in: `e` the entries, `s` the stream
-    /// index, `i` idempotency records, `c` stream key bindings, `t` the tree, `p` checkpoints,
+    /// index, `i` idempotency records, `h` stream heads, `c` stream key bindings, `t` the tree, `p` checkpoints,
     /// `w` cosignatures, `m` the head record and markers, `r` the projection's overlay, `snapshot
     /// file` the projection's snapshot, `sled` when sled itself failed.
     pub fn space(&self) -> &'static str {
@@ -267,6 +274,7 @@ impl Fault {
             | Fault::Forked { .. } => "e",
             Fault::IndexMismatch | Fault::IndexInvalid { .. } => "s",
             Fault::IdempotencyInvalid { .. } => "i",
+            Fault::HeadsInvalid { .. } => "h",
             Fault::BindingInvalid { .. } => "c",
             Fault::TreeMismatch | Fault::TreeInvalid { .. } => "t",
             Fault::CheckpointInvalid { .. } => "p",
@@ -355,7 +363,7 @@ struct Walker {
     expected: u64,
     prev_hash: Hash,
     last_recorded: Timestamp,
-    streams: HashMap<StreamId, (u64, Hash)>,
+    streams: HashMap<StreamId, layout::StreamHead>,
     registry: Registry,
     sealed: u64,
     signatures: u64,
@@ -516,10 +524,16 @@ pub fn verify_log_against(
     if !log_dir.join("db").exists() {
         return Err(OpenError::NotInitialized(log_dir.display().to_string()));
     }
-    let integrity = master.map(IntegrityKeys::from_master);
-    let keys = integrity.as_ref();
     // With the master key, every sealed entry's content key is unwrapped, and its payload opened.
     let vault_dir = log_dir.parent().map(|d| d.join("vault")).unwrap_or_default();
+    let integrity = match master {
+        Some(m) => {
+            let epoch = chronicle_core::Vault::read_anchor(&vault_dir, m)?.map_or(0, |a| a.epoch);
+            Some(IntegrityKeys::from_master(m, epoch))
+        }
+        None => None,
+    };
+    let keys = integrity.as_ref();
     let content = master.map(|m| chronicle_core::VaultKeys::read(&vault_dir, m)).transpose()?;
     let db = open_sled(log_dir)?;
     let head = db
@@ -536,7 +550,7 @@ pub fn verify_log_against(
     };
     let mut fault = w.walk(|done| progress(done, head_len)).err();
     if fault.is_none() {
-        let count = |s: &StreamId| w.streams.get(s).map_or(0, |(v, _)| v + 1);
+        let count = |s: &StreamId| w.streams.get(s).map_or(0, |h| h.version + 1);
         fault = match head {
             None if w.expected > 0 => Some(Finding::new(0, Fault::HeadDamaged)),
             None => None,
@@ -564,7 +578,7 @@ pub fn verify_log_against(
                     },
                 ))
             }
-            Some(Ok(_)) => None,
+            Some(Ok(r)) => w.check_heads(&r).err(),
         };
     }
     if fault.is_none() {
@@ -680,6 +694,44 @@ fn check_checkpoints(
 }
 
 impl Walker {
+    /// The stream heads (`h`): exactly one per stream, each its stream's last entry, each
+    /// authenticated (with the master key), all of them making the head record's digest.
+    fn check_heads(&self, record: &HeadRecord) -> Result<(), Finding> {
+        let bad = |reason: String| Finding::new(0, Fault::HeadsInvalid { reason });
+        let mut digest = [0u8; crate::auth::MAC_LEN];
+        let mut n = 0usize;
+        for kv in self.db.scan_prefix([layout::STREAM_HEAD]) {
+            let (k, v) = kv.map_err(|e| Finding::new(0, Fault::Storage { reason: e.to_string() }))?;
+            let stream = layout::stream_head_stream(&k).ok_or_else(|| bad("a malformed stream head key".into()))?;
+            let (h, mac) = layout::StreamHead::decode(self.keys.as_ref(), &stream, &v)
+                .map_err(|r| bad(format!("{r} ({stream})")))?;
+            match self.streams.get(&stream) {
+                Some(want) if *want == h => {}
+                Some(want) => {
+                    return Err(Finding::new(
+                        want.position,
+                        Fault::HeadsInvalid {
+                            reason: format!(
+                                "the head of stream {stream} names version {} at position {}, its last entry is version {} at {}",
+                                h.version, h.position, want.version, want.position
+                            ),
+                        },
+                    ));
+                }
+                None => return Err(bad(format!("a head for stream {stream}, which has no entries"))),
+            }
+            layout::toggle_head(&mut digest, &mac);
+            n += 1;
+        }
+        if n != self.streams.len() {
+            return Err(bad(format!("{n} stream heads for {} streams", self.streams.len())));
+        }
+        if !crate::auth::same(&record.heads, &digest) {
+            return Err(bad("the stream heads do not make the head record's digest".into()));
+        }
+        Ok(())
+    }
+
     /// After the entries: everything else the store keeps, against what the walk established.
     fn check_derived(&self, log_dir: &Path) -> Result<(), Finding> {
         let storage = |e: sled::Error| Finding::new(0, Fault::Storage { reason: e.to_string() });
@@ -787,9 +839,20 @@ impl Walker {
                     Some(w) if layout::open_wrap(self.keys.as_ref(), position, w).is_none() => {
                         Some("its wrapped content key does not authenticate at its position".to_string())
                     }
-                    Some(w) => chronicle_core::Vault::wrapped_key_id(w)
-                        .filter(|id| self.known.as_ref().is_some_and(|k| !k.contains(id)))
-                        .map(|id| format!("its content key {id} is not in the vault")),
+                    Some(w) => {
+                        let id = chronicle_core::Vault::wrapped_key_id(&w[..chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN]);
+                        let marked = chronicle_core::Vault::is_expunged_wrapping(&w[..chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN]);
+                        match id {
+                            Some(id) if self.known.as_ref().is_some_and(|k| !k.contains(&id)) => {
+                                Some(format!("its content key {id} is not in the vault"))
+                            }
+                            // An expungement replaces every wrapping under the keys it destroys.
+                            Some(id) if !marked && self.destroyed.contains(&id) => Some(format!(
+                                "its content key is still wrapped under {id}, a destroyed key, where the expungement left none (put back from before?)"
+                            )),
+                            _ => None,
+                        }
+                    }
                     None => None,
                 };
                 let wrap_fault = wrap_fault.or_else(|| {
@@ -807,7 +870,9 @@ impl Walker {
                     return Err(Finding::new(position, Fault::Undecodable { reason }));
                 }
                 let key = ev.wrapped_key.and_then(chronicle_core::Vault::wrapped_key_id);
-                let destroyed = key.is_some_and(|id| self.destroyed.contains(&id));
+                let destroyed = ev.wrapped_key.is_some_and(|w| {
+                    chronicle_core::Vault::is_expunged_wrapping(&w[..chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN])
+                });
                 Ok((position, e, computed, leaf, destroyed, key))
             })
             .collect();
@@ -874,7 +939,8 @@ impl Walker {
             return Err(at(Fault::ClockWentBack { previous: self.last_recorded, found: h.recorded_time }));
         }
         let st = &e.statement;
-        let (next_version, stream_prev) = self.streams.get(&st.stream).map_or((0, Hash::ZERO), |(v, h)| (v + 1, *h));
+        let (next_version, stream_prev) =
+            self.streams.get(&st.stream).map_or((0, Hash::ZERO), |h| (h.version + 1, h.hash));
         if h.stream_version != next_version {
             return Err(at(Fault::StreamVersionGap {
                 stream: st.stream,
@@ -924,7 +990,7 @@ impl Walker {
                 .map_err(|err| at(Fault::RegistryRejected { reason: err.to_string() }))?;
         }
         if self.entries_only {
-            self.streams.insert(st.stream, (h.stream_version, hash));
+            self.streams.insert(st.stream, layout::StreamHead { version: h.stream_version, position, hash });
             self.prev_hash = hash;
             self.last_recorded = h.recorded_time;
             self.expected = position + 1;
@@ -958,7 +1024,7 @@ impl Walker {
             }
             Some(Some(_)) => {}
         }
-        self.streams.insert(st.stream, (h.stream_version, hash));
+        self.streams.insert(st.stream, layout::StreamHead { version: h.stream_version, position, hash });
         self.prev_hash = hash;
         self.last_recorded = h.recorded_time;
         self.expected = position + 1;

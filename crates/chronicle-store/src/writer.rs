@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 use crate::durability::Durability;
 use crate::error::AppendError;
-use crate::layout::{self, Head, IdemRecord};
+use crate::layout::{self, Head, IdemRecord, StreamHead};
 use crate::store::{Prechecked, Shared};
 use crate::tree::TreeTail;
 use crate::{AppendReceipt, Appended};
@@ -56,17 +56,15 @@ struct SignatureCheck {
     key: VerifyingKey,
 }
 
-#[derive(Clone, Copy)]
-struct StreamHead {
-    version: u64,
-    hash: Hash,
-}
-
 /// The writer's view of the log's tail. Lives only on the writer thread.
 pub(crate) struct State {
     pub(crate) head: Head,
     pub(crate) registry: Registry,
     streams: HashMap<StreamId, StreamHead>,
+    /// The streams the group being built appends to, with their heads before it.
+    touched: HashMap<StreamId, Option<StreamHead>>,
+    /// The XOR of every stream head's MAC, as the head record keeps it.
+    heads: [u8; crate::auth::MAC_LEN],
     stream_keys: HashMap<StreamId, DataKeyId>,
     key_epoch: u64,
     /// Idempotency records of the group being built, with their recorded time.
@@ -86,11 +84,13 @@ impl State {
         let crate::repair::Opened { record, registry, system, tree } = opened;
         // The system streams' heads come from the checked open (their lengths are in the
         // authenticated head record); they are never looked up in the index again.
-        let streams = system.into_iter().map(|(s, version, hash)| (s, StreamHead { version, hash })).collect();
+        let streams = system.into_iter().collect();
         State {
             head: record.head,
             registry,
             streams,
+            touched: HashMap::new(),
+            heads: record.heads,
             stream_keys: HashMap::new(),
             key_epoch: 0,
             pending_idem: HashMap::new(),
@@ -112,31 +112,18 @@ impl State {
             // Loaded at open, kept since: not there means no entries.
             return Ok(None);
         }
-        let damaged = |reason: String| AppendError::Storage(shared.damaged(db, 's', reason).to_string());
-        let last = db.scan_prefix(layout::stream_prefix(stream)).next_back();
-        match last {
-            None => Ok(None),
-            Some(Err(e)) => Err(AppendError::Storage(e.to_string())),
-            Some(Ok((k, v))) => {
-                let (Some(version), Some((position, hash))) =
-                    (layout::stream_key_version(&k), layout::position_and_hash(&v))
-                else {
-                    return Err(damaged(format!("a malformed index entry of stream {stream}")));
-                };
-                // The entry the index names must be there, be this stream's at this version, and
-                // hash as the index says: the next entry's version and chain come from it.
-                if position >= self.head.len {
-                    return Err(damaged(format!(
-                        "the index of stream {stream} names position {position}, beyond the log"
-                    )));
-                }
-                let e = shared.read_entry(db, position).map_err(|e| AppendError::Storage(e.to_string()))?;
-                crate::derived::check_indexed(&e, stream, version, &hash).map_err(damaged)?;
-                let h = StreamHead { version, hash };
-                self.streams.insert(*stream, h);
-                Ok(Some(h))
+        // The stream's authenticated head (the open checked the heads against the head record):
+        // the entry it names must be there, be this stream's at this version, and hash as the
+        // head says; the next entry's version and chain come from it.
+        let h = shared.stream_head(db, stream, self.head.len).map_err(|e| AppendError::Storage(e.to_string()))?;
+        if let Some(h) = h {
+            if h.position >= self.head.len {
+                let reason = format!("the head of stream {stream} names position {}, beyond the log", h.position);
+                return Err(AppendError::Storage(shared.damaged(db, 'h', reason).to_string()));
             }
+            self.streams.insert(*stream, h);
         }
+        Ok(h)
     }
 
     /// The stream's current data key, creating (and binding) one for a stream that has none.
@@ -228,7 +215,7 @@ impl State {
             // An original in the group being built is not in sled yet: its time comes with it.
             let recorded_time = match found.first().and_then(|f| f.and_then(|(_, t)| t)) {
                 Some(t) => t,
-                None => recorded_time_of(db, appended[0].position)?,
+                None => recorded_time_of(shared, db, appended[0].position)?,
             };
             return Ok(Decision::Duplicate(AppendReceipt {
                 stream: req.stream,
@@ -294,6 +281,7 @@ impl State {
         batch: &mut sled::Batch,
     ) -> Result<AppendReceipt, AppendError> {
         let mut head = self.stream_head(shared, db, &req.stream)?;
+        self.touched.entry(req.stream).or_insert(head);
         let mut appended = Vec::with_capacity(req.commands.len());
         for (i, c) in req.commands.iter().enumerate() {
             #[cfg(feature = "test-hooks")]
@@ -340,7 +328,7 @@ impl State {
             self.pending_idem.insert(idem_key, (rec, recorded));
             appended.push(a);
             self.head = Head { len: position + 1, last_hash: hash, last_recorded: recorded };
-            head = Some(StreamHead { version: header.stream_version, hash });
+            head = Some(StreamHead { version: header.stream_version, position, hash });
         }
         // Within the request: positions and stream versions go up by one.
         invariant(
@@ -356,14 +344,13 @@ impl State {
     }
 }
 
-pub(crate) fn recorded_time_of(db: &sled::Db, position: u64) -> Result<Timestamp, AppendError> {
-    let v = db.get(layout::entry_key(position)).map_err(|e| AppendError::Storage(e.to_string()))?;
-    let v =
-        v.ok_or_else(|| AppendError::Storage(format!("entry {position} named by an idempotency record is missing")))?;
-    let ev = layout::decode_entry_value(&v).ok_or_else(|| AppendError::Storage("malformed entry value".into()))?;
-    Entry::decode(ev.bytes.to_vec())
+/// The recorded time of the entry a retry is answered with, read as every entry is (against the
+/// tree's leaf).
+pub(crate) fn recorded_time_of(shared: &Shared, db: &sled::Db, position: u64) -> Result<Timestamp, AppendError> {
+    shared
+        .read_entry(db, position)
         .map(|e| e.header.recorded_time)
-        .map_err(|e| AppendError::Storage(format!("entry {position}: {e}")))
+        .map_err(|e| AppendError::Storage(format!("entry {position} named by an idempotency record: {e}")))
 }
 
 /// A group the writer applied to sled, waiting for the syncer.
@@ -484,6 +471,8 @@ fn verify_group(registry: &Registry, jobs: &mut [Job]) -> Vec<Option<AppendError
 }
 
 fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
+    // No key is destroyed while a group wraps content keys and goes to sled (see `rekey`).
+    let _building = shared.building.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     // The ledger clock never runs backwards along the log, whatever the system clock does.
     let recorded = Timestamp::now().max(state.head.last_recorded);
     let mut batch = sled::Batch::default();
@@ -545,17 +534,33 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
             .chain(jobs.map(|j| (j.reply, Err(AppendError::Storage(reason.clone())))))
             .collect();
         state.pending_idem.clear();
+        state.touched.clear();
         return Group { wrote: false, head: group_start, registry: None, answers };
     }
     if wrote {
         invariant(state.head.len >= group_start.len, "the log never shrinks");
         invariant(state.head.last_recorded >= group_start.last_recorded, "the ledger clock never runs backwards");
         state.tree.write_into(&mut batch);
+        // Each stream appended to: its new head, and the digest of all heads moved with it.
+        for (stream, before) in std::mem::take(&mut state.touched) {
+            let Some(now) = state.streams.get(&stream).copied() else { continue };
+            invariant(
+                before.is_none_or(|b| now.version > b.version && now.position > b.position),
+                "a stream's head only moves forward",
+            );
+            if let Some(b) = before {
+                layout::toggle_head(&mut state.heads, &b.mac(&shared.keys, &stream));
+            }
+            let stored = now.encode(&shared.keys, &stream);
+            layout::toggle_head(&mut state.heads, &now.mac(&shared.keys, &stream));
+            batch.insert(&layout::stream_head_key(&stream)[..], &stored[..]);
+        }
         let count = |s: &StreamId| state.streams.get(s).map_or(0, |h| h.version + 1);
         let record = layout::HeadRecord {
             head: state.head,
             registry: count(&StreamId::REGISTRY),
             ledger: count(&StreamId::LEDGER),
+            heads: state.heads,
         };
         batch.insert(layout::HEAD_KEY, &record.encode(&shared.keys)[..]);
         shared.db.wrote(std::mem::take(&mut state.batch_bytes));
@@ -564,6 +569,7 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
         }
     }
     state.pending_idem.clear();
+    state.touched.clear();
     Group { wrote, head: state.head, registry: registry_changed.then(|| state.registry.clone()), answers }
 }
 
