@@ -248,7 +248,7 @@ impl DataDir {
         });
         let draft = chronicle_core::Draft {
             stream: StreamId::LEDGER,
-            event_type: chronicle_core::EventType::new("ledger.rollback_accepted")?,
+            event_type: chronicle_core::EventType::new(chronicle_store::ROLLBACK_ACCEPTED)?,
             effective_time: chronicle_core::Timestamp::now(),
             refs: chronicle_core::References {
                 idempotency_key: chronicle_core::random_array::<16>().to_vec(),

@@ -37,6 +37,34 @@ fn a_storage_failure_halfway_through_a_request_writes_none_of_it_and_stops_the_s
     assert_eq!(report.entries_verified, before.len + 3);
 }
 
+/// A request into a stream whose data key was destroyed after the writer last sealed under it
+/// (an append checked before an expungement, written after it): refused whole, with nothing of it
+/// built, and the store goes on. It used to be refused only when the entry's content key was
+/// wrapped, after the request had begun to move the writer's state: the writer's invariants then
+/// stopped the process.
+#[test]
+fn a_request_into_a_stream_whose_key_was_just_destroyed_is_refused_whole_and_the_store_goes_on() {
+    let l = Ledger::new();
+    let clerk = l.principal("clerk", chronicle_core::Role::RecordsClerk);
+    let s = stream("shredded");
+    l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "first", "{}")]).unwrap();
+    assert_eq!(l.store.destroy_stream_keys(&[s]).unwrap(), 1);
+    let before = l.store.head();
+    for n in [1, 3] {
+        let cmds: Vec<_> = (0..n).map(|i| record(&clerk, s, &format!("late{n}-{i}"), "{}")).collect();
+        let e = l.append(s, ExpectedVersion::Any, cmds).unwrap_err();
+        assert!(matches!(e, AppendError::Seal(chronicle_core::SealError::KeyDestroyed)), "{e:?}");
+        assert_eq!(l.store.head(), before, "nothing of the request was written");
+    }
+    // The store goes on with other streams, and the log verifies.
+    let other = stream("other");
+    l.append(other, ExpectedVersion::Any, vec![record(&clerk, other, "o", "{}")]).unwrap();
+    assert_eq!(l.store.failure(), None);
+    let (_tmp, dir) = l.close();
+    let report = chronicle_store::verify_log(&dir.log_dir(), |_, _| {}).unwrap();
+    assert!(report.is_ok(), "{:?}", report.fault);
+}
+
 /// A persist of the projection that fails (here its directory cannot hold files, as on a full
 /// disk) used to turn every later append into an error, though each was durable in the log. The
 /// appends go on; the failure is reported, and the next persist after it is fixed succeeds.

@@ -154,6 +154,43 @@ fn tree_chunks_from_a_history_given_up_do_not_authenticate_after_the_rollback() 
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
+/// The log of a history given up, put back after its rollback was accepted (the vault's anchor
+/// is then marked recovered, so the log need not reach it): it records none of the rollbacks the
+/// vault counts, and is refused rather than served.
+#[test]
+fn the_log_of_a_history_given_up_is_refused_after_the_rollback() {
+    let l = Ledger::new();
+    let clerk = l.principal("clerk", chronicle_core::Role::RecordsClerk);
+    fill(&l, &clerk, 0, 10);
+    sign(&l);
+    let (tmp, dir) = l.close();
+    let older = tmp.path().join("log-older");
+    copy_dir(&dir.log_dir(), &older);
+    let l = Ledger::reopen(tmp, dir);
+    fill(&l, &clerk, 10, 10);
+    sign(&l);
+    let (tmp, dir) = l.close();
+    let given_up = tmp.path().join("log-given-up");
+    copy_dir(&dir.log_dir(), &given_up);
+    std::fs::remove_dir_all(dir.log_dir()).unwrap();
+    copy_dir(&older, &dir.log_dir());
+    let (store, accepted) = dir.open_accepting_rollback("restored from the nightly copy").unwrap();
+    assert!(accepted);
+    assert_eq!(store.anchor().unwrap().epoch, 1);
+    drop(store);
+    // The accepted log opens; the one given up does not.
+    assert!(dir.open().is_ok());
+    std::fs::remove_dir_all(dir.log_dir()).unwrap();
+    copy_dir(&given_up, &dir.log_dir());
+    let e = dir.open().err().expect("the log of the history given up is refused");
+    let e = e.downcast::<OpenError>().unwrap();
+    assert!(matches!(e, OpenError::OtherHistory(_)), "{e}");
+    let out = chronicle(&["serve", "--data-dir", dir.root.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different histories"), "{out:?}");
+    drop(tmp);
+}
+
 #[test]
 fn a_directory_restored_whole_is_caught_against_a_checkpoint_kept_outside() {
     let l = Ledger::new();

@@ -425,7 +425,7 @@ fn an_evidence_bundle_never_comes_out_short_when_a_streams_index_tail_is_hidden(
     };
     assert!(whole >= 3, "the case has entries to hide ({whole})");
     let older_head = p.older.get(&head_key).cloned().expect("the case's head before the seal");
-    for with_head in ["index only", "head deleted", "head older"] {
+    for with_head in ["index only", "head deleted", "head older", "every head older"] {
         let root = p.root.parent().unwrap().join(format!("short-{}", with_head.replace(' ', "-")));
         copy_dir(&p.root, &root);
         {
@@ -440,6 +440,12 @@ fn an_evidence_bundle_never_comes_out_short_when_a_streams_index_tail_is_hidden(
                 }
                 "head older" => {
                     db.insert(&head_key, older_head.clone()).unwrap();
+                }
+                "every head older" => {
+                    // Several heads changed together, each to a value that authenticates.
+                    for (k, v) in p.older.iter().filter(|(k, _)| k.first() == Some(&b'h')) {
+                        db.insert(k, v.clone()).unwrap();
+                    }
                 }
                 _ => {}
             }

@@ -658,6 +658,12 @@ impl VaultKeys {
     pub fn unwrap_content_key(&self, position: u64, wrapped: &[u8]) -> Result<SymmetricKey, SealError> {
         unwrap_content_key_in(&self.slots, position, wrapped)
     }
+
+    /// The ids of destroyed keys, each tombstone's MAC checked (unlike [`Vault::destroyed_ids`],
+    /// which reads them without the master key).
+    pub fn destroyed_ids(&self) -> std::collections::HashSet<DataKeyId> {
+        self.slots.iter().filter(|(_, s)| matches!(s, Slot::Destroyed)).map(|(id, _)| *id).collect()
+    }
 }
 
 fn unwrap_content_key_in(

@@ -100,12 +100,28 @@ impl IntegrityKeys {
         mac(&self.stream_head, &[&stream.0, &version.to_be_bytes(), &position.to_be_bytes(), &hash.0])
     }
 
-    /// The MAC stored after an entry's wrapped content key: this position, this wrapping. The
-    /// wrapping lies outside the entry's hash, and its key id decides, before anything can be
-    /// unwrapped, whether the entry reads as expunged: without the MAC, a destroyed key's id
-    /// copied into a seal order's wrapping would make a replay skip the order.
-    pub(crate) fn wrap(&self, position: u64, wrapped: &[u8]) -> [u8; MAC_LEN] {
-        mac(&self.wrap, &[&position.to_be_bytes(), wrapped])
+    /// The MAC stored after an entry's wrapped content key: this position, this entry (its
+    /// signed payload commitment, unique per command), this wrapping. The wrapping lies outside
+    /// the entry's hash, and decides, before anything can be unwrapped, whether the entry reads
+    /// as expunged: without the MAC, a destroyed key's id copied into a seal order's wrapping
+    /// would make a replay skip the order; without the commitment, an expunged entry's marked
+    /// wrapping from a history given up (an accepted rollback) would authenticate beside the
+    /// entry now at its position.
+    pub(crate) fn wrap(&self, position: u64, commitment: &Hash, wrapped: &[u8]) -> [u8; MAC_LEN] {
+        mac(&self.wrap, &[&position.to_be_bytes(), &commitment.0, wrapped])
+    }
+
+    /// A stream head's share of the head record's digest: a second keyed function of the head,
+    /// stored nowhere, so that the digest (their XOR) cannot be steered by combining changes whose
+    /// effect on it an insider could compute (as it could from the MACs stored in the clear).
+    pub(crate) fn stream_head_share(
+        &self,
+        stream: &StreamId,
+        version: u64,
+        position: u64,
+        hash: &Hash,
+    ) -> [u8; MAC_LEN] {
+        mac(&self.stream_head, &[b"digest share", &stream.0, &version.to_be_bytes(), &position.to_be_bytes(), &hash.0])
     }
 
     /// A tree chunk's MAC: this history, this chunk number, these stored hashes. Chunks kept from

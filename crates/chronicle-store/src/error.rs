@@ -44,6 +44,12 @@ pub enum OpenError {
         /// What the log holds instead.
         found: String,
     },
+    /// The log and the vault disagree on how many rollbacks were accepted: the log is one from a
+    /// history given up (put back after the rollback that gave it up), or the vault lost anchors.
+    #[error(
+        "the log and the vault are from different histories: {0}; restore the log and the vault that belong together"
+    )]
+    OtherHistory(String),
     /// The stored state does not hold together (run `chronicle verify`).
     #[error("the log is damaged: {0} (run `chronicle verify` for details)")]
     Damaged(String),

@@ -18,7 +18,7 @@
 //! | `r` | generation (u64 BE), stream id (16) | the stream's sealed part of the records projection, over that generation's snapshot file (see `projection`) |
 //! | `m` | `projection` | the log position the persisted projection reaches, its generation, and a MAC over both, the snapshot record and a digest of the overlay |
 //! | `m` | `projection-snapshot` | the generation, length, part count and BLAKE3 of the snapshot file |
-//! | `m` | `head` | next position (u64 BE), last entry hash (32), last recorded time (i64 BE), entries in the registry and in the ledger's own stream (u64 BE each), the XOR of every `h` value's MAC (32), MAC (32) |
+//! | `m` | `head` | next position (u64 BE), last entry hash (32), last recorded time (i64 BE), entries in the registry and in the ledger's own stream (u64 BE each), the XOR of every stream head's digest share (32), MAC (32) |
 //! | `m` | `repair` | present while derived state found damaged waits to be rebuilt from the entries |
 //! | `m` | `format` | the store format version (u8) |
 
@@ -89,6 +89,11 @@ impl StreamHead {
         keys.stream_head(stream, self.version, self.position, &self.hash)
     }
 
+    /// This head's share of the head record's digest (never stored).
+    pub(crate) fn share(&self, keys: &IntegrityKeys, stream: &StreamId) -> [u8; MAC_LEN] {
+        keys.stream_head_share(stream, self.version, self.position, &self.hash)
+    }
+
     pub(crate) fn encode(&self, keys: &IntegrityKeys, stream: &StreamId) -> [u8; STREAM_HEAD_LEN] {
         let mut v = [0u8; STREAM_HEAD_LEN];
         v[..8].copy_from_slice(&self.version.to_be_bytes());
@@ -98,13 +103,12 @@ impl StreamHead {
         v
     }
 
-    /// Decodes an `h` value and checks its MAC (the check is skipped without keys); returns the
-    /// head and its MAC (the head record's digest is over the MACs).
+    /// Decodes an `h` value and checks its MAC (the check is skipped without keys).
     pub(crate) fn decode(
         keys: Option<&IntegrityKeys>,
         stream: &StreamId,
         v: &[u8],
-    ) -> Result<(StreamHead, [u8; MAC_LEN]), &'static str> {
+    ) -> Result<StreamHead, &'static str> {
         if v.len() != STREAM_HEAD_LEN {
             return Err("a malformed stream head");
         }
@@ -114,15 +118,14 @@ impl StreamHead {
             position: u(8..16),
             hash: Hash(v[16..48].try_into().map_err(|_| "a malformed stream head")?),
         };
-        let mac: [u8; MAC_LEN] = v[48..].try_into().map_err(|_| "a malformed stream head")?;
-        if keys.is_some_and(|k| !auth::same(&h.mac(k, stream), &mac)) {
+        if keys.is_some_and(|k| !auth::same(&h.mac(k, stream), &v[48..])) {
             return Err("a stream head that does not authenticate");
         }
-        Ok((h, mac))
+        Ok(h)
     }
 }
 
-/// XORs one stream head's MAC into (or out of) the head record's digest of them all.
+/// XORs one stream head's share into (or out of) the head record's digest of them all.
 pub(crate) fn toggle_head(digest: &mut [u8; MAC_LEN], mac: &[u8; MAC_LEN]) {
     for (d, m) in digest.iter_mut().zip(mac) {
         *d ^= m;
@@ -230,21 +233,27 @@ pub struct EntryValue<'a> {
 /// ([`crate::IntegrityKeys`], over the position and the wrapping).
 pub const STORED_WRAP_LEN: usize = chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN + crate::auth::MAC_LEN;
 
-/// A wrapping with its MAC, as stored.
-pub(crate) fn seal_wrap(keys: &crate::IntegrityKeys, position: u64, wrapped: &[u8]) -> Vec<u8> {
+/// A wrapping with its MAC, as stored beside the entry at `position` whose statement commits to
+/// `commitment`.
+pub(crate) fn seal_wrap(keys: &crate::IntegrityKeys, position: u64, commitment: &Hash, wrapped: &[u8]) -> Vec<u8> {
     let mut v = wrapped.to_vec();
-    v.extend_from_slice(&keys.wrap(position, wrapped));
+    v.extend_from_slice(&keys.wrap(position, commitment, wrapped));
     v
 }
 
 /// The wrapping in a stored one, if its MAC authenticates it at this position (unchecked without
 /// keys: `verify` with no master key).
-pub(crate) fn open_wrap<'a>(keys: Option<&crate::IntegrityKeys>, position: u64, stored: &'a [u8]) -> Option<&'a [u8]> {
+pub(crate) fn open_wrap<'a>(
+    keys: Option<&crate::IntegrityKeys>,
+    position: u64,
+    commitment: &Hash,
+    stored: &'a [u8],
+) -> Option<&'a [u8]> {
     if stored.len() != STORED_WRAP_LEN {
         return None;
     }
     let (wrapped, m) = stored.split_at(chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN);
-    if keys.is_some_and(|k| !crate::auth::same(&k.wrap(position, wrapped), m)) {
+    if keys.is_some_and(|k| !crate::auth::same(&k.wrap(position, commitment, wrapped), m)) {
         return None;
     }
     Some(wrapped)
@@ -341,9 +350,10 @@ pub(crate) struct HeadRecord {
     pub(crate) registry: u64,
     /// Entries in the ledger's own stream.
     pub(crate) ledger: u64,
-    /// The XOR of the MACs of every stream's head (`h`): a stream head deleted, added or put back
-    /// to an older one changes it. With a keyed MAC an insider without the master key can
-    /// neither predict nor cancel a change.
+    /// The XOR of every stream head's share (`StreamHead::share`, a keyed function of the head
+    /// stored nowhere): a stream head deleted, added or put back to an older one changes it, and
+    /// an insider without the master key can neither predict a change nor combine several to
+    /// cancel out.
     pub(crate) heads: [u8; MAC_LEN],
 }
 

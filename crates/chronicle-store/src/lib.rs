@@ -35,6 +35,7 @@ pub use checkpoint::{CheckpointError, CheckpointPolicy};
 pub use error::{AppendError, OpenError, ReadError};
 pub use layout::Head;
 pub use projection::{PROJECTION_BATCH, PersistedProjection, ProjectionShape, ProjectionWrite};
+pub use repair::ROLLBACK_ACCEPTED;
 pub use store::{OpenedEntry, Queued, Store, StorePaths};
 pub use subscribe::Subscription;
 pub use verify::{Expected, Fault, Finding, Report, verify_log, verify_log_against};

@@ -78,6 +78,9 @@ impl Store {
     /// Re-wraps these entries' content keys under data key `to`, in one durable batch. Entries
     /// already under `to` are left alone. Returns how many were re-wrapped.
     pub fn rewrap(&self, positions: &[u64], to: DataKeyId) -> Result<usize, ReadError> {
+        // No key is destroyed (and no entry marked) while this reads and writes wrappings back:
+        // one re-wrapped after being marked would be a live wrapping under a destroyed key.
+        let _writer = self.shared.building.lock().map_err(|_| storage("writer lock poisoned"))?;
         // sled's handle before the vault's lock (see `db`).
         let db = self.shared.db()?;
         let vault = self.shared.vault.read().map_err(|_| storage("vault lock poisoned"))?;
@@ -90,12 +93,14 @@ impl Store {
             let (e, _) = crate::store::decode_stored(position, &stored)?;
             self.shared.check_leaves(&db, std::slice::from_ref(&e))?;
             let Some(stored_wrap) = ev.wrapped_key else { continue };
-            if Vault::wrapped_key_id(stored_wrap) == Some(to) || Vault::is_expunged_wrapping(stored_wrap) {
+            let commitment = e.statement.commitment;
+            let wrapped =
+                layout::open_wrap(Some(&self.shared.keys), position, &commitment, stored_wrap).ok_or_else(|| {
+                    ReadError::Damaged { position, reason: "its wrapped content key does not authenticate".into() }
+                })?;
+            if Vault::wrapped_key_id(wrapped) == Some(to) || Vault::is_expunged_wrapping(wrapped) {
                 continue;
             }
-            let wrapped = layout::open_wrap(Some(&self.shared.keys), position, stored_wrap).ok_or_else(|| {
-                ReadError::Damaged { position, reason: "its wrapped content key does not authenticate".into() }
-            })?;
             let cek = vault
                 .unwrap_content_key(position, wrapped)
                 .map_err(|source| ReadError::Payload { position, source })?;
@@ -107,7 +112,7 @@ impl Store {
                 layout::encode_entry_value(
                     ev.bytes,
                     &ev.hash,
-                    Some(&layout::seal_wrap(&self.shared.keys, position, &rewrapped)),
+                    Some(&layout::seal_wrap(&self.shared.keys, position, &commitment, &rewrapped)),
                 ),
             );
             n += 1;
@@ -153,14 +158,16 @@ impl Store {
                     return Err(self.shared.damaged(&db, 's', reason));
                 }
                 let Some(stored) = stored else { continue };
-                let wrapped = layout::open_wrap(Some(&self.shared.keys), position, &stored).ok_or_else(|| {
-                    ReadError::Damaged { position, reason: "its wrapped content key does not authenticate".into() }
-                })?;
+                let commitment = e.statement.commitment;
+                let wrapped =
+                    layout::open_wrap(Some(&self.shared.keys), position, &commitment, &stored).ok_or_else(|| {
+                        ReadError::Damaged { position, reason: "its wrapped content key does not authenticate".into() }
+                    })?;
                 let Some(id) = Vault::wrapped_key_id(wrapped).filter(|id| doomed.contains(id)) else { continue };
                 if Vault::is_expunged_wrapping(wrapped) {
                     continue;
                 }
-                let mark = layout::seal_wrap(&self.shared.keys, position, &Vault::expunged_wrapping(&id));
+                let mark = layout::seal_wrap(&self.shared.keys, position, &commitment, &Vault::expunged_wrapping(&id));
                 batch.insert(
                     &layout::entry_key(position)[..],
                     layout::encode_entry_value(e.bytes(), &hash, Some(&mark)),

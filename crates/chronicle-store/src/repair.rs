@@ -34,7 +34,12 @@ pub(crate) struct Opened {
     /// The heads of the registry and of the ledger's own stream.
     pub(crate) system: Vec<(StreamId, StreamHead)>,
     pub(crate) tree: TreeTail,
+    /// How many rollbacks the ledger's own stream records as accepted.
+    pub(crate) rollbacks: u64,
 }
+
+/// The event type of the ledger's record of an accepted rollback.
+pub const ROLLBACK_ACCEPTED: &str = "ledger.rollback_accepted";
 
 /// Why the store cannot use what it found.
 enum Problem {
@@ -172,7 +177,9 @@ fn check(db: &sled::Db, keys: &IntegrityKeys) -> Result<Opened, Problem> {
     let kept: BTreeMap<Vec<u8>, String> = ledger_entries.iter().filter_map(cosignature_kept).collect();
     check_cosignatures_kept(db, &kept).map_err(|reason| derived('w', reason))?;
     let tree = TreeTail::load(db, len, keys).map_err(|reason| derived('t', reason))?;
-    Ok(Opened { record, registry, system, tree })
+    let rollbacks =
+        ledger_entries.iter().filter(|e| e.statement.event_type.as_str() == ROLLBACK_ACCEPTED).count() as u64;
+    Ok(Opened { record, registry, system, tree, rollbacks })
 }
 
 /// Checks the stream heads (`h`): each authenticates and lies below the head, the system streams'
@@ -189,15 +196,14 @@ fn check_stream_heads(
     for kv in db.scan_prefix([layout::STREAM_HEAD]) {
         let (k, v) = kv.map_err(io)?;
         let stream = layout::stream_head_stream(&k).ok_or_else(|| derived('h', "a malformed stream head key"))?;
-        let (h, mac) =
-            StreamHead::decode(Some(keys), &stream, &v).map_err(|r| derived('h', format!("{r} ({stream})")))?;
+        let h = StreamHead::decode(Some(keys), &stream, &v).map_err(|r| derived('h', format!("{r} ({stream})")))?;
         if h.position >= record.head.len {
             return Err(derived(
                 'h',
                 format!("the head of stream {stream} names position {}, beyond the log", h.position),
             ));
         }
-        layout::toggle_head(&mut digest, &mac);
+        layout::toggle_head(&mut digest, &h.share(keys, &stream));
         if stream.is_system() {
             found.insert(stream, h);
         }
@@ -447,7 +453,7 @@ fn rebuild(
     let mut heads = [0u8; crate::auth::MAC_LEN];
     let mut batch = sled::Batch::default();
     for (n, (stream, h)) in streams.iter().enumerate() {
-        layout::toggle_head(&mut heads, &h.mac(keys, stream));
+        layout::toggle_head(&mut heads, &h.share(keys, stream));
         batch.insert(&layout::stream_head_key(stream)[..], &h.encode(keys, stream)[..]);
         if (n + 1) % REBUILD_BATCH == 0 {
             db.apply_batch(std::mem::take(&mut batch)).map_err(io)?;

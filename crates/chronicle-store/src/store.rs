@@ -95,6 +95,8 @@ pub(crate) struct Shared {
     /// is held by the latter, every entry wrapped under a key is in sled, and none is being
     /// wrapped (see `rekey`).
     pub(crate) building: Mutex<()>,
+    /// How many rollbacks the log recorded as accepted when it was opened.
+    rollbacks: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -152,7 +154,7 @@ impl Shared {
         len: u64,
     ) -> Result<Option<layout::StreamHead>, ReadError> {
         let Some(v) = db.get(layout::stream_head_key(stream))? else { return Ok(None) };
-        let (h, _) = layout::StreamHead::decode(Some(&self.keys), stream, &v)
+        let h = layout::StreamHead::decode(Some(&self.keys), stream, &v)
             .map_err(|reason| self.damaged(db, 'h', format!("{reason} ({stream})")))?;
         if h.position < len {
             let e = self.read_entry(db, h.position)?;
@@ -322,6 +324,15 @@ impl Store {
             }
             break (store, rollback);
         };
+        // A log that records more accepted rollbacks than the vault counts, with none pending:
+        // the vault lost the anchors that counted them (written whole, or cut back).
+        let (recorded, counted) =
+            (store.shared.rollbacks.load(std::sync::atomic::Ordering::Acquire), store.anchor().map_or(0, |a| a.epoch));
+        if matches!(rollback, Ok(None)) && recorded > counted {
+            return Err(OpenError::OtherHistory(format!(
+                "the log records {recorded} accepted rollbacks, the vault counts {counted} (its later anchors are lost)"
+            )));
+        }
         match rollback {
             Ok(None) => Ok((store, None)),
             Ok(Some((anchor, found))) if accept_rollback => Ok((store, Some((anchor, found)))),
@@ -367,13 +378,29 @@ impl Store {
     /// Marks the vault's anchor recovered, after the rollback was recorded in the log: from then
     /// on the log need not reach it, and the ledger signs no checkpoint at a size up to it.
     pub fn accept_rollback(&self) -> Result<(), OpenError> {
+        // The epoch becomes the number of rollbacks the log records as accepted (this one among
+        // them): a new history, in which the tree's MACs of the old one no longer authenticate
+        // (the caller reopens the store, which rebuilds the tree from the log).
+        let epoch = self.rollbacks_recorded().map_err(|e| OpenError::Damaged(e.to_string()))?;
         let mut v = self.shared.vault.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(a) = v.anchor() {
-            // A new history: the tree's MACs of the old one no longer authenticate (the caller
-            // reopens the store, which rebuilds the tree from the log).
-            v.set_anchor(chronicle_core::Anchor { recovered: true, epoch: a.epoch + 1, ..a })?;
+            v.set_anchor(chronicle_core::Anchor { recovered: true, epoch, ..a })?;
         }
         Ok(())
+    }
+
+    /// How many rollbacks the ledger's own stream records as accepted.
+    fn rollbacks_recorded(&self) -> Result<u64, ReadError> {
+        let (mut n, mut from) = (0, 0);
+        loop {
+            let page = self.read_stream(&StreamId::LEDGER, from, 1000)?;
+            n += page.iter().filter(|e| e.statement.event_type.as_str() == crate::repair::ROLLBACK_ACCEPTED).count()
+                as u64;
+            from += page.len() as u64;
+            if page.len() < 1000 {
+                return Ok(n);
+            }
+        }
     }
 
     fn start(paths: &StorePaths, db: sled::Db, vault: Vault, operator_rebuild: bool) -> Result<Store, OpenError> {
@@ -387,6 +414,16 @@ impl Store {
         let keys = IntegrityKeys::from_vault(&vault);
         let checking = std::time::Instant::now();
         let (opened, repaired) = crate::repair::open_checked(&db, &keys, &vault, operator_rebuild)?;
+        // Every rollback accepted is recorded in the log before the vault counts it: a log that
+        // records fewer than the vault counts is from before them, a history the operator gave up.
+        if opened.rollbacks < vault.epoch() {
+            return Err(OpenError::OtherHistory(format!(
+                "the vault counts {} accepted rollbacks, the log records {}",
+                vault.epoch(),
+                opened.rollbacks
+            )));
+        }
+        let rollbacks = opened.rollbacks;
         let open_checks = checking.elapsed();
         if let Some(r) = &repaired {
             eprintln!("chronicle: {r}");
@@ -406,6 +443,7 @@ impl Store {
             failed: Mutex::new(None),
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             building: Mutex::new(()),
+            rollbacks: std::sync::atomic::AtomicU64::new(rollbacks),
             keys,
             repaired,
             open_checks,
@@ -728,8 +766,12 @@ impl Store {
                 }
                 Ok(Some(h.version))
             }
-            Some(_) => {
-                for kv in db.scan_prefix(layout::stream_prefix(stream)).rev() {
+            Some(h) => {
+                // The head is in a group being written: the last committed version is found by
+                // walking the index down from the head, version by version (a gap there would
+                // make the stream read short until the group is published).
+                let mut want = h.version;
+                for kv in db.range(layout::stream_key(stream, 0)..=layout::stream_key(stream, h.version)).rev() {
                     let (k, v) = kv?;
                     let (Some(version), Some((position, hash))) =
                         (layout::stream_key_version(&k), layout::position_and_hash(&v))
@@ -740,6 +782,11 @@ impl Store {
                             format!("a malformed index entry of stream {stream}"),
                         ));
                     };
+                    if version != want {
+                        let reason = format!("the index of stream {stream} lacks version {want}");
+                        return Err(self.shared.damaged(db, 's', reason));
+                    }
+                    want = want.wrapping_sub(1);
                     if position < len {
                         let e = self.shared.read_entry(db, position)?;
                         if let Err(reason) = check_indexed(&e, stream, version, &hash) {
@@ -747,6 +794,10 @@ impl Store {
                         }
                         return Ok(Some(version));
                     }
+                }
+                if want != u64::MAX {
+                    let reason = format!("the index of stream {stream} lacks version {want}");
+                    return Err(self.shared.damaged(db, 's', reason));
                 }
                 Ok(None)
             }
@@ -1056,7 +1107,7 @@ impl Store {
                     .ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
                 let wrapped = layout::decode_entry_value(&v)
                     .and_then(|ev| ev.wrapped_key)
-                    .and_then(|w| layout::open_wrap(Some(&self.shared.keys), position, w))
+                    .and_then(|w| layout::open_wrap(Some(&self.shared.keys), position, &entry.statement.commitment, w))
                     .ok_or_else(|| ReadError::Damaged {
                         position,
                         reason: "its wrapped content key is missing or does not authenticate".into(),
@@ -1172,7 +1223,7 @@ impl Store {
                 let damaged = |reason: String| ReadError::Damaged { position, reason };
                 let wrapped = wrapped
                     .ok_or_else(|| damaged("a sealed entry is stored without its wrapped content key".into()))?;
-                let wrapped = layout::open_wrap(Some(&self.shared.keys), position, wrapped)
+                let wrapped = layout::open_wrap(Some(&self.shared.keys), position, &st.commitment, wrapped)
                     .ok_or_else(|| damaged("its wrapped content key does not authenticate".into()))?;
                 let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
                 let cek = match vault.unwrap_content_key(position, wrapped) {

@@ -81,7 +81,7 @@ enum Decision {
 
 impl State {
     pub(crate) fn new(opened: crate::repair::Opened) -> State {
-        let crate::repair::Opened { record, registry, system, tree } = opened;
+        let crate::repair::Opened { record, registry, system, tree, .. } = opened;
         // The system streams' heads come from the checked open (their lengths are in the
         // authenticated head record); they are never looked up in the index again.
         let streams = system.into_iter().collect();
@@ -281,6 +281,19 @@ impl State {
         batch: &mut sled::Batch,
     ) -> Result<AppendReceipt, AppendError> {
         let mut head = self.stream_head(shared, db, &req.stream)?;
+        // A sealed request's data key, found (or made) and checked live before anything of the
+        // request is built: a key destroyed since the request was checked (an expungement that
+        // came first) refuses the request whole, changing nothing; a failure after this point is
+        // a storage failure, which discards the whole group.
+        let data_key = match req.commands.iter().any(|c| c.command.statement().payload_kind == PayloadKind::Sealed) {
+            false => None,
+            true => {
+                let kid = self.stream_key(shared, db, &req.stream, batch)?;
+                let vault = shared.vault.read().map_err(|_| AppendError::Storage("vault lock poisoned".into()))?;
+                vault.key(&kid).map_err(AppendError::Seal)?;
+                Some(kid)
+            }
+        };
         self.touched.entry(req.stream).or_insert(head);
         let mut appended = Vec::with_capacity(req.commands.len());
         for (i, c) in req.commands.iter().enumerate() {
@@ -301,11 +314,14 @@ impl State {
             let envelope = match st.payload_kind {
                 PayloadKind::Public => public_envelope(cmd.salt(), cmd.payload()),
                 PayloadKind::Sealed => {
-                    let kid = self.stream_key(shared, db, &req.stream, batch)?;
+                    let kid =
+                        data_key.ok_or_else(|| AppendError::Storage("a sealed command without a data key".into()))?;
                     let cek = SymmetricKey::random();
                     let vault = shared.vault.read().map_err(|_| AppendError::Storage("vault lock poisoned".into()))?;
-                    let wrapped = vault.wrap_content_key(&kid, position, &cek).map_err(AppendError::Seal)?;
-                    wrapped_key = Some(layout::seal_wrap(&shared.keys, position, &wrapped));
+                    let wrapped = vault
+                        .wrap_content_key(&kid, position, &cek)
+                        .map_err(|e| AppendError::Storage(format!("wrapping a content key: {e}")))?;
+                    wrapped_key = Some(layout::seal_wrap(&shared.keys, position, &st.commitment, &wrapped));
                     seal(&cek, &st.commitment, cmd.salt(), cmd.payload())
                 }
             };
@@ -549,10 +565,10 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
                 "a stream's head only moves forward",
             );
             if let Some(b) = before {
-                layout::toggle_head(&mut state.heads, &b.mac(&shared.keys, &stream));
+                layout::toggle_head(&mut state.heads, &b.share(&shared.keys, &stream));
             }
             let stored = now.encode(&shared.keys, &stream);
-            layout::toggle_head(&mut state.heads, &now.mac(&shared.keys, &stream));
+            layout::toggle_head(&mut state.heads, &now.share(&shared.keys, &stream));
             batch.insert(&layout::stream_head_key(&stream)[..], &stored[..]);
         }
         let count = |s: &StreamId| state.streams.get(s).map_or(0, |h| h.version + 1);
