@@ -48,6 +48,58 @@ fn the_stored_tree_matches_a_tree_rebuilt_from_the_entries_at_every_size() {
     assert!(l.store.inclusion_proof(len, len).is_err());
 }
 
+/// The heads map at every size of a real log equals a model computed from the entries (each
+/// stream's last entry among the first `size`), whatever the streams did after; every head proves
+/// against the map's root, a head claimed shorter does not, and a stream with no entries yet
+/// proves absent. Taken while appends run, a map at the committed size is still exact.
+#[test]
+fn the_heads_map_at_every_size_is_each_streams_last_entry_and_proves_it() {
+    use chronicle_tlog::heads::{HeadsMap, StreamHead};
+    let (l, clerk) = filled(70);
+    let model = |entries: &[chronicle_core::Entry], size: u64| -> Vec<StreamHead> {
+        let mut last = std::collections::BTreeMap::new();
+        for e in entries.iter().take(size as usize) {
+            last.insert(e.statement.stream.0, (e.header.stream_version, e.hash().0));
+        }
+        last.into_iter().map(|(stream, (version, hash))| StreamHead { stream, version, hash }).collect()
+    };
+    let entries = l.store.read_log(0, 1000).unwrap();
+    for size in 0..=entries.len() as u64 {
+        let heads = l.store.stream_heads_at(size).unwrap();
+        assert_eq!(heads, model(&entries, size), "size {size}");
+        let map = HeadsMap::new(heads.clone()).unwrap();
+        for h in &heads {
+            let p = map.prove(&h.stream).unwrap().unwrap();
+            assert_eq!(p.verify(map.root(), map.len()).unwrap(), *h);
+            if h.version > 0 {
+                let mut shorter = p.clone();
+                shorter.version -= 1;
+                assert!(shorter.verify(map.root(), map.len()).is_err(), "size {size}: a shortened head proved");
+            }
+        }
+        let later = stream("s3");
+        if !heads.iter().any(|h| h.stream == later.0) {
+            map.prove_absent(&later.0).unwrap().unwrap().verify(map.root(), map.len(), &later.0).unwrap();
+        }
+    }
+    assert!(l.store.stream_heads_at(entries.len() as u64 + 1).is_err(), "no heads beyond the log");
+    // While appends run: the map at a committed size is exact.
+    std::thread::scope(|sc| {
+        let appending = sc.spawn(|| {
+            for i in 0..200 {
+                let s = stream(&format!("s{}", i % 7));
+                l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, &format!("r{i}"), "{}")]).unwrap();
+            }
+        });
+        while !appending.is_finished() {
+            let size = l.store.head().len;
+            let heads = l.store.stream_heads_at(size).unwrap();
+            let entries = l.store.read_log(0, size as usize).unwrap();
+            assert_eq!(heads, model(&entries, size), "size {size}, taken while appending");
+        }
+    });
+}
+
 #[test]
 fn every_checkpoint_is_consistent_with_every_later_one() {
     let (l, clerk) = filled(20);

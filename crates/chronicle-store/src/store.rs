@@ -755,53 +755,81 @@ impl Store {
     /// The last version of a stream committed below `len`, from its authenticated head; for a
     /// stream whose head is in a group being written, from its index (checked against the entry).
     fn committed_version(&self, db: &sled::Db, stream: &StreamId, len: u64) -> Result<Option<u64>, ReadError> {
-        match self.shared.stream_head(db, stream, len)? {
-            None => Ok(None),
-            Some(h) if h.position < len => {
-                // The index must reach the head too: every reader of the stream goes through it.
-                let indexed = db.get(layout::stream_key(stream, h.version))?;
-                if indexed.as_deref().and_then(layout::position_and_hash) != Some((h.position, h.hash)) {
-                    let reason = format!("the index of stream {stream} lacks its last version {}", h.version);
-                    return Err(self.shared.damaged(db, 's', reason));
-                }
-                Ok(Some(h.version))
+        let Some(h) = self.shared.stream_head(db, stream, len)? else { return Ok(None) };
+        Ok(self.head_below(db, stream, &h, len)?.map(|(version, _)| version))
+    }
+
+    /// A stream's last version below log position `len`, and that entry's hash, from its head
+    /// `h`: the head itself if it lies below `len` (its index value checked to be there: every
+    /// reader of the stream goes through the index); otherwise (a group being written, or a size
+    /// the stream has grown past) found by walking the index down from the head version by
+    /// version, each value checked, the one found checked against its entry.
+    fn head_below(
+        &self,
+        db: &sled::Db,
+        stream: &StreamId,
+        h: &layout::StreamHead,
+        len: u64,
+    ) -> Result<Option<(u64, chronicle_core::Hash)>, ReadError> {
+        if h.position < len {
+            let indexed = db.get(layout::stream_key(stream, h.version))?;
+            if indexed.as_deref().and_then(layout::position_and_hash) != Some((h.position, h.hash)) {
+                let reason = format!("the index of stream {stream} lacks its last version {}", h.version);
+                return Err(self.shared.damaged(db, 's', reason));
             }
-            Some(h) => {
-                // The head is in a group being written: the last committed version is found by
-                // walking the index down from the head, version by version (a gap there would
-                // make the stream read short until the group is published).
-                let mut want = h.version;
-                for kv in db.range(layout::stream_key(stream, 0)..=layout::stream_key(stream, h.version)).rev() {
-                    let (k, v) = kv?;
-                    let (Some(version), Some((position, hash))) =
-                        (layout::stream_key_version(&k), layout::position_and_hash(&v))
-                    else {
-                        return Err(self.shared.damaged(
-                            db,
-                            's',
-                            format!("a malformed index entry of stream {stream}"),
-                        ));
-                    };
-                    if version != want {
-                        let reason = format!("the index of stream {stream} lacks version {want}");
-                        return Err(self.shared.damaged(db, 's', reason));
-                    }
-                    want = want.wrapping_sub(1);
-                    if position < len {
-                        let e = self.shared.read_entry(db, position)?;
-                        if let Err(reason) = check_indexed(&e, stream, version, &hash) {
-                            return Err(self.shared.damaged(db, 's', reason));
-                        }
-                        return Ok(Some(version));
-                    }
-                }
-                if want != u64::MAX {
-                    let reason = format!("the index of stream {stream} lacks version {want}");
+            return Ok(Some((h.version, h.hash)));
+        }
+        let mut want = h.version;
+        for kv in db.range(layout::stream_key(stream, 0)..=layout::stream_key(stream, h.version)).rev() {
+            let (k, v) = kv?;
+            let (Some(version), Some((position, hash))) =
+                (layout::stream_key_version(&k), layout::position_and_hash(&v))
+            else {
+                return Err(self.shared.damaged(db, 's', format!("a malformed index entry of stream {stream}")));
+            };
+            if version != want {
+                let reason = format!("the index of stream {stream} lacks version {want}");
+                return Err(self.shared.damaged(db, 's', reason));
+            }
+            want = want.wrapping_sub(1);
+            if position < len {
+                let e = self.shared.read_entry(db, position)?;
+                if let Err(reason) = check_indexed(&e, stream, version, &hash) {
                     return Err(self.shared.damaged(db, 's', reason));
                 }
-                Ok(None)
+                return Ok(Some((version, hash)));
             }
         }
+        if want != u64::MAX {
+            let reason = format!("the index of stream {stream} lacks version {want}");
+            return Err(self.shared.damaged(db, 's', reason));
+        }
+        Ok(None)
+    }
+
+    /// Every stream's head at log size `size` (at most the committed length), in stream id
+    /// order: the leaves of the heads map at that size (`chronicle_tlog::heads`). Needs no lock:
+    /// a stream whose head has moved to `size` or past since is walked back through its index.
+    /// One read per stream, plus the entries appended since `size`.
+    pub fn stream_heads_at(&self, size: u64) -> Result<Vec<chronicle_tlog::heads::StreamHead>, ReadError> {
+        let len = self.head().len;
+        if size > len {
+            return Err(ReadError::Storage(format!("no heads at size {size}: the log holds {len} entries")));
+        }
+        let db = self.shared.db()?;
+        let mut out = Vec::new();
+        for kv in db.scan_prefix([layout::STREAM_HEAD]) {
+            let (k, v) = kv?;
+            let Some(stream) = layout::stream_head_stream(&k) else {
+                return Err(self.shared.damaged(&db, 'h', "a malformed stream head key".into()));
+            };
+            let h = layout::StreamHead::decode(Some(&self.shared.keys), &stream, &v)
+                .map_err(|reason| self.shared.damaged(&db, 'h', format!("{reason} ({stream})")))?;
+            if let Some((version, hash)) = self.head_below(&db, &stream, &h, size)? {
+                out.push(chronicle_tlog::heads::StreamHead { stream: stream.0, version, hash: hash.0 });
+            }
+        }
+        Ok(out)
     }
 
     /// The data key a stream is bound to now, its binding checked.

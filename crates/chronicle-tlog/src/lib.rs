@@ -4,6 +4,7 @@
 //! Pure: no I/O. The store keeps the tree's hashes and calls into this crate; offline checkers
 //! (`chronicle verify-evidence`) use it with no data directory at all.
 
+pub mod heads;
 pub mod note;
 pub mod proof;
 pub mod tree;
