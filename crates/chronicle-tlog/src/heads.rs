@@ -1,19 +1,31 @@
-//! The heads map: every stream's head (last version and last entry hash) at one log size, as an
-//! RFC 6962 Merkle tree over the heads sorted by stream id, so that one root commits to where each
-//! stream ended, and an `O(log n)` proof shows one stream's head (nothing left out at its end) or
-//! that a stream had no entries at all (its two neighbours, adjacent in the tree).
+//! The heads map: every stream's head (last version and last entry hash) at one log size, as a
+//! compact sparse Merkle tree keyed by stream id, so that one root commits to where each stream
+//! ended, and an `O(log n)` proof shows one stream's head (nothing left out at its end) or that a
+//! stream had no entries at all. A stream that moves changes only the hashes on its path, so the
+//! map can be kept up to date per stream moved rather than rebuilt for each commitment.
 //!
-//! Leaf data: `stream id (16) ‖ last version (u64 BE) ‖ last entry hash (32)`, 56 bytes, hashed as
-//! any RFC 6962 leaf (`SHA-256(0x00 ‖ data)`); leaves in strictly increasing stream id order. The
-//! map of no stream has the empty tree's root.
+//! The tree is the binary trie of the 128-bit stream ids (bit 0 is the most significant bit of the
+//! id's first byte), with every subtree that holds one stream collapsed into that stream's leaf:
+//!
+//! - a subtree with no stream hashes to 32 zero bytes (`EMPTY`);
+//! - a subtree with one stream hashes to its leaf hash,
+//!   `SHA-256(0x00 ‖ stream id (16) ‖ last version (u64 BE) ‖ last entry hash (32))`;
+//! - any other subtree hashes to `SHA-256(0x01 ‖ left ‖ right)`, its halves by the next bit.
+//!
+//! The root is the whole tree's hash. A stream's proof is the sibling hashes from the root down
+//! to its leaf; a stream's absence is proven the same way down to an empty subtree or to the leaf
+//! of another stream that shares the path so far (if the stream were there, that subtree would
+//! hold two streams and would not be a single leaf).
 
 use serde::{Deserialize, Serialize};
-
-use crate::proof::{decode_hashes, encode_hashes};
-use crate::tree::{EMPTY_HASH, MemoryTree, TreeError, TreeHash, inclusion_proof, leaf_hash, root, verify_inclusion};
+use sha2::{Digest, Sha256};
 
 /// Length of a leaf's data.
 pub const HEAD_LEAF_LEN: usize = 56;
+/// The hash of a subtree with no stream.
+pub const EMPTY: [u8; 32] = [0; 32];
+/// Longest path: one sibling per bit of a stream id.
+pub const PATH_MAX: usize = 128;
 
 /// One stream's head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +47,27 @@ impl StreamHead {
         d[24..].copy_from_slice(&self.hash);
         d
     }
+
+    /// The leaf hash.
+    pub fn leaf_hash(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update([0u8]);
+        h.update(self.leaf_data());
+        h.finalize().into()
+    }
+}
+
+fn node(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// Bit `i` of a stream id, most significant first.
+fn bit(id: &[u8; 16], i: usize) -> bool {
+    id[i / 8] >> (7 - i % 8) & 1 == 1
 }
 
 /// The heads map cannot be built, or a proof does not hold.
@@ -49,43 +82,59 @@ pub enum HeadsError {
     Invalid(String),
 }
 
-impl From<TreeError> for HeadsError {
-    fn from(e: TreeError) -> Self {
-        HeadsError::Invalid(e.to_string())
-    }
-}
-
-/// A head with its place in the map and its inclusion proof.
+/// A stream's head with the sibling hashes from the root down to its leaf.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HeadProof {
-    /// Index of the head in the map (its rank by stream id).
-    pub index: u64,
     /// The stream id, hex.
     pub stream: String,
     /// Its last version.
     pub version: u64,
     /// Its last entry's hash, hex.
     pub hash: String,
-    /// The inclusion proof's hashes, base64.
+    /// The sibling hashes from the root down, hex (at most [`PATH_MAX`]).
     pub path: Vec<String>,
 }
 
-/// Proof that a stream has no head in the map: the heads just below and just above its id (one
-/// of them absent at either end of the map), adjacent in it.
+/// Proof that a stream has no head: the sibling hashes from the root down along its id to an
+/// empty subtree, or to the single leaf of another stream there.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AbsenceProof {
-    /// The head just below, if any.
-    pub below: Option<HeadProof>,
-    /// The head just above, if any.
-    pub above: Option<HeadProof>,
+    /// The sibling hashes from the root down, hex.
+    pub path: Vec<String>,
+    /// The other stream whose leaf ends the path, if it does not end in an empty subtree.
+    pub other: Option<HeadProofLeaf>,
+}
+
+/// A leaf named in an absence proof.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HeadProofLeaf {
+    /// The stream id, hex.
+    pub stream: String,
+    /// Its last version.
+    pub version: u64,
+    /// Its last entry's hash, hex.
+    pub hash: String,
 }
 
 /// The heads of every stream at one log size.
 pub struct HeadsMap {
     heads: Vec<StreamHead>,
-    tree: MemoryTree,
+    root: [u8; 32],
+}
+
+/// The hash of the subtree holding `heads` (sorted, all sharing their first `depth` bits).
+fn subtree(heads: &[StreamHead], depth: usize) -> [u8; 32] {
+    match heads {
+        [] => EMPTY,
+        [one] => one.leaf_hash(),
+        _ => {
+            let split = heads.partition_point(|h| !bit(&h.stream, depth));
+            node(&subtree(&heads[..split], depth + 1), &subtree(&heads[split..], depth + 1))
+        }
+    }
 }
 
 impl HeadsMap {
@@ -94,11 +143,8 @@ impl HeadsMap {
         if let Some(i) = heads.windows(2).position(|w| w[0].stream >= w[1].stream) {
             return Err(HeadsError::OutOfOrder(i + 1));
         }
-        let mut tree = MemoryTree::new();
-        for h in &heads {
-            tree.push(&h.leaf_data());
-        }
-        Ok(HeadsMap { heads, tree })
+        let root = subtree(&heads, 0);
+        Ok(HeadsMap { heads, root })
     }
 
     /// How many streams.
@@ -112,39 +158,55 @@ impl HeadsMap {
     }
 
     /// The map's root.
-    pub fn root(&self) -> TreeHash {
-        root(self.len(), &self.tree).unwrap_or(EMPTY_HASH)
+    pub fn root(&self) -> [u8; 32] {
+        self.root
     }
 
-    fn proof_at(&self, index: usize) -> Result<HeadProof, HeadsError> {
-        let h = &self.heads[index];
-        let path = inclusion_proof(index as u64, self.len(), &self.tree)?;
-        Ok(HeadProof {
-            index: index as u64,
-            stream: hex(&h.stream),
-            version: h.version,
-            hash: hex(&h.hash),
-            path: encode_hashes(&path),
-        })
+    /// The sibling hashes down `stream`'s path, and the heads in the subtree where it ends
+    /// (holding at most one stream).
+    fn walk(&self, stream: &[u8; 16]) -> (Vec<[u8; 32]>, &[StreamHead]) {
+        let mut path = Vec::new();
+        let mut here = &self.heads[..];
+        let mut depth = 0;
+        while here.len() > 1 {
+            let split = here.partition_point(|h| !bit(&h.stream, depth));
+            let (left, right) = here.split_at(split);
+            if bit(stream, depth) {
+                path.push(subtree(left, depth + 1));
+                here = right;
+            } else {
+                path.push(subtree(right, depth + 1));
+                here = left;
+            }
+            depth += 1;
+        }
+        (path, here)
     }
 
     /// The proof of a stream's head, or `None` if it has none (see [`HeadsMap::prove_absent`]).
-    pub fn prove(&self, stream: &[u8; 16]) -> Result<Option<HeadProof>, HeadsError> {
-        match self.heads.binary_search_by(|h| h.stream.cmp(stream)) {
-            Ok(i) => self.proof_at(i).map(Some),
-            Err(_) => Ok(None),
+    pub fn prove(&self, stream: &[u8; 16]) -> Option<HeadProof> {
+        let (path, end) = self.walk(stream);
+        match end {
+            [h] if h.stream == *stream => Some(HeadProof {
+                stream: hex(&h.stream),
+                version: h.version,
+                hash: hex(&h.hash),
+                path: path.iter().map(|p| hex(p)).collect(),
+            }),
+            _ => None,
         }
     }
 
     /// The proof that a stream has no head, or `None` if it has one.
-    pub fn prove_absent(&self, stream: &[u8; 16]) -> Result<Option<AbsenceProof>, HeadsError> {
-        match self.heads.binary_search_by(|h| h.stream.cmp(stream)) {
-            Ok(_) => Ok(None),
-            Err(i) => Ok(Some(AbsenceProof {
-                below: i.checked_sub(1).map(|b| self.proof_at(b)).transpose()?,
-                above: (i < self.heads.len()).then(|| self.proof_at(i)).transpose()?,
-            })),
-        }
+    pub fn prove_absent(&self, stream: &[u8; 16]) -> Option<AbsenceProof> {
+        let (path, end) = self.walk(stream);
+        let other = match end {
+            [] => None,
+            [h] if h.stream == *stream => return None,
+            [h] => Some(HeadProofLeaf { stream: hex(&h.stream), version: h.version, hash: hex(&h.hash) }),
+            _ => return None,
+        };
+        Some(AbsenceProof { path: path.iter().map(|p| hex(p)).collect(), other })
     }
 }
 
@@ -164,35 +226,60 @@ fn unhex<const N: usize>(field: &str, s: &str) -> Result<[u8; N], HeadsError> {
     Ok(out)
 }
 
+/// Folds a path (siblings from the root down) over the hash at its end, along `stream`'s bits.
+fn fold(stream: &[u8; 16], path: &[String], end: [u8; 32]) -> Result<[u8; 32], HeadsError> {
+    if path.len() > PATH_MAX {
+        return Err(HeadsError::Invalid(format!("a path of {} hashes is longer than any", path.len())));
+    }
+    let mut h = end;
+    for (depth, sibling) in path.iter().enumerate().rev() {
+        let s = unhex::<32>("path", sibling)?;
+        h = if bit(stream, depth) { node(&s, &h) } else { node(&h, &s) };
+    }
+    Ok(h)
+}
+
 impl HeadProof {
-    /// Checks the proof against a map's root and size; returns the head it proves.
-    pub fn verify(&self, root: TreeHash, count: u64) -> Result<StreamHead, HeadsError> {
+    /// Checks the proof against a map's root; returns the head it proves.
+    pub fn verify(&self, root: &[u8; 32]) -> Result<StreamHead, HeadsError> {
         let head = StreamHead {
             stream: unhex::<16>("stream", &self.stream)?,
             version: self.version,
             hash: unhex::<32>("hash", &self.hash)?,
         };
-        let path = decode_hashes("path", &self.path).map_err(|e| HeadsError::Invalid(e.to_string()))?;
-        verify_inclusion(leaf_hash(&head.leaf_data()), self.index, count, &path, root)?;
+        if fold(&head.stream, &self.path, head.leaf_hash())? != *root {
+            return Err(HeadsError::Invalid(format!("the head of stream {} is not the map's", self.stream)));
+        }
         Ok(head)
     }
 }
 
 impl AbsenceProof {
-    /// Checks that `stream` has no head in the map of `count` heads with this root: the heads
-    /// proven are adjacent in the map (or at its ends) and their ids enclose `stream`.
-    pub fn verify(&self, root: TreeHash, count: u64, stream: &[u8; 16]) -> Result<(), HeadsError> {
-        let bad = |why: &str| Err(HeadsError::Invalid(why.into()));
-        let below = self.below.as_ref().map(|p| p.verify(root, count).map(|h| (p.index, h))).transpose()?;
-        let above = self.above.as_ref().map(|p| p.verify(root, count).map(|h| (p.index, h))).transpose()?;
-        match (below, above) {
-            (None, None) if count == 0 => Ok(()),
-            (None, None) => bad("a map with heads needs a neighbour"),
-            (None, Some((i, a))) if i == 0 && a.stream > *stream => Ok(()),
-            (Some((i, b)), None) if i + 1 == count && b.stream < *stream => Ok(()),
-            (Some((i, b)), Some((j, a))) if j == i + 1 && b.stream < *stream && *stream < a.stream => Ok(()),
-            _ => bad("the neighbours are not adjacent around the stream"),
+    /// Checks that `stream` has no head in the map with this root.
+    pub fn verify(&self, root: &[u8; 32], stream: &[u8; 16]) -> Result<(), HeadsError> {
+        let end = match &self.other {
+            None => EMPTY,
+            Some(o) => {
+                let other = StreamHead {
+                    stream: unhex::<16>("other stream", &o.stream)?,
+                    version: o.version,
+                    hash: unhex::<32>("other hash", &o.hash)?,
+                };
+                // Another stream, on the same path so far: were `stream` there too, the subtree
+                // would hold two streams and not be this one leaf.
+                let shares = (0..self.path.len()).all(|i| bit(&other.stream, i) == bit(stream, i));
+                if other.stream == *stream || !shares {
+                    return Err(HeadsError::Invalid(
+                        "the leaf that ends the path is not another stream's on it".into(),
+                    ));
+                }
+                other.leaf_hash()
+            }
+        };
+        if fold(stream, &self.path, end)? != *root {
+            return Err(HeadsError::Invalid("the path does not lead to the map's root".into()));
         }
+        Ok(())
     }
 }
 
@@ -206,81 +293,84 @@ mod tests {
 
     #[test]
     fn known_answers() {
-        // The empty map, one head, and three, computed with Python's hashlib from the RFC 6962
-        // definitions (leaf SHA-256(0x00 ‖ data), node SHA-256(0x01 ‖ left ‖ right)).
-        let empty = HeadsMap::new(vec![]).unwrap();
-        assert_eq!(hex(&empty.root().0), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        // Computed with Python's hashlib from the definitions above: no stream, one, and three
+        // (0x01.., 0x02.. and 0x90..: the first two part at bit 6, the third at bit 0).
+        assert_eq!(HeadsMap::new(vec![]).unwrap().root(), EMPTY);
         let one = HeadsMap::new(vec![head(1, 0)]).unwrap();
-        assert_eq!(hex(&one.root().0), "45ec141b8be8a5ef4881339e90d5edb9cf4e129fce2ca8e1c761e47f288eda8a");
-        let three = HeadsMap::new(vec![head(1, 0), head(2, 5), head(9, 1)]).unwrap();
-        assert_eq!(hex(&three.root().0), "b8dc4a983c0f04c8f445fc47394ebc30d3a61640729560527cd97df30e656360");
+        assert_eq!(hex(&one.root()), "45ec141b8be8a5ef4881339e90d5edb9cf4e129fce2ca8e1c761e47f288eda8a");
+        let three = HeadsMap::new(vec![head(1, 0), head(2, 5), head(0x90, 1)]).unwrap();
+        assert_eq!(hex(&three.root()), "83f1c72f99e058b3a64b56669dc246de176a211ce40dc17ce3017cd921930d73");
         assert_eq!(hex(&head(2, 5).leaf_data()[..24]), "020202020202020202020202020202020000000000000005");
-    }
-
-    #[test]
-    fn known_answer_by_hand() {
-        use sha2::{Digest, Sha256};
-        let node = |l: &[u8], r: &[u8]| -> [u8; 32] {
-            let mut h = Sha256::new();
-            h.update([1u8]);
-            h.update(l);
-            h.update(r);
-            h.finalize().into()
-        };
-        let leaf = |d: &[u8]| -> [u8; 32] {
-            let mut h = Sha256::new();
-            h.update([0u8]);
-            h.update(d);
-            h.finalize().into()
-        };
-        let heads = vec![head(1, 0), head(2, 5), head(9, 1)];
-        let l: Vec<[u8; 32]> = heads.iter().map(|h| leaf(&h.leaf_data())).collect();
-        // RFC 6962: MTH of three leaves is node(node(l0, l1), l2).
-        let want = node(&node(&l[0], &l[1]), &l[2]);
-        assert_eq!(HeadsMap::new(heads).unwrap().root().0, want);
+        // The proof of 0x02..: siblings at depths 0..=6 (the 0x90 leaf, then empty subtrees down to
+        // where 0x01 and 0x02 part, then the 0x01 leaf).
+        let p = three.prove(&[2; 16]).unwrap();
+        assert_eq!(p.path.len(), 7);
+        assert_eq!(p.path[0], hex(&head(0x90, 1).leaf_hash()));
+        assert!(p.path[1..6].iter().all(|s| *s == hex(&EMPTY)));
+        assert_eq!(p.path[6], hex(&head(1, 0).leaf_hash()));
     }
 
     #[test]
     fn every_head_proves_and_nothing_else_does() {
-        let heads: Vec<StreamHead> = (1..=20u8).map(|n| head(n * 3, u64::from(n))).collect();
+        let heads: Vec<StreamHead> = (1..=60u8).map(|n| head(n * 4, u64::from(n))).collect();
         let map = HeadsMap::new(heads.clone()).unwrap();
-        let (root, count) = (map.root(), map.len());
+        let root = map.root();
         for h in &heads {
-            let p = map.prove(&h.stream).unwrap().unwrap();
-            assert_eq!(p.verify(root, count).unwrap(), *h);
+            let p = map.prove(&h.stream).unwrap();
+            assert_eq!(p.verify(&root).unwrap(), *h);
             // A head claimed shorter (a version left out at the end) does not verify.
             let mut shorter = p.clone();
             shorter.version -= 1;
-            assert!(shorter.verify(root, count).is_err());
-            // Nor against another map's root, or with a hash of the path changed. (The map's size
-            // is not proven by the path, as in any RFC 6962 tree: it comes signed with the root.)
-            let other = HeadsMap::new(heads[1..].to_vec()).unwrap();
-            assert!(p.verify(other.root(), other.len()).is_err());
-            if let Some(first) = p.path.first() {
-                let mut changed = p.clone();
-                changed.path[0] =
-                    if first.starts_with('A') { first.replacen('A', "B", 1) } else { "A".to_string() + &first[1..] };
-                assert!(changed.verify(root, count).is_err());
-            }
-            assert!(map.prove_absent(&h.stream).unwrap().is_none());
+            assert!(shorter.verify(&root).is_err());
+            // Nor with a sibling changed, one dropped, or against another map's root.
+            let mut changed = p.clone();
+            changed.path[0] = hex(&EMPTY);
+            assert!(changed.verify(&root).is_err());
+            let mut dropped = p.clone();
+            dropped.path.pop();
+            assert!(dropped.verify(&root).is_err());
+            let other = HeadsMap::new(heads.iter().filter(|x| x.stream != [4; 16]).copied().collect()).unwrap();
+            assert!(p.verify(&other.root()).is_err());
+            assert!(map.prove_absent(&h.stream).is_none());
+            // A present stream has no absence proof; its own path with its leaf passed off as
+            // another's is refused.
+            let fake = AbsenceProof {
+                path: p.path.clone(),
+                other: Some(HeadProofLeaf { stream: p.stream.clone(), version: p.version, hash: p.hash.clone() }),
+            };
+            assert!(fake.verify(&root, &h.stream).is_err());
         }
-        // Absent streams: below all, between two, above all.
-        for s in [[0u8; 16], [4u8; 16], [61u8; 16]] {
-            let a = map.prove_absent(&s).unwrap().unwrap();
-            a.verify(root, count, &s).unwrap();
-            // The same neighbours do not prove a stream that is present absent.
-            assert!(a.verify(root, count, &[3u8; 16]).is_err());
+        // Absent streams: below all, between two (ending at an empty subtree or another's leaf),
+        // above all.
+        for s in [[0u8; 16], [5u8; 16], [6u8; 16], [0xf1u8; 16], [0xffu8; 16]] {
+            let a = map.prove_absent(&s).unwrap();
+            a.verify(&root, &s).unwrap();
+            assert!(map.prove(&s).is_none());
+            // The same proof says nothing of a stream that is there.
+            assert!(a.verify(&root, &[4u8; 16]).is_err());
         }
-        // Neighbours that are not adjacent prove nothing.
-        let skip = AbsenceProof { below: map.prove(&[3u8; 16]).unwrap(), above: map.prove(&[9u8; 16]).unwrap() };
-        assert!(skip.verify(root, count, &[4u8; 16]).is_err());
         let empty = HeadsMap::new(vec![]).unwrap();
-        empty.prove_absent(&[1; 16]).unwrap().unwrap().verify(empty.root(), 0, &[1; 16]).unwrap();
+        empty.prove_absent(&[1; 16]).unwrap().verify(&empty.root(), &[1; 16]).unwrap();
+        let one = HeadsMap::new(vec![head(1, 0)]).unwrap();
+        assert!(one.prove(&[1; 16]).unwrap().path.is_empty());
+        one.prove_absent(&[2; 16]).unwrap().verify(&one.root(), &[2; 16]).unwrap();
     }
 
     #[test]
     fn heads_must_be_sorted_and_unique() {
         assert_eq!(HeadsMap::new(vec![head(2, 0), head(1, 0)]).err(), Some(HeadsError::OutOfOrder(1)));
         assert_eq!(HeadsMap::new(vec![head(2, 0), head(2, 1)]).err(), Some(HeadsError::OutOfOrder(1)));
+    }
+
+    #[test]
+    fn malformed_proofs_are_errors_never_panics() {
+        let map = HeadsMap::new(vec![head(1, 0), head(2, 0)]).unwrap();
+        let mut p = map.prove(&[1; 16]).unwrap();
+        p.path = vec!["zz".into()];
+        assert!(p.verify(&map.root()).is_err());
+        p.path = vec![hex(&EMPTY); PATH_MAX + 1];
+        assert!(p.verify(&map.root()).is_err());
+        p.stream = "é".repeat(16);
+        assert!(p.verify(&map.root()).is_err());
     }
 }
