@@ -119,20 +119,72 @@ pub struct HeadProofLeaf {
     pub hash: String,
 }
 
-/// The heads of every stream at one log size.
+/// The heads of every stream, kept up to date as streams move: built once from sorted heads,
+/// then each stream's head set in place. Hashes are recomputed lazily, only on the paths that
+/// changed, when a root or a proof is asked for.
 pub struct HeadsMap {
-    heads: Vec<StreamHead>,
-    root: [u8; 32],
+    root: Node,
+    len: u64,
 }
 
-/// The hash of the subtree holding `heads` (sorted, all sharing their first `depth` bits).
-fn subtree(heads: &[StreamHead], depth: usize) -> [u8; 32] {
-    match heads {
-        [] => EMPTY,
-        [one] => one.leaf_hash(),
-        _ => {
-            let split = heads.partition_point(|h| !bit(&h.stream, depth));
-            node(&subtree(&heads[..split], depth + 1), &subtree(&heads[split..], depth + 1))
+/// A subtree: no stream, one stream's leaf, or a split on the next bit holding two or more.
+enum Node {
+    Empty,
+    Leaf(StreamHead),
+    Inner { left: Box<Node>, right: Box<Node>, hash: Option<[u8; 32]> },
+}
+
+impl Node {
+    /// The subtree of `heads` (sorted, all sharing their first `depth` bits).
+    fn build(heads: &[StreamHead], depth: usize) -> Node {
+        match heads {
+            [] => Node::Empty,
+            [one] => Node::Leaf(*one),
+            _ => {
+                let split = heads.partition_point(|h| !bit(&h.stream, depth));
+                Node::Inner {
+                    left: Box::new(Node::build(&heads[..split], depth + 1)),
+                    right: Box::new(Node::build(&heads[split..], depth + 1)),
+                    hash: None,
+                }
+            }
+        }
+    }
+
+    fn hash(&mut self) -> [u8; 32] {
+        match self {
+            Node::Empty => EMPTY,
+            Node::Leaf(h) => h.leaf_hash(),
+            Node::Inner { hash: Some(h), .. } => *h,
+            Node::Inner { left, right, hash } => {
+                let h = node(&left.hash(), &right.hash());
+                *hash = Some(h);
+                h
+            }
+        }
+    }
+
+    /// Sets `head` in this subtree at `depth`; whether a stream was added.
+    fn set(&mut self, head: StreamHead, depth: usize) -> bool {
+        match self {
+            Node::Empty => {
+                *self = Node::Leaf(head);
+                true
+            }
+            Node::Leaf(l) if l.stream == head.stream => {
+                *l = head;
+                false
+            }
+            Node::Leaf(l) => {
+                // Two streams here now: split on the next bit (again, while they share it).
+                let other = *l;
+                *self = Node::build(&if other.stream < head.stream { [other, head] } else { [head, other] }, depth);
+                true
+            }
+            Node::Inner { left, right, hash } => {
+                *hash = None;
+                if bit(&head.stream, depth) { right.set(head, depth + 1) } else { left.set(head, depth + 1) }
+            }
         }
     }
 }
@@ -143,51 +195,54 @@ impl HeadsMap {
         if let Some(i) = heads.windows(2).position(|w| w[0].stream >= w[1].stream) {
             return Err(HeadsError::OutOfOrder(i + 1));
         }
-        let root = subtree(&heads, 0);
-        Ok(HeadsMap { heads, root })
+        Ok(HeadsMap { root: Node::build(&heads, 0), len: heads.len() as u64 })
+    }
+
+    /// Sets a stream's head (adding the stream if it had none).
+    pub fn set(&mut self, head: StreamHead) {
+        if self.root.set(head, 0) {
+            self.len += 1;
+        }
     }
 
     /// How many streams.
     pub fn len(&self) -> u64 {
-        self.heads.len() as u64
+        self.len
     }
 
     /// Whether no stream has a head.
     pub fn is_empty(&self) -> bool {
-        self.heads.is_empty()
+        self.len == 0
     }
 
     /// The map's root.
-    pub fn root(&self) -> [u8; 32] {
-        self.root
+    pub fn root(&mut self) -> [u8; 32] {
+        self.root.hash()
     }
 
-    /// The sibling hashes down `stream`'s path, and the heads in the subtree where it ends
-    /// (holding at most one stream).
-    fn walk(&self, stream: &[u8; 16]) -> (Vec<[u8; 32]>, &[StreamHead]) {
+    /// The sibling hashes down `stream`'s path, and the subtree where it ends (empty or a leaf).
+    fn walk(&mut self, stream: &[u8; 16]) -> (Vec<[u8; 32]>, Option<StreamHead>) {
         let mut path = Vec::new();
-        let mut here = &self.heads[..];
+        let mut here = &mut self.root;
         let mut depth = 0;
-        while here.len() > 1 {
-            let split = here.partition_point(|h| !bit(&h.stream, depth));
-            let (left, right) = here.split_at(split);
-            if bit(stream, depth) {
-                path.push(subtree(left, depth + 1));
-                here = right;
-            } else {
-                path.push(subtree(right, depth + 1));
-                here = left;
+        loop {
+            match here {
+                Node::Empty => return (path, None),
+                Node::Leaf(h) => return (path, Some(*h)),
+                Node::Inner { left, right, .. } => {
+                    let (next, sibling) = if bit(stream, depth) { (right, left) } else { (left, right) };
+                    path.push(sibling.hash());
+                    here = next;
+                    depth += 1;
+                }
             }
-            depth += 1;
         }
-        (path, here)
     }
 
     /// The proof of a stream's head, or `None` if it has none (see [`HeadsMap::prove_absent`]).
-    pub fn prove(&self, stream: &[u8; 16]) -> Option<HeadProof> {
-        let (path, end) = self.walk(stream);
-        match end {
-            [h] if h.stream == *stream => Some(HeadProof {
+    pub fn prove(&mut self, stream: &[u8; 16]) -> Option<HeadProof> {
+        match self.walk(stream) {
+            (path, Some(h)) if h.stream == *stream => Some(HeadProof {
                 stream: hex(&h.stream),
                 version: h.version,
                 hash: hex(&h.hash),
@@ -198,13 +253,12 @@ impl HeadsMap {
     }
 
     /// The proof that a stream has no head, or `None` if it has one.
-    pub fn prove_absent(&self, stream: &[u8; 16]) -> Option<AbsenceProof> {
+    pub fn prove_absent(&mut self, stream: &[u8; 16]) -> Option<AbsenceProof> {
         let (path, end) = self.walk(stream);
         let other = match end {
-            [] => None,
-            [h] if h.stream == *stream => return None,
-            [h] => Some(HeadProofLeaf { stream: hex(&h.stream), version: h.version, hash: hex(&h.hash) }),
-            _ => return None,
+            Some(h) if h.stream == *stream => return None,
+            Some(h) => Some(HeadProofLeaf { stream: hex(&h.stream), version: h.version, hash: hex(&h.hash) }),
+            None => None,
         };
         Some(AbsenceProof { path: path.iter().map(|p| hex(p)).collect(), other })
     }
@@ -296,9 +350,9 @@ mod tests {
         // Computed with Python's hashlib from the definitions above: no stream, one, and three
         // (0x01.., 0x02.. and 0x90..: the first two part at bit 6, the third at bit 0).
         assert_eq!(HeadsMap::new(vec![]).unwrap().root(), EMPTY);
-        let one = HeadsMap::new(vec![head(1, 0)]).unwrap();
+        let mut one = HeadsMap::new(vec![head(1, 0)]).unwrap();
         assert_eq!(hex(&one.root()), "45ec141b8be8a5ef4881339e90d5edb9cf4e129fce2ca8e1c761e47f288eda8a");
-        let three = HeadsMap::new(vec![head(1, 0), head(2, 5), head(0x90, 1)]).unwrap();
+        let mut three = HeadsMap::new(vec![head(1, 0), head(2, 5), head(0x90, 1)]).unwrap();
         assert_eq!(hex(&three.root()), "83f1c72f99e058b3a64b56669dc246de176a211ce40dc17ce3017cd921930d73");
         assert_eq!(hex(&head(2, 5).leaf_data()[..24]), "020202020202020202020202020202020000000000000005");
         // The proof of 0x02..: siblings at depths 0..=6 (the 0x90 leaf, then empty subtrees down to
@@ -313,7 +367,7 @@ mod tests {
     #[test]
     fn every_head_proves_and_nothing_else_does() {
         let heads: Vec<StreamHead> = (1..=60u8).map(|n| head(n * 4, u64::from(n))).collect();
-        let map = HeadsMap::new(heads.clone()).unwrap();
+        let mut map = HeadsMap::new(heads.clone()).unwrap();
         let root = map.root();
         for h in &heads {
             let p = map.prove(&h.stream).unwrap();
@@ -329,7 +383,7 @@ mod tests {
             let mut dropped = p.clone();
             dropped.path.pop();
             assert!(dropped.verify(&root).is_err());
-            let other = HeadsMap::new(heads.iter().filter(|x| x.stream != [4; 16]).copied().collect()).unwrap();
+            let mut other = HeadsMap::new(heads.iter().filter(|x| x.stream != [4; 16]).copied().collect()).unwrap();
             assert!(p.verify(&other.root()).is_err());
             assert!(map.prove_absent(&h.stream).is_none());
             // A present stream has no absence proof; its own path with its leaf passed off as
@@ -349,11 +403,71 @@ mod tests {
             // The same proof says nothing of a stream that is there.
             assert!(a.verify(&root, &[4u8; 16]).is_err());
         }
-        let empty = HeadsMap::new(vec![]).unwrap();
-        empty.prove_absent(&[1; 16]).unwrap().verify(&empty.root(), &[1; 16]).unwrap();
-        let one = HeadsMap::new(vec![head(1, 0)]).unwrap();
+        let mut empty = HeadsMap::new(vec![]).unwrap();
+        let r = empty.root();
+        empty.prove_absent(&[1; 16]).unwrap().verify(&r, &[1; 16]).unwrap();
+        let mut one = HeadsMap::new(vec![head(1, 0)]).unwrap();
         assert!(one.prove(&[1; 16]).unwrap().path.is_empty());
-        one.prove_absent(&[2; 16]).unwrap().verify(&one.root(), &[2; 16]).unwrap();
+        let r = one.root();
+        one.prove_absent(&[2; 16]).unwrap().verify(&r, &[2; 16]).unwrap();
+    }
+
+    /// The subtree hash straight from the definitions, over a sorted slice: the reference the
+    /// kept-up-to-date map is compared with.
+    fn reference(heads: &[StreamHead], depth: usize) -> [u8; 32] {
+        match heads {
+            [] => EMPTY,
+            [one] => one.leaf_hash(),
+            _ => {
+                let split = heads.partition_point(|h| !bit(&h.stream, depth));
+                node(&reference(&heads[..split], depth + 1), &reference(&heads[split..], depth + 1))
+            }
+        }
+    }
+
+    #[test]
+    fn a_map_kept_up_to_date_equals_one_built_from_scratch() {
+        // Streams that share long prefixes (they differ in the last byte only, or in one bit
+        // anywhere) as well as random ones; heads set in a pseudo-random order, some several times.
+        let mut seed = 0x2026_1130_u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 11
+        };
+        let mut ids: Vec<[u8; 16]> = (0..40u8).map(|i| [i; 16]).collect();
+        ids.extend((0..20u8).map(|i| {
+            let mut id = [0x55; 16];
+            id[15] = i;
+            id
+        }));
+        ids.extend((0..128usize).step_by(9).map(|b| {
+            let mut id = [0u8; 16];
+            id[b / 8] = 1 << (7 - b % 8);
+            id
+        }));
+        let mut model = std::collections::BTreeMap::new();
+        let mut map = HeadsMap::new(vec![]).unwrap();
+        for round in 0..600u64 {
+            let id = ids[(next() % ids.len() as u64) as usize];
+            let head = StreamHead { stream: id, version: round, hash: [(round % 251) as u8; 32] };
+            model.insert(id, head);
+            map.set(head);
+            if round % 37 == 0 || round == 599 {
+                let sorted: Vec<StreamHead> = model.values().copied().collect();
+                assert_eq!(map.len(), sorted.len() as u64);
+                assert_eq!(map.root(), reference(&sorted, 0), "round {round}");
+                assert_eq!(HeadsMap::new(sorted.clone()).unwrap().root(), map.root());
+                let root = map.root();
+                for h in &sorted {
+                    assert_eq!(map.prove(&h.stream).unwrap().verify(&root).unwrap(), *h);
+                }
+                for id in &ids {
+                    if !model.contains_key(id) {
+                        map.prove_absent(id).unwrap().verify(&root, id).unwrap();
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -364,7 +478,7 @@ mod tests {
 
     #[test]
     fn malformed_proofs_are_errors_never_panics() {
-        let map = HeadsMap::new(vec![head(1, 0), head(2, 0)]).unwrap();
+        let mut map = HeadsMap::new(vec![head(1, 0), head(2, 0)]).unwrap();
         let mut p = map.prove(&[1; 16]).unwrap();
         p.path = vec!["zz".into()];
         assert!(p.verify(&map.root()).is_err());
