@@ -239,7 +239,9 @@ impl DataDir {
         let master = MasterKey::load(&self.master_key_file())?;
         let (store, rolled) = Store::open_with(&self.store_paths(), master, true)?;
         let Some((anchor, found)) = rolled else { return Ok((store, false)) };
+        let epoch = store.next_history();
         let payload = serde_json::json!({
+            "epoch": epoch,
             "anchor_size": anchor.size,
             "anchor_root": chronicle_core::Hash(anchor.root).to_hex(),
             "log_length": store.head().len,
@@ -263,7 +265,7 @@ impl DataDir {
             expected: ExpectedVersion::Any,
             commands: vec![cmd],
         })?;
-        store.accept_rollback()?;
+        store.accept_rollback(epoch)?;
         // The log is in a new history now: the tree is rebuilt from it, its MACs bound to the new
         // history, so that nothing kept from the one given up authenticates.
         drop(store);

@@ -188,6 +188,25 @@ fn the_log_of_a_history_given_up_is_refused_after_the_rollback() {
     let out = chronicle(&["serve", "--data-dir", dir.root.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("different histories"), "{out:?}");
+    // An operator who means to keep it accepts it, recorded in the log: a third history.
+    let (store, accepted) = dir.open_accepting_rollback("the given-up log is the right one after all").unwrap();
+    assert!(accepted);
+    assert_eq!(store.anchor().unwrap().epoch, 2);
+    drop(store);
+    assert!(dir.open().is_ok());
+    // The disk is lost again and the same old copy, a prefix of every history, is restored: it is
+    // refused, and accepting it is never stuck.
+    std::fs::remove_dir_all(dir.log_dir()).unwrap();
+    copy_dir(&older, &dir.log_dir());
+    let e = dir.open().err().expect("an old copy is refused").downcast::<OpenError>().unwrap();
+    assert!(matches!(e, OpenError::OtherHistory(_) | OpenError::RolledBack { .. }), "{e}");
+    let (store, accepted) = dir.open_accepting_rollback("restored the nightly copy again").unwrap();
+    assert!(accepted);
+    assert_eq!(store.anchor().unwrap().epoch, 3);
+    drop(store);
+    assert!(dir.open().is_ok());
+    let out = chronicle(&["verify", "--data-dir", dir.root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
     drop(tmp);
 }
 

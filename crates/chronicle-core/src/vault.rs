@@ -30,8 +30,8 @@
 //!   `nonce || XChaCha20-Poly1305(master, nonce, key, aad = DATA_KEY_AAD || key id)`;
 //! - tag 2, a destroyed key's tombstone: `2 | key id [16]`;
 //! - tag 3, the anchor: `3 | size u64 | root [32] | flags u8 | epoch u64 | mac [32]`, flags bit 0
-//!   set after a rollback was accepted (see [`Anchor::recovered`]), epoch counting the rollbacks
-//!   ever accepted (see [`Anchor::epoch`]), the mac being
+//!   set after a rollback was accepted (see [`Anchor::recovered`]), epoch the history the log is
+//!   in (see [`Anchor::epoch`]), the mac being
 //!   `BLAKE3("chronicle.vault-anchor.v1\n" ‖ master key ‖ the record before it)`; the last one in
 //!   the file is the anchor.
 //!
@@ -195,8 +195,8 @@ pub struct Anchor {
     /// recorded in the log): the log need not be consistent with it, but the ledger signs no
     /// checkpoint at a size up to it again, so it never signs two at one size.
     pub recovered: bool,
-    /// How many rollbacks were ever accepted: the history the log is in. It goes up by one with
-    /// each, and every later anchor carries it on. The store binds what it derives from one
+    /// The history the log is in: each accepted rollback starts a new one (named in the log's
+    /// record of it), and every later anchor carries it on. The store binds what it derives from one
     /// history (its tree's MACs) to it, so that nothing saved from a history the operator gave
     /// up authenticates in the next.
     pub epoch: u64,
@@ -369,7 +369,7 @@ impl Vault {
         self.anchor
     }
 
-    /// The history the log is in: how many rollbacks were ever accepted ([`Anchor::epoch`]).
+    /// The history the log is in ([`Anchor::epoch`]).
     pub fn epoch(&self) -> u64 {
         self.anchor.map_or(0, |a| a.epoch)
     }

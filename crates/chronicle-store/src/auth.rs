@@ -100,15 +100,15 @@ impl IntegrityKeys {
         mac(&self.stream_head, &[&stream.0, &version.to_be_bytes(), &position.to_be_bytes(), &hash.0])
     }
 
-    /// The MAC stored after an entry's wrapped content key: this position, this entry (its
-    /// signed payload commitment, unique per command), this wrapping. The wrapping lies outside
+    /// The MAC stored after an entry's wrapped content key: this entry (its position, recorded
+    /// time and signed payload commitment), this wrapping. The wrapping lies outside
     /// the entry's hash, and decides, before anything can be unwrapped, whether the entry reads
     /// as expunged: without the MAC, a destroyed key's id copied into a seal order's wrapping
-    /// would make a replay skip the order; without the commitment, an expunged entry's marked
-    /// wrapping from a history given up (an accepted rollback) would authenticate beside the
-    /// entry now at its position.
-    pub(crate) fn wrap(&self, position: u64, commitment: &Hash, wrapped: &[u8]) -> [u8; MAC_LEN] {
-        mac(&self.wrap, &[&position.to_be_bytes(), &commitment.0, wrapped])
+    /// would make a replay skip the order; without the entry's identity, an expunged entry's
+    /// marked wrapping from a history given up (an accepted rollback) would authenticate beside
+    /// the entry now at its position.
+    pub(crate) fn wrap(&self, site: &crate::layout::WrapSite, wrapped: &[u8]) -> [u8; MAC_LEN] {
+        mac(&self.wrap, &[&site.position.to_be_bytes(), &site.recorded.0.to_be_bytes(), &site.commitment.0, wrapped])
     }
 
     /// A stream head's share of the head record's digest: a second keyed function of the head,

@@ -44,8 +44,9 @@ pub enum OpenError {
         /// What the log holds instead.
         found: String,
     },
-    /// The log and the vault disagree on how many rollbacks were accepted: the log is one from a
-    /// history given up (put back after the rollback that gave it up), or the vault lost anchors.
+    /// The log and the vault are in different histories (each accepted rollback starts one): the
+    /// log is from before the last rollback accepted (a history given up, or an older copy), or
+    /// the vault lost its later anchors. An operator may accept the log as a rollback.
     #[error(
         "the log and the vault are from different histories: {0}; restore the log and the vault that belong together"
     )]

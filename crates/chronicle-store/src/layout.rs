@@ -29,7 +29,7 @@ use crate::Appended;
 use crate::auth::{self, IntegrityKeys, MAC_LEN};
 
 /// Store layout version, written at creation and checked at open.
-pub const STORE_FORMAT: u8 = 2;
+pub const STORE_FORMAT: u8 = 3;
 
 pub(crate) const ENTRY: u8 = b'e';
 pub(crate) const STREAM: u8 = b's';
@@ -233,11 +233,26 @@ pub struct EntryValue<'a> {
 /// ([`crate::IntegrityKeys`], over the position and the wrapping).
 pub const STORED_WRAP_LEN: usize = chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN + crate::auth::MAC_LEN;
 
-/// A wrapping with its MAC, as stored beside the entry at `position` whose statement commits to
-/// `commitment`.
-pub(crate) fn seal_wrap(keys: &crate::IntegrityKeys, position: u64, commitment: &Hash, wrapped: &[u8]) -> Vec<u8> {
+/// Which entry a wrapping belongs to, as its MAC binds it: the position, the recorded time and the
+/// statement's payload commitment. The three together tell apart the entries two histories put at
+/// one position, even the same command retried after a rollback (recorded at another time).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WrapSite {
+    pub(crate) position: u64,
+    pub(crate) recorded: Timestamp,
+    pub(crate) commitment: Hash,
+}
+
+impl WrapSite {
+    pub(crate) fn of(e: &chronicle_core::Entry) -> WrapSite {
+        WrapSite { position: e.position(), recorded: e.header.recorded_time, commitment: e.statement.commitment }
+    }
+}
+
+/// A wrapping with its MAC, as stored beside the entry at `site`.
+pub(crate) fn seal_wrap(keys: &crate::IntegrityKeys, site: &WrapSite, wrapped: &[u8]) -> Vec<u8> {
     let mut v = wrapped.to_vec();
-    v.extend_from_slice(&keys.wrap(position, commitment, wrapped));
+    v.extend_from_slice(&keys.wrap(site, wrapped));
     v
 }
 
@@ -245,15 +260,14 @@ pub(crate) fn seal_wrap(keys: &crate::IntegrityKeys, position: u64, commitment: 
 /// keys: `verify` with no master key).
 pub(crate) fn open_wrap<'a>(
     keys: Option<&crate::IntegrityKeys>,
-    position: u64,
-    commitment: &Hash,
+    site: &WrapSite,
     stored: &'a [u8],
 ) -> Option<&'a [u8]> {
     if stored.len() != STORED_WRAP_LEN {
         return None;
     }
     let (wrapped, m) = stored.split_at(chronicle_core::vault::WRAPPED_CONTENT_KEY_LEN);
-    if keys.is_some_and(|k| !crate::auth::same(&k.wrap(position, commitment, wrapped), m)) {
+    if keys.is_some_and(|k| !crate::auth::same(&k.wrap(site, wrapped), m)) {
         return None;
     }
     Some(wrapped)

@@ -93,11 +93,10 @@ impl Store {
             let (e, _) = crate::store::decode_stored(position, &stored)?;
             self.shared.check_leaves(&db, std::slice::from_ref(&e))?;
             let Some(stored_wrap) = ev.wrapped_key else { continue };
-            let commitment = e.statement.commitment;
-            let wrapped =
-                layout::open_wrap(Some(&self.shared.keys), position, &commitment, stored_wrap).ok_or_else(|| {
-                    ReadError::Damaged { position, reason: "its wrapped content key does not authenticate".into() }
-                })?;
+            let site = layout::WrapSite::of(&e);
+            let wrapped = layout::open_wrap(Some(&self.shared.keys), &site, stored_wrap).ok_or_else(|| {
+                ReadError::Damaged { position, reason: "its wrapped content key does not authenticate".into() }
+            })?;
             if Vault::wrapped_key_id(wrapped) == Some(to) || Vault::is_expunged_wrapping(wrapped) {
                 continue;
             }
@@ -112,7 +111,7 @@ impl Store {
                 layout::encode_entry_value(
                     ev.bytes,
                     &ev.hash,
-                    Some(&layout::seal_wrap(&self.shared.keys, position, &commitment, &rewrapped)),
+                    Some(&layout::seal_wrap(&self.shared.keys, &site, &rewrapped)),
                 ),
             );
             n += 1;
@@ -158,16 +157,15 @@ impl Store {
                     return Err(self.shared.damaged(&db, 's', reason));
                 }
                 let Some(stored) = stored else { continue };
-                let commitment = e.statement.commitment;
-                let wrapped =
-                    layout::open_wrap(Some(&self.shared.keys), position, &commitment, &stored).ok_or_else(|| {
-                        ReadError::Damaged { position, reason: "its wrapped content key does not authenticate".into() }
-                    })?;
+                let site = layout::WrapSite::of(&e);
+                let wrapped = layout::open_wrap(Some(&self.shared.keys), &site, &stored).ok_or_else(|| {
+                    ReadError::Damaged { position, reason: "its wrapped content key does not authenticate".into() }
+                })?;
                 let Some(id) = Vault::wrapped_key_id(wrapped).filter(|id| doomed.contains(id)) else { continue };
                 if Vault::is_expunged_wrapping(wrapped) {
                     continue;
                 }
-                let mark = layout::seal_wrap(&self.shared.keys, position, &commitment, &Vault::expunged_wrapping(&id));
+                let mark = layout::seal_wrap(&self.shared.keys, &site, &Vault::expunged_wrapping(&id));
                 batch.insert(
                     &layout::entry_key(position)[..],
                     layout::encode_entry_value(e.bytes(), &hash, Some(&mark)),

@@ -34,12 +34,22 @@ pub(crate) struct Opened {
     /// The heads of the registry and of the ledger's own stream.
     pub(crate) system: Vec<(StreamId, StreamHead)>,
     pub(crate) tree: TreeTail,
-    /// How many rollbacks the ledger's own stream records as accepted.
-    pub(crate) rollbacks: u64,
+    /// The history the log records itself in: the highest epoch its accepted rollbacks name
+    /// (0 if none).
+    pub(crate) history: u64,
 }
 
 /// The event type of the ledger's record of an accepted rollback.
 pub const ROLLBACK_ACCEPTED: &str = "ledger.rollback_accepted";
+
+/// The epoch an accepted rollback's entry names (the history the log went on in).
+pub(crate) fn rollback_epoch(e: &chronicle_core::Entry) -> Option<u64> {
+    if e.statement.stream != StreamId::LEDGER || e.statement.event_type.as_str() != ROLLBACK_ACCEPTED {
+        return None;
+    }
+    let payload = open_public(&e.statement.commitment, e.envelope()).ok()?;
+    serde_json::from_slice::<serde_json::Value>(payload).ok()?["epoch"].as_u64()
+}
 
 /// Why the store cannot use what it found.
 enum Problem {
@@ -177,9 +187,8 @@ fn check(db: &sled::Db, keys: &IntegrityKeys) -> Result<Opened, Problem> {
     let kept: BTreeMap<Vec<u8>, String> = ledger_entries.iter().filter_map(cosignature_kept).collect();
     check_cosignatures_kept(db, &kept).map_err(|reason| derived('w', reason))?;
     let tree = TreeTail::load(db, len, keys).map_err(|reason| derived('t', reason))?;
-    let rollbacks =
-        ledger_entries.iter().filter(|e| e.statement.event_type.as_str() == ROLLBACK_ACCEPTED).count() as u64;
-    Ok(Opened { record, registry, system, tree, rollbacks })
+    let history = ledger_entries.iter().filter_map(rollback_epoch).max().unwrap_or(0);
+    Ok(Opened { record, registry, system, tree, history })
 }
 
 /// Checks the stream heads (`h`): each authenticates and lies below the head, the system streams'

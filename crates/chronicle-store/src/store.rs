@@ -95,8 +95,8 @@ pub(crate) struct Shared {
     /// is held by the latter, every entry wrapped under a key is in sled, and none is being
     /// wrapped (see `rekey`).
     pub(crate) building: Mutex<()>,
-    /// How many rollbacks the log recorded as accepted when it was opened.
-    rollbacks: std::sync::atomic::AtomicU64,
+    /// The history the log recorded itself in when it was opened (see `repair::Opened`).
+    history: u64,
 }
 
 impl Shared {
@@ -324,15 +324,35 @@ impl Store {
             }
             break (store, rollback);
         };
-        // A log that records more accepted rollbacks than the vault counts, with none pending:
-        // the vault lost the anchors that counted them (written whole, or cut back).
-        let (recorded, counted) =
-            (store.shared.rollbacks.load(std::sync::atomic::Ordering::Acquire), store.anchor().map_or(0, |a| a.epoch));
-        if matches!(rollback, Ok(None)) && recorded > counted {
-            return Err(OpenError::OtherHistory(format!(
-                "the log records {recorded} accepted rollbacks, the vault counts {counted} (its later anchors are lost)"
-            )));
-        }
+        // Every accepted rollback is recorded in the log (naming the history it starts) before the
+        // vault moves to it. A log in an earlier history than the vault's is from before the last
+        // rollback accepted: a history given up, put back, or a copy older than that rollback. A
+        // log in a later one goes with a vault that lost its later anchors, or an acceptance was
+        // cut short. Either is refused, unless the operator accepts it as a rollback (recorded
+        // in the log again, and the vault moved to a history after both).
+        let (recorded, counted) = (store.shared.history, store.anchor().map_or(0, |a| a.epoch));
+        let rollback = match rollback {
+            Ok(found) if recorded != counted => {
+                let why = format!(
+                    "the log records itself in history {recorded}, the vault is in history {counted} (each accepted \
+                     rollback starts one)"
+                );
+                if !accept_rollback {
+                    return Err(OpenError::OtherHistory(format!(
+                        "{why}: if this log is the one to keep, accept it (`chronicle serve --accept-rollback REASON`, \
+                         recorded in the log)"
+                    )));
+                }
+                let anchor = store.anchor().unwrap_or(chronicle_core::Anchor {
+                    size: 0,
+                    root: [0; 32],
+                    recovered: true,
+                    epoch: counted,
+                });
+                Ok(Some(found.map_or((anchor, why.clone()), |(a, f)| (a, format!("{f}; {why}")))))
+            }
+            other => other,
+        };
         match rollback {
             Ok(None) => Ok((store, None)),
             Ok(Some((anchor, found))) if accept_rollback => Ok((store, Some((anchor, found)))),
@@ -375,32 +395,22 @@ impl Store {
         self.shared.vault.write().unwrap_or_else(std::sync::PoisonError::into_inner).set_anchor(anchor)
     }
 
-    /// Marks the vault's anchor recovered, after the rollback was recorded in the log: from then
-    /// on the log need not reach it, and the ledger signs no checkpoint at a size up to it.
-    pub fn accept_rollback(&self) -> Result<(), OpenError> {
-        // The epoch becomes the number of rollbacks the log records as accepted (this one among
-        // them): a new history, in which the tree's MACs of the old one no longer authenticate
-        // (the caller reopens the store, which rebuilds the tree from the log).
-        let epoch = self.rollbacks_recorded().map_err(|e| OpenError::Damaged(e.to_string()))?;
-        let mut v = self.shared.vault.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(a) = v.anchor() {
-            v.set_anchor(chronicle_core::Anchor { recovered: true, epoch, ..a })?;
-        }
-        Ok(())
+    /// The history an accepted rollback starts: one past both the vault's and the one the log
+    /// recorded itself in when opened. The caller records it in the rollback's entry, then
+    /// passes it to [`Store::accept_rollback`].
+    pub fn next_history(&self) -> u64 {
+        self.shared.history.max(self.anchor().map_or(0, |a| a.epoch)) + 1
     }
 
-    /// How many rollbacks the ledger's own stream records as accepted.
-    fn rollbacks_recorded(&self) -> Result<u64, ReadError> {
-        let (mut n, mut from) = (0, 0);
-        loop {
-            let page = self.read_stream(&StreamId::LEDGER, from, 1000)?;
-            n += page.iter().filter(|e| e.statement.event_type.as_str() == crate::repair::ROLLBACK_ACCEPTED).count()
-                as u64;
-            from += page.len() as u64;
-            if page.len() < 1000 {
-                return Ok(n);
-            }
-        }
+    /// Marks the vault's anchor recovered and moves it to history `epoch`, after the rollback was
+    /// recorded in the log naming it: from then on the log need not reach the anchor, the ledger
+    /// signs no checkpoint at a size up to it, and the tree's MACs of the history before no
+    /// longer authenticate (the caller reopens the store, which rebuilds the tree from the log).
+    pub fn accept_rollback(&self, epoch: u64) -> Result<(), OpenError> {
+        let mut v = self.shared.vault.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let a = v.anchor().unwrap_or(chronicle_core::Anchor { size: 0, root: [0; 32], recovered: true, epoch: 0 });
+        v.set_anchor(chronicle_core::Anchor { recovered: true, epoch, ..a })?;
+        Ok(())
     }
 
     fn start(paths: &StorePaths, db: sled::Db, vault: Vault, operator_rebuild: bool) -> Result<Store, OpenError> {
@@ -414,16 +424,7 @@ impl Store {
         let keys = IntegrityKeys::from_vault(&vault);
         let checking = std::time::Instant::now();
         let (opened, repaired) = crate::repair::open_checked(&db, &keys, &vault, operator_rebuild)?;
-        // Every rollback accepted is recorded in the log before the vault counts it: a log that
-        // records fewer than the vault counts is from before them, a history the operator gave up.
-        if opened.rollbacks < vault.epoch() {
-            return Err(OpenError::OtherHistory(format!(
-                "the vault counts {} accepted rollbacks, the log records {}",
-                vault.epoch(),
-                opened.rollbacks
-            )));
-        }
-        let rollbacks = opened.rollbacks;
+        let history = opened.history;
         let open_checks = checking.elapsed();
         if let Some(r) = &repaired {
             eprintln!("chronicle: {r}");
@@ -443,7 +444,7 @@ impl Store {
             failed: Mutex::new(None),
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             building: Mutex::new(()),
-            rollbacks: std::sync::atomic::AtomicU64::new(rollbacks),
+            history,
             keys,
             repaired,
             open_checks,
@@ -776,6 +777,12 @@ impl Store {
             if indexed.as_deref().and_then(layout::position_and_hash) != Some((h.position, h.hash)) {
                 let reason = format!("the index of stream {stream} lacks its last version {}", h.version);
                 return Err(self.shared.damaged(db, 's', reason));
+            }
+            // Nor does the index go on below `len` past the head (a head put back older).
+            let after = db.get(layout::stream_key(stream, h.version + 1))?;
+            if after.as_deref().and_then(layout::position_and_hash).is_some_and(|(p, _)| p < len) {
+                let reason = format!("the head of stream {stream} names version {}, the index goes on", h.version);
+                return Err(self.shared.damaged(db, 'h', reason));
             }
             return Ok(Some((h.version, h.hash)));
         }
@@ -1135,7 +1142,7 @@ impl Store {
                     .ok_or(ReadError::Payload { position, source: chronicle_core::SealError::KeyUnknown })?;
                 let wrapped = layout::decode_entry_value(&v)
                     .and_then(|ev| ev.wrapped_key)
-                    .and_then(|w| layout::open_wrap(Some(&self.shared.keys), position, &entry.statement.commitment, w))
+                    .and_then(|w| layout::open_wrap(Some(&self.shared.keys), &layout::WrapSite::of(entry), w))
                     .ok_or_else(|| ReadError::Damaged {
                         position,
                         reason: "its wrapped content key is missing or does not authenticate".into(),
@@ -1251,7 +1258,7 @@ impl Store {
                 let damaged = |reason: String| ReadError::Damaged { position, reason };
                 let wrapped = wrapped
                     .ok_or_else(|| damaged("a sealed entry is stored without its wrapped content key".into()))?;
-                let wrapped = layout::open_wrap(Some(&self.shared.keys), position, &st.commitment, wrapped)
+                let wrapped = layout::open_wrap(Some(&self.shared.keys), &layout::WrapSite::of(entry), wrapped)
                     .ok_or_else(|| damaged("its wrapped content key does not authenticate".into()))?;
                 let vault = self.shared.vault.read().map_err(|_| ReadError::Storage("vault lock poisoned".into()))?;
                 let cek = match vault.unwrap_content_key(position, wrapped) {

@@ -843,7 +843,7 @@ impl Walker {
                 let wrap_fault = match ev.wrapped_key {
                     None if sealed => Some("a sealed entry is stored without its wrapped content key".to_string()),
                     Some(_) if !sealed => Some("a public entry is stored with a wrapped content key".to_string()),
-                    Some(w) if layout::open_wrap(self.keys.as_ref(), position, &e.statement.commitment, w).is_none() => {
+                    Some(w) if layout::open_wrap(self.keys.as_ref(), &layout::WrapSite::of(&e), w).is_none() => {
                         Some("its wrapped content key does not authenticate at its position".to_string())
                     }
                     Some(w) => {
@@ -865,7 +865,7 @@ impl Walker {
                 let wrap_fault = wrap_fault.or_else(|| {
                     let content = self.content.as_ref()?;
                     let wrapped =
-                        layout::open_wrap(self.keys.as_ref(), position, &e.statement.commitment, ev.wrapped_key?)?;
+                        layout::open_wrap(self.keys.as_ref(), &layout::WrapSite::of(&e), ev.wrapped_key?)?;
                     match content.unwrap_content_key(position, wrapped) {
                         Ok(cek) => open_sealed(&cek, &e.statement.commitment, e.envelope())
                             .err()

@@ -321,7 +321,8 @@ impl State {
                     let wrapped = vault
                         .wrap_content_key(&kid, position, &cek)
                         .map_err(|e| AppendError::Storage(format!("wrapping a content key: {e}")))?;
-                    wrapped_key = Some(layout::seal_wrap(&shared.keys, position, &st.commitment, &wrapped));
+                    let site = layout::WrapSite { position, recorded, commitment: st.commitment };
+                    wrapped_key = Some(layout::seal_wrap(&shared.keys, &site, &wrapped));
                     seal(&cek, &st.commitment, cmd.salt(), cmd.payload())
                 }
             };

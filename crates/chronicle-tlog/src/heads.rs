@@ -269,8 +269,10 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex<const N: usize>(field: &str, s: &str) -> Result<[u8; N], HeadsError> {
-    let bad = || HeadsError::Invalid(format!("{field} is not {N} bytes of hex"));
-    if s.len() != 2 * N || !s.is_ascii() {
+    let bad = || HeadsError::Invalid(format!("{field} is not {N} bytes of lowercase hex"));
+    // One spelling per value: lowercase digits only (`from_str_radix` alone would take "+a"
+    // and uppercase, so that one proof had several forms).
+    if s.len() != 2 * N || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(bad());
     }
     let mut out = [0u8; N];
@@ -311,6 +313,9 @@ impl HeadProof {
 impl AbsenceProof {
     /// Checks that `stream` has no head in the map with this root.
     pub fn verify(&self, root: &[u8; 32], stream: &[u8; 16]) -> Result<(), HeadsError> {
+        if self.path.len() > PATH_MAX {
+            return Err(HeadsError::Invalid(format!("a path of {} hashes is longer than any", self.path.len())));
+        }
         let end = match &self.other {
             None => EMPTY,
             Some(o) => {
@@ -486,5 +491,20 @@ mod tests {
         assert!(p.verify(&map.root()).is_err());
         p.stream = "é".repeat(16);
         assert!(p.verify(&map.root()).is_err());
+        // Other spellings of a valid proof's hex are refused.
+        let good = map.prove(&[2; 16]).unwrap();
+        assert!(good.hash.contains('e'), "a hash with letters in it");
+        let mut upper = good.clone();
+        upper.hash = upper.hash.to_uppercase();
+        assert!(upper.verify(&map.root()).is_err());
+        let mut plus = good.clone();
+        plus.hash.replace_range(0..2, "+a");
+        assert!(plus.verify(&map.root()).is_err());
+        // An absence proof naming the stream itself, with a path longer than any.
+        let long = AbsenceProof {
+            path: vec![hex(&EMPTY); PATH_MAX + 1],
+            other: Some(HeadProofLeaf { stream: hex(&[1; 16]), version: 0, hash: hex(&[7; 32]) }),
+        };
+        assert!(long.verify(&map.root(), &[1; 16]).is_err());
     }
 }
