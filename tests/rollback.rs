@@ -26,6 +26,32 @@ fn fill(l: &Ledger, clerk: &chronicle_core::Signer, from: usize, n: usize) {
     }
 }
 
+/// A ledger that signed a checkpoint after `first` entries and another after `more` more, closed,
+/// with a copy of its log taken at the first: (its directory, the clerk, the copy, both sizes).
+fn signed_twice(
+    first: usize,
+    more: usize,
+) -> (tempfile::TempDir, chronicle::datadir::DataDir, chronicle_core::Signer, std::path::PathBuf, u64, u64) {
+    let l = Ledger::new();
+    let clerk = l.principal("clerk", chronicle_core::Role::RecordsClerk);
+    fill(&l, &clerk, 0, first);
+    let (s1, _) = sign(&l);
+    let (tmp, dir) = l.close();
+    let older = tmp.path().join("log-copy");
+    copy_dir(&dir.log_dir(), &older);
+    let l = Ledger::reopen(tmp, dir);
+    fill(&l, &clerk, first, more);
+    let (s2, _) = sign(&l);
+    let (tmp, dir) = l.close();
+    (tmp, dir, clerk, older, s1, s2)
+}
+
+/// Puts a copy of a log in place of the directory's log, as an insider or a restore would.
+fn put_log(dir: &chronicle::datadir::DataDir, from: &std::path::Path) {
+    std::fs::remove_dir_all(dir.log_dir()).unwrap();
+    copy_dir(from, &dir.log_dir());
+}
+
 fn sign(l: &Ledger) -> (u64, Vec<u8>) {
     let size = l.store.head().len;
     let note = l.store.sign_checkpoint(&l.dir.note_signer().unwrap(), &l.dir.info().unwrap().origin, size).unwrap();
@@ -34,22 +60,11 @@ fn sign(l: &Ledger) -> (u64, Vec<u8>) {
 
 #[test]
 fn a_log_restored_from_an_older_copy_is_refused_until_an_operator_accepts_it_in_the_log() {
-    let l = Ledger::new();
-    let clerk = l.principal("clerk", chronicle_core::Role::RecordsClerk);
-    fill(&l, &clerk, 0, 10);
-    let (s1, _) = sign(&l);
-    let (tmp, dir) = l.close();
-    let older = tmp.path().join("log-copy");
-    copy_dir(&dir.log_dir(), &older);
-    // The ledger goes on, and signs a checkpoint at a larger size.
-    let l = Ledger::reopen(tmp, dir);
-    fill(&l, &clerk, 10, 10);
-    let (s2, _) = sign(&l);
+    // The ledger goes on after a copy of its log is taken, and signs a checkpoint at a larger size.
+    let (tmp, dir, clerk, older, s1, s2) = signed_twice(10, 10);
     assert!(s2 > s1);
-    let (tmp, dir) = l.close();
     // An insider puts the older log back; the vault keeps its anchor at s2.
-    std::fs::remove_dir_all(dir.log_dir()).unwrap();
-    copy_dir(&older, &dir.log_dir());
+    put_log(&dir, &older);
 
     let e = dir.open().err().expect("a rolled-back log is refused");
     let e = e.downcast::<OpenError>().unwrap();
@@ -102,17 +117,7 @@ fn a_log_restored_from_an_older_copy_is_refused_until_an_operator_accepts_it_in_
 /// nor a false "rolled back".
 #[test]
 fn tree_chunks_from_a_history_given_up_do_not_authenticate_after_the_rollback() {
-    let l = Ledger::new();
-    let clerk = l.principal("clerk", chronicle_core::Role::RecordsClerk);
-    fill(&l, &clerk, 0, 10);
-    let (s1, _) = sign(&l);
-    let (tmp, dir) = l.close();
-    let older = tmp.path().join("log-copy");
-    copy_dir(&dir.log_dir(), &older);
-    let l = Ledger::reopen(tmp, dir);
-    fill(&l, &clerk, 10, 80);
-    let (s2, _) = sign(&l);
-    let (tmp, dir) = l.close();
+    let (tmp, dir, clerk, older, s1, s2) = signed_twice(10, 80);
     // The tree's second chunk (stored hashes 64..128, entries of about 32..64) as the history
     // about to be given up holds it: full, and different from what the new history will hold.
     let chunk_key = |c: u64| {
@@ -121,8 +126,7 @@ fn tree_chunks_from_a_history_given_up_do_not_authenticate_after_the_rollback() 
         k
     };
     let given_up = common::raw_db(&dir.log_dir()).get(chunk_key(1)).unwrap().unwrap().to_vec();
-    std::fs::remove_dir_all(dir.log_dir()).unwrap();
-    copy_dir(&older, &dir.log_dir());
+    put_log(&dir, &older);
     let (store, accepted) = dir.open_accepting_rollback("restored from the nightly copy").unwrap();
     assert!(accepted && s1 < s2);
     assert_eq!(store.anchor().unwrap().epoch, 1, "a new history");
@@ -159,29 +163,17 @@ fn tree_chunks_from_a_history_given_up_do_not_authenticate_after_the_rollback() 
 /// vault counts, and is refused rather than served.
 #[test]
 fn the_log_of_a_history_given_up_is_refused_after_the_rollback() {
-    let l = Ledger::new();
-    let clerk = l.principal("clerk", chronicle_core::Role::RecordsClerk);
-    fill(&l, &clerk, 0, 10);
-    sign(&l);
-    let (tmp, dir) = l.close();
-    let older = tmp.path().join("log-older");
-    copy_dir(&dir.log_dir(), &older);
-    let l = Ledger::reopen(tmp, dir);
-    fill(&l, &clerk, 10, 10);
-    sign(&l);
-    let (tmp, dir) = l.close();
+    let (tmp, dir, _, older, _, _) = signed_twice(10, 10);
     let given_up = tmp.path().join("log-given-up");
     copy_dir(&dir.log_dir(), &given_up);
-    std::fs::remove_dir_all(dir.log_dir()).unwrap();
-    copy_dir(&older, &dir.log_dir());
+    put_log(&dir, &older);
     let (store, accepted) = dir.open_accepting_rollback("restored from the nightly copy").unwrap();
     assert!(accepted);
     assert_eq!(store.anchor().unwrap().epoch, 1);
     drop(store);
     // The accepted log opens; the one given up does not.
     assert!(dir.open().is_ok());
-    std::fs::remove_dir_all(dir.log_dir()).unwrap();
-    copy_dir(&given_up, &dir.log_dir());
+    put_log(&dir, &given_up);
     let e = dir.open().err().expect("the log of the history given up is refused");
     let e = e.downcast::<OpenError>().unwrap();
     assert!(matches!(e, OpenError::OtherHistory(_)), "{e}");
@@ -196,8 +188,7 @@ fn the_log_of_a_history_given_up_is_refused_after_the_rollback() {
     assert!(dir.open().is_ok());
     // The disk is lost again and the same old copy, a prefix of every history, is restored: it is
     // refused, and accepting it is never stuck.
-    std::fs::remove_dir_all(dir.log_dir()).unwrap();
-    copy_dir(&older, &dir.log_dir());
+    put_log(&dir, &older);
     let e = dir.open().err().expect("an old copy is refused").downcast::<OpenError>().unwrap();
     assert!(matches!(e, OpenError::OtherHistory(_) | OpenError::RolledBack { .. }), "{e}");
     let (store, accepted) = dir.open_accepting_rollback("restored the nightly copy again").unwrap();

@@ -53,6 +53,14 @@ fn mac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; MAC_LEN] {
     *h.finalize().as_bytes()
 }
 
+/// XORs a keyed share into (or, again, out of) a digest that is the XOR of such shares: the
+/// projection overlay's and the stream heads'.
+pub(crate) fn xor_into(digest: &mut [u8; MAC_LEN], share: &[u8; MAC_LEN]) {
+    for (d, s) in digest.iter_mut().zip(share) {
+        *d ^= s;
+    }
+}
+
 /// Whether `found` is the MAC expected, compared in constant time.
 pub(crate) fn same(expected: &[u8; MAC_LEN], found: &[u8]) -> bool {
     <[u8; MAC_LEN]>::try_from(found).is_ok_and(|f| blake3::Hash::from(*expected) == blake3::Hash::from(f))

@@ -53,21 +53,29 @@ pub(crate) fn stream_key(stream: &StreamId, version: u64) -> [u8; 25] {
     k
 }
 
-pub(crate) fn stream_data_key(stream: &StreamId) -> [u8; 17] {
-    let mut k = [STREAM_DATA_KEY; 17];
+/// A key of one of the spaces keyed by stream id alone: prefix ‖ stream id.
+fn stream_keyed(prefix: u8, stream: &StreamId) -> [u8; 17] {
+    let mut k = [prefix; 17];
     k[1..].copy_from_slice(&stream.0);
     k
 }
 
+/// The stream a key of such a space names, if it is one of `prefix`.
+fn keyed_stream(prefix: u8, k: &[u8]) -> Option<StreamId> {
+    (k.len() == 17 && k[0] == prefix).then(|| StreamId(k[1..].try_into().unwrap_or_default()))
+}
+
+pub(crate) fn stream_data_key(stream: &StreamId) -> [u8; 17] {
+    stream_keyed(STREAM_DATA_KEY, stream)
+}
+
 pub(crate) fn stream_head_key(stream: &StreamId) -> [u8; 17] {
-    let mut k = [STREAM_HEAD; 17];
-    k[1..].copy_from_slice(&stream.0);
-    k
+    stream_keyed(STREAM_HEAD, stream)
 }
 
 /// The stream an `h` key names.
 pub(crate) fn stream_head_stream(k: &[u8]) -> Option<StreamId> {
-    (k.len() == 17 && k[0] == STREAM_HEAD).then(|| StreamId(k[1..].try_into().unwrap_or_default()))
+    keyed_stream(STREAM_HEAD, k)
 }
 
 /// A stream's head: its last version, where that entry is and what it hashes to. Kept under a
@@ -125,13 +133,6 @@ impl StreamHead {
     }
 }
 
-/// XORs one stream head's share into (or out of) the head record's digest of them all.
-pub(crate) fn toggle_head(digest: &mut [u8; MAC_LEN], mac: &[u8; MAC_LEN]) {
-    for (d, m) in digest.iter_mut().zip(mac) {
-        *d ^= m;
-    }
-}
-
 /// Encodes a `c` value: the data key id and its MAC, binding it to the stream.
 pub(crate) fn encode_binding(keys: &IntegrityKeys, stream: &StreamId, id: &DataKeyId) -> [u8; 48] {
     let mut v = [0u8; 48];
@@ -168,13 +169,11 @@ pub(crate) fn stream_key_version(k: &[u8]) -> Option<u64> {
 
 /// The stream a `c` key names.
 pub(crate) fn binding_stream(k: &[u8]) -> Option<StreamId> {
-    (k.len() == 17 && k[0] == STREAM_DATA_KEY).then(|| StreamId(k[1..].try_into().unwrap_or_default()))
+    keyed_stream(STREAM_DATA_KEY, k)
 }
 
 pub(crate) fn stream_prefix(stream: &StreamId) -> [u8; 17] {
-    let mut k = [STREAM; 17];
-    k[1..].copy_from_slice(&stream.0);
-    k
+    stream_keyed(STREAM, stream)
 }
 
 /// The `i` key of an author's idempotency key (hashed: no key holds plaintext).

@@ -103,12 +103,6 @@ pub struct ProjectionShape {
 /// The overlay's digest: XOR of each key's share ([`IntegrityKeys::projection_part`]).
 type Digest = [u8; 32];
 
-fn xor(d: &mut Digest, share: &[u8; 32]) {
-    for (a, b) in d.iter_mut().zip(share) {
-        *a ^= b;
-    }
-}
-
 /// A stored marker: position, generation, and the MAC over them, the snapshot record, the
 /// overlay's digest and the hash of the log's entry before the position.
 fn marker(
@@ -234,7 +228,7 @@ impl Store {
         for kv in self.shared.db()?.scan_prefix(overlay_prefix(generation)) {
             let (k, v) = kv?;
             let id: [u8; 16] = k[9..].try_into().map_err(|_| damaged("malformed overlay key".into()))?;
-            xor(&mut d, &keys.projection_part(&StreamId(id), &v));
+            crate::auth::xor_into(&mut d, &keys.projection_part(&StreamId(id), &v));
         }
         let log = log_hash_before(&*self.shared.db()?, next)?;
         if !marker_authenticates(keys, &m, &snapshot, &d, &log) {
@@ -266,9 +260,9 @@ impl Store {
                 return Err(damaged(format!("stream {s} written twice in one batch")));
             }
             if let Some(old) = db.get(overlay_key(generation, s))? {
-                xor(d, &keys.projection_part(s, &old));
+                crate::auth::xor_into(d, &keys.projection_part(s, &old));
             }
-            xor(d, &keys.projection_part(s, new));
+            crate::auth::xor_into(d, &keys.projection_part(s, new));
         }
         Ok(())
     }
@@ -401,7 +395,7 @@ impl Store {
         let keys = &self.shared.keys;
         let mut d = [0u8; 32];
         for (s, v) in &overlay {
-            xor(&mut d, &keys.projection_part(s, v));
+            crate::auth::xor_into(&mut d, &keys.projection_part(s, v));
         }
         let log = log_hash_before(&*self.shared.db()?, next)?;
         if !marker_authenticates(keys, &stored_marker, &snapshot, &d, &log) {
@@ -695,7 +689,7 @@ pub(crate) fn check_persisted(
             return Err(("r", "a malformed overlay key".into()));
         };
         if let Some(keys) = keys {
-            xor(&mut d, &keys.projection_part(&StreamId(id), &v));
+            crate::auth::xor_into(&mut d, &keys.projection_part(&StreamId(id), &v));
         }
     }
     let log = log_hash_before(db, next).map_err(|e| ("m", format!("the entry before the projection marker: {e}")))?;

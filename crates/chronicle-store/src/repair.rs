@@ -215,7 +215,7 @@ fn check_stream_heads(
                 format!("the head of stream {stream} names position {}, beyond the log", h.position),
             ));
         }
-        layout::toggle_head(&mut digest, &h.share(keys, &stream));
+        crate::auth::xor_into(&mut digest, &h.share(keys, &stream));
         if stream.is_system() {
             found.insert(stream, h);
         }
@@ -465,7 +465,7 @@ fn rebuild(
     let mut heads = [0u8; crate::auth::MAC_LEN];
     let mut batch = sled::Batch::default();
     for (n, (stream, h)) in streams.iter().enumerate() {
-        layout::toggle_head(&mut heads, &h.share(keys, stream));
+        crate::auth::xor_into(&mut heads, &h.share(keys, stream));
         batch.insert(&layout::stream_head_key(stream)[..], &h.encode(keys, stream)[..]);
         if (n + 1) % REBUILD_BATCH == 0 {
             db.apply_batch(std::mem::take(&mut batch)).map_err(io)?;

@@ -726,7 +726,7 @@ impl Walker {
                 None => return Err(bad(format!("a head for stream {stream}, which has no entries"))),
             }
             if let Some(keys) = &self.keys {
-                layout::toggle_head(&mut digest, &h.share(keys, &stream));
+                crate::auth::xor_into(&mut digest, &h.share(keys, &stream));
             }
             n += 1;
         }

@@ -566,10 +566,10 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
                 "a stream's head only moves forward",
             );
             if let Some(b) = before {
-                layout::toggle_head(&mut state.heads, &b.share(&shared.keys, &stream));
+                crate::auth::xor_into(&mut state.heads, &b.share(&shared.keys, &stream));
             }
             let stored = now.encode(&shared.keys, &stream);
-            layout::toggle_head(&mut state.heads, &now.share(&shared.keys, &stream));
+            crate::auth::xor_into(&mut state.heads, &now.share(&shared.keys, &stream));
             batch.insert(&layout::stream_head_key(&stream)[..], &stored[..]);
         }
         let count = |s: &StreamId| state.streams.get(s).map_or(0, |h| h.version + 1);
