@@ -149,14 +149,13 @@ fn write_seeds() {
     {
         seed("import_line", &format!("more-{i}"), raw.as_bytes());
     }
-    let size = store.head().len;
+    let note_signer = dir.note_signer().unwrap();
+    let (_, size, note) =
+        store.checkpoint_with_heads(&dir.ledger().unwrap(), &note_signer, "fuzz.chronicle.example/fixtures").unwrap();
     for p in 0..size {
         let e = store.entry(p).unwrap().unwrap();
         seed("entry_decode", &format!("entry-{p:02}"), e.bytes());
     }
-    let note_signer = dir.note_signer().unwrap();
-    store.sign_checkpoint(&note_signer, "fuzz.chronicle.example/fixtures", size).unwrap();
-    let note = store.checkpoint_at(size).unwrap().unwrap();
     let log_key = dir.log_key().unwrap();
     let case = imp.stream("case", "A-1");
     let bundle = chronicle_store::evidence::build_bundle(&store, &case, &note, size, &log_key, true).unwrap();

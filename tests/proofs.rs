@@ -67,7 +67,7 @@ fn the_heads_map_at_every_size_is_each_streams_last_entry_and_proves_it() {
     for size in 0..=entries.len() as u64 {
         let heads = l.store.stream_heads_at(size).unwrap();
         assert_eq!(heads, model(&entries, size), "size {size}");
-        let mut map = HeadsMap::new(heads.clone()).unwrap();
+        let map = HeadsMap::new(heads.clone()).unwrap();
         let root = map.root();
         for h in &heads {
             let p = map.prove(&h.stream).unwrap();
@@ -216,8 +216,8 @@ fn a_rollback_of_head_and_tail_together_is_caught_by_a_checkpoint_held_outside()
 
 fn bundle_for(l: &Ledger, s: chronicle_core::StreamId) -> (Bundle, String) {
     let origin = l.dir.info().unwrap().origin;
-    let size = l.store.head().len;
-    let note = l.store.sign_checkpoint(&l.dir.note_signer().unwrap(), &origin, size).unwrap();
+    let (_, size, note) =
+        l.store.checkpoint_with_heads(&l.dir.ledger().unwrap(), &l.dir.note_signer().unwrap(), &origin).unwrap();
     let key = l.dir.log_key().unwrap();
     (build_bundle(&l.store, &s, &note, size, &key, true).unwrap(), key)
 }
@@ -261,10 +261,10 @@ fn an_evidence_bundle_verifies_offline_and_tampered_bundles_are_rejected_precise
     let mut t = b.clone();
     t.entries.remove(0);
     assert!(matches!(verify_bundle(&t, &key), Err(EvidenceError::Chain { version: 0, .. })));
-    // The rotation left out of the registry: the new key is unknown when the last entry was signed.
+    // The rotation left out of the registry: the registry's committed head is missing.
     let mut t = b.clone();
     t.registry.pop();
-    assert!(matches!(verify_bundle(&t, &key), Err(EvidenceError::Signature { .. })));
+    assert!(matches!(verify_bundle(&t, &key), Err(EvidenceError::Incomplete(_))));
     // Content that is not what the author signed.
     let mut t = b.clone();
     t.content[1].payload = base64_encode(b"{\"i\":999}");
@@ -388,24 +388,28 @@ fn witness_cosignatures_are_checked_and_kept_beside_the_checkpoint() {
 fn the_checkpoint_policy_signs_after_m_entries_or_n_seconds_and_never_twice_for_one_size() {
     let (l, clerk) = filled(3);
     let signer = l.dir.note_signer().unwrap();
+    let ledger = l.dir.ledger().unwrap();
     let origin = l.dir.info().unwrap().origin;
     let policy = chronicle_store::CheckpointPolicy { entries: 5, interval: std::time::Duration::from_secs(3600) };
     // Nothing signed yet: the first call signs at the head.
-    let first = l.store.maybe_checkpoint(&signer, &origin, policy).unwrap().expect("first checkpoint");
+    let first = l.store.maybe_checkpoint(&ledger, &signer, &origin, policy).unwrap().expect("first checkpoint");
     assert_eq!(verify_checkpoint(&first, &l.dir.log_key().unwrap()).unwrap().size, l.store.head().len);
     // Fewer than M new entries and N not elapsed: nothing.
     let s = stream("p");
     for i in 0..4 {
         l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, &format!("p{i}"), "{}")]).unwrap();
     }
-    assert!(l.store.maybe_checkpoint(&signer, &origin, policy).unwrap().is_none());
+    assert!(l.store.maybe_checkpoint(&ledger, &signer, &origin, policy).unwrap().is_none());
     // The M-th entry makes one due.
     l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "p4", "{}")]).unwrap();
-    assert!(l.store.maybe_checkpoint(&signer, &origin, policy).unwrap().is_some());
-    assert!(l.store.maybe_checkpoint(&signer, &origin, policy).unwrap().is_none(), "nothing new, nothing signed");
+    assert!(l.store.maybe_checkpoint(&ledger, &signer, &origin, policy).unwrap().is_some());
+    assert!(
+        l.store.maybe_checkpoint(&ledger, &signer, &origin, policy).unwrap().is_none(),
+        "nothing new, nothing signed"
+    );
     // With N elapsed, a single new entry is enough.
     let quick = chronicle_store::CheckpointPolicy { entries: 1_000, interval: std::time::Duration::ZERO };
     l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "p5", "{}")]).unwrap();
-    assert!(l.store.maybe_checkpoint(&signer, &origin, quick).unwrap().is_some());
+    assert!(l.store.maybe_checkpoint(&ledger, &signer, &origin, quick).unwrap().is_some());
     assert_eq!(l.store.checkpoints().unwrap().len(), 3);
 }

@@ -50,10 +50,11 @@ fn snapshot_path(root: &Path) -> PathBuf {
     files.remove(0)
 }
 
+/// Commits the stream heads and signs the checkpoint ending in the commitment (as the server
+/// does), so that evidence bundles can be made against it.
 fn sign(store: &Store, dir: &DataDir) -> u64 {
-    let size = store.head().len;
-    store.sign_checkpoint(&dir.note_signer().unwrap(), &dir.info().unwrap().origin, size).unwrap();
-    size
+    let origin = dir.info().unwrap().origin;
+    store.checkpoint_with_heads(&dir.ledger().unwrap(), &dir.note_signer().unwrap(), &origin).unwrap().1
 }
 
 fn cosign(store: &Store, dir: &DataDir, witness: &ed25519_dalek::SigningKey, size: u64) {

@@ -42,11 +42,18 @@ pub fn run(a: CheckpointArgs) -> Result<ExitCode> {
             None => bail!("no checkpoint is cosigned by every adopted witness yet (see `chronicle witness status`)"),
         }
     } else {
-        let size = a.size.unwrap_or(store.head().len);
-        if size == 0 {
+        if store.head().len == 0 {
             bail!("the log is empty: there is nothing to checkpoint");
         }
-        store.sign_checkpoint(&dir.note_signer()?, &info.origin, size)?;
+        // At the head, the stream heads are committed first, so that the checkpoint covers them;
+        // a past size is signed as the log was then.
+        let size = match a.size {
+            Some(size) => {
+                store.sign_checkpoint(&dir.note_signer()?, &info.origin, size)?;
+                size
+            }
+            None => store.checkpoint_with_heads(&dir.ledger()?, &dir.note_signer()?, &info.origin)?.1,
+        };
         store.cosigned_checkpoint(size)?
     };
     if a.json {

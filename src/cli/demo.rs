@@ -288,8 +288,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         bail!("a past background check did not reproduce");
     }
 
-    let size = store.head().len;
-    let note = store.sign_checkpoint(&dir.note_signer()?, &dir.info()?.origin, size)?;
+    let (_, size, note) = store.checkpoint_with_heads(&dir.ledger()?, &dir.note_signer()?, &dir.info()?.origin)?;
     let log_key = dir.log_key()?;
     let bundle = build_bundle(&store, &case, &note, size, &log_key, true)?;
     let proven = verify_bundle(&serde_json::from_slice(&serde_json::to_vec(&bundle)?)?, &log_key)?;

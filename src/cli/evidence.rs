@@ -87,10 +87,11 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
     let info = dir.info()?;
     let ledger = dir.ledger()?;
     let build = || {
-        let size = store.head().len;
-        let note = store
-            .sign_checkpoint(&dir.note_signer().map_err(|e| ServiceError::Persist(e.to_string()))?, &info.origin, size)
-            .map_err(|e| ServiceError::Persist(e.to_string()))?;
+        let persist = |e: &dyn std::fmt::Display| ServiceError::Persist(e.to_string());
+        // The stream heads are committed first, so that the bundle can prove every entry is there.
+        let note_signer = dir.note_signer().map_err(|e| persist(&e))?;
+        let (_, size, note) =
+            store.checkpoint_with_heads(&ledger, &note_signer, &info.origin).map_err(|e| persist(&e))?;
         let log_key = dir.log_key().map_err(|e| ServiceError::Persist(e.to_string()))?;
         let bundle = build_bundle(&store, &stream, &note, size, &log_key, !a.no_content)
             .map_err(|e| ServiceError::Persist(e.to_string()))?;
@@ -124,8 +125,10 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
 }
 
 /// Check an evidence bundle with no data directory: the checkpoint's signature against the log
-/// key you trust, every inclusion proof, the stream's chain from its first entry, every author
-/// signature against the registry as of that entry, and any content against its commitment.
+/// key you trust, every inclusion proof, the stream's chain from its first entry, that no entry
+/// of the stream or of the registry is left out (the ledger's heads commitment, the checkpoint's
+/// last entry, proves their last entries), every author signature against the registry as of
+/// that entry, and any content against its commitment.
 ///
 /// Exits 0 and says what was proved, or 1 naming what failed.
 ///
@@ -156,6 +159,8 @@ pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
                     "tree_size": p.tree_size,
                     "stream": p.stream,
                     "entries": p.entries,
+                    "complete_at": p.complete_at,
+                    "commitment_position": p.commitment_position,
                     "registry_entries": p.registry_entries,
                     "content_checked": p.content_checked,
                     "last_hash": p.last_hash.to_hex(),

@@ -315,6 +315,14 @@ impl Served {
         let limits = chronicle_server::Limits::default();
         let running = rt.block_on(chronicle_server::start(shared.clone(), loopback, transport, limits)).expect("serve");
         let addr = running.addr;
+        // The server signs its first checkpoint (committing the stream heads, an entry of the
+        // ledger's own stream) at once, and the next only after a minute: waited for here, so
+        // that what a test counts in the log is what the test did.
+        let started = std::time::Instant::now();
+        while store.latest_checkpoint().unwrap().is_none_or(|(size, _)| size < store.head().len) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "the server signed no checkpoint");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         Served { tmp: Some(tmp), dir, addr, rt, store, shared, running: Some(running) }
     }
 

@@ -181,7 +181,7 @@ pub async fn serve(
                     if tick % REFUSALS_FLUSH_EVERY_S == 0 {
                         let _ = s.records.flush_refusals(&s.ledger);
                     }
-                    s.records.store().maybe_checkpoint(&s.note, &s.origin, CheckpointPolicy::default())
+                    s.records.store().maybe_checkpoint(&s.ledger, &s.note, &s.origin, CheckpointPolicy::default())
                 })
                 .await;
             }

@@ -451,11 +451,10 @@ impl pb::proofs_server::Proofs for ProofsService {
                 0 => match store.latest_checkpoint().map_err(|e| status::of_checkpoint(&e))? {
                     Some((s, _)) => s,
                     None => {
-                        let len = store.head().len;
                         store
-                            .sign_checkpoint(&shared.note, &shared.origin, len)
-                            .map_err(|e| status::of_checkpoint(&e))?;
-                        len
+                            .checkpoint_with_heads(&shared.ledger, &shared.note, &shared.origin)
+                            .map_err(|e| status::of_checkpoint(&e))?
+                            .1
                     }
                 },
                 s => s,

@@ -276,9 +276,27 @@ impl Store {
         Ok(note)
     }
 
-    /// Signs a checkpoint at the committed head if the policy says one is due.
+    /// Commits the stream heads (`ledger.stream_heads`, signed by `ledger`), then signs the
+    /// checkpoint whose last entry is the commitment (whatever was appended after it is left to
+    /// the next): proofs against it show a stream complete at the commitment's size, and no later
+    /// commitment lies below it. Returns the commitment, the checkpoint's size and its note.
+    pub fn checkpoint_with_heads(
+        &self,
+        ledger: &chronicle_core::Signer,
+        signer: &NoteSigner,
+        origin: &str,
+    ) -> Result<(crate::HeadsCommitment, u64, Vec<u8>), CheckpointError> {
+        let c = self.commit_stream_heads(ledger)?;
+        let size = c.position + 1;
+        let note = self.sign_checkpoint(signer, origin, size)?;
+        Ok((c, size, note))
+    }
+
+    /// Commits the stream heads and signs a checkpoint at the committed head (as
+    /// [`Store::checkpoint_with_heads`]) if the policy says one is due.
     pub fn maybe_checkpoint(
         &self,
+        ledger: &chronicle_core::Signer,
         signer: &NoteSigner,
         origin: &str,
         policy: CheckpointPolicy,
@@ -293,7 +311,7 @@ impl Store {
         if !due {
             return Ok(None);
         }
-        self.sign_checkpoint(signer, origin, len).map(Some)
+        self.checkpoint_with_heads(ledger, signer, origin).map(|(_, _, note)| Some(note))
     }
 
     /// Checks a witness's cosignature line over the checkpoint at `size` and keeps it: first in

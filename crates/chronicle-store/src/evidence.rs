@@ -1,11 +1,15 @@
 //! Evidence bundles: one stream's entries with everything needed to check them with no data
 //! directory and no trust in the bureau.
 //!
-//! A bundle holds one signed checkpoint; an inclusion proof against it for every entry of the
-//! stream (from its first entry) and for every entry of the principal registry in the tree; and,
-//! optionally, the opened payloads (salt and content) so that a checker can match the content
-//! against the commitment each author signed. [`verify_bundle`] checks all of it against the log's
-//! verifier key given by the checker (never the key inside the bundle) and says what it proved.
+//! A bundle holds one signed checkpoint; the last heads commitment it covers (a
+//! `ledger.stream_heads` entry, see `commitment`) with its inclusion proof; an inclusion proof
+//! for every entry of the stream up to that commitment's size, and for every entry of the
+//! principal registry in the tree; the heads-map proofs of the stream's and the registry's heads
+//! at the commitment's size, which show that nothing was left out of either (from the end or the
+//! middle); and, optionally, the opened payloads (salt and content) so that a checker can match
+//! the content against the commitment each author signed. [`verify_bundle`] checks all of it
+//! against the log's verifier key given by the checker (never the key inside the bundle) and
+//! says what it proved.
 
 use std::collections::BTreeMap;
 
@@ -15,13 +19,27 @@ use chronicle_core::payload::{SALT_LEN, commitment};
 use chronicle_core::registry::RegistryEvent;
 use chronicle_core::sign::verify_statement;
 use chronicle_core::{Entry, Hash, PayloadKind, Registry, StreamId};
+use chronicle_tlog::heads::HeadProof;
 use chronicle_tlog::{InclusionProof, verify_checkpoint};
 use serde::{Deserialize, Serialize};
 
+use crate::commitment::commitment_of;
 use crate::store::Store;
 
 /// Format tag of a bundle.
-pub const BUNDLE_FORMAT: &str = "chronicle-evidence/v1";
+pub const BUNDLE_FORMAT: &str = "chronicle-evidence/v2";
+
+/// What shows a bundle complete: the heads commitment and the heads it proves.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Completeness {
+    /// The `ledger.stream_heads` entry, with its inclusion proof against the checkpoint.
+    pub commitment: InclusionProof,
+    /// The stream's head in the committed map.
+    pub stream_head: HeadProof,
+    /// The principal registry's head in the committed map.
+    pub registry_head: HeadProof,
+}
 
 /// An opened payload: the salt and the content, both base64.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -51,6 +69,9 @@ pub struct Bundle {
     pub entries: Vec<InclusionProof>,
     /// Every principal-registry entry in the tree, each with its inclusion proof.
     pub registry: Vec<InclusionProof>,
+    /// The proof that the stream's entries (and the registry's, up to the commitment's size)
+    /// are all there.
+    pub completeness: Completeness,
     /// Opened payloads, if the bundle carries content.
     #[serde(default)]
     pub content: Vec<OpenedPayload>,
@@ -61,14 +82,20 @@ pub struct Bundle {
 #[non_exhaustive]
 pub enum BundleError {
     /// The stream has no entries in the tree.
-    #[error("stream {0} has no entries covered by the checkpoint")]
+    #[error("stream {0} has no entries covered by the checkpoint's heads commitment")]
     EmptyStream(StreamId),
+    /// The checkpoint's last entry is not a heads commitment.
+    #[error("the checkpoint at size {0} does not end in a heads commitment (commit the stream heads, then sign)")]
+    NoCommitment(u64),
     /// Reading failed.
     #[error("{0}")]
     Read(String),
 }
 
-/// Builds a bundle for `stream` against the checkpoint note `checkpoint` of `size` entries.
+/// Builds a bundle for `stream` against the checkpoint note `checkpoint` of `size` entries, whose
+/// last entry is a heads commitment (see [`Store::checkpoint_with_heads`]): the stream's entries
+/// up to the commitment's size (the caller commits the heads just before, so that they are all
+/// of them).
 pub fn build_bundle(
     store: &Store,
     stream: &StreamId,
@@ -94,10 +121,18 @@ pub fn build_bundle(
         }
         Ok(out)
     };
-    let entries = collect(stream)?;
-    if entries.is_empty() {
-        return Err(BundleError::EmptyStream(*stream));
+    let (commitment, commitment_entry) = store
+        .heads_commitment_below(size)
+        .map_err(|x| read(&x))?
+        .filter(|(c, _)| c.position + 1 == size)
+        .ok_or(BundleError::NoCommitment(size))?;
+    let map = store.heads_map_of(&commitment).map_err(|x| read(&x))?;
+    let entries: Vec<Entry> = collect(stream)?.into_iter().filter(|e| e.position() < commitment.size).collect();
+    let stream_head = map.prove(&stream.0).ok_or(BundleError::EmptyStream(*stream))?;
+    if entries.is_empty() || entries.last().map(|e| e.hash().0) != Some(head_hash(&stream_head)) {
+        return Err(read(&format!("the heads map's head of stream {stream} is not its last entry")));
     }
+    let registry_head = map.prove(&StreamId::REGISTRY.0).ok_or_else(|| read(&"the heads map has no registry"))?;
     let registry = collect(&StreamId::REGISTRY)?;
     let mut content = Vec::new();
     if with_content {
@@ -122,8 +157,18 @@ pub fn build_bundle(
         log_key: log_key.to_string(),
         entries: entries.iter().map(proof_of).collect::<Result<_, _>>()?,
         registry: registry.iter().map(proof_of).collect::<Result<_, _>>()?,
+        completeness: Completeness { commitment: proof_of(&commitment_entry)?, stream_head, registry_head },
         content,
     })
+}
+
+/// The entry hash a head proof names (its hex was written by the map; zero if malformed).
+fn head_hash(p: &HeadProof) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    if hex::decode_to_slice(&p.hash, &mut h).is_err() {
+        return [0; 32];
+    }
+    h
 }
 
 /// A bundle does not check out. Each variant names what failed and where.
@@ -171,6 +216,9 @@ pub enum EvidenceError {
     /// Opened content does not match the commitment its author signed.
     #[error("content given for position {0} does not match the commitment its author signed")]
     Content(u64),
+    /// The heads commitment or a head proof does not hold, or entries are missing.
+    #[error("incomplete: {0}")]
+    Incomplete(String),
 }
 
 /// What a bundle proved.
@@ -184,6 +232,11 @@ pub struct Proven {
     pub stream: String,
     /// The stream's entries, versions 0..entries.
     pub entries: u64,
+    /// The log size at which the stream and the registry are proven complete (the heads
+    /// commitment's size).
+    pub complete_at: u64,
+    /// The position of the heads commitment.
+    pub commitment_position: u64,
     /// Registry entries used to judge signatures.
     pub registry_entries: u64,
     /// Payloads whose content matched the signed commitment.
@@ -198,11 +251,16 @@ impl Proven {
         format!(
             "verified: the checkpoint of log {origin} at tree size {size} is signed by the given log key; \
              all {n} entries of stream {stream} (versions 0 to {last}, chained from the stream's first entry, \
-             last entry hash {hash}) are included in that tree; each was signed by its author with a key \
-             that the ledger's registry ({r} registry entries, chained from the genesis entry and also \
-             included in the tree) showed as valid at that point of the log; {c}",
+             last entry hash {hash}) are included in that tree, and the ledger's heads commitment at position \
+             {cpos} (signed by the ledger, included in the tree) shows the stream had exactly these entries among \
+             the log's first {at}: none is left out; each was signed by its author with a key \
+             that the ledger's registry ({r} registry entries, chained from the genesis entry, included in \
+             the tree, and complete up to the same size by the same commitment) showed as valid at that point \
+             of the log; {c}",
             origin = self.origin,
             size = self.tree_size,
+            cpos = self.commitment_position,
+            at = self.complete_at,
             n = self.entries,
             stream = self.stream,
             last = self.entries.saturating_sub(1),
@@ -283,6 +341,8 @@ pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceE
             reason: "the registry does not start at the genesis entry".into(),
         });
     }
+    let commitment_entry = included(&bundle.completeness.commitment, cp.size, cp.root)?;
+    let heads = complete(bundle, cp.size, &commitment_entry, &stream, &entries, &registry)?;
 
     // Replay the registry and the stream together in log order: each signature is judged against
     // the registry as it stood just before the entry.
@@ -290,7 +350,7 @@ pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceE
     for e in &registry {
         timeline.insert(e.position(), (e, true));
     }
-    for e in &entries {
+    for e in entries.iter().chain([&commitment_entry]) {
         // A bundle about the registry stream itself lists its entries twice: keep them as registry.
         timeline.entry(e.position()).or_insert((e, false));
     }
@@ -305,6 +365,12 @@ pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceE
             reg.signing_key(st, public).map_err(|x| EvidenceError::Signature { position, reason: x.to_string() })?;
         if !verify_statement(&key, e.statement_bytes(), &e.signature) {
             return Err(EvidenceError::Signature { position, reason: "signature does not verify".into() });
+        }
+        if position == heads.position && !crate::store::ledger_stream_author(&reg, st) {
+            return Err(EvidenceError::Signature {
+                position,
+                reason: "the heads commitment is not signed by the ledger's own principal".into(),
+            });
         }
         if is_registry {
             let payload = public
@@ -332,8 +398,74 @@ pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceE
         tree_size: cp.size,
         stream: bundle.stream.clone(),
         entries: entries.len() as u64,
+        complete_at: heads.size,
+        commitment_position: heads.position,
         registry_entries: registry.len() as u64,
         content_checked,
         last_hash: entries.last().map(Entry::hash).unwrap_or(Hash::ZERO),
     })
+}
+
+/// Checks the bundle's completeness proof: the commitment entry is a heads commitment, the
+/// checkpoint's last entry, and the heads it proves are the stream's last entry and a registry entry the bundle holds (the chains,
+/// already checked from version 0, then hold every version up to them).
+fn complete(
+    bundle: &Bundle,
+    checkpoint_size: u64,
+    commitment_entry: &Entry,
+    stream: &StreamId,
+    entries: &[Entry],
+    registry: &[Entry],
+) -> Result<crate::commitment::HeadsCommitment, EvidenceError> {
+    let incomplete = |s: String| EvidenceError::Incomplete(s);
+    let c = match commitment_of(commitment_entry) {
+        Some(Ok(c)) => c,
+        Some(Err(reason)) => return Err(incomplete(format!("the heads commitment: {reason}"))),
+        None => {
+            return Err(incomplete(format!(
+                "the entry at position {} is not a heads commitment",
+                commitment_entry.position()
+            )));
+        }
+    };
+    let proven = |p: &HeadProof, of: &StreamId, what: &str| {
+        let head = p.verify(&c.root).map_err(|e| incomplete(format!("the {what}'s head: {e}")))?;
+        if head.stream != of.0 {
+            return Err(incomplete(format!("the {what}'s head proof is about stream {}", StreamId(head.stream))));
+        }
+        Ok(head)
+    };
+    // Only the checkpoint's last entry: no later commitment, showing more, lies below it.
+    if c.position + 1 != checkpoint_size {
+        return Err(incomplete(format!(
+            "the heads commitment at position {} is not the last entry of the checkpoint (tree size {checkpoint_size})",
+            c.position
+        )));
+    }
+    let head = proven(&bundle.completeness.stream_head, stream, "stream")?;
+    let last = entries.last().map(|e| (e.header.stream_version, e.hash().0));
+    if last != Some((head.version, head.hash)) {
+        let have = last.map_or("no entries".to_string(), |(v, _)| format!("entries up to version {v}"));
+        return Err(incomplete(format!(
+            "stream {stream} had {} entries among the log's first {} (its last, version {}, hash {}), the bundle \
+             holds {have}: entries are missing or changed",
+            head.version + 1,
+            c.size,
+            head.version,
+            hex::encode(head.hash)
+        )));
+    }
+    let reg = proven(&bundle.completeness.registry_head, &StreamId::REGISTRY, "registry")?;
+    let held = registry.get(reg.version as usize).map(|e| e.hash().0);
+    if held != Some(reg.hash) {
+        return Err(incomplete(format!(
+            "the registry had {} entries among the log's first {}, the bundle's registry does not hold its \
+             version {} (hash {}): registry entries (registrations, rotations, revocations) are missing",
+            reg.version + 1,
+            c.size,
+            reg.version,
+            hex::encode(reg.hash)
+        )));
+    }
+    Ok(c)
 }

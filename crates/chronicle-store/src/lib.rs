@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod checkpoint;
+pub mod commitment;
 mod db;
 mod derived;
 mod durability;
@@ -32,6 +33,7 @@ mod writer;
 
 pub use auth::IntegrityKeys;
 pub use checkpoint::{CheckpointError, CheckpointPolicy};
+pub use commitment::HeadsCommitment;
 pub use error::{AppendError, OpenError, ReadError};
 pub use layout::Head;
 pub use projection::{PROJECTION_BATCH, PersistedProjection, ProjectionShape, ProjectionWrite};

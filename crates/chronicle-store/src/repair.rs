@@ -37,6 +37,8 @@ pub(crate) struct Opened {
     /// The history the log records itself in: the highest epoch its accepted rollbacks name
     /// (0 if none).
     pub(crate) history: u64,
+    /// Every stream's head at the log's length, in stream id order (for the heads map).
+    pub(crate) heads: Vec<chronicle_tlog::heads::StreamHead>,
 }
 
 /// The event type of the ledger's record of an accepted rollback.
@@ -181,30 +183,32 @@ fn check(db: &sled::Db, keys: &IntegrityKeys) -> Result<Opened, Problem> {
             ));
         }
     }
-    check_stream_heads(db, keys, &record, &system)?;
+    let heads = check_stream_heads(db, keys, &record, &system)?;
     // Cosignatures kept are recorded in the ledger's own stream: the `w` space must hold exactly
     // those (a handful per checkpoint, checked whole).
     let kept: BTreeMap<Vec<u8>, String> = ledger_entries.iter().filter_map(cosignature_kept).collect();
     check_cosignatures_kept(db, &kept).map_err(|reason| derived('w', reason))?;
     let tree = TreeTail::load(db, len, keys).map_err(|reason| derived('t', reason))?;
     let history = ledger_entries.iter().filter_map(rollback_epoch).max().unwrap_or(0);
-    Ok(Opened { record, registry, system, tree, history })
+    Ok(Opened { record, registry, system, tree, history, heads })
 }
 
 /// Checks the stream heads (`h`): each authenticates and lies below the head, the system streams'
 /// are their last entries, and together they make the head record's digest, so that none was
-/// deleted, added or put back to an older one. One read per stream with entries.
+/// deleted, added or put back to an older one. One read per stream with entries. Returns every
+/// head, in stream id order.
 fn check_stream_heads(
     db: &sled::Db,
     keys: &IntegrityKeys,
     record: &HeadRecord,
     system: &[(StreamId, StreamHead)],
-) -> Result<(), Problem> {
+) -> Result<Vec<chronicle_tlog::heads::StreamHead>, Problem> {
     // Each head's own MAC is not checked here: its share, a second keyed function of the same
     // fields, already makes any change to it change the digest (readers check the MAC of each
     // head they use). The cost is one sled read and one keyed hash per stream.
     let mut digest = [0u8; crate::auth::MAC_LEN];
     let mut found: HashMap<StreamId, StreamHead> = HashMap::new();
+    let mut heads = Vec::new();
     for kv in db.scan_prefix([layout::STREAM_HEAD]) {
         let (k, v) = kv.map_err(io)?;
         let stream = layout::stream_head_stream(&k).ok_or_else(|| derived('h', "a malformed stream head key"))?;
@@ -216,6 +220,7 @@ fn check_stream_heads(
             ));
         }
         crate::auth::xor_into(&mut digest, &h.share(keys, &stream));
+        heads.push(chronicle_tlog::heads::StreamHead { stream: stream.0, version: h.version, hash: h.hash.0 });
         if stream.is_system() {
             found.insert(stream, h);
         }
@@ -231,7 +236,7 @@ fn check_stream_heads(
             return Err(derived('h', format!("the head of stream {stream} is not its last entry")));
         }
     }
-    Ok(())
+    Ok(heads)
 }
 
 /// Reads a system stream through its index and checks that the index holds exactly `count`

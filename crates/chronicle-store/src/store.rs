@@ -97,6 +97,10 @@ pub(crate) struct Shared {
     pub(crate) building: Mutex<()>,
     /// The history the log recorded itself in when it was opened (see `repair::Opened`).
     history: u64,
+    /// Every stream's head at the published length (see `commitment`).
+    pub(crate) live_heads: Mutex<crate::commitment::LiveHeads>,
+    /// The heads commitments this process made, with their maps; one made at a time.
+    pub(crate) commitments: Mutex<crate::commitment::Kept>,
 }
 
 impl Shared {
@@ -212,7 +216,15 @@ impl Shared {
     pub(crate) fn registry_snapshot(&self) -> Arc<Registry> {
         self.registry.read().map(|r| r.clone()).unwrap_or_default()
     }
-    pub(crate) fn publish(&self, head: Head, registry: Option<Registry>) {
+    /// Publishes the groups up to `head`: the heads they moved go into the heads map first, so
+    /// that the map is never behind what a reader can see.
+    pub(crate) fn publish(
+        &self,
+        head: Head,
+        registry: Option<Registry>,
+        moved: impl IntoIterator<Item = chronicle_tlog::heads::StreamHead>,
+    ) {
+        self.live_heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).publish(moved, head.len);
         if let Some(r) = registry
             && let Ok(mut g) = self.registry.write()
         {
@@ -423,13 +435,15 @@ impl Store {
         }
         let keys = IntegrityKeys::from_vault(&vault);
         let checking = std::time::Instant::now();
-        let (opened, repaired) = crate::repair::open_checked(&db, &keys, &vault, operator_rebuild)?;
+        let (mut opened, repaired) = crate::repair::open_checked(&db, &keys, &vault, operator_rebuild)?;
         let history = opened.history;
         let open_checks = checking.elapsed();
         if let Some(r) = &repaired {
             eprintln!("chronicle: {r}");
         }
         let head = opened.record.head;
+        let live_heads = crate::commitment::LiveHeads::new(std::mem::take(&mut opened.heads), head.len)
+            .map_err(OpenError::Damaged)?;
         let durability = Durability::new(&paths.log).map_err(|e| OpenError::Io(e.to_string()))?;
         let (committed, _) = watch::channel(head);
         let shared = Arc::new(Shared {
@@ -445,6 +459,8 @@ impl Store {
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             building: Mutex::new(()),
             history,
+            live_heads: Mutex::new(live_heads),
+            commitments: Mutex::new(Default::default()),
             keys,
             repaired,
             open_checks,

@@ -243,6 +243,13 @@ pub enum Fault {
         /// What is wrong.
         reason: String,
     },
+    /// A `ledger.stream_heads` entry is malformed, out of order, or commits to heads other than
+    /// the log's at its size.
+    #[error("heads commitment invalid: {reason}")]
+    HeadsCommitment {
+        /// What is wrong.
+        reason: String,
+    },
     /// sled could not read an item.
     #[error("storage error: {reason}")]
     Storage {
@@ -270,6 +277,7 @@ impl Fault {
             | Fault::BadSignature
             | Fault::RegistryRejected { .. }
             | Fault::WrongStream { .. }
+            | Fault::HeadsCommitment { .. }
             | Fault::RolledBack { .. }
             | Fault::Forked { .. } => "e",
             Fault::IndexMismatch | Fault::IndexInvalid { .. } => "s",
@@ -334,6 +342,8 @@ pub struct Report {
     pub sealed_entries: u64,
     /// Signed checkpoints checked.
     pub checkpoints: u64,
+    /// Heads commitments (`ledger.stream_heads`) recomputed and found to hold.
+    pub heads_commitments: u64,
     /// Entries whose payload key was destroyed (expunged content): they still verify.
     pub keys_destroyed: u64,
     /// The first fault, if any.
@@ -383,6 +393,59 @@ struct Walker {
     /// Check the entries alone (chains, signatures, authors, stream rules), not what the store
     /// derived from them: for a rebuild, which is about to make that anew.
     entries_only: bool,
+    /// The heads map, to recompute every heads commitment.
+    heads: HeadsCheck,
+}
+
+/// The heads map as the walk goes, to recompute each heads commitment. The map lags behind the
+/// walk: the heads moved since the last commitment's size wait in `unapplied` until the next
+/// commitment names its size (which is past the previous commitment's position), so the map only
+/// ever moves forward.
+#[derive(Default)]
+struct HeadsCheck {
+    map: chronicle_tlog::heads::HeadsMap,
+    unapplied: std::collections::VecDeque<(u64, chronicle_tlog::heads::StreamHead)>,
+    last: Option<crate::commitment::HeadsCommitment>,
+    commitments: u64,
+}
+
+impl HeadsCheck {
+    /// Checks the commitment an entry records, if it is one, against the heads before it.
+    fn check(&mut self, e: &Entry) -> Result<(), Fault> {
+        let Some(c) = crate::commitment::commitment_of(e) else { return Ok(()) };
+        let bad = |reason: String| Fault::HeadsCommitment { reason };
+        let c = c.map_err(bad)?;
+        if let Some(last) = self.last
+            && c.size <= last.position
+        {
+            return Err(bad(format!(
+                "its size {} does not cover the commitment before it (at position {})",
+                c.size, last.position
+            )));
+        }
+        while let Some((position, head)) = self.unapplied.front().copied()
+            && position < c.size
+        {
+            self.map.set(head);
+            self.unapplied.pop_front();
+        }
+        if self.map.root() != c.root {
+            return Err(bad(format!(
+                "its root {} is not the root of the stream heads at size {} ({})",
+                hex::encode(c.root),
+                c.size,
+                hex::encode(self.map.root())
+            )));
+        }
+        self.last = Some(c);
+        self.commitments += 1;
+        Ok(())
+    }
+
+    fn moved(&mut self, position: u64, stream: &StreamId, version: u64, hash: &Hash) {
+        let head = chronicle_tlog::heads::StreamHead { stream: stream.0, version, hash: hash.0 };
+        self.unapplied.push_back((position, head));
+    }
 }
 
 impl Walker {
@@ -406,6 +469,7 @@ impl Walker {
             last_key: HashMap::new(),
             kept: std::collections::BTreeMap::new(),
             entries_only,
+            heads: HeadsCheck::default(),
         }
     }
 
@@ -641,6 +705,7 @@ pub fn verify_log_against(
         signatures_verified: w.signatures,
         sealed_entries: w.sealed,
         checkpoints,
+        heads_commitments: w.heads.commitments,
         keys_destroyed: w.destroyed_entries,
         fault,
     })
@@ -997,6 +1062,8 @@ impl Walker {
                 .apply(position, &st.author, &ev)
                 .map_err(|err| at(Fault::RegistryRejected { reason: err.to_string() }))?;
         }
+        self.heads.check(&e).map_err(at)?;
+        self.heads.moved(position, &st.stream, h.stream_version, &hash);
         if self.entries_only {
             self.streams.insert(st.stream, layout::StreamHead { version: h.stream_version, position, hash });
             self.prev_hash = hash;

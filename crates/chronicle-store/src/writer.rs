@@ -374,6 +374,8 @@ pub(crate) fn recorded_time_of(shared: &Shared, db: &sled::Db, position: u64) ->
 pub(crate) struct Group {
     wrote: bool,
     head: Head,
+    /// The heads of the streams the group appended to.
+    moved: Vec<chronicle_tlog::heads::StreamHead>,
     registry: Option<Registry>,
     answers: Vec<(Reply, Result<AppendReceipt, AppendError>)>,
 }
@@ -496,12 +498,13 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
     let mut registry_changed = false;
     let mut answers = Vec::with_capacity(jobs.len());
     let mut wrote = false;
+    let mut moved = Vec::new();
     let db = match shared.db() {
         Ok(db) => db,
         Err(e) => {
             shared.fail(e.to_string());
             let answers = jobs.into_iter().map(|j| (j.reply, Err(AppendError::Storage(e.to_string())))).collect();
-            return Group { wrote: false, head: state.head, registry: None, answers };
+            return Group { wrote: false, head: state.head, moved: Vec::new(), registry: None, answers };
         }
     };
     let group_start = state.head;
@@ -552,7 +555,7 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
             .collect();
         state.pending_idem.clear();
         state.touched.clear();
-        return Group { wrote: false, head: group_start, registry: None, answers };
+        return Group { wrote: false, head: group_start, moved: Vec::new(), registry: None, answers };
     }
     if wrote {
         invariant(state.head.len >= group_start.len, "the log never shrinks");
@@ -561,6 +564,7 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
         // Each stream appended to: its new head, and the digest of all heads moved with it.
         for (stream, before) in std::mem::take(&mut state.touched) {
             let Some(now) = state.streams.get(&stream).copied() else { continue };
+            moved.push(chronicle_tlog::heads::StreamHead { stream: stream.0, version: now.version, hash: now.hash.0 });
             invariant(
                 before.is_none_or(|b| now.version > b.version && now.position > b.position),
                 "a stream's head only moves forward",
@@ -587,7 +591,7 @@ fn apply_group(shared: &Shared, state: &mut State, jobs: Vec<Job>) -> Group {
     }
     state.pending_idem.clear();
     state.touched.clear();
-    Group { wrote, head: state.head, registry: registry_changed.then(|| state.registry.clone()), answers }
+    Group { wrote, head: state.head, moved, registry: registry_changed.then(|| state.registry.clone()), answers }
 }
 
 /// A broken invariant of the writer is a bug in this program, not bad input: the process stops
@@ -658,16 +662,18 @@ pub(crate) fn sync_loop(shared: Arc<Shared>, mut durability: Durability, rx: Rec
         }
         let mut head = None;
         let mut registry = None;
+        let mut moved = Vec::new();
         for g in &mut groups {
             head = Some(g.head);
             if g.registry.is_some() {
                 registry = g.registry.take();
             }
+            moved.append(&mut g.moved);
         }
         if outcome.is_ok()
             && let Some(h) = head
         {
-            shared.publish(h, registry);
+            shared.publish(h, registry, moved);
         }
         for g in groups {
             for (reply, r) in g.answers {

@@ -17,6 +17,8 @@
 //! of another stream that shares the path so far (if the stream were there, that subtree would
 //! hold two streams and would not be a single leaf).
 
+use std::sync::{Arc, OnceLock};
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -122,16 +124,25 @@ pub struct HeadProofLeaf {
 /// The heads of every stream, kept up to date as streams move: built once from sorted heads,
 /// then each stream's head set in place. Hashes are recomputed lazily, only on the paths that
 /// changed, when a root or a proof is asked for.
+///
+/// The map is persistent: a clone is a snapshot that costs one pointer, shares every subtree
+/// with the map, and stays as it was while the map moves on (a set copies the nodes on its path
+/// that a snapshot still holds). A commitment keeps its snapshot, so its proofs are `O(log n)`
+/// whatever happened since.
+#[derive(Clone)]
 pub struct HeadsMap {
-    root: Node,
+    root: Arc<Node>,
     len: u64,
 }
 
 /// A subtree: no stream, one stream's leaf, or a split on the next bit holding two or more.
+/// An inner node's hash is computed once; a node is never changed while shared, so the hash
+/// stays valid for every snapshot that holds it.
+#[derive(Clone)]
 enum Node {
     Empty,
     Leaf(StreamHead),
-    Inner { left: Box<Node>, right: Box<Node>, hash: Option<[u8; 32]> },
+    Inner { left: Arc<Node>, right: Arc<Node>, hash: OnceLock<[u8; 32]> },
 }
 
 impl Node {
@@ -143,24 +154,19 @@ impl Node {
             _ => {
                 let split = heads.partition_point(|h| !bit(&h.stream, depth));
                 Node::Inner {
-                    left: Box::new(Node::build(&heads[..split], depth + 1)),
-                    right: Box::new(Node::build(&heads[split..], depth + 1)),
-                    hash: None,
+                    left: Arc::new(Node::build(&heads[..split], depth + 1)),
+                    right: Arc::new(Node::build(&heads[split..], depth + 1)),
+                    hash: OnceLock::new(),
                 }
             }
         }
     }
 
-    fn hash(&mut self) -> [u8; 32] {
+    fn hash(&self) -> [u8; 32] {
         match self {
             Node::Empty => EMPTY,
             Node::Leaf(h) => h.leaf_hash(),
-            Node::Inner { hash: Some(h), .. } => *h,
-            Node::Inner { left, right, hash } => {
-                let h = node(&left.hash(), &right.hash());
-                *hash = Some(h);
-                h
-            }
+            Node::Inner { left, right, hash } => *hash.get_or_init(|| node(&left.hash(), &right.hash())),
         }
     }
 
@@ -182,10 +188,19 @@ impl Node {
                 true
             }
             Node::Inner { left, right, hash } => {
-                *hash = None;
-                if bit(&head.stream, depth) { right.set(head, depth + 1) } else { left.set(head, depth + 1) }
+                *hash = OnceLock::new();
+                // Copied first if a snapshot still holds it.
+                let next = if bit(&head.stream, depth) { right } else { left };
+                Arc::make_mut(next).set(head, depth + 1)
             }
         }
+    }
+}
+
+impl Default for HeadsMap {
+    /// The map with no stream.
+    fn default() -> HeadsMap {
+        HeadsMap { root: Arc::new(Node::Empty), len: 0 }
     }
 }
 
@@ -195,12 +210,12 @@ impl HeadsMap {
         if let Some(i) = heads.windows(2).position(|w| w[0].stream >= w[1].stream) {
             return Err(HeadsError::OutOfOrder(i + 1));
         }
-        Ok(HeadsMap { root: Node::build(&heads, 0), len: heads.len() as u64 })
+        Ok(HeadsMap { root: Arc::new(Node::build(&heads, 0)), len: heads.len() as u64 })
     }
 
     /// Sets a stream's head (adding the stream if it had none).
     pub fn set(&mut self, head: StreamHead) {
-        if self.root.set(head, 0) {
+        if Arc::make_mut(&mut self.root).set(head, 0) {
             self.len += 1;
         }
     }
@@ -216,14 +231,14 @@ impl HeadsMap {
     }
 
     /// The map's root.
-    pub fn root(&mut self) -> [u8; 32] {
+    pub fn root(&self) -> [u8; 32] {
         self.root.hash()
     }
 
     /// The sibling hashes down `stream`'s path, and the subtree where it ends (empty or a leaf).
-    fn walk(&mut self, stream: &[u8; 16]) -> (Vec<[u8; 32]>, Option<StreamHead>) {
+    fn walk(&self, stream: &[u8; 16]) -> (Vec<[u8; 32]>, Option<StreamHead>) {
         let mut path = Vec::new();
-        let mut here = &mut self.root;
+        let mut here = &*self.root;
         let mut depth = 0;
         loop {
             match here {
@@ -232,7 +247,7 @@ impl HeadsMap {
                 Node::Inner { left, right, .. } => {
                     let (next, sibling) = if bit(stream, depth) { (right, left) } else { (left, right) };
                     path.push(sibling.hash());
-                    here = next;
+                    here = &**next;
                     depth += 1;
                 }
             }
@@ -240,7 +255,7 @@ impl HeadsMap {
     }
 
     /// The proof of a stream's head, or `None` if it has none (see [`HeadsMap::prove_absent`]).
-    pub fn prove(&mut self, stream: &[u8; 16]) -> Option<HeadProof> {
+    pub fn prove(&self, stream: &[u8; 16]) -> Option<HeadProof> {
         match self.walk(stream) {
             (path, Some(h)) if h.stream == *stream => Some(HeadProof {
                 stream: hex(&h.stream),
@@ -253,7 +268,7 @@ impl HeadsMap {
     }
 
     /// The proof that a stream has no head, or `None` if it has one.
-    pub fn prove_absent(&mut self, stream: &[u8; 16]) -> Option<AbsenceProof> {
+    pub fn prove_absent(&self, stream: &[u8; 16]) -> Option<AbsenceProof> {
         let (path, end) = self.walk(stream);
         let other = match end {
             Some(h) if h.stream == *stream => return None,
@@ -355,9 +370,9 @@ mod tests {
         // Computed with Python's hashlib from the definitions above: no stream, one, and three
         // (0x01.., 0x02.. and 0x90..: the first two part at bit 6, the third at bit 0).
         assert_eq!(HeadsMap::new(vec![]).unwrap().root(), EMPTY);
-        let mut one = HeadsMap::new(vec![head(1, 0)]).unwrap();
+        let one = HeadsMap::new(vec![head(1, 0)]).unwrap();
         assert_eq!(hex(&one.root()), "45ec141b8be8a5ef4881339e90d5edb9cf4e129fce2ca8e1c761e47f288eda8a");
-        let mut three = HeadsMap::new(vec![head(1, 0), head(2, 5), head(0x90, 1)]).unwrap();
+        let three = HeadsMap::new(vec![head(1, 0), head(2, 5), head(0x90, 1)]).unwrap();
         assert_eq!(hex(&three.root()), "83f1c72f99e058b3a64b56669dc246de176a211ce40dc17ce3017cd921930d73");
         assert_eq!(hex(&head(2, 5).leaf_data()[..24]), "020202020202020202020202020202020000000000000005");
         // The proof of 0x02..: siblings at depths 0..=6 (the 0x90 leaf, then empty subtrees down to
@@ -372,7 +387,7 @@ mod tests {
     #[test]
     fn every_head_proves_and_nothing_else_does() {
         let heads: Vec<StreamHead> = (1..=60u8).map(|n| head(n * 4, u64::from(n))).collect();
-        let mut map = HeadsMap::new(heads.clone()).unwrap();
+        let map = HeadsMap::new(heads.clone()).unwrap();
         let root = map.root();
         for h in &heads {
             let p = map.prove(&h.stream).unwrap();
@@ -388,7 +403,7 @@ mod tests {
             let mut dropped = p.clone();
             dropped.path.pop();
             assert!(dropped.verify(&root).is_err());
-            let mut other = HeadsMap::new(heads.iter().filter(|x| x.stream != [4; 16]).copied().collect()).unwrap();
+            let other = HeadsMap::new(heads.iter().filter(|x| x.stream != [4; 16]).copied().collect()).unwrap();
             assert!(p.verify(&other.root()).is_err());
             assert!(map.prove_absent(&h.stream).is_none());
             // A present stream has no absence proof; its own path with its leaf passed off as
@@ -408,10 +423,10 @@ mod tests {
             // The same proof says nothing of a stream that is there.
             assert!(a.verify(&root, &[4u8; 16]).is_err());
         }
-        let mut empty = HeadsMap::new(vec![]).unwrap();
+        let empty = HeadsMap::new(vec![]).unwrap();
         let r = empty.root();
         empty.prove_absent(&[1; 16]).unwrap().verify(&r, &[1; 16]).unwrap();
-        let mut one = HeadsMap::new(vec![head(1, 0)]).unwrap();
+        let one = HeadsMap::new(vec![head(1, 0)]).unwrap();
         assert!(one.prove(&[1; 16]).unwrap().path.is_empty());
         let r = one.root();
         one.prove_absent(&[2; 16]).unwrap().verify(&r, &[2; 16]).unwrap();
@@ -452,12 +467,26 @@ mod tests {
         }));
         let mut model = std::collections::BTreeMap::new();
         let mut map = HeadsMap::new(vec![]).unwrap();
+        // Snapshots taken along the way (some with their root asked for at once, some not), each
+        // with the heads it must still hold however far the map moved on.
+        let mut snapshots: Vec<(HeadsMap, Vec<StreamHead>)> = Vec::new();
         for round in 0..600u64 {
             let id = ids[(next() % ids.len() as u64) as usize];
             let head = StreamHead { stream: id, version: round, hash: [(round % 251) as u8; 32] };
             model.insert(id, head);
             map.set(head);
+            if round % 23 == 0 {
+                let snapshot = map.clone();
+                if round % 2 == 0 {
+                    snapshot.root();
+                }
+                snapshots.push((snapshot, model.values().copied().collect()));
+            }
             if round % 37 == 0 || round == 599 {
+                for (snapshot, heads) in &snapshots {
+                    assert_eq!(snapshot.root(), reference(heads, 0), "a snapshot moved, round {round}");
+                    assert_eq!(snapshot.len(), heads.len() as u64);
+                }
                 let sorted: Vec<StreamHead> = model.values().copied().collect();
                 assert_eq!(map.len(), sorted.len() as u64);
                 assert_eq!(map.root(), reference(&sorted, 0), "round {round}");
@@ -483,7 +512,7 @@ mod tests {
 
     #[test]
     fn malformed_proofs_are_errors_never_panics() {
-        let mut map = HeadsMap::new(vec![head(1, 0), head(2, 0)]).unwrap();
+        let map = HeadsMap::new(vec![head(1, 0), head(2, 0)]).unwrap();
         let mut p = map.prove(&[1; 16]).unwrap();
         p.path = vec!["zz".into()];
         assert!(p.verify(&map.root()).is_err());

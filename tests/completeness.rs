@@ -1,0 +1,233 @@
+//! Evidence proves completeness: a bundle carries the ledger's heads commitment (the checkpoint's
+//! last entry) and the heads-map proofs of its stream and of the registry, so that leaving out
+//! any entry (from the end, from the middle, a registry revocation) is caught offline; `verify`
+//! recomputes every commitment from the log, so a commitment that lies is caught too.
+
+mod common;
+
+use chronicle_core::{Command, Draft, EventType, PayloadKind, References, RegistryEvent, Role, StreamId, Timestamp};
+use chronicle_store::evidence::{Bundle, EvidenceError, build_bundle, verify_bundle};
+use chronicle_store::{ExpectedVersion, Fault, verify_log};
+use common::{Ledger, record, stream};
+
+/// A ledger with stream `s` of `n` entries (other streams moving in between), and a registry
+/// whose last entry revokes a key.
+fn ledger_with(n: usize) -> (Ledger, StreamId) {
+    let l = Ledger::new();
+    let clerk = l.principal("clerk", Role::RecordsClerk);
+    let s = stream("case");
+    for i in 0..n {
+        l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, &format!("k{i}"), &format!("{{\"i\":{i}}}"))])
+            .unwrap();
+        let o = stream(&format!("other{}", i % 3));
+        l.append(o, ExpectedVersion::Any, vec![record(&clerk, o, &format!("o{i}"), "{}")]).unwrap();
+    }
+    let agency = l.principal("agency.sp", Role::LawEnforcement);
+    let revoke =
+        Command::sign(&l.admin, RegistryEvent::revoke(agency.principal().clone(), agency.key_id(), "key lost").draft())
+            .unwrap();
+    l.append(StreamId::REGISTRY, ExpectedVersion::Any, vec![revoke]).unwrap();
+    (l, s)
+}
+
+fn bundle(l: &Ledger, s: StreamId) -> (Bundle, String) {
+    let origin = l.dir.info().unwrap().origin;
+    let (_, size, note) =
+        l.store.checkpoint_with_heads(&l.dir.ledger().unwrap(), &l.dir.note_signer().unwrap(), &origin).unwrap();
+    let key = l.dir.log_key().unwrap();
+    (build_bundle(&l.store, &s, &note, size, &key, true).unwrap(), key)
+}
+
+fn incomplete(r: Result<chronicle_store::evidence::Proven, EvidenceError>) -> String {
+    match r {
+        Err(EvidenceError::Incomplete(why)) => why,
+        other => panic!("expected the bundle to be found incomplete, got {other:?}"),
+    }
+}
+
+#[test]
+fn leaving_out_any_entry_or_a_registry_revocation_makes_the_bundle_fail() {
+    let (l, s) = ledger_with(7);
+    let (b, key) = bundle(&l, s);
+    // Untouched, it verifies with the log key alone, and says up to which size it is complete.
+    let proven = verify_bundle(&b, &key).unwrap();
+    assert_eq!(proven.entries, 7);
+    assert_eq!(proven.commitment_position + 1, proven.tree_size);
+    assert!(proven.complete_at <= proven.commitment_position);
+    assert!(proven.describe().contains("had exactly these entries"), "{}", proven.describe());
+
+    // The last entry left out (a seal order, a dismissal): the chain still holds, the head does not.
+    let mut t = b.clone();
+    t.entries.pop();
+    t.content.pop();
+    let why = incomplete(verify_bundle(&t, &key));
+    assert!(why.contains("had 7 entries") && why.contains("up to version 5"), "{why}");
+
+    // A middle entry left out: the chain is broken there.
+    let mut t = b.clone();
+    t.entries.remove(3);
+    t.content.remove(3);
+    assert!(matches!(verify_bundle(&t, &key), Err(EvidenceError::Chain { version: 3, .. })));
+
+    // Both: the last two gone, so the chain holds from 0 to 4.
+    let mut t = b.clone();
+    t.entries.truncate(5);
+    t.content.truncate(5);
+    incomplete(verify_bundle(&t, &key));
+
+    // The registry's last entry (a revocation) left out.
+    let mut t = b.clone();
+    let revocation = t.registry.pop().unwrap();
+    assert!(String::from_utf8_lossy(&revocation.leaf_bytes().unwrap()).contains("key lost"));
+    let why = incomplete(verify_bundle(&t, &key));
+    assert!(why.contains("registry"), "{why}");
+
+    // The stream's head proof swapped for another stream's, or altered.
+    let other = stream("other0");
+    let (ob, _) = bundle(&l, other);
+    let mut t = b.clone();
+    t.completeness.stream_head = ob.completeness.stream_head.clone();
+    assert!(matches!(verify_bundle(&t, &key), Err(EvidenceError::Incomplete(_))));
+    let mut t = b.clone();
+    t.completeness.stream_head.version -= 1;
+    assert!(matches!(verify_bundle(&t, &key), Err(EvidenceError::Incomplete(_))));
+
+    // The commitment swapped for another entry of the log (here the first entry of the stream).
+    let mut t = b.clone();
+    t.completeness.commitment = t.entries[0].clone();
+    let why = incomplete(verify_bundle(&t, &key));
+    assert!(why.contains("not a heads commitment"), "{why}");
+}
+
+#[test]
+fn an_older_commitment_cannot_make_a_newer_checkpoint_look_complete_with_entries_dropped() {
+    let (l, s) = ledger_with(6);
+    let (old, key) = bundle(&l, s);
+    let clerk_entry = {
+        let clerk = chronicle_core::Signer::generate(chronicle_core::PrincipalId::new("clerk2").unwrap());
+        let cmd = Command::sign(
+            &l.admin,
+            RegistryEvent::register(clerk.principal().clone(), Role::RecordsClerk, &clerk.verifying_key()).draft(),
+        )
+        .unwrap();
+        l.append(StreamId::REGISTRY, ExpectedVersion::Any, vec![cmd]).unwrap();
+        clerk
+    };
+    l.append(s, ExpectedVersion::Any, vec![record(&clerk_entry, s, "late", "{\"sealed\":true}")]).unwrap();
+    let (new, _) = bundle(&l, s);
+    assert_eq!(verify_bundle(&new, &key).unwrap().entries, 7);
+    assert_eq!(verify_bundle(&old, &key).unwrap().entries, 6, "the old bundle is still true of its own size");
+
+    // The new checkpoint with the old commitment (proven included at the new size, as anyone
+    // with the log can) and its head proofs, the late entry dropped.
+    let mut t = new.clone();
+    t.completeness = old.completeness.clone();
+    let at = old.completeness.commitment.leaf_index;
+    let new_size = new.completeness.commitment.tree_size;
+    let path = l.store.inclusion_proof(at, new_size).unwrap();
+    let leaf = old.completeness.commitment.leaf_bytes().unwrap();
+    t.completeness.commitment = chronicle_tlog::InclusionProof::new(at, new_size, &leaf, &path);
+    t.entries.pop();
+    t.content.pop();
+    let why = incomplete(verify_bundle(&t, &key));
+    assert!(why.contains("not the last entry of the checkpoint"), "{why}");
+}
+
+#[test]
+fn the_cli_names_what_is_missing_and_exits_1() {
+    let (l, s) = ledger_with(5);
+    let (b, key) = bundle(&l, s);
+    let tmp = tempfile::tempdir().unwrap();
+    let check = |bundle: &Bundle| {
+        let path = tmp.path().join("bundle.json");
+        std::fs::write(&path, serde_json::to_vec(bundle).unwrap()).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+            .args(["verify-evidence", path.to_str().unwrap(), "--log-key", &key, "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), v)
+    };
+    let (code, v) = check(&b);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["proven"]["entries"], 5);
+    assert!(v["proven"]["complete_at"].as_u64().unwrap() > 0);
+    let mut t = b.clone();
+    t.entries.pop();
+    t.content.pop();
+    let (code, v) = check(&t);
+    assert_eq!(code, Some(1));
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.starts_with("incomplete:") && reason.contains("had 5 entries"), "{reason}");
+}
+
+/// Commitments made while appenders run are each the heads at their size, as `verify`
+/// recomputes them from the log (the map is kept by the syncer as groups are published); the
+/// map built again at a restart goes on from where it was.
+#[test]
+fn commitments_made_while_appending_and_after_a_restart_are_what_verify_recomputes() {
+    let l = Ledger::new();
+    let clerk = l.principal("clerk", Role::RecordsClerk);
+    let ledger = l.dir.ledger().unwrap();
+    let made = std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (l, clerk) = (&l, &clerk);
+            scope.spawn(move || {
+                for i in 0..150 {
+                    let s = stream(&format!("t{t}-{}", i % 7));
+                    l.append(s, ExpectedVersion::Any, vec![record(clerk, s, &format!("{t}-{i}"), "{}")]).unwrap();
+                }
+            });
+        }
+        let mut made = Vec::new();
+        for _ in 0..20 {
+            made.push(l.store.commit_stream_heads(&ledger).unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        made
+    });
+    assert!(made.windows(2).all(|w| w[1].size > w[0].position || w[1] == w[0]));
+    for c in &made {
+        let map = l.store.heads_map_of(c).unwrap();
+        assert_eq!(map.root(), c.root);
+        let rebuilt = chronicle_tlog::heads::HeadsMap::new(l.store.stream_heads_at(c.size).unwrap()).unwrap();
+        assert_eq!(rebuilt.root(), c.root, "the commitment at size {} is the heads at that size", c.size);
+    }
+    let (tmp, dir) = l.close();
+    let l = Ledger::reopen(tmp, dir);
+    let s = stream("t0-1");
+    l.append(s, ExpectedVersion::Any, vec![record(&clerk, s, "after", "{}")]).unwrap();
+    let after = l.store.commit_stream_heads(&ledger).unwrap();
+    let (tmp, dir) = l.close();
+    let report = verify_log(&dir.log_dir(), |_, _| {}).unwrap();
+    assert!(report.is_ok(), "{:?}", report.fault);
+    assert!(report.heads_commitments >= 2, "{report:?}");
+    drop((tmp, after));
+}
+
+/// A `ledger.stream_heads` entry whose root is not the heads at its size (the ledger's key
+/// signing a lie, or a bug) is named by `verify`.
+#[test]
+fn a_commitment_that_lies_is_named_by_verify() {
+    let (l, _) = ledger_with(3);
+    let size = l.store.head().len;
+    let body = format!("{{\"root\":\"{}\",\"size\":{size}}}", "ab".repeat(32)).into_bytes();
+    let cmd = Command::sign(
+        &l.dir.ledger().unwrap(),
+        Draft {
+            stream: StreamId::LEDGER,
+            event_type: EventType::new(chronicle_store::commitment::STREAM_HEADS).unwrap(),
+            effective_time: Timestamp::now(),
+            refs: References { idempotency_key: b"a lie".to_vec(), ..Default::default() },
+            payload_kind: PayloadKind::Public,
+            payload: body,
+        },
+    )
+    .unwrap();
+    l.append(StreamId::LEDGER, ExpectedVersion::Any, vec![cmd]).unwrap();
+    let (_tmp, dir) = l.close();
+    let report = verify_log(&dir.log_dir(), |_, _| {}).unwrap();
+    let f = report.fault.expect("the lie is found");
+    assert_eq!(f.position, size);
+    assert!(matches!(f.fault, Fault::HeadsCommitment { .. }), "{f:?}");
+}
