@@ -1,6 +1,8 @@
 //! `verify` throughput on a generated log, beside this machine's raw ed25519 rates measured in the
 //! same run, so that the ratio shows how close verification comes to the signature-checking limit.
-//! Run with `cargo bench --bench verify -- [--entries N] [--rounds R]`.
+//! Run with `cargo bench --bench verify -- [--entries N] [--rounds R] [--commit-every C]`: the
+//! ledger commits the stream heads every C entries (10,000 by default, as the server's checkpoint
+//! policy; 0 for none), and `verify` recomputes every commitment.
 
 mod common;
 
@@ -14,6 +16,7 @@ use rayon::prelude::*;
 fn main() {
     let entries = common::arg("--entries", 200_000) as usize;
     let rounds = common::arg("--rounds", 3) as usize;
+    let commit_every = common::arg("--commit-every", 10_000) as usize;
     let tmp = tempfile::tempdir().unwrap();
     let (dir, store, clerk) = common::ledger(tmp.path());
 
@@ -22,9 +25,13 @@ fn main() {
         .into_par_iter()
         .map(|i| common::command(&clerk, StreamId::derive("verify-bench", &format!("{}", i / 8)), &format!("v{i}")))
         .collect();
-    for chunk in commands.chunks(8) {
+    let ledger = dir.ledger().unwrap();
+    for (i, chunk) in commands.chunks(8).enumerate() {
         let stream = chunk[0].statement().stream;
         store.append(AppendRequest { stream, expected: ExpectedVersion::Any, commands: chunk.to_vec() }).unwrap();
+        if commit_every > 0 && (i + 1) * 8 % commit_every == 0 {
+            store.commit_stream_heads(&ledger).unwrap();
+        }
     }
     let len = store.head().len;
     drop(store);
@@ -35,6 +42,7 @@ fn main() {
         let t = Instant::now();
         let r = verify_log(&dir.log_dir(), |_, _| {}).unwrap();
         assert!(r.is_ok());
+        assert_eq!(r.heads_commitments, entries.checked_div(commit_every).unwrap_or(0) as u64);
         verify_rates.push(r.entries_verified as f64 / t.elapsed().as_secs_f64());
     }
 

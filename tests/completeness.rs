@@ -138,24 +138,31 @@ fn the_cli_names_what_is_missing_and_exits_1() {
     let (l, s) = ledger_with(5);
     let (b, key) = bundle(&l, s);
     let tmp = tempfile::tempdir().unwrap();
-    let check = |bundle: &Bundle| {
+    let check = |bundle: &Bundle, at_least: u64| {
         let path = tmp.path().join("bundle.json");
         std::fs::write(&path, serde_json::to_vec(bundle).unwrap()).unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
             .args(["verify-evidence", path.to_str().unwrap(), "--log-key", &key, "--json"])
+            .args(["--at-least", &at_least.to_string()])
             .output()
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         (out.status.code(), v)
     };
-    let (code, v) = check(&b);
+    let (code, v) = check(&b, 0);
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["proven"]["entries"], 5);
-    assert!(v["proven"]["complete_at"].as_u64().unwrap() > 0);
+    let at = v["proven"]["complete_at"].as_u64().unwrap();
+    assert!(at > 0);
+    assert_eq!(check(&b, at).0, Some(0));
+    // A checker holding a later checkpoint refuses a bundle complete only at an earlier size.
+    let (code, v) = check(&b, at + 1);
+    assert_eq!(code, Some(1));
+    assert!(v["reason"].as_str().unwrap().starts_with("stale:"), "{v}");
     let mut t = b.clone();
     t.entries.pop();
     t.content.pop();
-    let (code, v) = check(&t);
+    let (code, v) = check(&t, 0);
     assert_eq!(code, Some(1));
     let reason = v["reason"].as_str().unwrap();
     assert!(reason.starts_with("incomplete:") && reason.contains("had 5 entries"), "{reason}");
@@ -202,32 +209,60 @@ fn commitments_made_while_appending_and_after_a_restart_are_what_verify_recomput
     let report = verify_log(&dir.log_dir(), |_, _| {}).unwrap();
     assert!(report.is_ok(), "{:?}", report.fault);
     assert!(report.heads_commitments >= 2, "{report:?}");
+    // The same when `verify` holds few heads in memory and reads the rest from the log again.
+    for held in [0, 1, 2, 7, 64] {
+        let r = chronicle_store::verify_log_holding(&dir.log_dir(), held).unwrap();
+        assert!(r.is_ok(), "holding {held}: {:?}", r.fault);
+        assert_eq!(r.heads_commitments, report.heads_commitments);
+    }
     drop((tmp, after));
 }
 
-/// A `ledger.stream_heads` entry whose root is not the heads at its size (the ledger's key
-/// signing a lie, or a bug) is named by `verify`.
-#[test]
-fn a_commitment_that_lies_is_named_by_verify() {
-    let (l, _) = ledger_with(3);
-    let size = l.store.head().len;
-    let body = format!("{{\"root\":\"{}\",\"size\":{size}}}", "ab".repeat(32)).into_bytes();
-    let cmd = Command::sign(
+fn heads_entry(l: &Ledger, key: &[u8], body: String) -> Command {
+    Command::sign(
         &l.dir.ledger().unwrap(),
         Draft {
             stream: StreamId::LEDGER,
             event_type: EventType::new(chronicle_store::commitment::STREAM_HEADS).unwrap(),
             effective_time: Timestamp::now(),
-            refs: References { idempotency_key: b"a lie".to_vec(), ..Default::default() },
+            refs: References { idempotency_key: key.to_vec(), ..Default::default() },
             payload_kind: PayloadKind::Public,
-            payload: body,
+            payload: body.into_bytes(),
         },
     )
-    .unwrap();
-    l.append(StreamId::LEDGER, ExpectedVersion::Any, vec![cmd]).unwrap();
+    .unwrap()
+}
+
+/// A `ledger.stream_heads` entry whose root is not the heads at its size (the ledger's key
+/// signing a lie, or a bug) is named by `verify`, however many heads it holds in memory; one
+/// not in the payload's one spelling is refused at append; no bundle is made against a
+/// checkpoint that does not end in a commitment.
+#[test]
+fn a_commitment_that_lies_is_named_by_verify() {
+    let (l, s) = ledger_with(3);
+    let size = l.store.head().len;
+    for bad in [
+        format!("{{\"root\":\"{}\",\"size\":{size}}}", "AB".repeat(32)),
+        format!("{{\"size\":{size},\"root\":\"{}\"}}", "ab".repeat(32)),
+        format!("{{\"root\":\"{}\", \"size\":{size}}}", "ab".repeat(32)),
+        "{}".to_string(),
+    ] {
+        let e = l.append(StreamId::LEDGER, ExpectedVersion::Any, vec![heads_entry(&l, b"malformed", bad)]).unwrap_err();
+        assert!(matches!(e, chronicle_store::AppendError::NotAllowedInStream { .. }), "{e:?}");
+    }
+    assert_eq!(l.store.head().len, size);
+    let note = l.store.sign_checkpoint(&l.dir.note_signer().unwrap(), &l.dir.info().unwrap().origin, size).unwrap();
+    let e = build_bundle(&l.store, &s, &note, size, &l.dir.log_key().unwrap(), false).unwrap_err();
+    assert!(matches!(e, chronicle_store::evidence::BundleError::NoCommitment(n) if n == size), "{e:?}");
+
+    let lie = format!("{{\"root\":\"{}\",\"size\":{size}}}", "ab".repeat(32));
+    l.append(StreamId::LEDGER, ExpectedVersion::Any, vec![heads_entry(&l, b"a lie", lie)]).unwrap();
     let (_tmp, dir) = l.close();
-    let report = verify_log(&dir.log_dir(), |_, _| {}).unwrap();
-    let f = report.fault.expect("the lie is found");
-    assert_eq!(f.position, size);
-    assert!(matches!(f.fault, Fault::HeadsCommitment { .. }), "{f:?}");
+    for held in [1 << 20, 0] {
+        let report = chronicle_store::verify_log_holding(&dir.log_dir(), held).unwrap();
+        let f = report.fault.expect("the lie is found");
+        assert_eq!(f.position, size);
+        assert!(matches!(f.fault, Fault::HeadsCommitment { .. }), "{f:?}");
+    }
+    assert!(!verify_log(&dir.log_dir(), |_, _| {}).unwrap().is_ok());
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use chronicle::datadir::DataDir;
 use chronicle_core::{PrincipalId, StreamId};
 use chronicle_records::ServiceError;
-use chronicle_store::evidence::{Bundle, build_bundle, verify_bundle};
+use chronicle_store::evidence::{Bundle, build_bundle, verify_bundle_at_least};
 
 /// Write a self-contained evidence bundle for one stream, for a recipient: its entries from the
 /// first, an inclusion proof for each against one signed checkpoint, the checkpoint, the log's
@@ -143,6 +143,10 @@ pub struct VerifyArgs {
     /// Print the findings as JSON (`{"ok": true, "proven": {...}}` or `{"ok": false, "reason": ...}`).
     #[arg(long)]
     json: bool,
+    /// Refuse a bundle that proves the stream complete at a log size below this one (say, the
+    /// size of the latest checkpoint you hold): an older bundle may lack what was appended since.
+    #[arg(long, default_value_t = 0)]
+    at_least: u64,
 }
 
 pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
@@ -151,7 +155,7 @@ pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
         Ok(b) => b,
         Err(e) => bail!("{} is not an evidence bundle: {e}", a.file.display()),
     };
-    match verify_bundle(&bundle, &a.log_key) {
+    match verify_bundle_at_least(&bundle, &a.log_key, a.at_least) {
         Ok(p) => {
             if a.json {
                 let proven = serde_json::json!({

@@ -69,6 +69,15 @@ fn parse(e: &Entry) -> Result<HeadsCommitment, String> {
         return Err("a heads commitment's payload is not public".into());
     }
     let body = chronicle_core::payload::open_public(&st.commitment, e.envelope()).map_err(|x| x.to_string())?;
+    let (size, root) = parse_payload(body)?;
+    if size > e.position() {
+        return Err(format!("a heads commitment at position {} names the later size {size}", e.position()));
+    }
+    Ok(HeadsCommitment { size, root, position: e.position() })
+}
+
+/// The size and root a heads commitment's payload names, if it is in its one spelling.
+pub(crate) fn parse_payload(body: &[u8]) -> Result<(u64, [u8; 32]), String> {
     let p: Payload = serde_json::from_slice(body).map_err(|x| format!("a heads commitment's payload: {x}"))?;
     let mut root = [0u8; 32];
     if p.root.len() != 64 || p.root.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -78,10 +87,7 @@ fn parse(e: &Entry) -> Result<HeadsCommitment, String> {
     if payload(p.size, &root) != body {
         return Err("a heads commitment's payload is not in its one spelling".into());
     }
-    if p.size > e.position() {
-        return Err(format!("a heads commitment at position {} names the later size {}", e.position(), p.size));
-    }
-    Ok(HeadsCommitment { size: p.size, root, position: e.position() })
+    Ok((p.size, root))
 }
 
 /// The heads map at the published length, kept by the syncer.
@@ -161,23 +167,6 @@ impl Store {
         Ok(c)
     }
 
-    /// The last heads commitment in the log's first `size` entries, if any.
-    pub fn heads_commitment_below(&self, size: u64) -> Result<Option<(HeadsCommitment, Entry)>, ReadError> {
-        let mut version = self.stream_version_from(&StreamId::LEDGER, size)?;
-        while version > 0 {
-            let from = version.saturating_sub(64);
-            let page = self.read_stream(&StreamId::LEDGER, from, (version - from) as usize)?;
-            for e in page.into_iter().rev() {
-                if let Some(c) = commitment_of(&e) {
-                    let c = c.map_err(|reason| ReadError::Damaged { position: e.position(), reason })?;
-                    return Ok(Some((c, e)));
-                }
-            }
-            version = from;
-        }
-        Ok(None)
-    }
-
     /// The heads map a commitment is the root of: its snapshot if this process made it recently,
     /// else rebuilt from the stream heads at its size (one read per stream) and checked against
     /// its root.
@@ -190,9 +179,16 @@ impl Store {
         }
         let map = HeadsMap::new(self.stream_heads_at(c.size)?)
             .map_err(|e| self.report_damage('h', format!("the stream heads at size {}: {e}", c.size)))?;
+        // Either the commitment (a signed entry, which no rebuild changes) or the stream heads
+        // are wrong: `verify` tells which. Nothing is answered from either.
         if map.root() != c.root {
-            let reason = format!("the stream heads at size {} are not the ones the ledger committed to", c.size);
-            return Err(self.report_damage('h', reason));
+            return Err(ReadError::Damaged {
+                position: c.position,
+                reason: format!(
+                    "the stream heads at size {} are not the ones this commitment names (run `chronicle verify`)",
+                    c.size
+                ),
+            });
         }
         Ok(map)
     }

@@ -109,31 +109,34 @@ pub fn build_bundle(
         let path = store.inclusion_proof(e.position(), size).map_err(|x| read(&x))?;
         Ok(InclusionProof::new(e.position(), size, e.bytes(), &path))
     };
-    let collect = |s: &StreamId| -> Result<Vec<Entry>, BundleError> {
-        let mut out = Vec::new();
+    // A stream's entries below `below`, from version 0 (it stops at the first one past).
+    let collect = |s: &StreamId, below: u64| -> Result<Vec<Entry>, BundleError> {
+        let mut out: Vec<Entry> = Vec::new();
         loop {
             let page = store.read_stream(s, out.len() as u64, 1000).map_err(|x| read(&x))?;
-            let done = page.len() < 1000;
-            out.extend(page.into_iter().filter(|e| e.position() < size));
-            if done {
-                break;
+            let full = page.len() == 1000;
+            let before = out.len();
+            out.extend(page.into_iter().take_while(|e| e.position() < below));
+            if !full || out.len() - before < 1000 {
+                return Ok(out);
             }
         }
-        Ok(out)
     };
-    let (commitment, commitment_entry) = store
-        .heads_commitment_below(size)
-        .map_err(|x| read(&x))?
-        .filter(|(c, _)| c.position + 1 == size)
-        .ok_or(BundleError::NoCommitment(size))?;
+    let last = size.checked_sub(1).ok_or(BundleError::NoCommitment(size))?;
+    let commitment_entry = store.entry(last).map_err(|x| read(&x))?.ok_or(BundleError::NoCommitment(size))?;
+    let commitment = match commitment_of(&commitment_entry) {
+        Some(Ok(c)) => c,
+        Some(Err(reason)) => return Err(read(&format!("the heads commitment at position {last}: {reason}"))),
+        None => return Err(BundleError::NoCommitment(size)),
+    };
     let map = store.heads_map_of(&commitment).map_err(|x| read(&x))?;
-    let entries: Vec<Entry> = collect(stream)?.into_iter().filter(|e| e.position() < commitment.size).collect();
+    let entries = collect(stream, commitment.size)?;
     let stream_head = map.prove(&stream.0).ok_or(BundleError::EmptyStream(*stream))?;
     if entries.is_empty() || entries.last().map(|e| e.hash().0) != Some(head_hash(&stream_head)) {
         return Err(read(&format!("the heads map's head of stream {stream} is not its last entry")));
     }
     let registry_head = map.prove(&StreamId::REGISTRY.0).ok_or_else(|| read(&"the heads map has no registry"))?;
-    let registry = collect(&StreamId::REGISTRY)?;
+    let registry = collect(&StreamId::REGISTRY, size)?;
     let mut content = Vec::new();
     if with_content {
         for e in &entries {
@@ -219,6 +222,16 @@ pub enum EvidenceError {
     /// The heads commitment or a head proof does not hold, or entries are missing.
     #[error("incomplete: {0}")]
     Incomplete(String),
+    /// The bundle proves the stream complete at a log size below the one the checker asked for.
+    #[error(
+        "stale: the bundle proves the stream complete among the log's first {proven} entries, fewer than the {asked} asked for (entries appended since, such as a seal order, would not be in it)"
+    )]
+    Stale {
+        /// The size the bundle proves completeness at.
+        proven: u64,
+        /// The size asked for.
+        asked: u64,
+    },
 }
 
 /// What a bundle proved.
@@ -314,6 +327,17 @@ fn check_chain(entries: &[Entry], stream: &StreamId) -> Result<(), EvidenceError
         prev = e.hash();
     }
     Ok(())
+}
+
+/// [`verify_bundle`], and the stream is proven complete among at least the log's first
+/// `at_least` entries: a checker holding a checkpoint of that size (the latest published one) so
+/// refuses an older bundle, which could be missing what was appended since.
+pub fn verify_bundle_at_least(bundle: &Bundle, log_key: &str, at_least: u64) -> Result<Proven, EvidenceError> {
+    let proven = verify_bundle(bundle, log_key)?;
+    if proven.complete_at < at_least {
+        return Err(EvidenceError::Stale { proven: proven.complete_at, asked: at_least });
+    }
+    Ok(proven)
 }
 
 /// Checks a bundle against the log's verifier key.

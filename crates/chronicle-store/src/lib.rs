@@ -40,7 +40,7 @@ pub use projection::{PROJECTION_BATCH, PersistedProjection, ProjectionShape, Pro
 pub use repair::ROLLBACK_ACCEPTED;
 pub use store::{OpenedEntry, Queued, Store, StorePaths};
 pub use subscribe::Subscription;
-pub use verify::{Expected, Fault, Finding, Report, verify_log, verify_log_against};
+pub use verify::{Expected, Fault, Finding, Report, verify_log, verify_log_against, verify_log_holding};
 
 use chronicle_core::{Command, Hash, StreamId, Timestamp};
 

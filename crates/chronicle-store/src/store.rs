@@ -517,6 +517,13 @@ impl Store {
                 return Err(AppendError::StreamMismatch { index, expected: req.stream, found: st.stream });
             }
             check_stream_rules(index, &req.stream, st)?;
+            if req.stream == StreamId::LEDGER
+                && st.event_type.as_str() == crate::commitment::STREAM_HEADS
+                && crate::commitment::parse_payload(command.payload()).is_err()
+            {
+                let reason = "a heads commitment's payload must be {\"root\":\"<64 hex>\",\"size\":N}, exactly";
+                return Err(AppendError::NotAllowedInStream { index, reason });
+            }
             if let Some(first) = idem.insert((st.author.clone(), st.refs.idempotency_key.clone()), index) {
                 return Err(AppendError::DuplicateIdempotencyKey { first, second: index });
             }

@@ -398,20 +398,62 @@ struct Walker {
 }
 
 /// The heads map as the walk goes, to recompute each heads commitment. The map lags behind the
-/// walk: the heads moved since the last commitment's size wait in `unapplied` until the next
-/// commitment names its size (which is past the previous commitment's position), so the map only
-/// ever moves forward.
+/// walk: it holds the heads among the first `applied` entries, and the heads moved since wait in
+/// `unapplied` until the next commitment names its size (which is past the previous commitment's
+/// position), so the map only ever moves forward. A long stretch with no commitment (a log
+/// imported in bulk) is not held in memory: past `held` moves ([`UNAPPLIED_MAX`]) the buffer is dropped,
+/// and the next commitment reads the entries it needs from the log again (already checked).
 #[derive(Default)]
 struct HeadsCheck {
     map: chronicle_tlog::heads::HeadsMap,
-    unapplied: std::collections::VecDeque<(u64, chronicle_tlog::heads::StreamHead)>,
+    applied: u64,
+    /// The heads moved from position `applied` on, one per entry; `None` once dropped.
+    unapplied: Option<std::collections::VecDeque<chronicle_tlog::heads::StreamHead>>,
     last: Option<crate::commitment::HeadsCommitment>,
     commitments: u64,
+    /// The most heads held in `unapplied`.
+    held: usize,
 }
 
+/// The most heads `HeadsCheck` holds waiting for a commitment (64 MiB).
+const UNAPPLIED_MAX: usize = 1 << 20;
+
 impl HeadsCheck {
+    fn new() -> HeadsCheck {
+        HeadsCheck { unapplied: Some(Default::default()), held: UNAPPLIED_MAX, ..Default::default() }
+    }
+
+    /// The heads moved by the entries at positions `from..to`, read from the log, one by one.
+    fn read_moves(
+        db: &sled::Db,
+        from: u64,
+        to: u64,
+        mut each: impl FnMut(chronicle_tlog::heads::StreamHead),
+    ) -> Result<(), Fault> {
+        let mut read = 0u64;
+        for kv in db.range(layout::entry_key(from)..layout::entry_key(to)) {
+            let (_, v) = kv.map_err(|e| Fault::Storage { reason: e.to_string() })?;
+            let ev = layout::decode_entry_value(&v)
+                .ok_or_else(|| Fault::Undecodable { reason: "malformed stored value".into() })?;
+            let e = Entry::decode(ev.bytes.to_vec()).map_err(|e| Fault::Undecodable { reason: e.to_string() })?;
+            if e.position() != from + read {
+                return Err(Fault::Storage { reason: "the log changed while it was being verified".into() });
+            }
+            each(chronicle_tlog::heads::StreamHead {
+                stream: e.statement.stream.0,
+                version: e.header.stream_version,
+                hash: Hash::entry(ev.bytes).0,
+            });
+            read += 1;
+        }
+        if read != to - from {
+            return Err(Fault::Storage { reason: "the log changed while it was being verified".into() });
+        }
+        Ok(())
+    }
+
     /// Checks the commitment an entry records, if it is one, against the heads before it.
-    fn check(&mut self, e: &Entry) -> Result<(), Fault> {
+    fn check(&mut self, db: &sled::Db, e: &Entry) -> Result<(), Fault> {
         let Some(c) = crate::commitment::commitment_of(e) else { return Ok(()) };
         let bad = |reason: String| Fault::HeadsCommitment { reason };
         let c = c.map_err(bad)?;
@@ -423,12 +465,27 @@ impl HeadsCheck {
                 c.size, last.position
             )));
         }
-        while let Some((position, head)) = self.unapplied.front().copied()
-            && position < c.size
-        {
-            self.map.set(head);
-            self.unapplied.pop_front();
-        }
+        let unapplied = match self.unapplied.take() {
+            Some(mut u) => {
+                while self.applied < c.size
+                    && let Some(head) = u.pop_front()
+                {
+                    self.map.set(head);
+                    self.applied += 1;
+                }
+                u
+            }
+            // Dropped: from the log again, into the map up to the size, then held up to here.
+            None => {
+                let map = &mut self.map;
+                HeadsCheck::read_moves(db, self.applied, c.size, |h| map.set(h))?;
+                self.applied = c.size;
+                let mut u = std::collections::VecDeque::new();
+                HeadsCheck::read_moves(db, c.size, e.position(), |h| u.push_back(h))?;
+                u
+            }
+        };
+        self.unapplied = Some(unapplied);
         if self.map.root() != c.root {
             return Err(bad(format!(
                 "its root {} is not the root of the stream heads at size {} ({})",
@@ -442,9 +499,14 @@ impl HeadsCheck {
         Ok(())
     }
 
-    fn moved(&mut self, position: u64, stream: &StreamId, version: u64, hash: &Hash) {
-        let head = chronicle_tlog::heads::StreamHead { stream: stream.0, version, hash: hash.0 };
-        self.unapplied.push_back((position, head));
+    fn moved(&mut self, stream: &StreamId, version: u64, hash: &Hash) {
+        if let Some(u) = &mut self.unapplied {
+            if u.len() >= self.held {
+                self.unapplied = None;
+            } else {
+                u.push_back(chronicle_tlog::heads::StreamHead { stream: stream.0, version, hash: hash.0 });
+            }
+        }
     }
 }
 
@@ -469,7 +531,7 @@ impl Walker {
             last_key: HashMap::new(),
             kept: std::collections::BTreeMap::new(),
             entries_only,
-            heads: HeadsCheck::default(),
+            heads: HeadsCheck::new(),
         }
     }
 
@@ -583,6 +645,24 @@ pub fn verify_log_against(
     log_dir: &Path,
     expected: &[Expected],
     master: Option<&chronicle_core::MasterKey>,
+    progress: impl FnMut(u64, u64),
+) -> Result<Report, OpenError> {
+    verify_holding(log_dir, expected, master, UNAPPLIED_MAX, progress)
+}
+
+/// [`verify_log`] holding at most `held` stream heads in memory while it waits for the next heads
+/// commitment (the rest are read from the log again when it comes): for tests of that path,
+/// which a real log takes after a million entries with no commitment.
+#[doc(hidden)]
+pub fn verify_log_holding(log_dir: &Path, held: usize) -> Result<Report, OpenError> {
+    verify_holding(log_dir, &[], None, held, |_, _| {})
+}
+
+fn verify_holding(
+    log_dir: &Path,
+    expected: &[Expected],
+    master: Option<&chronicle_core::MasterKey>,
+    held: usize,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Report, OpenError> {
     if !log_dir.join("db").exists() {
@@ -615,6 +695,7 @@ pub fn verify_log_against(
         known: chronicle_core::Vault::known_ids(&vault_dir).ok(),
         content,
         keys: keys.cloned(),
+        heads: HeadsCheck { held, ..HeadsCheck::new() },
         ..Walker::new(&db, false)
     };
     let mut fault = w.walk(|done| progress(done, head_len)).err();
@@ -1062,8 +1143,8 @@ impl Walker {
                 .apply(position, &st.author, &ev)
                 .map_err(|err| at(Fault::RegistryRejected { reason: err.to_string() }))?;
         }
-        self.heads.check(&e).map_err(at)?;
-        self.heads.moved(position, &st.stream, h.stream_version, &hash);
+        self.heads.check(&self.db, &e).map_err(at)?;
+        self.heads.moved(&st.stream, h.stream_version, &hash);
         if self.entries_only {
             self.streams.insert(st.stream, layout::StreamHead { version: h.stream_version, position, hash });
             self.prev_hash = hash;
