@@ -48,7 +48,9 @@ fn main() {
         .unwrap();
         let req = AppendRequest { stream: StreamId::REGISTRY, expected: ExpectedVersion::Any, commands: vec![cmd] };
         init.store.append(req).unwrap();
-        dir.issue_credentials(&s, None, true).unwrap();
+        let (_, record) = dir.issue_credentials(&s, None, true).unwrap();
+        let req = AppendRequest { stream: StreamId::REGISTRY, expected: ExpectedVersion::Any, commands: vec![record] };
+        init.store.append(req).unwrap();
         s
     };
     let clerk = register("clerk", Role::RecordsClerk);

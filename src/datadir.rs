@@ -143,10 +143,21 @@ impl DataDir {
     }
 
     /// Issues a client certificate for a principal and writes its credentials directory (with
-    /// its signing key, if given). Returns the directory.
-    pub fn issue_credentials(&self, signer: &Signer, out: Option<PathBuf>, with_key: bool) -> Result<PathBuf> {
+    /// its signing key, if given). Returns the directory and the registry entry that records the
+    /// certificate (signed by the admin), which the caller appends: the server serves a
+    /// certificate only once the registry records it.
+    pub fn issue_credentials(
+        &self,
+        signer: &Signer,
+        out: Option<PathBuf>,
+        with_key: bool,
+    ) -> Result<(PathBuf, Command)> {
         let ca = self.ca()?;
         let issued = ca.issue_client(signer.principal())?;
+        let record = Command::sign(
+            &self.admin()?,
+            chronicle_server::pki::certificate_record(signer.principal(), &issued.cert_pem)?.draft(),
+        )?;
         let dir = out.unwrap_or_else(|| self.credentials_dir(signer.principal().as_str()));
         if dir.join("principal").exists() {
             bail!("{} already holds credentials", dir.display());
@@ -164,7 +175,7 @@ impl DataDir {
         if with_key {
             write_secret(&dir.join("signing.key.pem"), signer.to_pem().as_bytes())?;
         }
-        Ok(dir)
+        Ok((dir, record))
     }
 
     /// Creates the data directory: secrets, vault, log, and the genesis entries (the ledger
@@ -204,7 +215,12 @@ impl DataDir {
             ledger_public_key: hex::encode(ledger.verifying_key().to_bytes()),
         };
         self.init_tls(origin, &[])?;
-        self.issue_credentials(&admin, None, true)?;
+        let (_, record) = self.issue_credentials(&admin, None, true)?;
+        store.append(AppendRequest {
+            stream: StreamId::REGISTRY,
+            expected: ExpectedVersion::Any,
+            commands: vec![record],
+        })?;
         chronicle_core::vault::write_atomically(&self.info_file(), serde_json::to_string_pretty(&info)?.as_bytes())?;
         Ok(Initialized { store, ledger, admin })
     }

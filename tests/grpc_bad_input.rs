@@ -189,7 +189,7 @@ fn bad_input_over_the_wire_gets_the_right_code_and_changes_nothing() {
     // A certificate from this CA for a principal the registry does not know.
     let ghost = {
         let signer = chronicle_core::Signer::generate(chronicle_core::PrincipalId::new("ghost").unwrap());
-        let dir = s.dir.issue_credentials(&signer, Some(s.dir.root.join("ghost-creds")), true).unwrap();
+        let (dir, _) = s.dir.issue_credentials(&signer, Some(s.dir.root.join("ghost-creds")), true).unwrap();
         Credentials::load(&dir).unwrap()
     };
     let mut g = s.rt.block_on(chronicle_client::Client::connect(&addr, &ghost)).unwrap();

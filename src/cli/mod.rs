@@ -11,6 +11,7 @@ pub mod expunge_loop;
 pub mod generate;
 pub mod import;
 pub mod init;
+pub mod keygen;
 pub mod log_key;
 pub mod principal;
 pub mod proof;

@@ -269,7 +269,8 @@ impl Served {
         let ledger = Ledger::new();
         for (id, role) in SERVED_PRINCIPALS {
             let s = ledger.principal(id, *role);
-            ledger.dir.issue_credentials(&s, None, true).expect("credentials");
+            let (_, record) = ledger.dir.issue_credentials(&s, None, true).expect("credentials");
+            ledger.append(StreamId::REGISTRY, ExpectedVersion::Any, vec![record]).expect("record the certificate");
         }
         // former.clerk's key is revoked: its certificate is still valid, its principal is not.
         let former = chronicle_client::Credentials::load(&ledger.dir.credentials_dir("former.clerk")).unwrap();

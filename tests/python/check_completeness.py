@@ -32,7 +32,7 @@ def need(cond, what):
 
 def verify_note(note, vkey):
     """c2sp.org/signed-note with an Ed25519 key: returns the note's text once a line verifies."""
-    name, key_id_hex, key_b64 = vkey.split("+")
+    name, key_id_hex, key_b64 = vkey.split("+", 2)  # the base64 key may hold "+" itself
     key = base64.b64decode(key_b64)
     need(key[0] == 1 and len(key) == 33, "the log key is not an Ed25519 verifier key")
     key_id = hashlib.sha256(name.encode() + b"\n" + key).digest()[:4]

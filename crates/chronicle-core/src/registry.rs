@@ -15,6 +15,9 @@
 //!   principal itself (with a key that is still valid).
 //! - A key is valid for entries after the one that registered it and before the one that retired
 //!   or revoked it. Entries before stay valid: a later revocation does not rewrite history.
+//! - A TLS client certificate is recorded by its fingerprint (by an admin or the ledger) and may
+//!   be revoked (by them or the principal) on its own: certificates and signing keys are separate
+//!   credentials, and revoking one leaves the other as it was.
 
 use std::collections::HashMap;
 
@@ -32,6 +35,10 @@ pub const PRINCIPAL_REGISTERED: &str = "registry.principal_registered";
 pub const KEY_ROTATED: &str = "registry.key_rotated";
 /// Event type: a key is revoked.
 pub const KEY_REVOKED: &str = "registry.key_revoked";
+/// Event type: a TLS client certificate is issued to a principal.
+pub const CERTIFICATE_ISSUED: &str = "registry.certificate_issued";
+/// Event type: a TLS client certificate is revoked.
+pub const CERTIFICATE_REVOKED: &str = "registry.certificate_revoked";
 
 /// What a principal is, for authorization.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, PartialOrd, Ord)]
@@ -93,6 +100,49 @@ pub enum RegistryEvent {
     Rotated(KeyRotated),
     /// `registry.key_revoked`.
     Revoked(KeyRevoked),
+    /// `registry.certificate_issued`.
+    CertificateIssued(CertificateIssued),
+    /// `registry.certificate_revoked`.
+    CertificateRevoked(CertificateRevoked),
+}
+
+/// Payload of `registry.certificate_issued`: the certificate a principal connects with, by its
+/// fingerprint. The server serves a client certificate only while the registry shows it issued
+/// to the principal it names and not revoked.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateIssued {
+    /// Whose certificate.
+    pub principal: PrincipalId,
+    /// SHA-256 of the certificate's DER, 64 lowercase hex digits.
+    pub fingerprint: String,
+    /// The end of its validity, seconds since 1970-01-01T00:00:00Z.
+    pub not_after: i64,
+}
+
+/// Payload of `registry.certificate_revoked`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateRevoked {
+    /// Whose certificate.
+    pub principal: PrincipalId,
+    /// Its fingerprint, 64 lowercase hex digits.
+    pub fingerprint: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// A certificate's state in the registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateState {
+    /// Whose certificate.
+    pub principal: PrincipalId,
+    /// The end of its validity, seconds since 1970-01-01T00:00:00Z.
+    pub not_after: i64,
+    /// Position of the entry that recorded it.
+    pub issued_at: u64,
+    /// Position of its revocation.
+    pub revoked_at: Option<u64>,
 }
 
 /// Payload of `registry.principal_registered`.
@@ -138,6 +188,8 @@ impl RegistryEvent {
             RegistryEvent::Registered(_) => PRINCIPAL_REGISTERED,
             RegistryEvent::Rotated(_) => KEY_ROTATED,
             RegistryEvent::Revoked(_) => KEY_REVOKED,
+            RegistryEvent::CertificateIssued(_) => CERTIFICATE_ISSUED,
+            RegistryEvent::CertificateRevoked(_) => CERTIFICATE_REVOKED,
         };
         // The three names are constants within the event-type alphabet.
         EventType::new(name).expect("registry event types are valid")
@@ -156,6 +208,8 @@ impl RegistryEvent {
             PRINCIPAL_REGISTERED => serde_json::from_slice(payload).map(RegistryEvent::Registered).map_err(bad),
             KEY_ROTATED => serde_json::from_slice(payload).map(RegistryEvent::Rotated).map_err(bad),
             KEY_REVOKED => serde_json::from_slice(payload).map(RegistryEvent::Revoked).map_err(bad),
+            CERTIFICATE_ISSUED => serde_json::from_slice(payload).map(RegistryEvent::CertificateIssued).map_err(bad),
+            CERTIFICATE_REVOKED => serde_json::from_slice(payload).map(RegistryEvent::CertificateRevoked).map_err(bad),
             other => Err(RegistryError::Malformed(format!("unknown registry event type {other}"))),
         }
     }
@@ -182,6 +236,13 @@ pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, RegistryError> {
         return Err(RegistryError::Malformed("ed25519 public key with a torsion component (mixed order)".into()));
     }
     Ok(k)
+}
+
+fn check_fingerprint(s: &str) -> Result<(), RegistryError> {
+    if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(RegistryError::Malformed("a certificate fingerprint must be 64 lowercase hex digits".into()));
+    }
+    Ok(())
 }
 
 fn parse_key_id(s: &str) -> Result<KeyId, RegistryError> {
@@ -219,6 +280,7 @@ pub struct PrincipalState {
 pub struct Registry {
     principals: HashMap<PrincipalId, PrincipalState>,
     keys: HashMap<KeyId, KeyState>,
+    certificates: HashMap<String, CertificateState>,
 }
 
 impl Registry {
@@ -240,6 +302,19 @@ impl Registry {
     /// A key's state.
     pub fn key(&self, id: &KeyId) -> Option<&KeyState> {
         self.keys.get(id)
+    }
+
+    /// A certificate's state, by its fingerprint (64 lowercase hex digits).
+    pub fn certificate(&self, fingerprint: &str) -> Option<&CertificateState> {
+        self.certificates.get(fingerprint)
+    }
+
+    /// Every certificate recorded for a principal, with its fingerprint, oldest first.
+    pub fn certificates_of(&self, principal: &PrincipalId) -> Vec<(&str, &CertificateState)> {
+        let mut out: Vec<(&str, &CertificateState)> =
+            self.certificates.iter().filter(|(_, c)| &c.principal == principal).map(|(f, c)| (f.as_str(), c)).collect();
+        out.sort_by_key(|(_, c)| c.issued_at);
+        out
     }
 
     /// Every registered principal.
@@ -401,6 +476,59 @@ impl Registry {
                     k.revoked_at = Some(position);
                 }
             }
+            RegistryEvent::CertificateIssued(c) => {
+                if genesis {
+                    return Err(RegistryError::BadGenesis);
+                }
+                if !privileged {
+                    return Err(RegistryError::NotAllowed { author: author.clone(), action: "record certificates" });
+                }
+                check_fingerprint(&c.fingerprint)?;
+                if !self.principals.contains_key(&c.principal) {
+                    return Err(RegistryError::UnknownPrincipal(c.principal.clone()));
+                }
+                if self.certificates.contains_key(&c.fingerprint) {
+                    return Err(RegistryError::Malformed(format!("certificate {} is already recorded", c.fingerprint)));
+                }
+                self.certificates.insert(
+                    c.fingerprint.clone(),
+                    CertificateState {
+                        principal: c.principal.clone(),
+                        not_after: c.not_after,
+                        issued_at: position,
+                        revoked_at: None,
+                    },
+                );
+            }
+            RegistryEvent::CertificateRevoked(c) => {
+                if genesis {
+                    return Err(RegistryError::BadGenesis);
+                }
+                if !privileged && author != &c.principal {
+                    return Err(RegistryError::NotAllowed {
+                        author: author.clone(),
+                        action: "revoke another principal's certificate",
+                    });
+                }
+                check_fingerprint(&c.fingerprint)?;
+                match self.certificates.get_mut(&c.fingerprint) {
+                    Some(cert) if cert.principal == c.principal && cert.revoked_at.is_none() => {
+                        cert.revoked_at = Some(position);
+                    }
+                    Some(cert) if cert.principal == c.principal => {
+                        return Err(RegistryError::Malformed(format!(
+                            "certificate {} is already revoked",
+                            c.fingerprint
+                        )));
+                    }
+                    _ => {
+                        return Err(RegistryError::Malformed(format!(
+                            "no certificate {} is recorded for {}",
+                            c.fingerprint, c.principal
+                        )));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -474,5 +602,81 @@ impl RegistryEvent {
     /// `registry.key_revoked`.
     pub fn revoke(principal: PrincipalId, key_id: KeyId, reason: impl Into<String>) -> RegistryEvent {
         RegistryEvent::Revoked(KeyRevoked { principal, key_id: key_id.to_hex(), reason: reason.into() })
+    }
+
+    /// `registry.certificate_issued`.
+    pub fn certificate_issued(principal: PrincipalId, fingerprint: String, not_after: i64) -> RegistryEvent {
+        RegistryEvent::CertificateIssued(CertificateIssued { principal, fingerprint, not_after })
+    }
+
+    /// `registry.certificate_revoked`.
+    pub fn certificate_revoked(
+        principal: PrincipalId,
+        fingerprint: String,
+        reason: impl Into<String>,
+    ) -> RegistryEvent {
+        RegistryEvent::CertificateRevoked(CertificateRevoked { principal, fingerprint, reason: reason.into() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> PrincipalId {
+        PrincipalId::new(s).unwrap()
+    }
+
+    /// A registry with the ledger, an admin and a clerk.
+    fn registry() -> Registry {
+        let mut r = Registry::new();
+        let key = |seed: u8| ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key();
+        r.apply(0, &id("ledger"), &RegistryEvent::register(id("ledger"), Role::Ledger, &key(1))).unwrap();
+        r.apply(1, &id("ledger"), &RegistryEvent::register(id("admin"), Role::Admin, &key(2))).unwrap();
+        r.apply(2, &id("admin"), &RegistryEvent::register(id("clerk"), Role::RecordsClerk, &key(3))).unwrap();
+        r
+    }
+
+    #[test]
+    fn certificates_are_recorded_by_admins_and_revoked_once_apart_from_keys() {
+        let mut r = registry();
+        let fp = "ab".repeat(32);
+        let issued = RegistryEvent::certificate_issued(id("clerk"), fp.clone(), 1_900_000_000);
+        // Only an admin (or the ledger) records one; for a known principal; one spelling.
+        assert!(matches!(r.apply(3, &id("clerk"), &issued), Err(RegistryError::NotAllowed { .. })));
+        let unknown = RegistryEvent::certificate_issued(id("nobody"), fp.clone(), 0);
+        assert!(matches!(r.apply(3, &id("admin"), &unknown), Err(RegistryError::UnknownPrincipal(_))));
+        let upper = RegistryEvent::certificate_issued(id("clerk"), "AB".repeat(32), 0);
+        assert!(matches!(r.apply(3, &id("admin"), &upper), Err(RegistryError::Malformed(_))));
+        r.apply(3, &id("admin"), &issued).unwrap();
+        assert!(r.apply(4, &id("admin"), &issued).is_err(), "recorded twice");
+        let c = r.certificate(&fp).unwrap();
+        assert_eq!((c.principal.as_str(), c.not_after, c.issued_at, c.revoked_at), ("clerk", 1_900_000_000, 3, None));
+        // Another principal may not revoke it; the principal itself may, once.
+        let revoke = RegistryEvent::certificate_revoked(id("clerk"), fp.clone(), "lost");
+        r.apply(
+            4,
+            &id("admin"),
+            &RegistryEvent::register(
+                id("other"),
+                Role::Court,
+                &ed25519_dalek::SigningKey::from_bytes(&[4; 32]).verifying_key(),
+            ),
+        )
+        .unwrap();
+        assert!(matches!(r.apply(5, &id("other"), &revoke), Err(RegistryError::NotAllowed { .. })));
+        r.apply(5, &id("clerk"), &revoke).unwrap();
+        assert_eq!(r.certificate(&fp).unwrap().revoked_at, Some(5));
+        assert!(r.apply(6, &id("admin"), &revoke).is_err(), "revoked twice");
+        let wrong = RegistryEvent::certificate_revoked(id("other"), fp.clone(), "x");
+        assert!(r.apply(6, &id("admin"), &wrong).is_err(), "not other's certificate");
+        // The clerk's key is untouched.
+        let p = r.principal(&id("clerk")).unwrap();
+        assert!(p.keys.iter().all(|k| r.key(k).unwrap().revoked_at.is_none()));
+        assert_eq!(r.certificates_of(&id("clerk")).len(), 1);
+        // Payloads round-trip under their event types.
+        for ev in [issued, revoke] {
+            assert_eq!(RegistryEvent::parse(&ev.event_type(), &ev.to_payload()).unwrap(), ev);
+        }
     }
 }

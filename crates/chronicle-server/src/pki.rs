@@ -9,9 +9,19 @@
 
 use chronicle_core::PrincipalId;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use time::{Duration, OffsetDateTime};
+
+/// How long a client certificate is valid unless said otherwise.
+pub const CLIENT_CERTIFICATE_DAYS: i64 = 365;
+
+/// The period a client certificate is valid: from an hour ago (clocks differ) for `days` days.
+pub fn validity_days(days: i64) -> (OffsetDateTime, OffsetDateTime) {
+    let now = OffsetDateTime::now_utc();
+    (now - Duration::hours(1), now + Duration::days(days))
+}
 
 /// A certificate operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -111,15 +121,73 @@ impl LocalCa {
         self.issue(params)
     }
 
-    /// A client certificate for a principal.
+    /// A client certificate for a principal, with a TLS key made here (valid for
+    /// [`CLIENT_CERTIFICATE_DAYS`]): for the demo and the quick start, where the bureau makes
+    /// the principal's keys for convenience.
     pub fn issue_client(&self, principal: &PrincipalId) -> Result<Issued, PkiError> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::OrganizationName, "Chronicle principal");
-        params.distinguished_name.push(DnType::CommonName, principal.as_str());
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        self.issue(params)
+        self.issue(client_params(principal, validity_days(CLIENT_CERTIFICATE_DAYS))?)
     }
+
+    /// A client certificate for a principal over the key of a certificate signing request its
+    /// author made (`chronicle keygen`): the CA never sees the private key. The request's
+    /// signature must verify; what the certificate says (the principal, its use, its validity)
+    /// is the CA's to decide, so only the request's key is taken from it.
+    pub fn issue_client_for_request(
+        &self,
+        principal: &PrincipalId,
+        request_pem: &str,
+        validity: (OffsetDateTime, OffsetDateTime),
+    ) -> Result<String, PkiError> {
+        let mut request = CertificateSigningRequestParams::from_pem(request_pem)
+            .map_err(|e| PkiError::Parse(format!("the certificate signing request: {e}")))?;
+        request.params = client_params(principal, validity)?;
+        request.params.use_authority_key_identifier_extension = true;
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
+        Ok(request.signed_by(&issuer)?.pem())
+    }
+}
+
+fn client_params(
+    principal: &PrincipalId,
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::OrganizationName, "Chronicle principal");
+    params.distinguished_name.push(DnType::CommonName, principal.as_str());
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.not_before = not_before;
+    params.not_after = not_after;
+    Ok(params)
+}
+
+/// A TLS key and a certificate signing request naming `principal`, both PEM, made on the
+/// author's machine (`chronicle keygen`); the key never leaves it.
+pub fn request(principal: &PrincipalId) -> Result<Issued, PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, principal.as_str());
+    let csr = params.serialize_request(&key)?;
+    Ok(Issued { cert_pem: csr.pem()?, key_pem: key.serialize_pem() })
+}
+
+/// A certificate's SHA-256 fingerprint (of its DER), lowercase hex, and its expiry.
+pub fn fingerprint(cert_pem: &str) -> Result<(String, OffsetDateTime), PkiError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| PkiError::Parse(e.to_string()))?;
+    let cert = pem.parse_x509().map_err(|e| PkiError::Parse(e.to_string()))?;
+    Ok((fingerprint_der(&pem.contents), cert.validity().not_after.to_datetime()))
+}
+
+/// The SHA-256 fingerprint of a certificate's DER, lowercase hex: how the registry names it.
+pub fn fingerprint_der(der: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(der))
+}
+
+/// The registry entry recording a certificate issued to `principal` (to be signed by an admin).
+pub fn certificate_record(principal: &PrincipalId, cert_pem: &str) -> Result<chronicle_core::RegistryEvent, PkiError> {
+    let (fingerprint, not_after) = fingerprint(cert_pem)?;
+    Ok(chronicle_core::RegistryEvent::certificate_issued(principal.clone(), fingerprint, not_after.unix_timestamp()))
 }
 
 /// The principal a client certificate (DER) names: its subject's common name.
