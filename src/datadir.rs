@@ -152,8 +152,20 @@ impl DataDir {
         out: Option<PathBuf>,
         with_key: bool,
     ) -> Result<(PathBuf, Command)> {
+        let validity = chronicle_server::pki::validity_days(chronicle_server::pki::CLIENT_CERTIFICATE_DAYS);
+        self.issue_credentials_valid(signer, out, with_key, validity)
+    }
+
+    /// [`DataDir::issue_credentials`] with a certificate valid for the given period.
+    pub fn issue_credentials_valid(
+        &self,
+        signer: &Signer,
+        out: Option<PathBuf>,
+        with_key: bool,
+        validity: (time::OffsetDateTime, time::OffsetDateTime),
+    ) -> Result<(PathBuf, Command)> {
         let ca = self.ca()?;
-        let issued = ca.issue_client(signer.principal())?;
+        let issued = ca.issue_client_valid(signer.principal(), validity)?;
         let record = Command::sign(
             &self.admin()?,
             chronicle_server::pki::certificate_record(signer.principal(), &issued.cert_pem)?.draft(),

@@ -328,6 +328,68 @@ fn principals_are_listed_rotated_and_revoked_and_earlier_entries_stay_valid() {
     assert!(said.contains("revoked certificate"), "{said}");
     assert!(list()["certificates"][0]["state"].as_str().unwrap().starts_with("revoked at"));
     assert!(!revoke_cert("again").status.success(), "a certificate is revoked once");
+    // A new certificate for the same principal (a renewal, or after a revocation).
+    let third = tmp.path().join("third");
+    ok(&["keygen", "--id", "court.cp23", "--out", third.to_str().unwrap()]);
+    let renewed = tmp.path().join("renewed");
+    let csr3 = third.join("tls.csr.pem");
+    let said = ok(&[
+        "principal",
+        "certify",
+        "--data-dir",
+        d,
+        "--id",
+        "court.cp23",
+        "--csr",
+        csr3.to_str().unwrap(),
+        "--creds-out",
+        renewed.to_str().unwrap(),
+    ]);
+    assert!(said.contains("certified court.cp23"), "{said}");
+    let certs = list()["certificates"].as_array().unwrap().clone();
+    assert_eq!(certs.len(), 2);
+    assert_eq!(certs[1]["state"], "valid");
+    // Refused, changing nothing: a request naming another principal, a validity out of range,
+    // a directory that already holds something (left as it was).
+    let other = tmp.path().join("other");
+    ok(&["keygen", "--id", "someone.else", "--out", other.to_str().unwrap()]);
+    let busy = tmp.path().join("busy");
+    std::fs::create_dir_all(&busy).unwrap();
+    std::fs::write(busy.join("notes.txt"), b"mine").unwrap();
+    let before = ok(&["principal", "list", "--data-dir", d]);
+    for (args, why) in [
+        (
+            vec![
+                "--csr",
+                other.join("tls.csr.pem").to_str().unwrap(),
+                "--creds-out",
+                tmp.path().join("x").to_str().unwrap(),
+            ],
+            "names someone.else",
+        ),
+        (
+            vec![
+                "--csr",
+                csr3.to_str().unwrap(),
+                "--valid-days",
+                "3000000",
+                "--creds-out",
+                tmp.path().join("y").to_str().unwrap(),
+            ],
+            "--valid-days",
+        ),
+        (vec!["--csr", csr3.to_str().unwrap(), "--creds-out", busy.to_str().unwrap()], "not empty"),
+    ] {
+        let mut all = vec!["principal", "certify", "--data-dir", d, "--id", "court.cp23"];
+        all.extend(args);
+        let out = chronicle(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(why), "{all:?}: {err}");
+    }
+    assert_eq!(ok(&["principal", "list", "--data-dir", d]), before);
+    assert!(!tmp.path().join("x").exists() && !tmp.path().join("y").exists(), "a refused command leaves no directory");
+    assert_eq!(std::fs::read(busy.join("notes.txt")).unwrap(), b"mine");
+    assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1);
     // Bad input changes nothing.
     let before = ok(&["principal", "list", "--data-dir", d]);
     for bad in [

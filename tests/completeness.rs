@@ -266,3 +266,108 @@ fn a_commitment_that_lies_is_named_by_verify() {
     }
     assert!(!verify_log(&dir.log_dir(), |_, _| {}).unwrap().is_ok());
 }
+
+/// The positions of the orders that cover `stream`, as the records layer knows them.
+fn orders_covering(b: &common::Bureau, stream: &StreamId) -> Vec<u64> {
+    b.records.projection().state.expunged.values().filter(|t| t.streams.contains(stream)).map(|t| t.position).collect()
+}
+
+fn bundle_of(b: &common::Bureau, s: StreamId) -> (Bundle, String) {
+    let dir = &b.ledger.dir;
+    let origin = dir.info().unwrap().origin;
+    let (_, size, note) =
+        b.ledger.store.checkpoint_with_heads(&dir.ledger().unwrap(), &dir.note_signer().unwrap(), &origin).unwrap();
+    let key = dir.log_key().unwrap();
+    let orders = orders_covering(b, &s);
+    (
+        chronicle_store::evidence::build_bundle_with_orders(&b.ledger.store, &s, &note, size, &key, false, &orders)
+            .unwrap(),
+        key,
+    )
+}
+
+/// An expunged case's bundle carries the order that emptied it, proven complete through the
+/// case's orders stream (the ledger's notice of the order, written before the keys were
+/// destroyed): leaving out the notice, the order, or claiming no order covers it, fails. A case
+/// no order covers proves that too.
+#[test]
+fn an_expunged_cases_bundle_carries_the_order_that_emptied_it_proven_complete() {
+    use chronicle_records::Level;
+    let b = common::Bureau::new();
+    let subject = b.enroll("PA-51", "Roe", "Ann", "1980-01-02");
+    let gone = b.arrest(subject, "OTN-51", "2021-03-04", &[(1, "18 PA 3502", "BURGLARY", Level::Felony)]);
+    let kept = b.arrest(subject, "OTN-52", "2022-05-06", &[(1, "18 PA 3921", "THEFT", Level::Misdemeanor)]);
+    let (order_at, destroyed) =
+        b.records.expunge(&b.court, gone, "cycle", "EXP-51", "PC 851.93", Timestamp::now()).unwrap();
+    assert!(destroyed > 0);
+    // The notice, in the case's orders stream, names the order.
+    let notices = b.ledger.store.read_stream(&chronicle_store::evidence::orders_stream(&gone), 0, 10).unwrap();
+    assert_eq!(notices.len(), 1);
+    let order = b.ledger.store.entry(order_at).unwrap().unwrap();
+    assert_eq!(notices[0].statement.refs.causation, Some(order.hash()));
+    assert!(notices[0].position() > order_at);
+
+    let (bg, key) = bundle_of(&b, gone);
+    let proven = verify_bundle(&bg, &key).unwrap();
+    assert_eq!(proven.orders, 1);
+    assert!(proven.describe().contains("1 expungement order(s) cover the stream"), "{}", proven.describe());
+    let (bk, _) = bundle_of(&b, kept);
+    let proven = verify_bundle(&bk, &key).unwrap();
+    assert_eq!(proven.orders, 0);
+    assert!(proven.describe().contains("no expungement order covers the stream"));
+
+    // The notice left out; the order left out; the order replaced by another entry.
+    let mut t = bg.clone();
+    t.completeness.orders.notices.clear();
+    assert!(matches!(verify_bundle(&t, &key), Err(EvidenceError::Incomplete(_)) | Err(EvidenceError::Chain { .. })));
+    let mut t = bg.clone();
+    t.completeness.orders.orders.clear();
+    let why = incomplete(verify_bundle(&t, &key));
+    assert!(why.contains("is missing"), "{why}");
+    let mut t = bg.clone();
+    t.completeness.orders.orders = vec![t.entries[0].clone()];
+    assert!(verify_bundle(&t, &key).is_err());
+    // "No order covers it": the other case's absence proof, or the head dropped.
+    let mut t = bg.clone();
+    t.completeness.orders.head = None;
+    t.completeness.orders.notices.clear();
+    t.completeness.orders.orders.clear();
+    t.completeness.orders.absent = bk.completeness.orders.absent.clone();
+    incomplete(verify_bundle(&t, &key));
+    let mut t = bg.clone();
+    t.completeness.orders.head = None;
+    incomplete(verify_bundle(&t, &key));
+}
+
+/// An expunged case is exported by stream id, without content, by a role that may read the log:
+/// its opaque entries with the order that emptied them; with content it is refused (there is
+/// none left to release), and by docket it is not found (the docket went with it).
+#[test]
+fn the_cli_exports_an_expunged_cases_opaque_entries_with_its_order() {
+    use chronicle_records::Level;
+    let b = common::Bureau::new();
+    let subject = b.enroll("PA-61", "Poe", "Al", "1975-07-08");
+    let gone = b.arrest(subject, "OTN-61", "2020-01-02", &[(1, "18 PA 3502", "BURGLARY", Level::Felony)]);
+    b.records.expunge(&b.court, gone, "cycle", "EXP-61", "PC 851.93", Timestamp::now()).unwrap();
+    let common::Bureau { ledger, records, .. } = b;
+    drop(records);
+    let (tmp, dir) = ledger.close();
+    let d = dir.root.to_str().unwrap().to_string();
+    let out = tmp.path().join("gone.json");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["export-evidence", "--data-dir", &d, "--recipient", "auditor", "--purpose", "A"];
+        args.extend(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_chronicle")).args(&args).output().unwrap()
+    };
+    let hex = gone.to_hex();
+    let o = run(&["--stream", &hex, "--no-content", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let bundle: Bundle = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let proven = verify_bundle(&bundle, &dir.log_key().unwrap()).unwrap();
+    assert_eq!((proven.entries, proven.orders), (1, 1));
+    let o = run(&["--stream", &hex, "--out", tmp.path().join("c.json").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["--case", "OTN-61", "--no-content", "--out", tmp.path().join("d.json").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--stream"), "{}", String::from_utf8_lossy(&o.stderr));
+}

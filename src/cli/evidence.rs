@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use chronicle::datadir::DataDir;
 use chronicle_core::{PrincipalId, StreamId};
 use chronicle_records::ServiceError;
-use chronicle_store::evidence::{Bundle, build_bundle, verify_bundle_at_least};
+use chronicle_store::evidence::{Bundle, build_bundle_with_orders, verify_bundle_at_least};
 
 /// Write a self-contained evidence bundle for one stream, for a recipient: its entries from the
 /// first, an inclusion proof for each against one signed checkpoint, the checkpoint, the log's
@@ -71,7 +71,10 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
             let found = records.projection().state.cycle_by_docket(docket);
             match found {
                 Some(s) => s,
-                None => bail!("no case with docket {docket:?} (an expunged case has no evidence left to export)"),
+                None => bail!(
+                    "no case with docket {docket:?} (an expunged case's docket is destroyed with it: export its opaque \
+                     entries with --stream ID --no-content, the id its order in the destruction log names)"
+                ),
             }
         }
         (None, Some(hex)) => StreamId::from_hex(hex).context("--stream must be 32 hex digits")?,
@@ -86,6 +89,15 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
     };
     let info = dir.info()?;
     let ledger = dir.ledger()?;
+    // The orders that cover the stream, whose notices its orders stream holds.
+    let orders: Vec<u64> = records
+        .projection()
+        .state
+        .expunged
+        .values()
+        .filter(|t| t.streams.contains(&stream))
+        .map(|t| t.position)
+        .collect();
     let build = || {
         let persist = |e: &dyn std::fmt::Display| ServiceError::Persist(e.to_string());
         // The stream heads are committed first, so that the bundle can prove every entry is there.
@@ -93,7 +105,7 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
         let (_, size, note) =
             store.checkpoint_with_heads(&ledger, &note_signer, &info.origin).map_err(|e| persist(&e))?;
         let log_key = dir.log_key().map_err(|e| ServiceError::Persist(e.to_string()))?;
-        let bundle = build_bundle(&store, &stream, &note, size, &log_key, !a.no_content)
+        let bundle = build_bundle_with_orders(&store, &stream, &note, size, &log_key, !a.no_content, &orders)
             .map_err(|e| ServiceError::Persist(e.to_string()))?;
         let bytes = serde_json::to_vec_pretty(&bundle).map_err(|e| ServiceError::Persist(e.to_string()))?;
         Ok(((bundle, size), bytes))
@@ -165,6 +177,7 @@ pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
                     "entries": p.entries,
                     "complete_at": p.complete_at,
                     "commitment_position": p.commitment_position,
+                    "orders": p.orders,
                     "registry_entries": p.registry_entries,
                     "content_checked": p.content_checked,
                     "last_hash": p.last_hash.to_hex(),

@@ -49,7 +49,7 @@ enum PrincipalCmd {
         /// The principal's certificate signing request (the `tls.csr.pem` of `chronicle keygen`).
         #[arg(long, requires = "public_key")]
         csr: Option<PathBuf>,
-        /// How many days its certificate is valid.
+        /// How many days its certificate is valid (1 to 3653).
         #[arg(long, default_value_t = chronicle_server::pki::CLIENT_CERTIFICATE_DAYS)]
         valid_days: i64,
         /// Where to write its credentials (default SECRETS/principals/ID).
@@ -57,6 +57,31 @@ enum PrincipalCmd {
         creds_out: Option<PathBuf>,
         /// Register through this running server (as the admin) instead of opening the log,
         /// which the server holds.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Issue another TLS client certificate to a registered principal, over the key of a
+    /// certificate signing request it made (a renewal before the last expires, or a replacement
+    /// for one revoked or lost), and record it in the registry. Its signing keys are untouched.
+    ///
+    /// Example: chronicle principal certify --data-dir D --id court.cp23 --csr tls.csr.pem --creds-out court.cp23
+    Certify {
+        /// The data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The principal.
+        #[arg(long)]
+        id: String,
+        /// The principal's certificate signing request (`tls.csr.pem` of `chronicle keygen`).
+        #[arg(long)]
+        csr: PathBuf,
+        /// How many days the certificate is valid (1 to 3653).
+        #[arg(long, default_value_t = chronicle_server::pki::CLIENT_CERTIFICATE_DAYS)]
+        valid_days: i64,
+        /// Where to write `cert.pem` and `ca.pem` (a new or empty directory).
+        #[arg(long)]
+        creds_out: PathBuf,
+        /// Record it through this running server (as the admin).
         #[arg(long)]
         server: Option<String>,
     },
@@ -130,9 +155,7 @@ pub fn run(a: PrincipalArgs) -> Result<ExitCode> {
             if role == Role::Ledger {
                 bail!("there is only one ledger principal");
             }
-            if valid_days < 1 {
-                bail!("--valid-days must be at least 1");
-            }
+            let validity = validity(valid_days)?;
             let dir = DataDir::new(&data_dir, None);
             let principal = PrincipalId::new(id)?;
             // The author's own keys, or (for convenience) keys made here.
@@ -147,65 +170,46 @@ pub fn run(a: PrincipalArgs) -> Result<ExitCode> {
                     (signer.verifying_key(), Ok(signer))
                 }
             };
-            let creds_dir = creds_out.clone().unwrap_or_else(|| dir.credentials_dir(principal.as_str()));
-            if creds_dir.join("principal").exists() || creds_dir.join("cert.pem").exists() {
-                bail!("{} already holds credentials", creds_dir.display());
-            }
-            // The certificate first: a request that does not verify registers nothing. The
-            // principal and its certificate are recorded in one atomic append.
-            let validity = chronicle_server::pki::validity_days(valid_days);
+            let out = OutDir::new(creds_out.clone().unwrap_or_else(|| dir.credentials_dir(principal.as_str())))?;
+            // Everything is written before anything is recorded (a request that does not verify
+            // records nothing); the principal and its certificate are recorded in one atomic
+            // append, and if that fails, what this command wrote is removed.
             let admin = dir.admin()?;
-            let (issued, record) = match &made {
-                Err(request) => {
-                    let cert = dir.ca()?.issue_client_for_request(&principal, request, validity)?;
-                    let record =
-                        Command::sign(&admin, chronicle_server::pki::certificate_record(&principal, &cert)?.draft())?;
-                    (Some(cert), record)
-                }
+            let (cert, record) = match &made {
+                Err(request) => out.or_undo(write_certificate(&dir, &admin, &principal, request, validity, &out))?,
                 Ok(signer) => {
-                    let (_, record) = dir.issue_credentials(signer, Some(creds_dir.clone()), true)?;
-                    (None, record)
+                    let issued = dir.issue_credentials_valid(signer, Some(out.path.clone()), true, validity);
+                    (None, out.or_undo(issued)?.1)
                 }
             };
             if let (Some(key_out), Ok(signer)) = (&key_out, &made) {
-                super::keygen::write_new(key_out, signer.to_pem().as_bytes(), true)?;
+                out.or_undo(super::keygen::write_new(key_out, signer.to_pem().as_bytes(), true))?;
             }
             let cmd = Command::sign(&admin, RegistryEvent::register(principal.clone(), role, &key).draft())?;
-            let position = match submit(&dir, server, vec![cmd, record]) {
-                Ok(p) => p,
-                Err(e) => {
-                    if made.is_ok() {
-                        // Nothing was registered: the credentials made for it are of no use.
-                        let _ = std::fs::remove_dir_all(&creds_dir);
-                    }
-                    return Err(e);
-                }
-            };
+            let position = out.or_undo(submit(&dir, server, vec![cmd, record]))?;
             let key_id = chronicle_core::KeyId::of(&key.to_bytes());
-            match (made, issued) {
-                (Ok(_), _) => {
-                    println!(
-                        "registered {principal} as {} at position {position}; key {key_id}; credentials (keys made \
-                         here, for convenience) in {}",
-                        role.as_str(),
-                        creds_dir.display()
-                    );
+            match cert {
+                None => println!(
+                    "registered {principal} as {} at position {position}; key {key_id}; credentials (keys made here, \
+                     for convenience: the bureau could sign as this principal) in {}",
+                    role.as_str(),
+                    out.path.display()
+                ),
+                Some(said) => {
+                    println!("registered {principal} as {} at position {position}; key {key_id}; {said}", role.as_str())
                 }
-                (Err(_), Some(cert)) => {
-                    std::fs::create_dir_all(&creds_dir).with_context(|| format!("creating {}", creds_dir.display()))?;
-                    super::keygen::write_new(&creds_dir.join("cert.pem"), cert.as_bytes(), false)?;
-                    super::keygen::write_new(&creds_dir.join("ca.pem"), dir.ca()?.cert_pem().as_bytes(), false)?;
-                    let (fingerprint, expires) = chronicle_server::pki::fingerprint(&cert)?;
-                    println!(
-                        "registered {principal} as {} at position {position}; key {key_id}; certificate sha256 \
-                         {fingerprint}, valid until {expires}; cert.pem and ca.pem in {} (the bureau holds none of \
-                         its private keys)",
-                        role.as_str(),
-                        creds_dir.display()
-                    );
-                }
-                (Err(_), None) => bail!("no certificate was issued"),
             }
+        }
+        PrincipalCmd::Certify { data_dir, id, csr, valid_days, creds_out, server } => {
+            let validity = validity(valid_days)?;
+            let dir = DataDir::new(&data_dir, None);
+            let principal = PrincipalId::new(id)?;
+            let request = std::fs::read_to_string(&csr).with_context(|| format!("reading {}", csr.display()))?;
+            let out = OutDir::new(creds_out)?;
+            let written = write_certificate(&dir, &dir.admin()?, &principal, &request, validity, &out);
+            let (said, record) = out.or_undo(written)?;
+            let position = out.or_undo(submit(&dir, server, vec![record]))?;
+            println!("certified {principal} at position {position}; {}", said.unwrap_or_default());
         }
         PrincipalCmd::List { data_dir, json } => {
             let dir = DataDir::new(&data_dir, None);
@@ -235,11 +239,17 @@ pub fn run(a: PrincipalArgs) -> Result<ExitCode> {
                     .certificates_of(id)
                     .into_iter()
                     .map(|(fp, c)| {
+                        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                        let state = match c.revoked_at {
+                            Some(at) => format!("revoked at {at}"),
+                            None if c.not_after <= now => "expired".to_string(),
+                            None => "valid".to_string(),
+                        };
                         serde_json::json!({
                             "fingerprint": fp,
                             "not_after": c.not_after,
                             "issued_at": c.issued_at,
-                            "state": c.revoked_at.map_or("valid".to_string(), |at| format!("revoked at {at}")),
+                            "state": state,
                         })
                     })
                     .collect();
@@ -253,11 +263,17 @@ pub fn run(a: PrincipalArgs) -> Result<ExitCode> {
                     });
                     println!("{line}");
                 } else {
-                    let keys: Vec<String> =
-                        keys.iter().map(|k| format!("{} {}", k["key_id"].as_str().unwrap_or(""), k["state"])).collect();
+                    let keys: Vec<String> = keys
+                        .iter()
+                        .map(|k| {
+                            format!("{} {}", k["key_id"].as_str().unwrap_or(""), k["state"].as_str().unwrap_or(""))
+                        })
+                        .collect();
                     let certs: Vec<String> = certificates
                         .iter()
-                        .map(|c| format!("{} {}", c["fingerprint"].as_str().unwrap_or(""), c["state"]))
+                        .map(|c| {
+                            format!("{} {}", c["fingerprint"].as_str().unwrap_or(""), c["state"].as_str().unwrap_or(""))
+                        })
                         .collect();
                     println!(
                         "{id}  {}  registered at {}  keys: {}  certificates: {}",
@@ -307,10 +323,14 @@ pub fn run(a: PrincipalArgs) -> Result<ExitCode> {
                     let key = chronicle_core::KeyId::from_hex(&k).with_context(|| format!("--key-id {k:?}"))?;
                     (RegistryEvent::revoke(principal.clone(), key, reason), format!("key {key}"))
                 }
-                (None, Some(fp)) => (
-                    RegistryEvent::certificate_revoked(principal.clone(), fp.clone(), reason),
-                    format!("certificate {fp}"),
-                ),
+                (None, Some(fp)) => {
+                    // As `principal list` prints it, or as openssl does (upper case, colons).
+                    let fp: String = fp.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+                    (
+                        RegistryEvent::certificate_revoked(principal.clone(), fp.clone(), reason),
+                        format!("certificate {fp}"),
+                    )
+                }
                 (None, None) => bail!("give --key-id or --certificate"),
             };
             let cmd = Command::sign(&dir.admin()?, event.draft())?;
@@ -350,5 +370,73 @@ fn submit(dir: &DataDir, server: Option<String>, commands: Vec<Command>) -> Resu
                 anyhow::Ok(first.position)
             })
         }
+    }
+}
+
+/// The validity of a certificate of `days` days, or a precise error.
+fn validity(days: i64) -> Result<(time::OffsetDateTime, time::OffsetDateTime)> {
+    let max = chronicle_server::pki::CLIENT_CERTIFICATE_DAYS_MAX;
+    if !(1..=max).contains(&days) {
+        bail!("--valid-days must be 1 to {max}");
+    }
+    Ok(chronicle_server::pki::validity_days(days))
+}
+
+/// Issues a certificate over `request` for `principal`, writes `cert.pem` and `ca.pem` into
+/// `out`, and returns what to say and the registry entry recording it (signed by `admin`).
+fn write_certificate(
+    dir: &DataDir,
+    admin: &Signer,
+    principal: &PrincipalId,
+    request: &str,
+    validity: (time::OffsetDateTime, time::OffsetDateTime),
+    out: &OutDir,
+) -> Result<(Option<String>, Command)> {
+    let ca = dir.ca()?;
+    let cert = ca.issue_client_for_request(principal, request, validity)?;
+    let record = Command::sign(admin, chronicle_server::pki::certificate_record(principal, &cert)?.draft())?;
+    out.write("cert.pem", cert.as_bytes())?;
+    out.write("ca.pem", ca.cert_pem().as_bytes())?;
+    let (fingerprint, expires) = chronicle_server::pki::fingerprint(&cert)?;
+    let said = format!(
+        "certificate sha256 {fingerprint}, valid until {expires}; cert.pem and ca.pem in {} (the bureau holds none of \
+         its private keys)",
+        out.path.display()
+    );
+    Ok((Some(said), record))
+}
+
+/// A directory this command writes credentials into: new or empty, so that undoing a failed
+/// command removes only what it wrote.
+struct OutDir {
+    path: PathBuf,
+    made: bool,
+}
+
+impl OutDir {
+    fn new(path: PathBuf) -> Result<OutDir> {
+        let exists = path.exists();
+        if exists && std::fs::read_dir(&path).with_context(|| format!("reading {}", path.display()))?.next().is_some() {
+            bail!("{} is not empty: credentials are written only into a new or empty directory", path.display());
+        }
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(OutDir { path, made: !exists })
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        super::keygen::write_new(&self.path.join(name), bytes, false)
+    }
+
+    /// `r`, or (if it failed) `r` after removing what this command wrote here.
+    fn or_undo<T>(&self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            for name in ["principal", "ca.pem", "cert.pem", "tls.key.pem", "signing.key.pem"] {
+                let _ = std::fs::remove_file(self.path.join(name));
+            }
+            if self.made {
+                let _ = std::fs::remove_dir(&self.path);
+            }
+        }
+        r
     }
 }

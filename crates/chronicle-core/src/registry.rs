@@ -483,6 +483,7 @@ impl Registry {
                 if !privileged {
                     return Err(RegistryError::NotAllowed { author: author.clone(), action: "record certificates" });
                 }
+                self.ledger_only(author, &c.principal, "record the ledger's certificates")?;
                 check_fingerprint(&c.fingerprint)?;
                 if !self.principals.contains_key(&c.principal) {
                     return Err(RegistryError::UnknownPrincipal(c.principal.clone()));
@@ -504,6 +505,7 @@ impl Registry {
                 if genesis {
                     return Err(RegistryError::BadGenesis);
                 }
+                self.ledger_only(author, &c.principal, "revoke the ledger's certificates")?;
                 if !privileged && author != &c.principal {
                     return Err(RegistryError::NotAllowed {
                         author: author.clone(),

@@ -419,7 +419,7 @@ pub fn authors(tag: &str) -> &'static [Role] {
         "expungement_ordered" => &[RecordsClerk, Court, Ledger],
         "cycle_reassigned" | "challenge_resolved" => &[RecordsClerk],
         "challenge_filed" => &[Subject, DefenseAttorney, RecordsClerk],
-        "cycle_restated" | "record_disseminated" | "access_denied" | "audit_recorded" => &[Ledger],
+        "cycle_restated" | "record_disseminated" | "access_denied" | "audit_recorded" | "order_noticed" => &[Ledger],
         "policy_adopted" => &[Admin],
         _ => &[],
     }

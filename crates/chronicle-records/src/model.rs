@@ -441,6 +441,19 @@ record_events! {
             /// Every stream whose keys are destroyed (hex ids).
             streams: Vec<String>,
         },
+        /// Notice, in a stream's orders stream (see [`orders_stream`]), of an expungement order
+        /// that covers the stream: written by the ledger before the order's keys are destroyed,
+        /// naming the order by its causation hash (in the clear) and its position, so that the
+        /// stream's evidence can carry, proven complete, the orders that explain why its content is
+        /// gone.
+        OrderNoticed = "order_noticed" {
+            /// The stream covered (hex id).
+            stream: String,
+            /// The order's position in the log.
+            order_position: u64,
+            order_id: String,
+            statute: String,
+        },
     }
 }
 
@@ -500,6 +513,7 @@ impl RecordEvent {
             }
             Self::PolicyAdopted { .. } => StreamKind::Policy,
             Self::ExpungementOrdered { .. } => StreamKind::Destruction,
+            Self::OrderNoticed { .. } => StreamKind::Orders,
             _ => StreamKind::Cycle,
         }
     }
@@ -518,6 +532,14 @@ pub enum StreamKind {
     Policy,
     /// The destruction log: expungement orders, never expunged themselves.
     Destruction,
+    /// A stream's orders stream: notices of the expungement orders that cover it.
+    Orders,
+}
+
+/// The orders stream of a stream: where notices of the expungement orders covering it go
+/// (derived from its id, so that anyone holding an evidence bundle can tell which it is).
+pub fn orders_stream(stream: &StreamId) -> StreamId {
+    chronicle_store::evidence::orders_stream(stream)
 }
 
 /// The stream holding the destruction log.
@@ -672,6 +694,12 @@ mod tests {
                 target: "t".into(),
                 target_kind: "cycle".into(),
                 streams: vec!["t".into()],
+            },
+            RecordEvent::OrderNoticed {
+                stream: "t".into(),
+                order_position: 7,
+                order_id: "o3".into(),
+                statute: "s".into(),
             },
         ]
     }

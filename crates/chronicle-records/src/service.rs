@@ -10,7 +10,7 @@
 //! Decrypting payloads dominates catching up, so pages of entries are opened on all cores and
 //! then applied in log order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use chronicle_core::{Command, Draft, Entry, PayloadKind, PrincipalId, References, Signer, StreamId, Timestamp};
@@ -530,6 +530,10 @@ impl Records {
     /// (after a crash between recording an order and carrying it out, opening finishes it), then
     /// persists the projection so that nothing persisted depends on the destroyed keys.
     pub fn carry_out(&self) -> Result<usize, ServiceError> {
+        // Each order's notices first, in the orders streams of what it covers (with the ledger's
+        // signer; without it, as when the service is opened, destruction does not wait: the
+        // notices follow when the signer is given).
+        self.notice_orders()?;
         let streams: Vec<StreamId> =
             self.projection().state.expunged.values().flat_map(|t| t.streams.iter().copied()).collect();
         let mut destroyed = 0;
@@ -543,9 +547,58 @@ impl Records {
         Ok(destroyed)
     }
 
+    /// Writes, signed by the ledger, the notice of every expungement order carried out in the
+    /// orders stream of each stream it covers (`records.order_noticed`, naming the order by its
+    /// causation hash), where it is not there yet. A stream's orders stream holds exactly one
+    /// notice per order covering it (the idempotency key is the order's position and the stream),
+    /// so one with as many entries as orders cover the stream is complete: one read per stream.
+    /// Returns how many notices were written.
+    pub fn notice_orders(&self) -> Result<usize, ServiceError> {
+        let Some(ledger) = self.ledger.get() else { return Ok(0) };
+        let tombstones: Vec<crate::state::Tombstone> = self.projection().state.expunged.values().cloned().collect();
+        let mut covering: BTreeMap<StreamId, usize> = BTreeMap::new();
+        for t in &tombstones {
+            for s in &t.streams {
+                *covering.entry(*s).or_default() += 1;
+            }
+        }
+        let mut written = 0;
+        for t in &tombstones {
+            for s in &t.streams {
+                let orders = crate::model::orders_stream(s);
+                let have = self.store.stream_version(&orders)?.map_or(0, |v| v as usize + 1);
+                if have >= covering[s] {
+                    continue;
+                }
+                // Some notice is missing: is it this order's?
+                let order = self.store.entry(t.position)?.ok_or_else(|| {
+                    RecordsError::Malformed(format!("the order at position {} is not in the log", t.position))
+                })?;
+                let noticed = self.store.read_stream(&orders, 0, covering[s])?;
+                if noticed.iter().any(|e| e.statement.refs.causation == Some(order.hash())) {
+                    continue;
+                }
+                let ev = RecordEvent::OrderNoticed {
+                    stream: s.to_hex(),
+                    order_position: t.position,
+                    order_id: t.order_id.clone(),
+                    statute: t.statute.clone(),
+                };
+                let key = format!("notice:{}:{}", t.position, s.to_hex()).into_bytes();
+                let mut d = draft(orders, &ev, Timestamp::now(), None, key);
+                d.refs.causation = Some(order.hash());
+                let cmd = Command::sign(ledger, d).map_err(|e| RecordsError::Malformed(e.to_string()))?;
+                self.append_checked(orders, ExpectedVersion::Any, vec![cmd], vec![ev])?;
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+
     /// Gives the service the ledger's signer and finishes any charge expungement waiting for it.
     pub fn set_ledger(&self, ledger: Signer) -> Result<usize, ServiceError> {
         let _ = self.ledger.set(ledger);
+        self.notice_orders()?;
         let destroyed = self.carry_out_charge_orders()?;
         // A case that reached an expunged subject just before a crash is expunged now.
         self.expunge_late_cases()?;

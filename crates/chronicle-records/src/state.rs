@@ -664,6 +664,8 @@ impl State {
             | RecordEvent::AccessDenied { .. }
             | RecordEvent::AuditRecorded { .. } => {}
             RecordEvent::PolicyAdopted { policy } => self.adopted_policy = Some((meta.position, policy.clone())),
+            // Evidence of an order for the covered stream's bundles; the order itself did the rest.
+            RecordEvent::OrderNoticed { .. } => {}
             RecordEvent::ExpungementOrdered { order_id, statute, target, target_kind, streams } => {
                 let Some(target) = parse_id(target) else { return };
                 let streams: Vec<StreamId> = streams.iter().filter_map(|s| parse_id(s)).collect();

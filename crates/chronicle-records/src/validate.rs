@@ -236,6 +236,8 @@ pub fn validate(
                 return Err(RecordsError::WrongStream { event: tag, reason: "not the destruction log" });
             }
         }
+        // Which orders stream is checked with the event's fields, below.
+        StreamKind::Orders => {}
     }
     let cycle = state.cycles.get(&stream);
     let cycle_or = || cycle.ok_or(RecordsError::UnknownCycle(stream));
@@ -440,6 +442,26 @@ pub fn validate(
         RecordEvent::PolicyAdopted { policy } => {
             if let Some(problem) = policy.problem() {
                 return Err(RecordsError::Malformed(format!("policy: {problem}")));
+            }
+        }
+        RecordEvent::OrderNoticed { stream: covered, order_position, order_id, statute } => {
+            let covered = StreamId::from_hex(covered)
+                .ok_or_else(|| RecordsError::Malformed("stream must be 32 hex digits".into()))?;
+            if stream != crate::model::orders_stream(&covered) {
+                return Err(RecordsError::WrongStream { event: tag, reason: "not the covered stream's orders stream" });
+            }
+            // It notices an order carried out: one in the destruction log at that position,
+            // covering that stream, with that id and statute.
+            let noticed = state.expunged.values().any(|t| {
+                t.position == *order_position
+                    && t.streams.contains(&covered)
+                    && &t.order_id == order_id
+                    && &t.statute == statute
+            });
+            if !noticed {
+                return Err(RecordsError::Malformed(format!(
+                    "no expungement order at position {order_position} covers stream {covered} as noticed"
+                )));
             }
         }
         RecordEvent::ExpungementOrdered { order_id, statute, target, target_kind, streams } => {

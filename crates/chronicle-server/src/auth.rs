@@ -37,6 +37,12 @@ pub fn caller<T>(shared: &Shared, req: &Request<T>) -> Result<Caller, (Option<St
         .ok_or_else(|| (claimed(), Status::unauthenticated(format!("{principal} is not a registered principal"))))?;
     if let Some(fp) = fingerprint {
         match registry.certificate(&fp) {
+            // (TLS checked the validity at the handshake; a connection kept open past it is not
+            // served either.)
+            Some(c) if c.principal == principal && c.not_after <= time::OffsetDateTime::now_utc().unix_timestamp() => {
+                let why = format!("the certificate {fp} of {principal} expired");
+                return Err((claimed(), Status::unauthenticated(why)));
+            }
             Some(c) if c.principal == principal && c.revoked_at.is_none() => {}
             Some(c) if c.principal == principal => {
                 let at = c.revoked_at.unwrap_or_default();

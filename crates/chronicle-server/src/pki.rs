@@ -17,10 +17,22 @@ use time::{Duration, OffsetDateTime};
 /// How long a client certificate is valid unless said otherwise.
 pub const CLIENT_CERTIFICATE_DAYS: i64 = 365;
 
-/// The period a client certificate is valid: from an hour ago (clocks differ) for `days` days.
+/// The longest a client certificate may be valid (ten years).
+pub const CLIENT_CERTIFICATE_DAYS_MAX: i64 = 3653;
+
+/// The period a client certificate is valid: from an hour ago (clocks differ) for `days` days,
+/// 1 to [`CLIENT_CERTIFICATE_DAYS_MAX`] (anything else is clamped into that range).
 pub fn validity_days(days: i64) -> (OffsetDateTime, OffsetDateTime) {
     let now = OffsetDateTime::now_utc();
-    (now - Duration::hours(1), now + Duration::days(days))
+    (now - Duration::hours(1), now + Duration::days(days.clamp(1, CLIENT_CERTIFICATE_DAYS_MAX)))
+}
+
+/// A fresh random serial number (RFC 5280: unique per CA, positive, at most 20 bytes).
+fn serial() -> rcgen::SerialNumber {
+    let mut b = chronicle_core::random_array::<16>();
+    b[0] &= 0x7f;
+    b[0] |= 0x01;
+    rcgen::SerialNumber::from_slice(&b)
 }
 
 /// A certificate operation failed.
@@ -100,6 +112,7 @@ impl LocalCa {
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
         let key = KeyPair::generate()?;
         params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(serial());
         let cert = params.signed_by(&key, &issuer)?;
         Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
@@ -125,7 +138,16 @@ impl LocalCa {
     /// [`CLIENT_CERTIFICATE_DAYS`]): for the demo and the quick start, where the bureau makes
     /// the principal's keys for convenience.
     pub fn issue_client(&self, principal: &PrincipalId) -> Result<Issued, PkiError> {
-        self.issue(client_params(principal, validity_days(CLIENT_CERTIFICATE_DAYS))?)
+        self.issue_client_valid(principal, validity_days(CLIENT_CERTIFICATE_DAYS))
+    }
+
+    /// [`LocalCa::issue_client`] valid for the given period.
+    pub fn issue_client_valid(
+        &self,
+        principal: &PrincipalId,
+        validity: (OffsetDateTime, OffsetDateTime),
+    ) -> Result<Issued, PkiError> {
+        self.issue(client_params(principal, validity)?)
     }
 
     /// A client certificate for a principal over the key of a certificate signing request its
@@ -140,8 +162,21 @@ impl LocalCa {
     ) -> Result<String, PkiError> {
         let mut request = CertificateSigningRequestParams::from_pem(request_pem)
             .map_err(|e| PkiError::Parse(format!("the certificate signing request: {e}")))?;
+        // A request made for another principal is a mix-up, not something to certify.
+        let named = match request.params.distinguished_name.get(&DnType::CommonName) {
+            Some(rcgen::DnValue::Utf8String(s)) => Some(s.clone()),
+            Some(rcgen::DnValue::PrintableString(s)) => Some(s.as_str().to_string()),
+            _ => None,
+        };
+        if named.as_deref() != Some(principal.as_str()) {
+            return Err(PkiError::Parse(format!(
+                "the certificate signing request names {}, not {principal}",
+                named.unwrap_or_else(|| "no principal".into())
+            )));
+        }
         request.params = client_params(principal, validity)?;
         request.params.use_authority_key_identifier_extension = true;
+        request.params.serial_number = Some(serial());
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
         Ok(request.signed_by(&issuer)?.pem())
     }

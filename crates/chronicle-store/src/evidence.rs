@@ -29,6 +29,14 @@ use crate::store::Store;
 /// Format tag of a bundle.
 pub const BUNDLE_FORMAT: &str = "chronicle-evidence/v2";
 
+/// The orders stream of `stream`: `StreamId::derive("chronicle.orders", hex(stream))`. Each of its
+/// entries notices an order covering `stream`, which it names by its causation hash; a bundle
+/// carries the orders stream, proven complete (or proven to have no entry), and every order its
+/// entries name.
+pub fn orders_stream(stream: &StreamId) -> StreamId {
+    StreamId::derive("chronicle.orders", &stream.to_hex())
+}
+
 /// What shows a bundle complete: the heads commitment and the heads it proves.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +47,24 @@ pub struct Completeness {
     pub stream_head: HeadProof,
     /// The principal registry's head in the committed map.
     pub registry_head: HeadProof,
+    /// The expungement orders that cover the stream.
+    pub orders: OrdersEvidence,
+}
+
+/// The expungement orders that cover a stream: its orders stream ([`orders_stream`]) proven
+/// complete at the commitment's size, or proven to have no entry, and every order its notices
+/// name (by their causation hash). A stream whose content is gone shows here why.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersEvidence {
+    /// The orders stream's head in the committed map, if it has entries.
+    pub head: Option<HeadProof>,
+    /// Else the proof that it has none.
+    pub absent: Option<chronicle_tlog::heads::AbsenceProof>,
+    /// Its entries (one notice per order), each with its inclusion proof.
+    pub notices: Vec<InclusionProof>,
+    /// The entries the notices name (the orders), each with its inclusion proof.
+    pub orders: Vec<InclusionProof>,
 }
 
 /// An opened payload: the salt and the content, both base64.
@@ -95,7 +121,7 @@ pub enum BundleError {
 /// Builds a bundle for `stream` against the checkpoint note `checkpoint` of `size` entries, whose
 /// last entry is a heads commitment (see [`Store::checkpoint_with_heads`]): the stream's entries
 /// up to the commitment's size (the caller commits the heads just before, so that they are all
-/// of them).
+/// of them). For a stream no order covers (see [`build_bundle_with_orders`]).
 pub fn build_bundle(
     store: &Store,
     stream: &StreamId,
@@ -103,6 +129,20 @@ pub fn build_bundle(
     size: u64,
     log_key: &str,
     with_content: bool,
+) -> Result<Bundle, BundleError> {
+    build_bundle_with_orders(store, stream, checkpoint, size, log_key, with_content, &[])
+}
+
+/// [`build_bundle`], with the positions of the orders that cover the stream (the records layer
+/// knows them): each notice in the stream's orders stream must name one of them.
+pub fn build_bundle_with_orders(
+    store: &Store,
+    stream: &StreamId,
+    checkpoint: &[u8],
+    size: u64,
+    log_key: &str,
+    with_content: bool,
+    order_positions: &[u64],
 ) -> Result<Bundle, BundleError> {
     let read = |e: &dyn std::fmt::Display| BundleError::Read(e.to_string());
     let proof_of = |e: &Entry| -> Result<InclusionProof, BundleError> {
@@ -137,9 +177,40 @@ pub fn build_bundle(
     }
     let registry_head = map.prove(&StreamId::REGISTRY.0).ok_or_else(|| read(&"the heads map has no registry"))?;
     let registry = collect(&StreamId::REGISTRY, size)?;
+    let os = orders_stream(stream);
+    let notices = collect(&os, commitment.size)?;
+    let (head, absent) = match map.prove(&os.0) {
+        Some(p) => (Some(p), None),
+        None => (
+            None,
+            Some(map.prove_absent(&os.0).ok_or_else(|| read(&"the orders stream is neither in the map nor absent"))?),
+        ),
+    };
+    let mut orders = Vec::new();
+    for n in &notices {
+        let named = n
+            .statement
+            .refs
+            .causation
+            .ok_or_else(|| read(&format!("the notice at {} names no order", n.position())))?;
+        let found = order_positions
+            .iter()
+            .filter(|p| **p < n.position())
+            .map(|p| store.entry(*p).map_err(|x| read(&x)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .find(|o| o.hash() == named)
+            .ok_or_else(|| {
+                read(&format!("the notice at {} names an order at none of the positions given", n.position()))
+            })?;
+        if !orders.iter().any(|o: &Entry| o.position() == found.position()) {
+            orders.push(found);
+        }
+    }
     let mut content = Vec::new();
     if with_content {
-        for e in &entries {
+        for e in entries.iter().chain(&notices) {
             // Only an expunged entry (its key destroyed) goes without its content; anything else
             // that keeps a payload from opening is damage, and no bundle is made over it.
             match store.open_payload_with_salt(e) {
@@ -160,7 +231,17 @@ pub fn build_bundle(
         log_key: log_key.to_string(),
         entries: entries.iter().map(proof_of).collect::<Result<_, _>>()?,
         registry: registry.iter().map(proof_of).collect::<Result<_, _>>()?,
-        completeness: Completeness { commitment: proof_of(&commitment_entry)?, stream_head, registry_head },
+        completeness: Completeness {
+            commitment: proof_of(&commitment_entry)?,
+            stream_head,
+            registry_head,
+            orders: OrdersEvidence {
+                head,
+                absent,
+                notices: notices.iter().map(proof_of).collect::<Result<_, _>>()?,
+                orders: orders.iter().map(proof_of).collect::<Result<_, _>>()?,
+            },
+        },
         content,
     })
 }
@@ -250,6 +331,8 @@ pub struct Proven {
     pub complete_at: u64,
     /// The position of the heads commitment.
     pub commitment_position: u64,
+    /// The expungement orders that cover the stream (their notices proven complete).
+    pub orders: u64,
     /// Registry entries used to judge signatures.
     pub registry_entries: u64,
     /// Payloads whose content matched the signed commitment.
@@ -266,7 +349,7 @@ impl Proven {
              all {n} entries of stream {stream} (versions 0 to {last}, chained from the stream's first entry, \
              last entry hash {hash}) are included in that tree, and the ledger's heads commitment at position \
              {cpos} (signed by the ledger, included in the tree) shows the stream had exactly these entries among \
-             the log's first {at}: none is left out; each was signed by its author with a key \
+             the log's first {at}: none is left out; {orders}; each was signed by its author with a key \
              that the ledger's registry ({r} registry entries, chained from the genesis entry, included in \
              the tree, and complete up to the same size by the same commitment) showed as valid at that point \
              of the log; {c}",
@@ -279,6 +362,13 @@ impl Proven {
             last = self.entries.saturating_sub(1),
             hash = self.last_hash,
             r = self.registry_entries,
+            orders = match self.orders {
+                0 => "no expungement order covers the stream (its orders stream is proven empty)".to_string(),
+                n => format!(
+                    "{n} expungement order(s) cover the stream, whose content they destroyed (their notices, signed by \
+                     the ledger, are proven complete the same way, and the orders are included)"
+                ),
+            },
             c = if self.content_checked > 0 {
                 format!("the content of {} entries matches what their authors signed", self.content_checked)
             } else {
@@ -367,6 +457,7 @@ pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceE
     }
     let commitment_entry = included(&bundle.completeness.commitment, cp.size, cp.root)?;
     let heads = complete(bundle, cp.size, &commitment_entry, &stream, &entries, &registry)?;
+    let (notices, orders) = orders_of(&bundle.completeness.orders, &heads, &stream, cp.size, cp.root)?;
 
     // Replay the registry and the stream together in log order: each signature is judged against
     // the registry as it stood just before the entry.
@@ -374,7 +465,7 @@ pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceE
     for e in &registry {
         timeline.insert(e.position(), (e, true));
     }
-    for e in entries.iter().chain([&commitment_entry]) {
+    for e in entries.iter().chain([&commitment_entry]).chain(&notices).chain(&orders) {
         // A bundle about the registry stream itself lists its entries twice: keep them as registry.
         timeline.entry(e.position()).or_insert((e, false));
     }
@@ -396,6 +487,12 @@ pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceE
                 reason: "the heads commitment is not signed by the ledger's own principal".into(),
             });
         }
+        if notices.iter().any(|n| n.position() == position) && !crate::store::ledger_stream_author(&reg, st) {
+            return Err(EvidenceError::Signature {
+                position,
+                reason: "an order's notice is not signed by the ledger's own principal".into(),
+            });
+        }
         if is_registry {
             let payload = public
                 .ok_or_else(|| EvidenceError::Entry { position, reason: "registry payload is not public".into() })?;
@@ -408,7 +505,11 @@ pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceE
 
     let mut content_checked = 0;
     for c in &bundle.content {
-        let e = entries.iter().find(|e| e.position() == c.position).ok_or(EvidenceError::Content(c.position))?;
+        let e = entries
+            .iter()
+            .chain(&notices)
+            .find(|e| e.position() == c.position)
+            .ok_or(EvidenceError::Content(c.position))?;
         let salt: [u8; SALT_LEN] =
             B64.decode(&c.salt).ok().and_then(|s| s.try_into().ok()).ok_or(EvidenceError::Content(c.position))?;
         let payload = B64.decode(&c.payload).map_err(|_| EvidenceError::Content(c.position))?;
@@ -425,6 +526,7 @@ pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceE
         complete_at: heads.size,
         commitment_position: heads.position,
         registry_entries: registry.len() as u64,
+        orders: orders.len() as u64,
         content_checked,
         last_hash: entries.last().map(Entry::hash).unwrap_or(Hash::ZERO),
     })
@@ -492,4 +594,62 @@ fn complete(
         )));
     }
     Ok(c)
+}
+
+/// Checks the orders that cover the stream: its orders stream proven complete (each notice in
+/// it, from version 0 to the committed head) or proven empty at the commitment's size, and every
+/// order a notice names (by its causation hash) present, before the notice, and named. Returns
+/// the notices and the orders.
+fn orders_of(
+    o: &OrdersEvidence,
+    c: &crate::commitment::HeadsCommitment,
+    stream: &StreamId,
+    size: u64,
+    root: chronicle_tlog::TreeHash,
+) -> Result<(Vec<Entry>, Vec<Entry>), EvidenceError> {
+    let incomplete = |s: String| EvidenceError::Incomplete(s);
+    let os = orders_stream(stream);
+    let mut notices: Vec<Entry> = o.notices.iter().map(|p| included(p, size, root)).collect::<Result<_, _>>()?;
+    notices.sort_by_key(|e| e.header.stream_version);
+    match (&o.head, &o.absent) {
+        (Some(h), None) => {
+            let head = h.verify(&c.root).map_err(|e| incomplete(format!("the orders stream's head: {e}")))?;
+            if head.stream != os.0 {
+                return Err(incomplete("the orders head proof is about another stream".into()));
+            }
+            check_chain(&notices, &os)?;
+            let last = notices.last().map(|e| (e.header.stream_version, e.hash().0));
+            if last != Some((head.version, head.hash)) {
+                return Err(incomplete(format!(
+                    "{} orders covered stream {stream} among the log's first {}, the bundle holds {} of their notices",
+                    head.version + 1,
+                    c.size,
+                    notices.len()
+                )));
+            }
+        }
+        (None, Some(a)) => {
+            a.verify(&c.root, &os.0).map_err(|e| incomplete(format!("the orders stream's absence: {e}")))?;
+            if !notices.is_empty() {
+                return Err(incomplete("notices of orders beside a proof that there are none".into()));
+            }
+        }
+        _ => return Err(incomplete("the orders stream is to be proven either complete or empty, once".into())),
+    }
+    let orders: Vec<Entry> = o.orders.iter().map(|p| included(p, size, root)).collect::<Result<_, _>>()?;
+    for n in &notices {
+        let named = n.statement.refs.causation;
+        if !orders.iter().any(|order| Some(order.hash()) == named && order.position() < n.position()) {
+            return Err(incomplete(format!("the order the notice at position {} names is missing", n.position())));
+        }
+    }
+    for order in &orders {
+        if !notices.iter().any(|n| n.statement.refs.causation == Some(order.hash())) {
+            return Err(EvidenceError::Entry {
+                position: order.position(),
+                reason: "an order no notice in the stream's orders stream names".into(),
+            });
+        }
+    }
+    Ok((notices, orders))
 }

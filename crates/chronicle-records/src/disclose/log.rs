@@ -119,8 +119,12 @@ impl Records {
             access::decide(policy, recipient.role, call, Some(purpose)).map_err(|r| asked.refused(subject, r.0))?;
         let target = Target::Stream(stream);
         match &scope {
-            Scope::Unknown | Scope::Expunged(_) => {
-                return Err(ServiceError::NotFound(target.not_found()));
+            // An expunged record's entries are opaque, but they are still the log's: without
+            // content they go out as a read of the log (with the orders that emptied them).
+            Scope::Unknown => return Err(ServiceError::NotFound(target.not_found())),
+            Scope::Expunged(_) if with_content => {
+                let reason = "an expunged record has no content left to release: export it without content".to_string();
+                return Err(asked.refused(None, reason));
             }
             Scope::System(_)
                 if with_content && access::bureau_entry(policy, recipient.role) == access::Shown::Withheld =>
