@@ -337,6 +337,57 @@ fn an_expunged_cases_bundle_carries_the_order_that_emptied_it_proven_complete() 
     let mut t = bg.clone();
     t.completeness.orders.head = None;
     incomplete(verify_bundle(&t, &key));
+    let mut t = bg.clone();
+    t.completeness.orders.orders.push(t.completeness.orders.orders[0].clone());
+    assert!(verify_bundle(&t, &key).is_err(), "an order listed twice");
+}
+
+/// What someone with write rights puts in a stream's orders stream notices nothing (only the
+/// ledger's entries are notices), and does not keep the stream's evidence from being made; an
+/// order carried out while the service had no ledger signer (recovery at open) gets its notice
+/// when the signer is given, and no bundle is made before (it would say no order covers it).
+#[test]
+fn a_squatted_orders_stream_or_a_notice_not_yet_written_never_hides_an_order() {
+    use chronicle_records::Level;
+    let b = common::Bureau::new();
+    let subject = b.enroll("PA-71", "Doe", "Jo", "1970-03-04");
+    let case = b.arrest(subject, "OTN-71", "2019-01-02", &[(1, "18 PA 3502", "BURGLARY", Level::Felony)]);
+    // Someone who may record arrests puts one in the case's orders stream first.
+    let squat = chronicle_store::evidence::orders_stream(&case);
+    b.rec(
+        &b.police,
+        squat,
+        chronicle_records::RecordEvent::ArrestRecorded {
+            subject: subject.to_hex(),
+            tracking_number: "OTN-SQUAT".into(),
+            agency_ori: "ZZ0000001".into(),
+            arrest_date: common::date("2019-01-03"),
+            charges: vec![common::charge(1, "18 PA 3921", "THEFT", Level::Misdemeanor)],
+        },
+    )
+    .unwrap();
+    // The order, carried out by a service that has no ledger signer: keys destroyed, no notice.
+    let bare = chronicle_records::Records::open(b.ledger.store.clone()).unwrap();
+    bare.expunge(&b.court, case, "cycle", "EXP-71", "PC 851.93", Timestamp::now()).unwrap();
+    let dir = &b.ledger.dir;
+    let origin = dir.info().unwrap().origin;
+    let key = dir.log_key().unwrap();
+    let export = || {
+        let (_, size, note) =
+            b.ledger.store.checkpoint_with_heads(&dir.ledger().unwrap(), &dir.note_signer().unwrap(), &origin).unwrap();
+        let orders = orders_covering(&b, &case);
+        assert_eq!(orders.len(), 1);
+        chronicle_store::evidence::build_bundle_with_orders(&b.ledger.store, &case, &note, size, &key, false, &orders)
+    };
+    b.records.catch_up().unwrap();
+    let e = export().unwrap_err();
+    assert!(e.to_string().contains("its notice is not in the stream's orders stream"), "{e}");
+    // The signer given: the notice is written, and the bundle proves the order.
+    bare.set_ledger(dir.ledger().unwrap()).unwrap();
+    let bundle = export().unwrap();
+    let proven = verify_bundle(&bundle, &key).unwrap();
+    assert_eq!(proven.orders, 1);
+    assert_eq!(bundle.completeness.orders.notices.len(), 2, "the squatter's entry and the ledger's notice");
 }
 
 /// An expunged case is exported by stream id, without content, by a role that may read the log:

@@ -65,7 +65,9 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
     };
     let dir = DataDir::new(&a.data_dir, None);
     let store = dir.open()?;
-    let records = chronicle_records::Records::open(store.clone())?;
+    // With the ledger's signer, as every command opens it: any notice of an order still missing
+    // (a crash between an order and its notices) is written before a bundle is made.
+    let records = dir.open_records(store.clone())?;
     let stream = match (&a.case, &a.stream) {
         (Some(docket), _) => {
             let found = records.projection().state.cycle_by_docket(docket);

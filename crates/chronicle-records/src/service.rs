@@ -10,7 +10,7 @@
 //! Decrypting payloads dominates catching up, so pages of entries are opened on all cores and
 //! then applied in log order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use chronicle_core::{Command, Draft, Entry, PayloadKind, PrincipalId, References, Signer, StreamId, Timestamp};
@@ -337,6 +337,9 @@ pub struct Records {
     persist_every: std::sync::atomic::AtomicU64,
     /// Why the last persist during a catch-up failed, until one succeeds.
     persist_failure: Mutex<Option<String>>,
+    /// The positions of the orders whose notices this process found or wrote, all of them;
+    /// held while notices are written (one writer of notices at a time).
+    noticed: Mutex<BTreeSet<u64>>,
 }
 
 impl Records {
@@ -352,6 +355,7 @@ impl Records {
             refusals: Mutex::new(crate::refusals::Limiter::default()),
             persist_every: std::sync::atomic::AtomicU64::new(PERSIST_EVERY),
             persist_failure: Mutex::new(None),
+            noticed: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -532,8 +536,13 @@ impl Records {
     pub fn carry_out(&self) -> Result<usize, ServiceError> {
         // Each order's notices first, in the orders streams of what it covers (with the ledger's
         // signer; without it, as when the service is opened, destruction does not wait: the
-        // notices follow when the signer is given).
-        self.notice_orders()?;
+        // notices follow when the signer is given). Destruction never waits on a notice that
+        // could not be written: an evidence bundle is then refused until it is.
+        if let Err(e) = self.notice_orders() {
+            eprintln!(
+                "chronicle: an expungement order's notice could not be written yet ({e}); its keys are destroyed anyway"
+            );
+        }
         let streams: Vec<StreamId> =
             self.projection().state.expunged.values().flat_map(|t| t.streams.iter().copied()).collect();
         let mut destroyed = 0;
@@ -549,33 +558,38 @@ impl Records {
 
     /// Writes, signed by the ledger, the notice of every expungement order carried out in the
     /// orders stream of each stream it covers (`records.order_noticed`, naming the order by its
-    /// causation hash), where it is not there yet. A stream's orders stream holds exactly one
-    /// notice per order covering it (the idempotency key is the order's position and the stream),
-    /// so one with as many entries as orders cover the stream is complete: one read per stream.
-    /// Returns how many notices were written.
+    /// causation hash), where it is not there yet: a notice is the ledger's entry in that stream
+    /// naming the order (anything else someone put there is not one). Each order is looked at
+    /// once per process; one writer at a time. Returns how many notices were written.
     pub fn notice_orders(&self) -> Result<usize, ServiceError> {
         let Some(ledger) = self.ledger.get() else { return Ok(0) };
-        let tombstones: Vec<crate::state::Tombstone> = self.projection().state.expunged.values().cloned().collect();
-        let mut covering: BTreeMap<StreamId, usize> = BTreeMap::new();
-        for t in &tombstones {
-            for s in &t.streams {
-                *covering.entry(*s).or_default() += 1;
-            }
-        }
+        let mut noticed = self.noticed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tombstones: Vec<crate::state::Tombstone> =
+            self.projection().state.expunged.values().filter(|t| !noticed.contains(&t.position)).cloned().collect();
         let mut written = 0;
         for t in &tombstones {
+            let order = self.store.entry(t.position)?.ok_or_else(|| {
+                RecordsError::Malformed(format!("the order at position {} is not in the log", t.position))
+            })?;
             for s in &t.streams {
                 let orders = crate::model::orders_stream(s);
-                let have = self.store.stream_version(&orders)?.map_or(0, |v| v as usize + 1);
-                if have >= covering[s] {
-                    continue;
-                }
-                // Some notice is missing: is it this order's?
-                let order = self.store.entry(t.position)?.ok_or_else(|| {
-                    RecordsError::Malformed(format!("the order at position {} is not in the log", t.position))
-                })?;
-                let noticed = self.store.read_stream(&orders, 0, covering[s])?;
-                if noticed.iter().any(|e| e.statement.refs.causation == Some(order.hash())) {
+                let has_notice = |store: &Store| -> Result<bool, ServiceError> {
+                    let mut from = 0;
+                    loop {
+                        let page = store.read_stream(&orders, from, 256)?;
+                        if page.iter().any(|e| {
+                            e.statement.author == *ledger.principal()
+                                && e.statement.refs.causation == Some(order.hash())
+                        }) {
+                            return Ok(true);
+                        }
+                        if page.len() < 256 {
+                            return Ok(false);
+                        }
+                        from += 256;
+                    }
+                };
+                if has_notice(&self.store)? {
                     continue;
                 }
                 let ev = RecordEvent::OrderNoticed {
@@ -588,9 +602,14 @@ impl Records {
                 let mut d = draft(orders, &ev, Timestamp::now(), None, key);
                 d.refs.causation = Some(order.hash());
                 let cmd = Command::sign(ledger, d).map_err(|e| RecordsError::Malformed(e.to_string()))?;
-                self.append_checked(orders, ExpectedVersion::Any, vec![cmd], vec![ev])?;
-                written += 1;
+                match self.append_checked(orders, ExpectedVersion::Any, vec![cmd], vec![ev]) {
+                    Ok(_) => written += 1,
+                    // Written meanwhile (same idempotency key, another salt): noticed.
+                    Err(_) if has_notice(&self.store)? => {}
+                    Err(e) => return Err(e),
+                }
             }
+            noticed.insert(t.position);
         }
         Ok(written)
     }

@@ -187,7 +187,8 @@ pub fn build_bundle_with_orders(
         ),
     };
     let mut orders = Vec::new();
-    for n in &notices {
+    let registry_now = store.registry();
+    for n in notices.iter().filter(|n| crate::store::ledger_stream_author(&registry_now, &n.statement)) {
         let named = n
             .statement
             .refs
@@ -207,6 +208,15 @@ pub fn build_bundle_with_orders(
         if !orders.iter().any(|o: &Entry| o.position() == found.position()) {
             orders.push(found);
         }
+    }
+    // Every order said to cover the stream must have its notice there: a bundle never says
+    // "no order covers it" of a stream an order covers.
+    if let Some(p) = order_positions.iter().find(|p| !orders.iter().any(|o| o.position() == **p)) {
+        return Err(read(&format!(
+            "the order at position {p} covers stream {stream} but its notice is not in the stream's orders stream \
+             below size {} (open the records service with the ledger's signer, which writes it, then export again)",
+            commitment.size
+        )));
     }
     let mut content = Vec::new();
     if with_content {
@@ -470,6 +480,7 @@ pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceE
         timeline.entry(e.position()).or_insert((e, false));
     }
     let mut reg = Registry::new();
+    let mut ledger_notices: Vec<u64> = Vec::new();
     for (position, (e, is_registry)) in timeline {
         let st = &e.statement;
         let public = (st.payload_kind == PayloadKind::Public)
@@ -487,11 +498,10 @@ pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceE
                 reason: "the heads commitment is not signed by the ledger's own principal".into(),
             });
         }
-        if notices.iter().any(|n| n.position() == position) && !crate::store::ledger_stream_author(&reg, st) {
-            return Err(EvidenceError::Signature {
-                position,
-                reason: "an order's notice is not signed by the ledger's own principal".into(),
-            });
+        // In the orders stream, only the ledger's entries are notices (anything else someone
+        // with write rights put there is proven in its chain but notices nothing).
+        if notices.iter().any(|n| n.position() == position) && crate::store::ledger_stream_author(&reg, st) {
+            ledger_notices.push(position);
         }
         if is_registry {
             let payload = public
@@ -503,6 +513,7 @@ pub fn verify_bundle(bundle: &Bundle, log_key: &str) -> Result<Proven, EvidenceE
         }
     }
 
+    named(&notices, &ledger_notices, &orders)?;
     let mut content_checked = 0;
     for c in &bundle.content {
         let e = entries
@@ -637,19 +648,34 @@ fn orders_of(
         _ => return Err(incomplete("the orders stream is to be proven either complete or empty, once".into())),
     }
     let orders: Vec<Entry> = o.orders.iter().map(|p| included(p, size, root)).collect::<Result<_, _>>()?;
-    for n in &notices {
+    let mut positions: Vec<u64> = orders.iter().map(Entry::position).collect();
+    positions.sort_unstable();
+    if positions.windows(2).any(|w| w[0] == w[1]) {
+        return Err(EvidenceError::Format("an order is listed twice".into()));
+    }
+    Ok((notices, orders))
+}
+
+/// Every notice of the ledger's in the orders stream names (by its causation hash) an order the
+/// bundle holds, before it; every order the bundle holds is named by one.
+fn named(notices: &[Entry], ledger_notices: &[u64], orders: &[Entry]) -> Result<(), EvidenceError> {
+    let real: Vec<&Entry> = notices.iter().filter(|n| ledger_notices.contains(&n.position())).collect();
+    for n in &real {
         let named = n.statement.refs.causation;
         if !orders.iter().any(|order| Some(order.hash()) == named && order.position() < n.position()) {
-            return Err(incomplete(format!("the order the notice at position {} names is missing", n.position())));
+            return Err(EvidenceError::Incomplete(format!(
+                "the order the notice at position {} names is missing",
+                n.position()
+            )));
         }
     }
-    for order in &orders {
-        if !notices.iter().any(|n| n.statement.refs.causation == Some(order.hash())) {
+    for order in orders {
+        if !real.iter().any(|n| n.statement.refs.causation == Some(order.hash())) {
             return Err(EvidenceError::Entry {
                 position: order.position(),
-                reason: "an order no notice in the stream's orders stream names".into(),
+                reason: "an order no notice of the ledger's in the stream's orders stream names".into(),
             });
         }
     }
-    Ok((notices, orders))
+    Ok(())
 }
