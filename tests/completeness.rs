@@ -422,3 +422,36 @@ fn the_cli_exports_an_expunged_cases_opaque_entries_with_its_order() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--stream"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Expungements carried out side by side (each writes its notices, then destroys its keys) all
+/// end noticed and destroyed: notices are written one writer at a time, and none is written twice.
+#[test]
+fn expungements_carried_out_side_by_side_are_each_noticed_once() {
+    use chronicle_records::Level;
+    let b = common::Bureau::new();
+    let cases: Vec<StreamId> = (0..6)
+        .map(|i| {
+            let subject = b.enroll(&format!("PA-8{i}"), "Roe", "Ann", "1980-01-02");
+            b.arrest(subject, &format!("OTN-8{i}"), "2021-03-04", &[(1, "18 PA 3502", "BURGLARY", Level::Felony)])
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for (i, case) in cases.iter().enumerate() {
+            let b = &b;
+            scope.spawn(move || {
+                b.records
+                    .expunge(&b.court, *case, "cycle", &format!("EXP-8{i}"), "PC 851.93", Timestamp::now())
+                    .unwrap();
+            });
+        }
+    });
+    // Once more, as a start would: nothing left to write.
+    assert_eq!(b.records.notice_orders().unwrap(), 0);
+    for case in &cases {
+        let notices = b.ledger.store.read_stream(&chronicle_store::evidence::orders_stream(case), 0, 10).unwrap();
+        assert_eq!(notices.len(), 1, "one notice for the one order covering the case");
+        assert!(b.ledger.store.stream_keys_destroyed(&[*case]).unwrap());
+        let (bundle, key) = bundle_of(&b, *case);
+        assert_eq!(verify_bundle(&bundle, &key).unwrap().orders, 1);
+    }
+}
