@@ -7,25 +7,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_chronicle");
-
-fn chronicle(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run chronicle")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = chronicle(args);
-    assert!(
-        out.status.success(),
-        "chronicle {args:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::{chronicle, ok};
 
 /// Every file under `root`, with its bytes.
 fn files(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {

@@ -4,25 +4,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chronicle");
 
-fn chronicle(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run chronicle")
-}
+mod common;
 
-fn ok(args: &[&str]) -> String {
-    let out = chronicle(args);
-    assert!(
-        out.status.success(),
-        "chronicle {args:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::{chronicle, ok};
 
 struct Server(Child);
 

@@ -479,3 +479,21 @@ fn check_charge_order(
 fn cycle_subject(records: &chronicle_records::Records, cycle: StreamId) -> StreamId {
     records.projection().state.cycles[&cycle].subject
 }
+
+/// Runs the `chronicle` binary built with the tests.
+pub fn chronicle(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_chronicle")).args(args).output().expect("run chronicle")
+}
+
+/// Runs the `chronicle` binary, which must succeed; returns what it printed.
+pub fn ok(args: &[&str]) -> String {
+    let out = chronicle(args);
+    assert!(
+        out.status.success(),
+        "chronicle {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
